@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Builds (through setup.sh) and runs the whole CPU test suite with CTest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 900

@@ -1,0 +1,48 @@
+#include "backend/backend.h"
+
+#include <mutex>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+
+namespace canvas {
+
+namespace {
+
+struct BackendRegistry {
+  std::mutex mutex;
+  std::vector<std::unique_ptr<Backend>> backends;
+};
+
+BackendRegistry& registry() {
+  static BackendRegistry instance;
+  return instance;
+}
+
+}  // namespace
+
+Backend& backend_for(Device device) {
+  BackendRegistry& reg = registry();
+  std::lock_guard lock(reg.mutex);
+  for (auto& backend : reg.backends) {
+    if (backend->device() == device) return *backend;
+  }
+  if (device.is_cpu()) {
+    reg.backends.push_back(std::make_unique<CpuBackend>());
+    return *reg.backends.back();
+  }
+  throw Error("no backend for device " + device.str() +
+              ": this build has no CUDA support (configure with -DCANVAS_CUDA=ON)");
+}
+
+void register_backend(std::unique_ptr<Backend> backend) {
+  BackendRegistry& reg = registry();
+  std::lock_guard lock(reg.mutex);
+  for (auto& existing : reg.backends) {
+    check(!(existing->device() == backend->device()),
+          "a backend for " + backend->device().str() + " is already registered");
+  }
+  reg.backends.push_back(std::move(backend));
+}
+
+}  // namespace canvas

@@ -1,0 +1,43 @@
+// The CPU backend: f32 compute on host memory, multi-threaded, GEMMs through OpenBLAS. Weights stored
+// in lower precision are widened to f32 in row blocks as they are used.
+#pragma once
+
+#include "backend/backend.h"
+
+namespace canvas {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::cpu(); }
+
+  void copy(const Tensor& src, Tensor& dst) override;
+  void fill_zero(Tensor& dst) override;
+  void transfer(const Tensor& src, Tensor& dst) override;
+
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) override;
+  void unary(UnaryOp op, const Tensor& x, Tensor& out) override;
+  void scale(const Tensor& x, float factor, Tensor& out) override;
+  void clamp(const Tensor& x, float min_value, float max_value, Tensor& out) override;
+  void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, Tensor& out) override;
+  void gated_add(const Tensor& residual, const Tensor& gate, const Tensor& x, Tensor& out) override;
+
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) override;
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override;
+  void l2_normalize(const Tensor& x, int axis, float eps, Tensor& out) override;
+  void softmax(const Tensor& x, Tensor& out) override;
+  void vector_norm(const Tensor& x, Tensor& out) override;
+
+  void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) override;
+  void matmul(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionMask& mask,
+                 float softmax_scale, Tensor& out) override;
+  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeLayout layout,
+            Tensor& out) override;
+
+  void conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::Conv2dParams& params,
+              Tensor& out) override;
+  void upsample_nearest2x(const Tensor& x, Tensor& out) override;
+  void embedding(const Tensor& ids, const Tensor& table, Tensor& out) override;
+};
+
+}  // namespace canvas

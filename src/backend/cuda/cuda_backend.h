@@ -1,0 +1,65 @@
+// The CUDA backend: activations in bf16 (or f32 for parity checks), GEMMs through cuBLASLt, attention
+// through cuDNN's fused SDPA, convolutions through cuDNN, and small fused kernels for the rest. All
+// work of one device runs in order on its compute stream; copies that should overlap compute use the
+// separate copy stream with events.
+#pragma once
+
+#include <memory>
+
+#include "backend/backend.h"
+
+namespace canvas {
+
+// Registers the allocator (device memory), a pinned-host allocator and the backend of every visible
+// CUDA device. Call once at startup before any tensor is placed on a CUDA device. Returns the number of
+// devices; throws canvas::Error when the driver or runtime cannot be used.
+int register_cuda_backends();
+// Pinned host memory for staging copies, charged like any other allocation.
+Allocator& pinned_host_allocator();
+
+struct CudaContext;  // handles, streams and workspaces; defined in cuda_context.h
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device_index);
+  ~CudaBackend() override;
+  Device device() const override { return Device::cuda(device_index_); }
+  CudaContext& context() { return *context_; }
+  // Blocks until all work queued on this device has finished.
+  void synchronize();
+
+  void copy(const Tensor& src, Tensor& dst) override;
+  void fill_zero(Tensor& dst) override;
+  void transfer(const Tensor& src, Tensor& dst) override;
+
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) override;
+  void unary(UnaryOp op, const Tensor& x, Tensor& out) override;
+  void scale(const Tensor& x, float factor, Tensor& out) override;
+  void clamp(const Tensor& x, float min_value, float max_value, Tensor& out) override;
+  void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, Tensor& out) override;
+  void gated_add(const Tensor& residual, const Tensor& gate, const Tensor& x, Tensor& out) override;
+
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) override;
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override;
+  void l2_normalize(const Tensor& x, int axis, float eps, Tensor& out) override;
+  void softmax(const Tensor& x, Tensor& out) override;
+  void vector_norm(const Tensor& x, Tensor& out) override;
+
+  void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) override;
+  void matmul(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionMask& mask,
+                 float softmax_scale, Tensor& out) override;
+  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeLayout layout,
+            Tensor& out) override;
+
+  void conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::Conv2dParams& params,
+              Tensor& out) override;
+  void upsample_nearest2x(const Tensor& x, Tensor& out) override;
+  void embedding(const Tensor& ids, const Tensor& table, Tensor& out) override;
+
+ private:
+  int device_index_;
+  std::unique_ptr<CudaContext> context_;
+};
+
+}  // namespace canvas

@@ -1,0 +1,101 @@
+#include "cli/generate_command.h"
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "cli/progress_bar.h"
+#include "io/png_image.h"
+#include "pipeline/components.h"
+#include "pipeline/generation_metadata.h"
+#include "pipeline/text_to_image.h"
+
+namespace canvas::cli {
+
+namespace {
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  if (name == "cuda") return Device::cuda(0);
+  if (name.rfind("cuda:", 0) == 0) {
+    try {
+      return Device::cuda(std::stoi(name.substr(5)));
+    } catch (const std::exception&) {
+    }
+  }
+  throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app, GenerateOptions& options) {
+  CLI::App* command = app.add_subcommand("generate", "Generate an image from a text prompt");
+  command
+      ->add_option("--model", options.model,
+                   "Model: a diffusers folder, a Hugging Face cache folder (models--Org--Name) or a snapshot")
+      ->required();
+  command->add_option("--prompt", options.prompt, "What to draw")->required();
+  command->add_option("--negative-prompt", options.negative_prompt,
+                      "What to steer away from (with --cfg-scale > 1; default \" \")");
+  command->add_option("--cfg-scale", options.cfg_scale, "True classifier-free guidance scale; 1 turns it off")
+      ->capture_default_str();
+  command->add_option("--steps", options.steps, "Denoising steps")->capture_default_str();
+  command->add_option("--width", options.width, "Image width in pixels, a multiple of 16")
+      ->capture_default_str();
+  command->add_option("--height", options.height, "Image height in pixels, a multiple of 16")
+      ->capture_default_str();
+  command->add_option("--seed", options.seed, "Random seed (default: a random one, recorded in the image)");
+  command->add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  command->add_option("--output", options.output, "Where to write the PNG")->required();
+}
+
+int run_generate(const GenerateOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start = Clock::now();
+  std::filesystem::path output(options.output);
+  check(output.extension() == ".png" || output.extension() == ".PNG",
+        "--output must name a .png file, got '" + options.output + "'");
+  check(output.parent_path().empty() || std::filesystem::is_directory(output.parent_path()),
+        "the folder of --output does not exist: " + output.parent_path().string());
+
+  TextToImageRequest request;
+  request.prompt = options.prompt;
+  request.negative_prompt = options.negative_prompt;
+  request.cfg_scale = options.cfg_scale;
+  request.steps = options.steps;
+  request.width = options.width;
+  request.height = options.height;
+  request.seed = options.seed ? *options.seed : std::random_device{}();
+  Device device = parse_device(options.device);
+
+  std::fprintf(stderr, "Loading %s\n", options.model.c_str());
+  QwenImageComponents components = load_qwen_image(options.model, device);
+  // Check the request before spending time on anything else.
+  validate_request(request, components);
+  double load_s = std::chrono::duration<double>(Clock::now() - start).count();
+
+  ProgressBar progress("Denoising");
+  TextToImageResult result =
+      text_to_image(components, request, [&](int done, int total) { progress.update(done, total); });
+  progress.finish();
+
+  GenerationRecord record{options.model, device.str(), request, &result, load_s, 0.0};
+  record.total_s = std::chrono::duration<double>(Clock::now() - start).count();
+  RgbImage image;
+  image.height = result.image.dim(0);
+  image.width = result.image.dim(1);
+  image.pixels = image_to_rgb8(result.image);
+  image.text = generation_text_chunks(record);
+  write_png(output, image);
+
+  std::fprintf(stderr,
+               "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n"
+               "Time: load %.2f s, text encode %.2f s, denoise %.2f s, VAE decode %.2f s, total %.2f s\n",
+               output.c_str(), static_cast<long long>(request.width), static_cast<long long>(request.height),
+               static_cast<unsigned long long>(request.seed), request.steps, request.cfg_scale,
+               result.used_cfg ? "" : ", no guidance", load_s, result.timings.text_encode_s,
+               result.timings.denoise_s, result.timings.vae_decode_s, record.total_s);
+  return 0;
+}
+
+}  // namespace canvas::cli

@@ -1,0 +1,26 @@
+// `canvas generate`: text-to-image from the command line.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+
+namespace canvas::cli {
+
+struct GenerateOptions {
+  std::string model;
+  std::string prompt;
+  std::optional<std::string> negative_prompt;
+  float cfg_scale = 4.0f;
+  int steps = 50;
+  int64_t width = 1024;
+  int64_t height = 1024;
+  std::optional<uint64_t> seed;
+  std::string device = "cpu";
+  std::string output;
+};
+
+void add_generate_command(CLI::App& app, GenerateOptions& options);
+int run_generate(const GenerateOptions& options);
+
+}  // namespace canvas::cli

@@ -1,0 +1,28 @@
+// canvas: the command-line entry point.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "cli/generate_command.h"
+#include "util/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Ethereal Canvas: image generation with the Qwen-Image family"};
+  app.set_version_flag("--version", std::string("ethereal-canvas ") + CANVAS_VERSION);
+  app.require_subcommand(1);
+  canvas::cli::GenerateOptions generate_options;
+  canvas::cli::add_generate_command(app, generate_options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  }
+  try {
+    if (app.got_subcommand("generate")) return canvas::cli::run_generate(generate_options);
+  } catch (const canvas::OutOfMemoryError& error) {
+    std::fprintf(stderr, "error: out of memory: %s\n", error.what());
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "error: %s\n", error.what());
+  }
+  return 1;
+}

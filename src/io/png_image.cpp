@@ -1,0 +1,170 @@
+#include "io/png_image.h"
+
+#include <png.h>
+
+#include <cerrno>
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "util/error.h"
+
+namespace canvas {
+
+namespace {
+
+struct FileCloser {
+  void operator()(FILE* file) const {
+    if (file) std::fclose(file);
+  }
+};
+using FilePtr = std::unique_ptr<FILE, FileCloser>;
+
+// libpng reports errors by longjmp; the message is kept here so the caller can throw a canvas::Error
+// after the jump, outside libpng's frames.
+struct PngErrorState {
+  std::string message;
+};
+
+void on_png_error(png_structp png, png_const_charp message) {
+  auto* state = static_cast<PngErrorState*>(png_get_error_ptr(png));
+  state->message = message ? message : "unknown libpng error";
+  png_longjmp(png, 1);
+}
+
+void on_png_warning(png_structp, png_const_charp) {}
+
+// The libpng calls of one image, each behind its own setjmp: the frames a longjmp crosses hold only
+// plain pointers, so no C++ object is skipped or clobbered.
+bool write_with_libpng(png_structp png, png_infop info, FILE* file, const RgbImage& image, png_text* chunks,
+                       png_bytep* rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_init_io(png, file);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(image.width), static_cast<png_uint_32>(image.height), 8,
+               PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (!image.text.empty()) png_set_text(png, info, chunks, static_cast<int>(image.text.size()));
+  png_set_rows(png, info, rows);
+  png_write_png(png, info, PNG_TRANSFORM_IDENTITY, nullptr);
+  return true;
+}
+
+bool read_header_with_libpng(png_structp png, png_infop info, FILE* file, png_uint_32* width,
+                             png_uint_32* height) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_init_io(png, file);
+  png_set_sig_bytes(png, 8);
+  // Refuse absurd dimensions and chunks before libpng allocates anything for them.
+  png_set_user_limits(png, 65535, 65535);
+  png_set_chunk_malloc_max(png, 64 << 20);
+  png_read_info(png, info);
+  *width = png_get_image_width(png, info);
+  *height = png_get_image_height(png, info);
+  png_set_expand(png);
+  png_set_strip_16(png);
+  png_set_strip_alpha(png);
+  png_set_gray_to_rgb(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  return true;
+}
+
+bool read_pixels_with_libpng(png_structp png, png_infop info, png_bytep* rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_image(png, rows);
+  png_read_end(png, info);
+  return true;
+}
+
+}  // namespace
+
+void write_png(const std::filesystem::path& path, const RgbImage& image) {
+  check(image.width > 0 && image.height > 0 && image.width <= 65535 && image.height <= 65535,
+        "cannot write a " + std::to_string(image.width) + "x" + std::to_string(image.height) + " PNG");
+  check(
+      static_cast<int64_t>(image.pixels.size()) == image.width * image.height * 3,
+      "PNG pixel buffer does not match " + std::to_string(image.width) + "x" + std::to_string(image.height));
+  std::filesystem::path temporary = path;
+  temporary += ".partial";
+  FilePtr file(std::fopen(temporary.c_str(), "wb"));
+  check(file != nullptr, "cannot create " + temporary.string() + ": " + std::strerror(errno));
+
+  std::vector<png_text> chunks(image.text.size());
+  for (size_t i = 0; i < image.text.size(); ++i) {
+    chunks[i] = {};
+    chunks[i].compression = PNG_ITXT_COMPRESSION_NONE;
+    chunks[i].key = const_cast<char*>(image.text[i].key.c_str());
+    chunks[i].text = const_cast<char*>(image.text[i].text.c_str());
+    chunks[i].itxt_length = image.text[i].text.size();
+  }
+  std::vector<png_bytep> rows(static_cast<size_t>(image.height));
+  for (int64_t y = 0; y < image.height; ++y) {
+    rows[y] = const_cast<png_bytep>(image.pixels.data() + y * image.width * 3);
+  }
+  PngErrorState state;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &state, on_png_error, on_png_warning);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  bool written = png && info && write_with_libpng(png, info, file.get(), image, chunks.data(), rows.data());
+  png_destroy_write_struct(png ? &png : nullptr, info ? &info : nullptr);
+  bool closed = std::fclose(file.release()) == 0;
+  if (!written || !closed) {
+    std::filesystem::remove(temporary);
+    throw Error("cannot write " + path.string() + ": " +
+                (state.message.empty() ? "I/O error" : state.message));
+  }
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error) {
+    std::filesystem::remove(temporary);
+    throw Error("cannot move the finished image to " + path.string() + ": " + error.message());
+  }
+}
+
+RgbImage read_png(const std::filesystem::path& path, int64_t max_pixels) {
+  FilePtr file(std::fopen(path.c_str(), "rb"));
+  check(file != nullptr, "cannot open " + path.string() + ": " + std::strerror(errno));
+  unsigned char signature[8] = {};
+  check(std::fread(signature, 1, 8, file.get()) == 8 && png_sig_cmp(signature, 0, 8) == 0,
+        path.string() + " is not a PNG file");
+
+  PngErrorState state;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, on_png_error, on_png_warning);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  // Frees libpng's structures on every path out of this function.
+  struct ReadStructs {
+    png_structp& png;
+    png_infop& info;
+    ~ReadStructs() {
+      if (png) png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+    }
+  } guard{png, info};
+  check(png && info, "out of memory reading " + path.string());
+  auto fail = [&](const std::string& reason) {
+    return Error("cannot read " + path.string() + ": " + reason);
+  };
+
+  png_uint_32 width = 0, height = 0;
+  if (!read_header_with_libpng(png, info, file.get(), &width, &height)) throw fail(state.message);
+  if (static_cast<int64_t>(width) * height > max_pixels) {
+    throw fail(std::to_string(width) + "x" + std::to_string(height) + " pixels is over the limit of " +
+               std::to_string(max_pixels));
+  }
+  RgbImage image;
+  image.width = width;
+  image.height = height;
+  image.pixels.resize(static_cast<size_t>(image.width * image.height * 3));
+  std::vector<png_bytep> rows(height);
+  for (int64_t y = 0; y < image.height; ++y) rows[y] = image.pixels.data() + y * image.width * 3;
+  if (!read_pixels_with_libpng(png, info, rows.data())) throw fail(state.message);
+
+  png_textp chunks = nullptr;
+  int count = png_get_text(png, info, &chunks, nullptr);
+  for (int i = 0; i < count; ++i) {
+    size_t length =
+        chunks[i].compression >= PNG_ITXT_COMPRESSION_NONE ? chunks[i].itxt_length : chunks[i].text_length;
+    image.text.push_back({chunks[i].key, std::string(chunks[i].text, length)});
+  }
+  return image;
+}
+
+}  // namespace canvas

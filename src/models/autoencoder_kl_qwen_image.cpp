@@ -1,0 +1,244 @@
+#include "models/autoencoder_kl_qwen_image.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "io/json_config.h"
+
+namespace canvas {
+
+namespace {
+
+// DiagonalGaussianDistribution's bounds on the log-variance.
+constexpr float kLogvarMin = -30.0f, kLogvarMax = 20.0f;
+
+std::vector<float> f32_list(const nlohmann::json& json, const std::string& key, const std::string& file) {
+  std::vector<double> values = config_float_list(json, key, file);
+  return std::vector<float>(values.begin(), values.end());
+}
+
+std::string channels_str(int64_t channels) {
+  return std::to_string(channels);
+}
+
+}  // namespace
+
+AutoencoderKLQwenImageConfig AutoencoderKLQwenImageConfig::from_json(const nlohmann::json& json,
+                                                                     const std::string& file) {
+  AutoencoderKLQwenImageConfig config;
+  config.base_dim = config_int(json, "base_dim", file);
+  config.z_dim = config_int(json, "z_dim", file);
+  config.dim_mult = config_int_list(json, "dim_mult", file);
+  config.num_res_blocks = config_int(json, "num_res_blocks", file);
+  config.attn_scales = config_float_list_or(json, "attn_scales", {}, file);
+  config.temperal_downsample = config_bool_list(json, "temperal_downsample", file);
+  config.dropout = config_float_or(json, "dropout", 0.0, file);
+  config.input_channels = config_int_or(json, "input_channels", 3, file);
+  config.latents_mean = f32_list(json, "latents_mean", file);
+  config.latents_std = f32_list(json, "latents_std", file);
+
+  check(config.base_dim > 0 && config.z_dim > 0 && config.input_channels > 0,
+        file + ": base_dim, z_dim and input_channels must be positive");
+  check(!config.dim_mult.empty() &&
+            std::all_of(config.dim_mult.begin(), config.dim_mult.end(), [](int64_t m) { return m > 0; }),
+        file + ": dim_mult must be a non-empty list of positive multipliers");
+  check(config.num_res_blocks >= 1, file + ": num_res_blocks must be at least 1");
+  check(config.attn_scales.empty(),
+        file +
+            ": attn_scales must be empty (the reference decoder ignores it and its encoder cannot run "
+            "with attention in the down blocks)");
+  check(config.temperal_downsample.size() + 1 == config.dim_mult.size(),
+        file + ": temperal_downsample needs one entry per downsampling stage (" +
+            std::to_string(config.dim_mult.size() - 1) + "), got " +
+            std::to_string(config.temperal_downsample.size()));
+  check(
+      config.latents_mean.size() == static_cast<size_t>(config.z_dim) &&
+          config.latents_std.size() == static_cast<size_t>(config.z_dim),
+      file + ": latents_mean and latents_std need z_dim (" + std::to_string(config.z_dim) + ") entries each");
+  check(std::all_of(config.latents_std.begin(), config.latents_std.end(), [](float s) { return s > 0.0f; }),
+        file + ": latents_std must be positive");
+  return config;
+}
+
+AutoencoderKLQwenImageConfig AutoencoderKLQwenImageConfig::from_file(
+    const std::filesystem::path& config_json) {
+  return from_json(read_json_file(config_json), config_json.string());
+}
+
+QwenImageEncoder3d QwenImageEncoder3d::load(const WeightSource& weights, const std::string& prefix,
+                                            const AutoencoderKLQwenImageConfig& config) {
+  const std::vector<int64_t>& dim_mult = config.dim_mult;
+  std::vector<int64_t> dims = {config.base_dim};
+  for (int64_t multiplier : dim_mult) dims.push_back(config.base_dim * multiplier);
+
+  QwenImageEncoder3d encoder;
+  encoder.conv_in =
+      QwenImageConv2d::load_causal3d(weights, prefix + ".conv_in", config.input_channels, dims[0], 3);
+  for (size_t stage = 0; stage < dim_mult.size(); ++stage) {
+    int64_t in_dim = dims[stage];
+    const int64_t out_dim = dims[stage + 1];
+    for (int64_t i = 0; i < config.num_res_blocks; ++i) {
+      std::string name = prefix + ".down_blocks." + std::to_string(encoder.down_blocks.size());
+      encoder.down_blocks.emplace_back(QwenImageResidualBlock::load(weights, name, in_dim, out_dim));
+      in_dim = out_dim;
+    }
+    if (stage + 1 != dim_mult.size()) {
+      std::string name = prefix + ".down_blocks." + std::to_string(encoder.down_blocks.size());
+      encoder.down_blocks.emplace_back(
+          QwenImageResample::load(weights, name, out_dim, QwenImageResample::Mode::Downsample));
+    }
+  }
+  const int64_t out_dim = dims.back();
+  encoder.mid_block = QwenImageMidBlock::load(weights, prefix + ".mid_block", out_dim);
+  encoder.norm_out = QwenImageRMSNorm::load(weights, prefix + ".norm_out", out_dim, false);
+  encoder.conv_out =
+      QwenImageConv2d::load_causal3d(weights, prefix + ".conv_out", out_dim, 2 * config.z_dim, 3);
+  return encoder;
+}
+
+Tensor QwenImageEncoder3d::forward(Tensor x) const {
+  x = conv_in(x);
+  for (const DownLayer& layer : down_blocks) {
+    x = std::visit([&](const auto& block) { return block.forward(std::move(x)); }, layer);
+  }
+  x = mid_block.forward(std::move(x));
+  x = norm_out(x);
+  x = ops::silu(x);
+  return conv_out(x);
+}
+
+void QwenImageEncoder3d::visit(const std::string& prefix, const nn::ParameterVisitor& visitor) {
+  conv_in.visit(prefix + ".conv_in", visitor);
+  for (size_t i = 0; i < down_blocks.size(); ++i) {
+    std::visit([&](auto& block) { block.visit(prefix + ".down_blocks." + std::to_string(i), visitor); },
+               down_blocks[i]);
+  }
+  mid_block.visit(prefix + ".mid_block", visitor);
+  norm_out.visit(prefix + ".norm_out", visitor);
+  conv_out.visit(prefix + ".conv_out", visitor);
+}
+
+QwenImageDecoder3d QwenImageDecoder3d::load(const WeightSource& weights, const std::string& prefix,
+                                            const AutoencoderKLQwenImageConfig& config) {
+  const std::vector<int64_t>& dim_mult = config.dim_mult;
+  std::vector<int64_t> dims = {config.base_dim * dim_mult.back()};
+  for (auto it = dim_mult.rbegin(); it != dim_mult.rend(); ++it) dims.push_back(config.base_dim * *it);
+
+  QwenImageDecoder3d decoder;
+  decoder.conv_in = QwenImageConv2d::load_causal3d(weights, prefix + ".conv_in", config.z_dim, dims[0], 3);
+  decoder.mid_block = QwenImageMidBlock::load(weights, prefix + ".mid_block", dims[0]);
+  for (size_t stage = 0; stage < dim_mult.size(); ++stage) {
+    // Every stage after the first takes the previous upsampler's output, which halves the channels.
+    const int64_t in_dim = stage == 0 ? dims[0] : dims[stage] / 2;
+    const bool upsample = stage + 1 != dim_mult.size();
+    decoder.up_blocks.push_back(QwenImageUpBlock::load(weights,
+                                                       prefix + ".up_blocks." + std::to_string(stage), in_dim,
+                                                       dims[stage + 1], config.num_res_blocks, upsample));
+  }
+  const int64_t out_dim = dims.back();
+  decoder.norm_out = QwenImageRMSNorm::load(weights, prefix + ".norm_out", out_dim, false);
+  decoder.conv_out =
+      QwenImageConv2d::load_causal3d(weights, prefix + ".conv_out", out_dim, config.input_channels, 3);
+  return decoder;
+}
+
+Tensor QwenImageDecoder3d::forward(Tensor x) const {
+  x = conv_in(x);
+  x = mid_block.forward(std::move(x));
+  for (const QwenImageUpBlock& up_block : up_blocks) x = up_block.forward(std::move(x));
+  x = norm_out(x);
+  x = ops::silu(x);
+  return conv_out(x);
+}
+
+void QwenImageDecoder3d::visit(const std::string& prefix, const nn::ParameterVisitor& visitor) {
+  conv_in.visit(prefix + ".conv_in", visitor);
+  mid_block.visit(prefix + ".mid_block", visitor);
+  for (size_t i = 0; i < up_blocks.size(); ++i)
+    up_blocks[i].visit(prefix + ".up_blocks." + std::to_string(i), visitor);
+  norm_out.visit(prefix + ".norm_out", visitor);
+  conv_out.visit(prefix + ".conv_out", visitor);
+}
+
+AutoencoderKLQwenImage::AutoencoderKLQwenImage(const AutoencoderKLQwenImageConfig& config,
+                                               const WeightSource& weights)
+    : config_(config),
+      encoder_(QwenImageEncoder3d::load(weights, "encoder", config)),
+      quant_conv_(
+          QwenImageConv2d::load_causal3d(weights, "quant_conv", 2 * config.z_dim, 2 * config.z_dim, 1)),
+      post_quant_conv_(
+          QwenImageConv2d::load_causal3d(weights, "post_quant_conv", config.z_dim, config.z_dim, 1)),
+      decoder_(QwenImageDecoder3d::load(weights, "decoder", config)) {}
+
+Tensor AutoencoderKLQwenImage::decode(const Tensor& latents) const {
+  check(latents.ndim() != 5, "VAE decode takes one frame as [B, " + channels_str(config_.z_dim) +
+                                 ", h, w], with the frame axis dropped; got " + shape_str(latents.shape()));
+  check(latents.ndim() == 4 && latents.dim(1) == config_.z_dim,
+        "VAE decode takes latents [B, " + channels_str(config_.z_dim) + ", h, w], got " +
+            shape_str(latents.shape()));
+  check(latents.numel() > 0, "VAE decode of empty latents " + shape_str(latents.shape()));
+  OwnerScope owner({"vae", -1, MemoryRole::Activations});
+  Tensor x = post_quant_conv_(latents.to(post_quant_conv_.weight.device()));
+  x = decoder_.forward(std::move(x));
+  return ops::clamp(x, -1.0f, 1.0f);
+}
+
+Tensor AutoencoderKLQwenImage::encode_moments(const Tensor& images) const {
+  const int64_t channels = config_.input_channels;
+  check(images.ndim() != 5, "VAE encode takes one frame as [B, " + channels_str(channels) +
+                                ", H, W], with the frame axis dropped; got " + shape_str(images.shape()));
+  check(
+      images.ndim() == 4 && images.dim(1) == channels,
+      "VAE encode takes images [B, " + channels_str(channels) + ", H, W], got " + shape_str(images.shape()));
+  // Each stride-2 downsampler needs at least two rows and columns, so the input needs one pixel per
+  // latent at the least.
+  const int64_t minimum = config_.spatial_compression_ratio();
+  check(images.dim(0) > 0 && images.dim(2) >= minimum && images.dim(3) >= minimum,
+        "VAE encode needs images of at least " + std::to_string(minimum) + "x" + std::to_string(minimum) +
+            " pixels, got " + shape_str(images.shape()));
+  OwnerScope owner({"vae", -1, MemoryRole::Activations});
+  return quant_conv_(encoder_.forward(images.to(quant_conv_.weight.device())));
+}
+
+QwenImageLatentDistribution AutoencoderKLQwenImage::encode(const Tensor& images) const {
+  Tensor moments = encode_moments(images);
+  OwnerScope owner({"vae", -1, MemoryRole::Activations});
+  const int64_t z = config_.z_dim;
+  return {moments.slice(1, 0, z).contiguous(),
+          ops::clamp(moments.slice(1, z, 2 * z), kLogvarMin, kLogvarMax)};
+}
+
+Tensor AutoencoderKLQwenImage::encode_mean(const Tensor& images) const {
+  Tensor moments = encode_moments(images);
+  OwnerScope owner({"vae", -1, MemoryRole::Activations});
+  return moments.slice(1, 0, config_.z_dim).contiguous();
+}
+
+Tensor AutoencoderKLQwenImage::latent_statistic(const std::vector<float>& values, const Tensor& like) const {
+  check(like.ndim() == 4 && like.dim(1) == config_.z_dim, "VAE latent scaling takes [B, " +
+                                                              channels_str(config_.z_dim) + ", h, w], got " +
+                                                              shape_str(like.shape()));
+  return Tensor::from_floats(values, {1, config_.z_dim, 1, 1}).to(like.dtype()).to(like.device());
+}
+
+Tensor AutoencoderKLQwenImage::denormalize_latents(const Tensor& latents) const {
+  // The reference inverts std in the latents' dtype, then divides by the inverse.
+  Tensor std_dev = latent_statistic(config_.latents_std, latents);
+  Tensor ones = latent_statistic(std::vector<float>(config_.latents_std.size(), 1.0f), latents);
+  return ops::add(ops::div(latents, ops::div(ones, std_dev)),
+                  latent_statistic(config_.latents_mean, latents));
+}
+
+Tensor AutoencoderKLQwenImage::normalize_latents(const Tensor& latents) const {
+  return ops::div(ops::sub(latents, latent_statistic(config_.latents_mean, latents)),
+                  latent_statistic(config_.latents_std, latents));
+}
+
+void AutoencoderKLQwenImage::visit(const nn::ParameterVisitor& visitor) {
+  encoder_.visit("encoder", visitor);
+  quant_conv_.visit("quant_conv", visitor);
+  post_quant_conv_.visit("post_quant_conv", visitor);
+  decoder_.visit("decoder", visitor);
+}
+
+}  // namespace canvas

@@ -1,0 +1,58 @@
+// Building blocks shared by the networks, named after their torch.nn counterparts so model files read
+// like the reference modules. Each holds its weights and applies one op; kernels live in the backends.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "backend/ops.h"
+#include "io/weight_source.h"
+
+namespace canvas::nn {
+
+// Visits every weight tensor of a module with its name relative to the module, so the memory planner
+// can move a module's weights between devices without knowing its structure.
+using ParameterVisitor = std::function<void(const std::string& name, Tensor& tensor)>;
+
+struct Linear {
+  Tensor weight;  // [out, in]
+  Tensor bias;    // [out], undefined when the layer has none
+
+  static Linear load(const WeightSource& weights, const std::string& prefix, int64_t in_features,
+                     int64_t out_features, bool has_bias = true);
+  Tensor operator()(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  void visit(const std::string& prefix, const ParameterVisitor& visitor);
+};
+
+struct RMSNorm {
+  Tensor weight;  // [dim], undefined for a norm without affine weight
+  float eps = 1e-6f;
+
+  static RMSNorm load(const WeightSource& weights, const std::string& prefix, int64_t dim, float eps);
+  Tensor operator()(const Tensor& x) const { return ops::rms_norm(x, weight, eps); }
+  void visit(const std::string& prefix, const ParameterVisitor& visitor);
+};
+
+struct LayerNorm {
+  Tensor weight;  // undefined when elementwise_affine=False
+  Tensor bias;
+  float eps = 1e-6f;
+
+  static LayerNorm load(const WeightSource& weights, const std::string& prefix, int64_t dim, float eps);
+  static LayerNorm without_affine(float eps) { return {{}, {}, eps}; }
+  Tensor operator()(const Tensor& x) const { return ops::layer_norm(x, weight, bias, eps); }
+  void visit(const std::string& prefix, const ParameterVisitor& visitor);
+};
+
+struct Embedding {
+  Tensor weight;  // [num_embeddings, dim]
+
+  static Embedding load(const WeightSource& weights, const std::string& prefix, int64_t num_embeddings,
+                        int64_t dim);
+  Tensor operator()(const Tensor& ids, DType output_dtype) const {
+    return ops::embedding(ids, weight, output_dtype);
+  }
+  void visit(const std::string& prefix, const ParameterVisitor& visitor);
+};
+
+}  // namespace canvas::nn

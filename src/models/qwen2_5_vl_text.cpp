@@ -1,0 +1,182 @@
+#include "models/qwen2_5_vl_text.h"
+
+#include <cmath>
+#include <numeric>
+
+#include "io/json_config.h"
+
+namespace canvas {
+
+namespace {
+
+const std::string kPrefix = "model.language_model.";
+
+}  // namespace
+
+Qwen2_5_VLTextConfig Qwen2_5_VLTextConfig::from_json(const nlohmann::json& root, const std::string& file) {
+  const nlohmann::json& text =
+      root.contains("text_config") && root["text_config"].is_object() ? root["text_config"] : root;
+  Qwen2_5_VLTextConfig config;
+  config.vocab_size = config_int(text, "vocab_size", file);
+  config.hidden_size = config_int(text, "hidden_size", file);
+  config.intermediate_size = config_int(text, "intermediate_size", file);
+  config.num_hidden_layers = config_int(text, "num_hidden_layers", file);
+  config.num_attention_heads = config_int(text, "num_attention_heads", file);
+  config.num_key_value_heads = config_int_or(text, "num_key_value_heads", config.num_attention_heads, file);
+  config.rms_norm_eps = static_cast<float>(config_float_or(text, "rms_norm_eps", 1e-6, file));
+  check(config.num_attention_heads > 0 && config.hidden_size % config.num_attention_heads == 0,
+        file + ": hidden_size " + std::to_string(config.hidden_size) +
+            " is not divisible by num_attention_heads " + std::to_string(config.num_attention_heads));
+  check(config.num_key_value_heads > 0 && config.num_attention_heads % config.num_key_value_heads == 0,
+        file + ": num_attention_heads is not a multiple of num_key_value_heads");
+  // Qwen2.5-VL's attention always splits hidden_size evenly across heads, whatever head_dim says.
+  config.head_dim = config.hidden_size / config.num_attention_heads;
+
+  // transformers >= 5 keeps rope settings in `rope_parameters`; older files use `rope_scaling` +
+  // `rope_theta`.
+  const nlohmann::json* rope = nullptr;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (text.contains(key) && text[key].is_object()) {
+      rope = &text[key];
+      break;
+    }
+  }
+  if (rope && rope->contains("rope_theta")) {
+    config.rope_theta = config_float(*rope, "rope_theta", file);
+  } else {
+    config.rope_theta = config_float_or(text, "rope_theta", 1e6, file);
+  }
+  check(rope != nullptr && rope->contains("mrope_section"),
+        file + ": no mrope_section in rope_parameters or rope_scaling; this is not a Qwen2.5-VL config");
+  config.mrope_section = config_int_list(*rope, "mrope_section", file);
+  int64_t pairs = std::accumulate(config.mrope_section.begin(), config.mrope_section.end(), int64_t{0});
+  check(config.mrope_section.size() == 3 && pairs == config.head_dim / 2,
+        file + ": mrope_section must have three parts summing to head_dim / 2 = " +
+            std::to_string(config.head_dim / 2));
+  return config;
+}
+
+Qwen2_5_VLTextConfig Qwen2_5_VLTextConfig::from_file(const std::filesystem::path& config_json) {
+  return from_json(read_json_file(config_json), config_json.string());
+}
+
+Tensor Qwen2_5_VLAttention::forward(const Tensor& hidden_states, const Tensor& cos, const Tensor& sin,
+                                    const ops::AttentionMask& mask) const {
+  int64_t batch = hidden_states.dim(0), length = hidden_states.dim(1);
+  Tensor query = q_proj(hidden_states).view({batch, length, num_heads, head_dim});
+  Tensor key = k_proj(hidden_states).view({batch, length, num_key_value_heads, head_dim});
+  Tensor value = v_proj(hidden_states).view({batch, length, num_key_value_heads, head_dim});
+  query = ops::rope(query, cos, sin, ops::RopeLayout::HalfSplit);
+  key = ops::rope(key, cos, sin, ops::RopeLayout::HalfSplit);
+  Tensor attended = ops::attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), mask,
+                                   1.0f / std::sqrt(static_cast<float>(head_dim)));
+  return o_proj(attended.transpose(1, 2).reshape({batch, length, num_heads * head_dim}));
+}
+
+Tensor Qwen2MLP::forward(const Tensor& x) const {
+  return down_proj(ops::mul(ops::silu(gate_proj(x)), up_proj(x)));
+}
+
+Tensor Qwen2_5_VLDecoderLayer::forward(const Tensor& hidden_states, const Tensor& cos, const Tensor& sin,
+                                       const ops::AttentionMask& mask) const {
+  Tensor attended = self_attn.forward(input_layernorm(hidden_states), cos, sin, mask);
+  Tensor residual = ops::add(hidden_states, attended);
+  return ops::add(residual, mlp.forward(post_attention_layernorm(residual)));
+}
+
+void Qwen2_5_VLDecoderLayer::visit(const std::string& prefix, const nn::ParameterVisitor& visitor) {
+  self_attn.q_proj.visit(prefix + "self_attn.q_proj", visitor);
+  self_attn.k_proj.visit(prefix + "self_attn.k_proj", visitor);
+  self_attn.v_proj.visit(prefix + "self_attn.v_proj", visitor);
+  self_attn.o_proj.visit(prefix + "self_attn.o_proj", visitor);
+  mlp.gate_proj.visit(prefix + "mlp.gate_proj", visitor);
+  mlp.up_proj.visit(prefix + "mlp.up_proj", visitor);
+  mlp.down_proj.visit(prefix + "mlp.down_proj", visitor);
+  input_layernorm.visit(prefix + "input_layernorm", visitor);
+  post_attention_layernorm.visit(prefix + "post_attention_layernorm", visitor);
+}
+
+Qwen2_5_VLTextModel::Qwen2_5_VLTextModel(const Qwen2_5_VLTextConfig& config, const WeightSource& weights)
+    : config_(config) {
+  int64_t hidden = config.hidden_size, heads = config.num_attention_heads;
+  int64_t kv_heads = config.num_key_value_heads, head_dim = config.head_dim;
+  embed_tokens_ = nn::Embedding::load(weights, kPrefix + "embed_tokens", config.vocab_size, hidden);
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    std::string prefix = kPrefix + "layers." + std::to_string(i) + ".";
+    Qwen2_5_VLDecoderLayer layer;
+    layer.self_attn.q_proj = nn::Linear::load(weights, prefix + "self_attn.q_proj", hidden, heads * head_dim);
+    layer.self_attn.k_proj =
+        nn::Linear::load(weights, prefix + "self_attn.k_proj", hidden, kv_heads * head_dim);
+    layer.self_attn.v_proj =
+        nn::Linear::load(weights, prefix + "self_attn.v_proj", hidden, kv_heads * head_dim);
+    layer.self_attn.o_proj =
+        nn::Linear::load(weights, prefix + "self_attn.o_proj", heads * head_dim, hidden, false);
+    layer.self_attn.num_heads = heads;
+    layer.self_attn.num_key_value_heads = kv_heads;
+    layer.self_attn.head_dim = head_dim;
+    layer.mlp.gate_proj =
+        nn::Linear::load(weights, prefix + "mlp.gate_proj", hidden, config.intermediate_size, false);
+    layer.mlp.up_proj =
+        nn::Linear::load(weights, prefix + "mlp.up_proj", hidden, config.intermediate_size, false);
+    layer.mlp.down_proj =
+        nn::Linear::load(weights, prefix + "mlp.down_proj", config.intermediate_size, hidden, false);
+    layer.input_layernorm =
+        nn::RMSNorm::load(weights, prefix + "input_layernorm", hidden, config.rms_norm_eps);
+    layer.post_attention_layernorm =
+        nn::RMSNorm::load(weights, prefix + "post_attention_layernorm", hidden, config.rms_norm_eps);
+    layers_.push_back(std::move(layer));
+  }
+  norm_ = nn::RMSNorm::load(weights, kPrefix + "norm", hidden, config.rms_norm_eps);
+}
+
+std::pair<Tensor, Tensor> Qwen2_5_VLTextModel::rotary_tables(int64_t length, Device device,
+                                                             DType dtype) const {
+  int64_t pairs = config_.head_dim / 2;
+  // M-RoPE gives each section of rotary pairs the position row of its axis (temporal, height, width).
+  // For text all three rows hold the token index, so every section sees the same position.
+  std::vector<int64_t> section_of_pair(pairs);
+  for (int64_t pair = 0, section = 0, end = config_.mrope_section[0]; pair < pairs; ++pair) {
+    while (pair >= end) end += config_.mrope_section[++section];
+    section_of_pair[pair] = section;
+  }
+  std::vector<float> cos_values(length * pairs), sin_values(length * pairs);
+  for (int64_t pair = 0; pair < pairs; ++pair) {
+    // Matches transformers: the inverse frequency is computed in f32, the angle in f32.
+    float inverse_frequency =
+        static_cast<float>(1.0 / std::pow(config_.rope_theta, static_cast<double>(2 * pair) /
+                                                                  static_cast<double>(config_.head_dim)));
+    for (int64_t position = 0; position < length; ++position) {
+      float angle = static_cast<float>(position) * inverse_frequency;
+      cos_values[position * pairs + pair] = std::cos(angle);
+      sin_values[position * pairs + pair] = std::sin(angle);
+    }
+  }
+  Tensor cos = Tensor::from_floats(cos_values, {length, pairs}).to(dtype).to(device);
+  Tensor sin = Tensor::from_floats(sin_values, {length, pairs}).to(dtype).to(device);
+  return {cos, sin};
+}
+
+Tensor Qwen2_5_VLTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask,
+                                    DType activation_dtype) const {
+  check(input_ids.ndim() == 2,
+        "text encoder input_ids must be [batch, length], got " + shape_str(input_ids.shape()));
+  check(attention_mask.shape() == input_ids.shape(),
+        "text encoder attention_mask " + shape_str(attention_mask.shape()) + " does not match input_ids " +
+            shape_str(input_ids.shape()));
+  Device device = embed_tokens_.weight.device();
+  Tensor hidden_states = embed_tokens_(input_ids.to(device), activation_dtype);
+  auto [cos, sin] = rotary_tables(input_ids.dim(1), device, activation_dtype);
+  ops::AttentionMask mask{attention_mask.to(device), /*causal=*/true};
+  for (const Qwen2_5_VLDecoderLayer& layer : layers_)
+    hidden_states = layer.forward(hidden_states, cos, sin, mask);
+  return norm_(hidden_states);
+}
+
+void Qwen2_5_VLTextModel::visit(const nn::ParameterVisitor& visitor) {
+  embed_tokens_.visit(kPrefix + "embed_tokens", visitor);
+  for (size_t i = 0; i < layers_.size(); ++i)
+    layers_[i].visit(kPrefix + "layers." + std::to_string(i) + ".", visitor);
+  norm_.visit(kPrefix + "norm", visitor);
+}
+
+}  // namespace canvas

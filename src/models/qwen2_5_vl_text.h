@@ -1,0 +1,80 @@
+// The language model of Qwen2.5-VL (transformers' Qwen2_5_VLTextModel), Qwen-Image's text encoder.
+// Only the text path: Qwen-Image encodes prompts with it and reads the final hidden state.
+#pragma once
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "models/nn.h"
+
+namespace canvas {
+
+struct Qwen2_5_VLTextConfig {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;
+  float rms_norm_eps = 1e-6f;
+  double rope_theta = 1e6;
+  // Rotary pairs given to the temporal, height and width position rows, in that order.
+  std::vector<int64_t> mrope_section;
+
+  // Reads both layouts: the flat keys of the published Qwen-Image text_encoder/config.json and the nested
+  // `text_config` that transformers >= 5 writes.
+  static Qwen2_5_VLTextConfig from_json(const nlohmann::json& config, const std::string& file_for_messages);
+  static Qwen2_5_VLTextConfig from_file(const std::filesystem::path& config_json);
+};
+
+struct Qwen2_5_VLAttention {
+  nn::Linear q_proj, k_proj, v_proj, o_proj;
+  int64_t num_heads = 0, num_key_value_heads = 0, head_dim = 0;
+
+  // cos/sin: [L, head_dim / 2] rotary tables for the half-split layout.
+  Tensor forward(const Tensor& hidden_states, const Tensor& cos, const Tensor& sin,
+                 const ops::AttentionMask& mask) const;
+};
+
+struct Qwen2MLP {
+  nn::Linear gate_proj, up_proj, down_proj;
+  Tensor forward(const Tensor& x) const;
+};
+
+struct Qwen2_5_VLDecoderLayer {
+  Qwen2_5_VLAttention self_attn;
+  Qwen2MLP mlp;
+  nn::RMSNorm input_layernorm, post_attention_layernorm;
+
+  Tensor forward(const Tensor& hidden_states, const Tensor& cos, const Tensor& sin,
+                 const ops::AttentionMask& mask) const;
+  void visit(const std::string& prefix, const nn::ParameterVisitor& visitor);
+};
+
+class Qwen2_5_VLTextModel {
+ public:
+  // `weights` uses transformers' canonical names (`model.language_model.*`); see io/model_layout.h for
+  // how older checkpoints are mapped onto them.
+  Qwen2_5_VLTextModel(const Qwen2_5_VLTextConfig& config, const WeightSource& weights);
+
+  // input_ids [B, L] (i32/i64), attention_mask [B, L] (nonzero for real tokens, padding on the right).
+  // Returns the last hidden state after the final norm, [B, L, hidden_size], in `activation_dtype`.
+  Tensor forward(const Tensor& input_ids, const Tensor& attention_mask,
+                 DType activation_dtype = DType::F32) const;
+
+  const Qwen2_5_VLTextConfig& config() const { return config_; }
+  void visit(const nn::ParameterVisitor& visitor);
+
+ private:
+  // Rotary cos/sin tables [L, head_dim / 2] for text positions 0..L-1 (all three M-RoPE rows equal).
+  std::pair<Tensor, Tensor> rotary_tables(int64_t length, Device device, DType dtype) const;
+
+  Qwen2_5_VLTextConfig config_;
+  nn::Embedding embed_tokens_;
+  std::vector<Qwen2_5_VLDecoderLayer> layers_;
+  nn::RMSNorm norm_;
+};
+
+}  // namespace canvas

@@ -1,0 +1,385 @@
+#include "models/qwen_image_transformer.h"
+
+#include <cmath>
+
+#include "io/json_config.h"
+
+namespace canvas {
+
+namespace {
+
+// The k-th of the six [B, dim] chunks of a block's modulation, shaped [B, 1, dim] to broadcast over tokens.
+Tensor modulation_chunk(const Tensor& params, int index, int64_t dim) {
+  return params.slice(1, index * dim, (index + 1) * dim).unsqueeze(1);
+}
+
+// Applies adaLN chunks (shift, scale at `first_chunk`, `first_chunk + 1`) to the image stream. With
+// zero_cond_t the generated image's tokens take the first half of the parameter rows and the reference
+// images' tokens the second half, as the reference's torch.where over modulate_index does.
+Tensor modulate_image(const Tensor& x, const Tensor& params, int first_chunk, int64_t dim, bool zero_cond_t,
+                      int64_t target_tokens) {
+  if (!zero_cond_t) {
+    return ops::modulate(x, modulation_chunk(params, first_chunk, dim),
+                         modulation_chunk(params, first_chunk + 1, dim));
+  }
+  int64_t batch = x.dim(0);
+  Tensor target_params = params.slice(0, 0, batch), reference_params = params.slice(0, batch, 2 * batch);
+  Tensor target =
+      ops::modulate(x.slice(1, 0, target_tokens), modulation_chunk(target_params, first_chunk, dim),
+                    modulation_chunk(target_params, first_chunk + 1, dim));
+  if (target_tokens == x.dim(1)) return target;
+  Tensor reference =
+      ops::modulate(x.slice(1, target_tokens, x.dim(1)), modulation_chunk(reference_params, first_chunk, dim),
+                    modulation_chunk(reference_params, first_chunk + 1, dim));
+  Tensor parts[] = {target, reference};
+  return ops::concat(parts, 1);
+}
+
+// residual + gate * x for the image stream, with the same zero_cond_t split as modulate_image.
+Tensor gated_add_image(const Tensor& residual, const Tensor& params, int gate_chunk, int64_t dim,
+                       const Tensor& x, bool zero_cond_t, int64_t target_tokens) {
+  if (!zero_cond_t) return ops::gated_add(residual, modulation_chunk(params, gate_chunk, dim), x);
+  int64_t batch = x.dim(0), tokens = x.dim(1);
+  Tensor target = ops::gated_add(residual.slice(1, 0, target_tokens),
+                                 modulation_chunk(params.slice(0, 0, batch), gate_chunk, dim),
+                                 x.slice(1, 0, target_tokens));
+  if (target_tokens == tokens) return target;
+  Tensor reference = ops::gated_add(residual.slice(1, target_tokens, tokens),
+                                    modulation_chunk(params.slice(0, batch, 2 * batch), gate_chunk, dim),
+                                    x.slice(1, target_tokens, tokens));
+  Tensor parts[] = {target, reference};
+  return ops::concat(parts, 1);
+}
+
+// Inverse frequencies of one rotary axis as the reference computes them in f32: 1 / theta^(2i / dim).
+std::vector<float> axis_inverse_frequencies(int64_t axis_dim) {
+  std::vector<float> frequencies(static_cast<size_t>(axis_dim / 2));
+  for (int64_t i = 0; i < axis_dim / 2; ++i) {
+    float exponent = static_cast<float>(2 * i) / static_cast<float>(axis_dim);
+    frequencies[i] = 1.0f / std::pow(10000.0f, exponent);
+  }
+  return frequencies;
+}
+
+// Positions along an image axis of `extent` patches, centred as the reference's scale_rope does:
+// -(extent - extent/2) .. extent/2 - 1.
+int64_t centred_position(int64_t index, int64_t extent) {
+  return index - (extent - extent / 2);
+}
+
+}  // namespace
+
+QwenImageTransformerConfig QwenImageTransformerConfig::from_json(const nlohmann::json& json,
+                                                                 const std::string& file) {
+  QwenImageTransformerConfig config;
+  config.patch_size = config_int_or(json, "patch_size", 2, file);
+  config.in_channels = config_int_or(json, "in_channels", 64, file);
+  config.out_channels = json.contains("out_channels") && !json["out_channels"].is_null()
+                            ? config_int(json, "out_channels", file)
+                            : config.in_channels;
+  config.num_layers = config_int(json, "num_layers", file);
+  config.attention_head_dim = config_int(json, "attention_head_dim", file);
+  config.num_attention_heads = config_int(json, "num_attention_heads", file);
+  config.joint_attention_dim = config_int(json, "joint_attention_dim", file);
+  std::vector<int64_t> axes = config_int_list(json, "axes_dims_rope", file);
+  check(axes.size() == 3, file + ": axes_dims_rope must have three entries");
+  config.axes_dims_rope = {axes[0], axes[1], axes[2]};
+  config.zero_cond_t = config_bool_or(json, "zero_cond_t", false, file);
+  check(!config_bool_or(json, "guidance_embeds", false, file),
+        file + ": guidance_embeds=true (a guidance-distilled variant) is not supported");
+  check(!config_bool_or(json, "use_additional_t_cond", false, file),
+        file + ": use_additional_t_cond (Qwen-Image-Layered) is not supported");
+  check(!config_bool_or(json, "use_layer3d_rope", false, file),
+        file + ": use_layer3d_rope (Qwen-Image-Layered) is not supported");
+  check(axes[0] % 2 == 0 && axes[1] % 2 == 0 && axes[2] % 2 == 0 &&
+            axes[0] + axes[1] + axes[2] == config.attention_head_dim,
+        file + ": axes_dims_rope must be even and sum to attention_head_dim " +
+            std::to_string(config.attention_head_dim));
+  check(config.patch_size > 0 && config.num_layers >= 0 && config.num_attention_heads > 0,
+        file + ": patch_size and num_attention_heads must be positive");
+  return config;
+}
+
+QwenImageTransformerConfig QwenImageTransformerConfig::from_file(const std::filesystem::path& config_json) {
+  return from_json(read_json_file(config_json), config_json.string());
+}
+
+std::pair<Tensor, Tensor> QwenImageAttention::forward(const Tensor& image, const Tensor& text,
+                                                      const Tensor& text_mask,
+                                                      const QwenImageRotary& rotary) const {
+  int64_t batch = image.dim(0), image_tokens = image.dim(1), text_tokens = text.dim(1);
+  auto heads_of = [&](const nn::Linear& projection, const Tensor& x) {
+    return projection(x).view({batch, x.dim(1), heads, head_dim});
+  };
+  Tensor img_query = ops::rope(norm_q(heads_of(to_q, image)), rotary.image_cos, rotary.image_sin,
+                               ops::RopeLayout::Interleaved);
+  Tensor img_key = ops::rope(norm_k(heads_of(to_k, image)), rotary.image_cos, rotary.image_sin,
+                             ops::RopeLayout::Interleaved);
+  Tensor txt_query = ops::rope(norm_added_q(heads_of(add_q_proj, text)), rotary.text_cos, rotary.text_sin,
+                               ops::RopeLayout::Interleaved);
+  Tensor txt_key = ops::rope(norm_added_k(heads_of(add_k_proj, text)), rotary.text_cos, rotary.text_sin,
+                             ops::RopeLayout::Interleaved);
+
+  // Joint attention over [text, image].
+  Tensor queries[] = {txt_query, img_query};
+  Tensor keys[] = {txt_key, img_key};
+  Tensor values[] = {heads_of(add_v_proj, text), heads_of(to_v, image)};
+  ops::AttentionMask mask;
+  if (text_mask.defined()) {
+    Tensor image_mask = Tensor::empty({batch, image_tokens}, DType::F32, text_mask.device());
+    Tensor host_ones = Tensor::from_floats(
+        std::vector<float>(static_cast<size_t>(batch * image_tokens), 1.0f), {batch, image_tokens});
+    ops::copy_into(host_ones, image_mask);
+    Tensor masks[] = {text_mask.to(DType::F32), image_mask};
+    mask.key_padding = ops::concat(masks, 1);
+  }
+  Tensor joint = ops::attention(ops::concat(queries, 1).transpose(1, 2), ops::concat(keys, 1).transpose(1, 2),
+                                ops::concat(values, 1).transpose(1, 2), mask,
+                                1.0f / std::sqrt(static_cast<float>(head_dim)));
+  joint = joint.transpose(1, 2).reshape({batch, text_tokens + image_tokens, heads * head_dim});
+  Tensor image_out = to_out_0(joint.slice(1, text_tokens, text_tokens + image_tokens));
+  Tensor text_out = to_add_out(joint.slice(1, 0, text_tokens));
+  return {image_out, text_out};
+}
+
+BlockModulation QwenImageTransformerBlock::modulation(const Tensor& temb) const {
+  Tensor activated = ops::silu(temb);
+  // With zero_cond_t the embedding rows are [timestep, zero timestep]; only the first half drives text.
+  Tensor text_rows = zero_cond_t ? activated.slice(0, 0, temb.dim(0) / 2) : activated;
+  return {img_mod_1(activated), txt_mod_1(text_rows)};
+}
+
+std::pair<Tensor, Tensor> QwenImageTransformerBlock::forward(const Tensor& image, const Tensor& text,
+                                                             const Tensor& text_mask,
+                                                             const BlockModulation& modulation,
+                                                             const QwenImageRotary& rotary,
+                                                             int64_t image_tokens_of_target) const {
+  int64_t dim = image.dim(-1);
+  const Tensor& img_params = modulation.image;
+  const Tensor& txt_params = modulation.text;
+
+  Tensor img_modulated = modulate_image(ops::layer_norm(image, {}, {}, eps), img_params, 0, dim, zero_cond_t,
+                                        image_tokens_of_target);
+  Tensor txt_modulated =
+      ops::modulate(ops::layer_norm(text, {}, {}, eps), modulation_chunk(txt_params, 0, dim),
+                    modulation_chunk(txt_params, 1, dim));
+  auto [img_attn_output, txt_attn_output] = attn.forward(img_modulated, txt_modulated, text_mask, rotary);
+
+  Tensor image_hidden =
+      gated_add_image(image, img_params, 2, dim, img_attn_output, zero_cond_t, image_tokens_of_target);
+  Tensor text_hidden = ops::gated_add(text, modulation_chunk(txt_params, 2, dim), txt_attn_output);
+
+  Tensor img_modulated2 = modulate_image(ops::layer_norm(image_hidden, {}, {}, eps), img_params, 3, dim,
+                                         zero_cond_t, image_tokens_of_target);
+  image_hidden = gated_add_image(image_hidden, img_params, 5, dim, img_mlp.forward(img_modulated2),
+                                 zero_cond_t, image_tokens_of_target);
+
+  Tensor txt_modulated2 =
+      ops::modulate(ops::layer_norm(text_hidden, {}, {}, eps), modulation_chunk(txt_params, 3, dim),
+                    modulation_chunk(txt_params, 4, dim));
+  text_hidden =
+      ops::gated_add(text_hidden, modulation_chunk(txt_params, 5, dim), txt_mlp.forward(txt_modulated2));
+  return {text_hidden, image_hidden};
+}
+
+void QwenImageTransformerBlock::visit(const std::string& prefix, const nn::ParameterVisitor& visitor) {
+  img_mod_1.visit(prefix + "img_mod.1", visitor);
+  txt_mod_1.visit(prefix + "txt_mod.1", visitor);
+  attn.to_q.visit(prefix + "attn.to_q", visitor);
+  attn.to_k.visit(prefix + "attn.to_k", visitor);
+  attn.to_v.visit(prefix + "attn.to_v", visitor);
+  attn.to_out_0.visit(prefix + "attn.to_out.0", visitor);
+  attn.add_q_proj.visit(prefix + "attn.add_q_proj", visitor);
+  attn.add_k_proj.visit(prefix + "attn.add_k_proj", visitor);
+  attn.add_v_proj.visit(prefix + "attn.add_v_proj", visitor);
+  attn.to_add_out.visit(prefix + "attn.to_add_out", visitor);
+  attn.norm_q.visit(prefix + "attn.norm_q", visitor);
+  attn.norm_k.visit(prefix + "attn.norm_k", visitor);
+  attn.norm_added_q.visit(prefix + "attn.norm_added_q", visitor);
+  attn.norm_added_k.visit(prefix + "attn.norm_added_k", visitor);
+  img_mlp.net_0_proj.visit(prefix + "img_mlp.net.0.proj", visitor);
+  img_mlp.net_2.visit(prefix + "img_mlp.net.2", visitor);
+  txt_mlp.net_0_proj.visit(prefix + "txt_mlp.net.0.proj", visitor);
+  txt_mlp.net_2.visit(prefix + "txt_mlp.net.2", visitor);
+}
+
+QwenImageTransformer2DModel::QwenImageTransformer2DModel(const QwenImageTransformerConfig& config,
+                                                         const WeightSource& weights)
+    : config_(config) {
+  const int64_t dim = config.inner_dim(), head_dim = config.attention_head_dim;
+  // FeedForward's default mult of 4, as the reference builds it.
+  const int64_t ff_dim = 4 * dim;
+  constexpr float kEps = 1e-6f;
+  constexpr int64_t kTimestepChannels = 256;
+  timestep_embedder_linear_1_ =
+      nn::Linear::load(weights, "time_text_embed.timestep_embedder.linear_1", kTimestepChannels, dim);
+  timestep_embedder_linear_2_ =
+      nn::Linear::load(weights, "time_text_embed.timestep_embedder.linear_2", dim, dim);
+  txt_norm_ = nn::RMSNorm::load(weights, "txt_norm", config.joint_attention_dim, kEps);
+  img_in_ = nn::Linear::load(weights, "img_in", config.in_channels, dim);
+  txt_in_ = nn::Linear::load(weights, "txt_in", config.joint_attention_dim, dim);
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    std::string prefix = "transformer_blocks." + std::to_string(i) + ".";
+    QwenImageTransformerBlock block;
+    block.img_mod_1 = nn::Linear::load(weights, prefix + "img_mod.1", dim, 6 * dim);
+    block.txt_mod_1 = nn::Linear::load(weights, prefix + "txt_mod.1", dim, 6 * dim);
+    QwenImageAttention& attn = block.attn;
+    attn.to_q = nn::Linear::load(weights, prefix + "attn.to_q", dim, dim);
+    attn.to_k = nn::Linear::load(weights, prefix + "attn.to_k", dim, dim);
+    attn.to_v = nn::Linear::load(weights, prefix + "attn.to_v", dim, dim);
+    attn.to_out_0 = nn::Linear::load(weights, prefix + "attn.to_out.0", dim, dim);
+    attn.add_q_proj = nn::Linear::load(weights, prefix + "attn.add_q_proj", dim, dim);
+    attn.add_k_proj = nn::Linear::load(weights, prefix + "attn.add_k_proj", dim, dim);
+    attn.add_v_proj = nn::Linear::load(weights, prefix + "attn.add_v_proj", dim, dim);
+    attn.to_add_out = nn::Linear::load(weights, prefix + "attn.to_add_out", dim, dim);
+    attn.norm_q = nn::RMSNorm::load(weights, prefix + "attn.norm_q", head_dim, kEps);
+    attn.norm_k = nn::RMSNorm::load(weights, prefix + "attn.norm_k", head_dim, kEps);
+    attn.norm_added_q = nn::RMSNorm::load(weights, prefix + "attn.norm_added_q", head_dim, kEps);
+    attn.norm_added_k = nn::RMSNorm::load(weights, prefix + "attn.norm_added_k", head_dim, kEps);
+    attn.heads = config.num_attention_heads;
+    attn.head_dim = head_dim;
+    block.img_mlp = {nn::Linear::load(weights, prefix + "img_mlp.net.0.proj", dim, ff_dim),
+                     nn::Linear::load(weights, prefix + "img_mlp.net.2", ff_dim, dim)};
+    block.txt_mlp = {nn::Linear::load(weights, prefix + "txt_mlp.net.0.proj", dim, ff_dim),
+                     nn::Linear::load(weights, prefix + "txt_mlp.net.2", ff_dim, dim)};
+    block.eps = kEps;
+    block.zero_cond_t = config.zero_cond_t;
+    transformer_blocks_.push_back(std::move(block));
+  }
+  norm_out_linear_ = nn::Linear::load(weights, "norm_out.linear", dim, 2 * dim);
+  proj_out_ =
+      nn::Linear::load(weights, "proj_out", dim, config.patch_size * config.patch_size * config.out_channels);
+}
+
+Tensor QwenImageTransformer2DModel::timestep_embedding(const Tensor& timestep, DType dtype) const {
+  // Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0, scale=1000): [cos, sin] of 1000 * t * f_i.
+  constexpr int64_t kHalf = 128;
+  std::vector<float> steps = timestep.to_floats();
+  int64_t batch = static_cast<int64_t>(steps.size());
+  std::vector<float> projected(static_cast<size_t>(batch * 2 * kHalf));
+  const float log_period = static_cast<float>(std::log(10000.0));
+  for (int64_t i = 0; i < kHalf; ++i) {
+    float frequency = std::exp(-log_period * static_cast<float>(i) / static_cast<float>(kHalf));
+    for (int64_t b = 0; b < batch; ++b) {
+      float angle = 1000.0f * (steps[b] * frequency);
+      projected[b * 2 * kHalf + i] = std::cos(angle);
+      projected[b * 2 * kHalf + kHalf + i] = std::sin(angle);
+    }
+  }
+  Device device = img_in_.weight.device();
+  Tensor proj = Tensor::from_floats(projected, {batch, 2 * kHalf}).to(dtype).to(device);
+  return timestep_embedder_linear_2_(ops::silu(timestep_embedder_linear_1_(proj)));
+}
+
+QwenImageRotary QwenImageTransformer2DModel::rotary(const std::vector<ImageShape>& img_shapes,
+                                                    int64_t text_tokens, Device device, DType dtype) const {
+  check(!img_shapes.empty(), "the transformer needs at least one image shape");
+  const auto& axes = config_.axes_dims_rope;
+  std::array<std::vector<float>, 3> frequencies = {axis_inverse_frequencies(axes[0]),
+                                                   axis_inverse_frequencies(axes[1]),
+                                                   axis_inverse_frequencies(axes[2])};
+  const int64_t pairs = config_.attention_head_dim / 2;
+  // Fills one token's row from its (frame, height, width) positions.
+  auto fill_row = [&](float* cos_row, float* sin_row, std::array<int64_t, 3> positions) {
+    int64_t pair = 0;
+    for (int axis = 0; axis < 3; ++axis) {
+      for (float frequency : frequencies[axis]) {
+        float angle = static_cast<float>(positions[axis]) * frequency;
+        cos_row[pair] = std::cos(angle);
+        sin_row[pair] = std::sin(angle);
+        ++pair;
+      }
+    }
+  };
+
+  int64_t image_tokens = 0, text_start = 0;
+  for (const ImageShape& shape : img_shapes) {
+    check(shape.frames > 0 && shape.height > 0 && shape.width > 0, "image shapes must be positive");
+    image_tokens += shape.tokens();
+    text_start = std::max({text_start, shape.height / 2, shape.width / 2});
+  }
+  std::vector<float> image_cos(image_tokens * pairs), image_sin(image_tokens * pairs);
+  int64_t token = 0;
+  for (size_t image_index = 0; image_index < img_shapes.size(); ++image_index) {
+    const ImageShape& shape = img_shapes[image_index];
+    for (int64_t f = 0; f < shape.frames; ++f) {
+      for (int64_t y = 0; y < shape.height; ++y) {
+        for (int64_t x = 0; x < shape.width; ++x, ++token) {
+          fill_row(&image_cos[token * pairs], &image_sin[token * pairs],
+                   {static_cast<int64_t>(image_index) + f, centred_position(y, shape.height),
+                    centred_position(x, shape.width)});
+        }
+      }
+    }
+  }
+  std::vector<float> text_cos(text_tokens * pairs), text_sin(text_tokens * pairs);
+  for (int64_t t = 0; t < text_tokens; ++t) {
+    int64_t position = text_start + t;
+    fill_row(&text_cos[t * pairs], &text_sin[t * pairs], {position, position, position});
+  }
+  auto upload = [&](const std::vector<float>& values, int64_t rows) {
+    return Tensor::from_floats(values, {rows, pairs}).to(dtype).to(device);
+  };
+  return {upload(image_cos, image_tokens), upload(image_sin, image_tokens), upload(text_cos, text_tokens),
+          upload(text_sin, text_tokens)};
+}
+
+Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const Tensor& encoder_hidden_states,
+                                            const Tensor& encoder_hidden_states_mask, const Tensor& timestep,
+                                            const std::vector<ImageShape>& img_shapes) const {
+  check(hidden_states.ndim() == 3 && hidden_states.dim(2) == config_.in_channels,
+        "transformer hidden_states must be [B, tokens, " + std::to_string(config_.in_channels) + "], got " +
+            shape_str(hidden_states.shape()));
+  check(encoder_hidden_states.ndim() == 3 && encoder_hidden_states.dim(0) == hidden_states.dim(0) &&
+            encoder_hidden_states.dim(2) == config_.joint_attention_dim,
+        "transformer encoder_hidden_states must be [B, T, " + std::to_string(config_.joint_attention_dim) +
+            "], got " + shape_str(encoder_hidden_states.shape()));
+  int64_t image_tokens = 0;
+  for (const ImageShape& shape : img_shapes) image_tokens += shape.tokens();
+  check(image_tokens == hidden_states.dim(1), "img_shapes describe " + std::to_string(image_tokens) +
+                                                  " tokens but hidden_states has " +
+                                                  std::to_string(hidden_states.dim(1)));
+  check(timestep.numel() == hidden_states.dim(0), "one timestep per sample is needed");
+  DType dtype = hidden_states.dtype();
+  Device device = img_in_.weight.device();
+
+  Tensor image = img_in_(hidden_states.to(device));
+  Tensor text = txt_in_(txt_norm_(encoder_hidden_states.to(device)));
+  Tensor step = timestep;
+  if (config_.zero_cond_t) {
+    std::vector<float> values = timestep.to_floats();
+    values.resize(values.size() * 2, 0.0f);
+    step = Tensor::from_floats(values, {static_cast<int64_t>(values.size())});
+  }
+  Tensor temb = timestep_embedding(step, dtype);
+  QwenImageRotary rope = rotary(img_shapes, text.dim(1), device, dtype);
+  Tensor text_mask = encoder_hidden_states_mask.defined() ? encoder_hidden_states_mask.to(device) : Tensor();
+  int64_t target_tokens = img_shapes.front().tokens();
+
+  for (const QwenImageTransformerBlock& block : transformer_blocks_) {
+    std::tie(text, image) =
+        block.forward(image, text, text_mask, block.modulation(temb), rope, target_tokens);
+  }
+  if (config_.zero_cond_t) temb = temb.slice(0, 0, temb.dim(0) / 2);
+  // AdaLayerNormContinuous: scale comes before shift in the projection.
+  Tensor emb = norm_out_linear_(ops::silu(temb));
+  int64_t dim = config_.inner_dim();
+  Tensor normed = ops::modulate(ops::layer_norm(image, {}, {}, 1e-6f),
+                                emb.slice(1, dim, 2 * dim).unsqueeze(1), emb.slice(1, 0, dim).unsqueeze(1));
+  return proj_out_(normed);
+}
+
+void QwenImageTransformer2DModel::visit(const nn::ParameterVisitor& visitor) {
+  timestep_embedder_linear_1_.visit("time_text_embed.timestep_embedder.linear_1", visitor);
+  timestep_embedder_linear_2_.visit("time_text_embed.timestep_embedder.linear_2", visitor);
+  txt_norm_.visit("txt_norm", visitor);
+  img_in_.visit("img_in", visitor);
+  txt_in_.visit("txt_in", visitor);
+  for (size_t i = 0; i < transformer_blocks_.size(); ++i) {
+    transformer_blocks_[i].visit("transformer_blocks." + std::to_string(i) + ".", visitor);
+  }
+  norm_out_linear_.visit("norm_out.linear", visitor);
+  proj_out_.visit("proj_out", visitor);
+}
+
+}  // namespace canvas

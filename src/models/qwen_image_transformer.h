@@ -1,0 +1,114 @@
+// QwenImageTransformer2DModel (diffusers): the MMDiT of Qwen-Image. Text and image tokens keep separate
+// weights (dual-stream blocks) and meet in one joint attention over [text, image].
+#pragma once
+
+#include <array>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "models/nn.h"
+
+namespace canvas {
+
+struct QwenImageTransformerConfig {
+  int64_t patch_size = 2;
+  int64_t in_channels = 64;
+  int64_t out_channels = 16;
+  int64_t num_layers = 0;
+  int64_t attention_head_dim = 0;
+  int64_t num_attention_heads = 0;
+  int64_t joint_attention_dim = 0;
+  std::array<int64_t, 3> axes_dims_rope{};
+  bool zero_cond_t = false;
+
+  int64_t inner_dim() const { return num_attention_heads * attention_head_dim; }
+  static QwenImageTransformerConfig from_json(const nlohmann::json& config,
+                                              const std::string& file_for_messages);
+  static QwenImageTransformerConfig from_file(const std::filesystem::path& config_json);
+};
+
+// The layout of one image in the packed token sequence: frames x height x width patches.
+struct ImageShape {
+  int64_t frames = 1, height = 0, width = 0;
+  int64_t tokens() const { return frames * height * width; }
+};
+
+// Rotary tables for one forward: one angle per rotated pair, interleaved layout.
+struct QwenImageRotary {
+  Tensor image_cos, image_sin;  // [image_tokens, head_dim / 2]
+  Tensor text_cos, text_sin;    // [text_tokens, head_dim / 2]
+};
+
+// A block's adaLN parameters for one timestep embedding: [B, 6 * dim] per stream, in the order
+// shift1, scale1, gate1, shift2, scale2, gate2. With zero_cond_t the image stream's has batch 2B: the
+// first B rows for the generated image's tokens, the last B for the reference images'.
+struct BlockModulation {
+  Tensor image;
+  Tensor text;
+};
+
+struct QwenImageAttention {
+  nn::Linear to_q, to_k, to_v, to_out_0;
+  nn::Linear add_q_proj, add_k_proj, add_v_proj, to_add_out;
+  nn::RMSNorm norm_q, norm_k, norm_added_q, norm_added_k;
+  int64_t heads = 0, head_dim = 0;
+
+  // Returns {image output, text output}.
+  std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& text_mask,
+                                    const QwenImageRotary& rotary) const;
+};
+
+struct FeedForward {
+  nn::Linear net_0_proj, net_2;
+  Tensor forward(const Tensor& x) const { return net_2(ops::gelu_tanh(net_0_proj(x))); }
+};
+
+struct QwenImageTransformerBlock {
+  nn::Linear img_mod_1, txt_mod_1;
+  QwenImageAttention attn;
+  FeedForward img_mlp, txt_mlp;
+  float eps = 1e-6f;
+  bool zero_cond_t = false;
+
+  BlockModulation modulation(const Tensor& temb) const;
+  // image_tokens_of_target: with zero_cond_t, how many leading image tokens belong to the generated image.
+  // Returns {text, image} hidden states like the reference.
+  std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& text_mask,
+                                    const BlockModulation& modulation, const QwenImageRotary& rotary,
+                                    int64_t image_tokens_of_target) const;
+  void visit(const std::string& prefix, const nn::ParameterVisitor& visitor);
+};
+
+class QwenImageTransformer2DModel {
+ public:
+  QwenImageTransformer2DModel(const QwenImageTransformerConfig& config, const WeightSource& weights);
+
+  // hidden_states [B, image_tokens, in_channels] (packed latents), encoder_hidden_states [B, T, joint_dim],
+  // encoder_hidden_states_mask [B, T] (undefined = all valid), timestep [B] as the pipeline passes it
+  // (sigma, i.e. t / 1000), img_shapes: the images in the sequence (the first is the generated one).
+  // Returns [B, image_tokens, patch_size^2 * out_channels].
+  Tensor forward(const Tensor& hidden_states, const Tensor& encoder_hidden_states,
+                 const Tensor& encoder_hidden_states_mask, const Tensor& timestep,
+                 const std::vector<ImageShape>& img_shapes) const;
+
+  // The pieces of forward, for executors that schedule blocks themselves.
+  Tensor timestep_embedding(const Tensor& timestep, DType dtype) const;
+  QwenImageRotary rotary(const std::vector<ImageShape>& img_shapes, int64_t text_tokens, Device device,
+                         DType dtype) const;
+
+  const QwenImageTransformerConfig& config() const { return config_; }
+  std::vector<QwenImageTransformerBlock>& blocks() { return transformer_blocks_; }
+  const std::vector<QwenImageTransformerBlock>& blocks() const { return transformer_blocks_; }
+  void visit(const nn::ParameterVisitor& visitor);
+
+ private:
+  QwenImageTransformerConfig config_;
+  nn::Linear timestep_embedder_linear_1_, timestep_embedder_linear_2_;
+  nn::RMSNorm txt_norm_;
+  nn::Linear img_in_, txt_in_;
+  std::vector<QwenImageTransformerBlock> transformer_blocks_;
+  nn::Linear norm_out_linear_, proj_out_;
+};
+
+}  // namespace canvas

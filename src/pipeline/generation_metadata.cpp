@@ -1,0 +1,55 @@
+#include "pipeline/generation_metadata.h"
+
+#include <sstream>
+
+namespace canvas {
+
+nlohmann::json generation_json(const GenerationRecord& record) {
+  const TextToImageRequest& request = record.request;
+  nlohmann::json json = {
+      {"software", "ethereal-canvas"},
+      {"version", CANVAS_VERSION},
+      {"task", "text-to-image"},
+      {"model", record.model},
+      {"device", record.device},
+      {"prompt", request.prompt},
+      {"seed", request.seed},
+      {"steps", request.steps},
+      {"cfg_scale", request.cfg_scale},
+      {"width", request.width},
+      {"height", request.height},
+      {"max_sequence_length", request.max_sequence_length},
+      {"scheduler", "FlowMatchEulerDiscreteScheduler"},
+  };
+  if (request.negative_prompt) json["negative_prompt"] = *request.negative_prompt;
+  if (record.result) {
+    const TextToImageResult& result = *record.result;
+    json["true_cfg"] = result.used_cfg;
+    if (result.used_cfg) json["negative_prompt_used"] = result.negative_prompt;
+    json["timings_s"] = {{"load", record.load_s},
+                         {"text_encode", result.timings.text_encode_s},
+                         {"denoise", result.timings.denoise_s},
+                         {"vae_decode", result.timings.vae_decode_s},
+                         {"total", record.total_s},
+                         {"per_step", result.timings.step_s}};
+  }
+  return json;
+}
+
+std::string a1111_parameters(const GenerationRecord& record) {
+  const TextToImageRequest& request = record.request;
+  std::ostringstream text;
+  text << request.prompt << "\n";
+  if (record.result && record.result->used_cfg)
+    text << "Negative prompt: " << record.result->negative_prompt << "\n";
+  text << "Steps: " << request.steps << ", Sampler: Euler (flow match), CFG scale: " << request.cfg_scale
+       << ", Seed: " << request.seed << ", Size: " << request.width << "x" << request.height
+       << ", Model: " << record.model << ", Version: ethereal-canvas " << CANVAS_VERSION;
+  return text.str();
+}
+
+std::vector<PngTextChunk> generation_text_chunks(const GenerationRecord& record) {
+  return {{"parameters", a1111_parameters(record)}, {"canvas", generation_json(record).dump()}};
+}
+
+}  // namespace canvas

@@ -1,0 +1,28 @@
+// What a generated image records about how it was made, so it can be reproduced from the file alone.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "io/png_image.h"
+#include "pipeline/text_to_image.h"
+
+namespace canvas {
+
+struct GenerationRecord {
+  std::string model;  // the path or name the user gave
+  std::string device;
+  TextToImageRequest request;
+  TextToImageResult const* result = nullptr;
+  double load_s = 0;
+  double total_s = 0;
+};
+
+// Every setting and timing, as JSON (stored in the "canvas" chunk).
+nlohmann::json generation_json(const GenerationRecord& record);
+// The A1111-style "parameters" text that other tools (ComfyUI, A1111, civitai) read.
+std::string a1111_parameters(const GenerationRecord& record);
+// Both chunks, ready for write_png.
+std::vector<PngTextChunk> generation_text_chunks(const GenerationRecord& record);
+
+}  // namespace canvas

@@ -1,0 +1,35 @@
+// Qwen-Image's prompt encoding (QwenImagePipeline._get_qwen_prompt_embeds): the prompt is wrapped in a
+// chat template, run through the text encoder, and the hidden states of the template's system part
+// are dropped.
+#pragma once
+
+#include <string>
+
+#include "models/qwen2_5_vl_text.h"
+#include "tokenizer/qwen2_tokenizer.h"
+
+namespace canvas {
+
+struct PromptEmbedding {
+  Tensor embeds;                            // [1, L, hidden]
+  Tensor mask;                              // [1, L] i64, 1 for every kept token
+  std::vector<int32_t> template_token_ids;  // the whole templated prompt as the encoder saw it
+};
+
+class QwenImagePromptEncoder {
+ public:
+  static constexpr int64_t kDefaultMaxSequenceLength = 512;
+
+  QwenImagePromptEncoder(const Qwen2Tokenizer& tokenizer, const Qwen2_5_VLTextModel& text_encoder)
+      : tokenizer_(tokenizer), text_encoder_(text_encoder) {}
+
+  // Keeps at most `max_sequence_length` tokens after the template's system part.
+  PromptEmbedding encode(const std::string& prompt, int64_t max_sequence_length = kDefaultMaxSequenceLength,
+                         DType activation_dtype = DType::F32) const;
+
+ private:
+  const Qwen2Tokenizer& tokenizer_;
+  const Qwen2_5_VLTextModel& text_encoder_;
+};
+
+}  // namespace canvas

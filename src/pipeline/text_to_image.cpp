@@ -1,0 +1,137 @@
+#include "pipeline/text_to_image.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "pipeline/flow_match_scheduler.h"
+#include "pipeline/latent_packing.h"
+#include "pipeline/prompt_encoder.h"
+#include "pipeline/torch_generator.h"
+
+namespace canvas {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Largest side the pipeline accepts: 4096 pixels keeps the rotary position tables (4096 entries in the
+// reference) and the token count within what the models were built for.
+constexpr int64_t kMaxSide = 4096;
+
+// true CFG with the norm rescale: the guided prediction keeps the conditional prediction's norm per token.
+Tensor guided_prediction(const Tensor& cond, const Tensor& uncond, float cfg_scale) {
+  Tensor combined = ops::add(uncond, ops::scale(ops::sub(cond, uncond), cfg_scale));
+  return ops::mul(combined, ops::div(ops::vector_norm(cond), ops::vector_norm(combined)));
+}
+
+}  // namespace
+
+void validate_request(const TextToImageRequest& request, const QwenImageComponents& components) {
+  int64_t multiple = components.pixel_multiple();
+  check(request.width > 0 && request.height > 0 && request.width <= kMaxSide && request.height <= kMaxSide,
+        "width and height must be between " + std::to_string(multiple) + " and " + std::to_string(kMaxSide) +
+            ", got " + std::to_string(request.width) + "x" + std::to_string(request.height));
+  check(request.width % multiple == 0 && request.height % multiple == 0,
+        "width and height must be multiples of " + std::to_string(multiple) + ", got " +
+            std::to_string(request.width) + "x" + std::to_string(request.height) + " (try " +
+            std::to_string(std::max<int64_t>(multiple, request.width / multiple * multiple)) + "x" +
+            std::to_string(std::max<int64_t>(multiple, request.height / multiple * multiple)) + ")");
+  check(request.steps >= 1 && request.steps <= 1000,
+        "steps must be between 1 and 1000, got " + std::to_string(request.steps));
+  check(std::isfinite(request.cfg_scale) && request.cfg_scale >= 0.0f && request.cfg_scale <= 100.0f,
+        "cfg scale must be between 0 and 100");
+  check(request.max_sequence_length >= 1 && request.max_sequence_length <= 1024,
+        "max sequence length must be between 1 and 1024");
+}
+
+TextToImageResult text_to_image(const QwenImageComponents& components, const TextToImageRequest& request,
+                                const StepCallback& on_step) {
+  validate_request(request, components);
+  const DType dtype = components.activation_dtype;
+  TextToImageResult result;
+
+  Clock::time_point phase_start = Clock::now();
+  QwenImagePromptEncoder prompt_encoder(components.tokenizer, *components.text_encoder);
+  PromptEmbedding positive, negative;
+  {
+    OwnerScope owner({"text_encoder", -1, MemoryRole::Activations});
+    positive = prompt_encoder.encode(request.prompt, request.max_sequence_length, dtype);
+    result.used_cfg = request.cfg_scale > 1.0f;
+    if (result.used_cfg) {
+      result.negative_prompt = request.negative_prompt.value_or(" ");
+      negative = prompt_encoder.encode(result.negative_prompt, request.max_sequence_length, dtype);
+    }
+  }
+  result.timings.text_encode_s = seconds_since(phase_start);
+
+  phase_start = Clock::now();
+  OwnerScope owner({"transformer", -1, MemoryRole::Activations});
+  const QwenImageTransformerConfig& transformer_config = components.transformer->config();
+  const int64_t latent_channels = transformer_config.in_channels / 4;
+  const int64_t scale = components.vae_scale_factor();
+  const int64_t latent_height = 2 * (request.height / (scale * 2));
+  const int64_t latent_width = 2 * (request.width / (scale * 2));
+
+  TorchGenerator generator(request.seed);
+  Tensor noise = generator.randn({1, 1, latent_channels, latent_height, latent_width});
+  Tensor latents = pack_latents(noise.view({1, latent_channels, latent_height, latent_width}))
+                       .to(dtype)
+                       .to(components.device);
+  const std::vector<ImageShape> img_shapes = {{1, latent_height / 2, latent_width / 2}};
+
+  FlowMatchEulerDiscreteScheduler scheduler(components.scheduler_config);
+  double mu = FlowMatchEulerDiscreteScheduler::calculate_shift(latents.dim(1), components.scheduler_config);
+  scheduler.set_timesteps(request.steps, mu);
+  const std::vector<float>& timesteps = scheduler.timesteps();
+
+  for (int step = 0; step < static_cast<int>(timesteps.size()); ++step) {
+    Clock::time_point step_start = Clock::now();
+    // The reference passes t / 1000 in the latents' dtype.
+    float sigma_timestep = timesteps[step] / 1000.0f;
+    Tensor timestep = Tensor::from_floats(std::vector<float>{sigma_timestep}, {1});
+    Tensor prediction = components.transformer->forward(latents, positive.embeds, {}, timestep, img_shapes);
+    if (result.used_cfg) {
+      Tensor unconditional =
+          components.transformer->forward(latents, negative.embeds, {}, timestep, img_shapes);
+      prediction = guided_prediction(prediction, unconditional, request.cfg_scale);
+    }
+    latents = scheduler.step(prediction, step, latents);
+    result.timings.step_s.push_back(seconds_since(step_start));
+    if (on_step) on_step(step + 1, static_cast<int>(timesteps.size()));
+  }
+  result.latents = latents;
+  result.timings.denoise_s = seconds_since(phase_start);
+
+  phase_start = Clock::now();
+  {
+    OwnerScope vae_owner({"vae", -1, MemoryRole::Activations});
+    Tensor unpacked = unpack_latents(latents, latent_height, latent_width);
+    Tensor decoded = components.vae->decode(components.vae->denormalize_latents(unpacked));
+    // VaeImageProcessor.postprocess: [-1, 1] -> [0, 1], clamped, channels last.
+    Tensor image = ops::add(ops::scale(decoded.select(0, 0).to(DType::F32).to(Device::cpu()), 0.5f),
+                            Tensor::from_floats(std::vector<float>{0.5f}, {1}));
+    std::vector<float> values = image.permute({1, 2, 0}).contiguous().to_floats();
+    for (float& value : values) value = std::clamp(value, 0.0f, 1.0f);
+    result.image = Tensor::from_floats(values, {image.dim(1), image.dim(2), 3});
+  }
+  result.timings.vae_decode_s = seconds_since(phase_start);
+  return result;
+}
+
+std::vector<uint8_t> image_to_rgb8(const Tensor& image) {
+  check(image.ndim() == 3 && image.dim(2) == 3,
+        "image_to_rgb8 takes [H, W, 3], got " + shape_str(image.shape()));
+  std::vector<float> values = image.to_floats();
+  std::vector<uint8_t> pixels(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    // numpy's round() rounds half to even; nearbyint does the same in the default rounding mode.
+    pixels[i] = static_cast<uint8_t>(std::nearbyint(std::clamp(values[i], 0.0f, 1.0f) * 255.0f));
+  }
+  return pixels;
+}
+
+}  // namespace canvas

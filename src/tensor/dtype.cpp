@@ -1,0 +1,276 @@
+#include "tensor/dtype.h"
+
+#include <array>
+#include <cmath>
+#include <string>
+
+#include "util/error.h"
+
+namespace canvas {
+
+namespace {
+
+constexpr std::array<DTypeInfo, 13> kDTypeInfo = {{
+    {"f32", 1, 4, true},
+    {"f16", 1, 2, true},
+    {"bf16", 1, 2, true},
+    {"f8_e4m3", 1, 1, true},
+    {"f8_e5m2", 1, 1, true},
+    {"f64", 1, 8, true},
+    {"i64", 1, 8, false},
+    {"i32", 1, 4, false},
+    {"u8", 1, 1, false},
+    {"bool", 1, 1, false},
+    // bitsandbytes NF4: 64 four-bit codes plus one f32 absmax per block.
+    {"nf4", 64, 32 + 4, true},
+    // GGML Q8_0: 32 int8 values plus one f16 scale.
+    {"q8_0", 32, 32 + 2, true},
+    // GGML Q4_K: 256 values in 8 sub-blocks with 6-bit scales and mins, plus f16 d and dmin.
+    {"q4_k", 256, 144, true},
+}};
+
+}  // namespace
+
+const DTypeInfo& dtype_info(DType dtype) {
+  return kDTypeInfo.at(static_cast<size_t>(dtype));
+}
+
+int64_t storage_bytes(DType dtype, int64_t elements) {
+  const DTypeInfo& info = dtype_info(dtype);
+  check(elements >= 0, "negative element count");
+  check(elements % info.block_elements == 0,
+        std::to_string(elements) + " elements is not a whole number of " + std::string(info.name) +
+            " blocks of " + std::to_string(info.block_elements));
+  return elements / info.block_elements * info.block_bytes;
+}
+
+int64_t element_size(DType dtype) {
+  const DTypeInfo& info = dtype_info(dtype);
+  check(info.block_elements == 1, std::string(info.name) + " is block-quantized and has no element size");
+  return info.block_bytes;
+}
+
+bool dtype_from_safetensors(std::string_view name, DType& out) {
+  struct Entry {
+    std::string_view name;
+    DType dtype;
+  };
+  static constexpr Entry kNames[] = {
+      {"F32", DType::F32},         {"F16", DType::F16},   {"BF16", DType::BF16}, {"F8_E4M3", DType::F8_E4M3},
+      {"F8_E5M2", DType::F8_E5M2}, {"F64", DType::F64},   {"I64", DType::I64},   {"I32", DType::I32},
+      {"U8", DType::U8},           {"BOOL", DType::Bool},
+  };
+  for (const Entry& entry : kNames) {
+    if (entry.name == name) {
+      out = entry.dtype;
+      return true;
+    }
+  }
+  return false;
+}
+
+float f16_to_f32(uint16_t bits) {
+  uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  uint32_t exponent = (bits >> 10) & 0x1fu;
+  uint32_t mantissa = bits & 0x3ffu;
+  uint32_t result;
+  if (exponent == 0x1f) {
+    result = sign | 0x7f800000u | (mantissa << 13);
+  } else if (exponent != 0) {
+    result = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    result = sign;
+  } else {
+    // Subnormal half: renormalize into a normal float.
+    int shift = 0;
+    while ((mantissa & 0x400u) == 0) {
+      mantissa <<= 1;
+      ++shift;
+    }
+    mantissa &= 0x3ffu;
+    result = sign | (static_cast<uint32_t>(113 - shift) << 23) | (mantissa << 13);
+  }
+  float value;
+  std::memcpy(&value, &result, sizeof(value));
+  return value;
+}
+
+uint16_t f32_to_f16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude > 0x7f800000u) return sign | 0x7e00u;
+  if (magnitude >= 0x477ff000u) return sign | 0x7c00u;  // rounds to infinity
+  if (magnitude < 0x38800000u) {
+    // Result is subnormal or zero: let the FPU round by adding a bias that aligns the mantissa.
+    float abs_value;
+    std::memcpy(&abs_value, &magnitude, sizeof(abs_value));
+    float shifted = abs_value + 0.5f;
+    uint32_t shifted_bits;
+    std::memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
+    return sign | static_cast<uint16_t>(shifted_bits - 0x3f000000u);
+  }
+  uint32_t rounding = 0xfffu + ((magnitude >> 13) & 1u);
+  return sign | static_cast<uint16_t>((magnitude - 0x38000000u + rounding) >> 13);
+}
+
+namespace {
+
+// Decodes a small float with the given exponent/mantissa widths.
+float decode_minifloat(uint8_t bits, int exponent_bits, int mantissa_bits, int bias) {
+  int sign = bits >> 7;
+  int exponent = (bits >> mantissa_bits) & ((1 << exponent_bits) - 1);
+  int mantissa = bits & ((1 << mantissa_bits) - 1);
+  float magnitude;
+  if (exponent == 0) {
+    magnitude = std::ldexp(static_cast<float>(mantissa), 1 - bias - mantissa_bits);
+  } else {
+    magnitude =
+        std::ldexp(static_cast<float>(mantissa + (1 << mantissa_bits)), exponent - bias - mantissa_bits);
+  }
+  return sign ? -magnitude : magnitude;
+}
+
+// Encodes by searching the 128 magnitudes for the nearest, ties to even. Fast enough for weight conversion
+// at load; the GPU path converts with hardware instructions.
+uint8_t encode_minifloat(float value, float (*decode)(uint8_t), uint8_t max_code) {
+  uint8_t sign = std::signbit(value) ? 0x80 : 0;
+  float magnitude = std::fabs(value);
+  uint8_t best = 0;
+  float best_error = std::fabs(decode(0) - magnitude);
+  for (uint8_t code = 1; code <= max_code; ++code) {
+    float error = std::fabs(decode(code) - magnitude);
+    if (error < best_error || (error == best_error && (code & 1) == 0)) {
+      best = code;
+      best_error = error;
+    }
+  }
+  return sign | best;
+}
+
+}  // namespace
+
+float f8_e4m3_to_f32(uint8_t bits) {
+  if ((bits & 0x7f) == 0x7f) return std::nanf("");
+  return decode_minifloat(bits, 4, 3, 7);
+}
+
+uint8_t f32_to_f8_e4m3(float value) {
+  if (std::isnan(value)) return 0x7f;
+  return encode_minifloat(value, f8_e4m3_to_f32, 0x7e);
+}
+
+float f8_e5m2_to_f32(uint8_t bits) {
+  int exponent = (bits >> 2) & 0x1f;
+  if (exponent == 0x1f) {
+    if (bits & 0x3) return std::nanf("");
+    return (bits & 0x80) ? -INFINITY : INFINITY;
+  }
+  return decode_minifloat(bits, 5, 2, 15);
+}
+
+uint8_t f32_to_f8_e5m2(float value) {
+  if (std::isnan(value)) return 0x7f;
+  if (std::isinf(value)) return value > 0 ? 0x7c : 0xfc;
+  return encode_minifloat(value, f8_e5m2_to_f32, 0x7b);
+}
+
+void convert_to_f32(DType src_dtype, const void* src, float* dst, int64_t count) {
+  switch (src_dtype) {
+    case DType::F32:
+      std::memcpy(dst, src, static_cast<size_t>(count) * sizeof(float));
+      return;
+    case DType::BF16: {
+      const auto* in = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_f32(in[i]);
+      return;
+    }
+    case DType::F16: {
+      const auto* in = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < count; ++i) dst[i] = f16_to_f32(in[i]);
+      return;
+    }
+    case DType::F8_E4M3: {
+      const auto* in = static_cast<const uint8_t*>(src);
+      for (int64_t i = 0; i < count; ++i) dst[i] = f8_e4m3_to_f32(in[i]);
+      return;
+    }
+    case DType::F8_E5M2: {
+      const auto* in = static_cast<const uint8_t*>(src);
+      for (int64_t i = 0; i < count; ++i) dst[i] = f8_e5m2_to_f32(in[i]);
+      return;
+    }
+    case DType::F64: {
+      const auto* in = static_cast<const double*>(src);
+      for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(in[i]);
+      return;
+    }
+    case DType::I64: {
+      const auto* in = static_cast<const int64_t*>(src);
+      for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(in[i]);
+      return;
+    }
+    case DType::I32: {
+      const auto* in = static_cast<const int32_t*>(src);
+      for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(in[i]);
+      return;
+    }
+    case DType::U8:
+    case DType::Bool: {
+      const auto* in = static_cast<const uint8_t*>(src);
+      for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(in[i]);
+      return;
+    }
+    default:
+      throw Error("cannot widen " + std::string(dtype_name(src_dtype)) +
+                  " element-wise; it needs dequantization");
+  }
+}
+
+void convert_from_f32(const float* src, DType dst_dtype, void* dst, int64_t count) {
+  switch (dst_dtype) {
+    case DType::F32:
+      std::memcpy(dst, src, static_cast<size_t>(count) * sizeof(float));
+      return;
+    case DType::BF16: {
+      auto* out = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < count; ++i) out[i] = f32_to_bf16(src[i]);
+      return;
+    }
+    case DType::F16: {
+      auto* out = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < count; ++i) out[i] = f32_to_f16(src[i]);
+      return;
+    }
+    case DType::F8_E4M3: {
+      auto* out = static_cast<uint8_t*>(dst);
+      for (int64_t i = 0; i < count; ++i) out[i] = f32_to_f8_e4m3(src[i]);
+      return;
+    }
+    case DType::F8_E5M2: {
+      auto* out = static_cast<uint8_t*>(dst);
+      for (int64_t i = 0; i < count; ++i) out[i] = f32_to_f8_e5m2(src[i]);
+      return;
+    }
+    case DType::F64: {
+      auto* out = static_cast<double*>(dst);
+      for (int64_t i = 0; i < count; ++i) out[i] = src[i];
+      return;
+    }
+    case DType::I64: {
+      auto* out = static_cast<int64_t*>(dst);
+      for (int64_t i = 0; i < count; ++i) out[i] = static_cast<int64_t>(src[i]);
+      return;
+    }
+    case DType::I32: {
+      auto* out = static_cast<int32_t*>(dst);
+      for (int64_t i = 0; i < count; ++i) out[i] = static_cast<int32_t>(src[i]);
+      return;
+    }
+    default:
+      throw Error("cannot narrow f32 into " + std::string(dtype_name(dst_dtype)) + " element-wise");
+  }
+}
+
+}  // namespace canvas

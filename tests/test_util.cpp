@@ -1,0 +1,63 @@
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "io/json_config.h"
+
+namespace canvas::test {
+
+std::filesystem::path source_path(const std::string& relative) {
+  return std::filesystem::path(CANVAS_SOURCE_DIR) / relative;
+}
+
+std::filesystem::path shared_path(const std::string& relative) {
+  if (const char* dir = std::getenv("CANVAS_SHARED_DIR")) return std::filesystem::path(dir) / relative;
+  return std::filesystem::path(CANVAS_SOURCE_DIR).parent_path() / "shared" / relative;
+}
+
+std::filesystem::path scratch_dir(const std::string& name) {
+  auto dir =
+      std::filesystem::path(CANVAS_BINARY_DIR) / "test-scratch" / (name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+WeightSource open_golden(const std::string& folder) {
+  return WeightSource::open(source_path("tests/golden/" + folder + "/golden.safetensors"));
+}
+
+nlohmann::json golden_json(const std::string& folder) {
+  return read_json_file(source_path("tests/golden/" + folder + "/golden.json"));
+}
+
+double relative_error(const Tensor& actual, const Tensor& expected) {
+  check(actual.shape() == expected.shape(),
+        "comparing " + shape_str(actual.shape()) + " against " + shape_str(expected.shape()));
+  std::vector<float> a = actual.to_floats(), b = expected.to_floats();
+  double difference = 0, reference = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    difference += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    reference += static_cast<double>(b[i]) * b[i];
+  }
+  if (std::isnan(difference)) return INFINITY;
+  return reference > 0 ? std::sqrt(difference / reference) : std::sqrt(difference);
+}
+
+double max_abs_difference(const Tensor& actual, const Tensor& expected) {
+  check(actual.shape() == expected.shape(),
+        "comparing " + shape_str(actual.shape()) + " against " + shape_str(expected.shape()));
+  std::vector<float> a = actual.to_floats(), b = expected.to_floats();
+  double largest = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    double difference = std::fabs(static_cast<double>(a[i]) - b[i]);
+    if (std::isnan(difference)) return INFINITY;
+    largest = std::max(largest, difference);
+  }
+  return largest;
+}
+
+}  // namespace canvas::test

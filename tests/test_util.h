@@ -1,0 +1,28 @@
+// Helpers shared by the test suite: where the committed test data lives, and tensor comparisons.
+#pragma once
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "io/weight_source.h"
+#include "tensor/tensor.h"
+
+namespace canvas::test {
+
+// A path inside the source tree, e.g. source_path("tests/golden/tokenizer").
+std::filesystem::path source_path(const std::string& relative);
+// A path inside ../shared beside the checkout (read-only test data shared by the project).
+std::filesystem::path shared_path(const std::string& relative);
+// A fresh, empty scratch folder for one test; removed when the process exits cleanly.
+std::filesystem::path scratch_dir(const std::string& name);
+
+// The tensors and parameters of a golden folder under tests/golden/ (see tests/golden/README.md).
+WeightSource open_golden(const std::string& folder);
+nlohmann::json golden_json(const std::string& folder);
+
+// ||actual - expected||_2 / ||expected||_2 over all elements; shapes must match.
+double relative_error(const Tensor& actual, const Tensor& expected);
+double max_abs_difference(const Tensor& actual, const Tensor& expected);
+
+}  // namespace canvas::test

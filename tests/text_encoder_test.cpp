@@ -1,0 +1,94 @@
+// Qwen2.5-VL text encoder against transformers' hidden states, in four configs: GQA ratios, head dims,
+// tied/untied embeddings, nested/flat configs, new/legacy tensor names, sharded files.
+#include <gtest/gtest.h>
+
+#include "io/json_config.h"
+#include "io/model_layout.h"
+#include "models/qwen2_5_vl_text.h"
+#include "test_util.h"
+
+namespace canvas {
+namespace {
+
+class TextEncoderGolden : public ::testing::TestWithParam<std::string> {};
+
+Qwen2_5_VLTextModel load_text_encoder(const std::filesystem::path& folder) {
+  std::vector<std::string> names = WeightSource::open(folder).names();
+  WeightSource weights = WeightSource::open(folder, text_encoder_rewrites(names, folder.string()));
+  return Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig::from_file(folder / "config.json"), weights);
+}
+
+TEST_P(TextEncoderGolden, LastHiddenStateMatchesTransformers) {
+  const std::string folder = "text_encoder/" + GetParam();
+  Qwen2_5_VLTextModel model = load_text_encoder(test::source_path("tests/golden/" + folder));
+  WeightSource golden = test::open_golden(folder);
+  Tensor input_ids = golden.get("input_ids");
+  Tensor attention_mask = golden.get("attention_mask");
+  Tensor expected = golden.get("last_hidden_state");
+
+  Tensor hidden = model.forward(input_ids, attention_mask);
+  ASSERT_EQ(hidden.shape(), expected.shape());
+  // Every row, padded positions included: a padded query attends causally to the real keys, as in the
+  // reference.
+  double error = test::relative_error(hidden, expected);
+  EXPECT_LE(error, 1e-4) << folder;
+  RecordProperty("relative_error", std::to_string(error));
+  std::printf("[ parity ] %s last_hidden_state relative error %.3g\n", folder.c_str(), error);
+
+  // The second row alone, without padding, gives the same valid rows.
+  Tensor alone = model.forward(input_ids.slice(0, 1, 2).slice(1, 0, 7).contiguous(),
+                               attention_mask.slice(0, 1, 2).slice(1, 0, 7).contiguous());
+  EXPECT_LE(test::relative_error(alone, golden.get("seq1_alone_last_hidden_state")), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, TextEncoderGolden,
+                         ::testing::Values("a_h4_kv2_untied", "b_h4_kv1_tied", "c_h2_kv2_hd24",
+                                           "d_flat_legacy_h7_kv1"));
+
+TEST(TextEncoderConfig, ReadsFlatAndNestedLayoutsAlike) {
+  auto flat = Qwen2_5_VLTextConfig::from_file(
+      test::source_path("tests/golden/text_encoder/d_flat_legacy_h7_kv1/config.json"));
+  EXPECT_EQ(flat.hidden_size, 56);
+  EXPECT_EQ(flat.num_attention_heads, 7);
+  EXPECT_EQ(flat.num_key_value_heads, 1);
+  EXPECT_EQ(flat.head_dim, 8);
+  auto nested = Qwen2_5_VLTextConfig::from_file(
+      test::source_path("tests/golden/text_encoder/a_h4_kv2_untied/config.json"));
+  EXPECT_EQ(nested.hidden_size, 64);
+  EXPECT_EQ(nested.num_key_value_heads, 2);
+  EXPECT_DOUBLE_EQ(nested.rope_theta, 1e6);
+}
+
+TEST(TextEncoderConfig, RejectsInconsistentHeads) {
+  nlohmann::json config = {{"vocab_size", 10},
+                           {"hidden_size", 30},
+                           {"intermediate_size", 8},
+                           {"num_hidden_layers", 1},
+                           {"num_attention_heads", 4},
+                           {"num_key_value_heads", 2},
+                           {"rope_scaling", {{"mrope_section", {1, 1, 1}}}}};
+  EXPECT_THROW(Qwen2_5_VLTextConfig::from_json(config, "config.json"), Error);
+  config["hidden_size"] = 32;
+  config["num_key_value_heads"] = 3;
+  EXPECT_THROW(Qwen2_5_VLTextConfig::from_json(config, "config.json"), Error);
+  config["num_key_value_heads"] = 2;
+  config["rope_scaling"]["mrope_section"] = {1, 1, 1};  // sums to 3, head_dim / 2 is 4
+  EXPECT_THROW(Qwen2_5_VLTextConfig::from_json(config, "config.json"), Error);
+}
+
+TEST(TextEncoder, WrongWeightShapeIsAClearError) {
+  auto folder = test::source_path("tests/golden/text_encoder/a_h4_kv2_untied");
+  nlohmann::json config = read_json_file(folder / "config.json");
+  config["text_config"]["intermediate_size"] = 12345;
+  std::vector<std::string> names = WeightSource::open(folder).names();
+  WeightSource weights = WeightSource::open(folder, text_encoder_rewrites(names, folder.string()));
+  try {
+    Qwen2_5_VLTextModel model(Qwen2_5_VLTextConfig::from_json(config, "config.json"), weights);
+    FAIL() << "a config that disagrees with the weights must not load";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("mlp.gate_proj"), std::string::npos) << error.what();
+  }
+}
+
+}  // namespace
+}  // namespace canvas

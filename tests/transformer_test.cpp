@@ -1,0 +1,106 @@
+// QwenImageTransformer2DModel against diffusers: square and non-square images, padded text masks,
+// batch 2, zero_cond_t, and several images in one sequence (as Edit uses).
+#include <gtest/gtest.h>
+
+#include "io/json_config.h"
+#include "models/qwen_image_transformer.h"
+#include "test_util.h"
+
+namespace canvas {
+namespace {
+
+std::vector<ImageShape> first_sample_shapes(const nlohmann::json& img_shapes) {
+  std::vector<ImageShape> shapes;
+  for (const auto& shape : img_shapes.at(0)) {
+    shapes.push_back({shape.at(0).get<int64_t>(), shape.at(1).get<int64_t>(), shape.at(2).get<int64_t>()});
+  }
+  return shapes;
+}
+
+QwenImageTransformer2DModel load_transformer(const std::string& folder) {
+  auto path = test::source_path("tests/golden/" + folder);
+  return QwenImageTransformer2DModel(QwenImageTransformerConfig::from_file(path / "config.json"),
+                                     WeightSource::open(path));
+}
+
+class TransformerGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TransformerGolden, SampleMatchesDiffusers) {
+  const std::string folder = "transformer/" + GetParam();
+  QwenImageTransformer2DModel model = load_transformer(folder);
+  WeightSource golden = test::open_golden(folder);
+  nlohmann::json parameters = test::golden_json(folder);
+  Tensor mask =
+      golden.contains("encoder_hidden_states_mask") ? golden.get("encoder_hidden_states_mask") : Tensor();
+  std::vector<ImageShape> shapes = first_sample_shapes(parameters.at("img_shapes"));
+
+  Tensor sample = model.forward(golden.get("hidden_states"), golden.get("encoder_hidden_states"), mask,
+                                golden.get("timestep"), shapes);
+  double error = test::relative_error(sample, golden.get("sample"));
+  EXPECT_LE(error, 1e-4) << folder;
+  std::printf("[ parity ] %s sample relative error %.3g\n", folder.c_str(), error);
+}
+
+TEST_P(TransformerGolden, TimestepEmbeddingAndRotaryTablesMatch) {
+  const std::string folder = "transformer/" + GetParam();
+  QwenImageTransformer2DModel model = load_transformer(folder);
+  WeightSource golden = test::open_golden(folder);
+  nlohmann::json parameters = test::golden_json(folder);
+  std::vector<ImageShape> shapes = first_sample_shapes(parameters.at("img_shapes"));
+
+  Tensor timestep = golden.get("timestep");
+  if (model.config().zero_cond_t) {
+    std::vector<float> doubled = timestep.to_floats();
+    doubled.resize(doubled.size() * 2, 0.0f);
+    timestep = Tensor::from_floats(doubled, {static_cast<int64_t>(doubled.size())});
+  }
+  EXPECT_LE(test::relative_error(model.timestep_embedding(timestep, DType::F32), golden.get("temb")), 1e-5);
+
+  int64_t text_tokens = golden.get("encoder_hidden_states").dim(1);
+  QwenImageRotary rotary = model.rotary(shapes, text_tokens, Device::cpu(), DType::F32);
+  Tensor rope_img = golden.get("rope_img"), rope_txt = golden.get("rope_txt");
+  EXPECT_LE(test::max_abs_difference(rotary.image_cos, rope_img.select(2, 0).contiguous()), 1e-6);
+  EXPECT_LE(test::max_abs_difference(rotary.image_sin, rope_img.select(2, 1).contiguous()), 1e-6);
+  EXPECT_LE(test::max_abs_difference(rotary.text_cos, rope_txt.select(2, 0).contiguous()), 1e-6);
+  EXPECT_LE(test::max_abs_difference(rotary.text_sin, rope_txt.select(2, 1).contiguous()), 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, TransformerGolden,
+                         ::testing::Values("t1_base", "t2_nonsquare_odd", "t3_batch2_padded_mask",
+                                           "t4_zero_cond_t", "t5_multi_image_edit"));
+
+TEST(Transformer, PaddedTextDoesNotChangeTheImage) {
+  // t3's second sample has 6 real text tokens; dropping the padding must not change its output.
+  QwenImageTransformer2DModel model = load_transformer("transformer/t3_batch2_padded_mask");
+  WeightSource golden = test::open_golden("transformer/t3_batch2_padded_mask");
+  nlohmann::json parameters = test::golden_json("transformer/t3_batch2_padded_mask");
+  std::vector<ImageShape> shapes = first_sample_shapes(parameters.at("img_shapes"));
+  Tensor sample =
+      model.forward(golden.get("hidden_states").slice(0, 1, 2).contiguous(),
+                    golden.get("encoder_hidden_states").slice(0, 1, 2).slice(1, 0, 6).contiguous(), {},
+                    golden.get("timestep").slice(0, 1, 2).contiguous(), shapes);
+  // Text RoPE positions depend only on the image size, so only the padded keys differ: masked out.
+  EXPECT_LE(test::relative_error(sample, golden.get("sample").slice(0, 1, 2).contiguous()), 1e-4);
+}
+
+TEST(Transformer, RejectsMismatchedInputs) {
+  QwenImageTransformer2DModel model = load_transformer("transformer/t1_base");
+  WeightSource golden = test::open_golden("transformer/t1_base");
+  Tensor hidden = golden.get("hidden_states"), text = golden.get("encoder_hidden_states");
+  Tensor timestep = golden.get("timestep");
+  EXPECT_THROW(model.forward(hidden, text, {}, timestep, {{1, 3, 4}}), Error);  // 12 tokens, not 16
+  EXPECT_THROW(model.forward(text, text, {}, timestep, {{1, 4, 4}}), Error);    // wrong channel count
+  EXPECT_THROW(model.forward(hidden, hidden, {}, timestep, {{1, 4, 4}}), Error);
+}
+
+TEST(TransformerConfig, RejectsUnsupportedVariants) {
+  nlohmann::json config = read_json_file(test::source_path("tests/golden/transformer/t1_base/config.json"));
+  config["axes_dims_rope"] = {4, 6, 8};
+  EXPECT_THROW(QwenImageTransformerConfig::from_json(config, "config.json"), Error);
+  config["axes_dims_rope"] = {4, 6, 6};
+  config["use_layer3d_rope"] = true;
+  EXPECT_THROW(QwenImageTransformerConfig::from_json(config, "config.json"), Error);
+}
+
+}  // namespace
+}  // namespace canvas

@@ -1,0 +1,319 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <set>
+#include <tuple>
+
+#include "io/json_config.h"
+#include "io/safetensors.h"
+#include "models/autoencoder_kl_qwen_image.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace canvas {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr double kTolerance = 1e-4;
+
+fs::path tiny_vae_dir() {
+  return test::source_path("models/tiny-qwen-image/vae");
+}
+fs::path alt_vae_dir() {
+  return test::source_path("tests/golden/vae/alt_cfg");
+}
+
+struct LoadedVae {
+  AutoencoderKLQwenImageConfig config;
+  WeightSource weights;
+  std::unique_ptr<AutoencoderKLQwenImage> vae;
+};
+
+LoadedVae load_vae(const fs::path& dir) {
+  LoadedVae loaded{AutoencoderKLQwenImageConfig::from_file(dir / "config.json"),
+                   WeightSource::open(dir / "diffusion_pytorch_model.safetensors"), nullptr};
+  loaded.vae = std::make_unique<AutoencoderKLQwenImage>(loaded.config, loaded.weights);
+  return loaded;
+}
+
+const LoadedVae& tiny_vae() {
+  static const LoadedVae loaded = load_vae(tiny_vae_dir());
+  return loaded;
+}
+
+const LoadedVae& alt_vae() {
+  static const LoadedVae loaded = load_vae(alt_vae_dir());
+  return loaded;
+}
+
+// The golden tensors carry the reference's frame axis [B, C, 1, H, W]; the engine drops it.
+Tensor golden_frame(const WeightSource& golden, const std::string& name) {
+  Tensor tensor = golden.get(name);
+  EXPECT_EQ(tensor.ndim(), 5) << name;
+  EXPECT_EQ(tensor.dim(2), 1) << name;
+  return tensor.select(2, 0);
+}
+
+WeightSource open_golden(const std::string& folder) {
+  return WeightSource::open(test::source_path("tests/golden/" + folder + "/golden.safetensors"));
+}
+
+// ||ours - reference|| / ||reference||, with a readable failure when the shapes differ.
+double relative_error(const Tensor& ours, const Tensor& reference) {
+  EXPECT_EQ(shape_str(ours.shape()), shape_str(reference.shape()));
+  if (ours.shape() != reference.shape()) return INFINITY;
+  std::vector<float> a = ours.to_floats(), b = reference.to_floats();
+  double difference = 0.0, norm = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    difference += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(difference / norm);
+}
+
+void expect_close(const std::string& what, const Tensor& ours, const Tensor& reference) {
+  double error = relative_error(ours, reference);
+  std::printf("[   VAE    ] %-36s relative error %.3g\n", what.c_str(), error);
+  EXPECT_LE(error, kTolerance) << what;
+}
+
+template <typename Action>
+std::string error_of(Action&& action) {
+  try {
+    action();
+  } catch (const Error& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "expected a canvas::Error";
+  return "";
+}
+
+void expect_contains(const std::string& text, const std::string& part) {
+  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' is not in: " << text;
+}
+
+void check_decode(const LoadedVae& loaded, const std::string& folder) {
+  WeightSource golden = open_golden(folder);
+  Tensor decoded = loaded.vae->decode(golden_frame(golden, "latents"));
+  expect_close(folder + " decoded", decoded, golden_frame(golden, "decoded"));
+  std::vector<float> values = decoded.to_floats();
+  for (float value : values) ASSERT_TRUE(value >= -1.0f && value <= 1.0f) << value;
+}
+
+void check_encode(const LoadedVae& loaded, const std::string& folder) {
+  WeightSource golden = open_golden(folder);
+  Tensor image = golden_frame(golden, "image");
+  QwenImageLatentDistribution posterior = loaded.vae->encode(image);
+  expect_close(folder + " posterior_mean", posterior.mean, golden_frame(golden, "posterior_mean"));
+  expect_close(folder + " posterior_logvar", posterior.logvar, golden_frame(golden, "posterior_logvar"));
+  EXPECT_EQ(posterior.mean.to_floats(), loaded.vae->encode_mean(image).to_floats());
+}
+
+TEST(VaeTest, ConfigReadsEveryField) {
+  const AutoencoderKLQwenImageConfig& config = tiny_vae().config;
+  EXPECT_EQ(config.base_dim, 4);
+  EXPECT_EQ(config.z_dim, 16);
+  EXPECT_EQ(config.dim_mult, (std::vector<int64_t>{1, 2, 4, 4}));
+  EXPECT_EQ(config.num_res_blocks, 2);
+  EXPECT_TRUE(config.attn_scales.empty());
+  EXPECT_EQ(config.temperal_downsample, (std::vector<bool>{false, true, true}));
+  EXPECT_EQ(config.input_channels, 3);
+  EXPECT_EQ(config.spatial_compression_ratio(), 8);
+  ASSERT_EQ(config.latents_mean.size(), 16u);
+  EXPECT_EQ(config.latents_mean[0], -0.7571f);
+  EXPECT_EQ(config.latents_std[15], 1.916f);
+}
+
+TEST(VaeTest, DecodeMatchesReference) {
+  check_decode(tiny_vae(), "vae/decode_8x8");
+  check_decode(tiny_vae(), "vae/decode_6x10");
+}
+
+TEST(VaeTest, EncodeMatchesReference) {
+  check_encode(tiny_vae(), "vae/encode_64x64");
+  check_encode(tiny_vae(), "vae/encode_48x80");
+}
+
+TEST(VaeTest, SecondConfigMatchesReference) {
+  check_decode(alt_vae(), "vae/alt_cfg/decode_5x7");
+  check_encode(alt_vae(), "vae/alt_cfg/encode_40x56");
+}
+
+TEST(VaeTest, BatchedDecodeMatchesPerImageDecode) {
+  WeightSource golden = open_golden("vae/decode_8x8");
+  Tensor latents = golden_frame(golden, "latents");
+  Tensor pair[] = {latents, ops::scale(latents, 0.5f)};
+  Tensor decoded = tiny_vae().vae->decode(ops::concat(pair, 0));
+  expect_close("batch row 0", decoded.slice(0, 0, 1), tiny_vae().vae->decode(pair[0]));
+  expect_close("batch row 1", decoded.slice(0, 1, 2), tiny_vae().vae->decode(pair[1]));
+}
+
+// The pipeline's packed final latents, unpacked to [1, 16, h, w] as QwenImagePipeline._unpack_latents does.
+Tensor unpack_latents(const Tensor& packed, int64_t height, int64_t width) {
+  const int64_t channels = packed.dim(2) / 4;
+  return packed.view({1, height / 2, width / 2, channels, 2, 2})
+      .permute({0, 3, 1, 4, 2, 5})
+      .reshape({1, channels, height, width});
+}
+
+TEST(VaeTest, LatentScalingMatchesPipeline) {
+  for (auto [folder, height, width] :
+       {std::tuple{"a_64x64_nocfg_seed42", 8, 8}, std::tuple{"c_96x64_cfg4_neg_seed123", 8, 12}}) {
+    WeightSource golden = open_golden(std::string("pipeline/") + folder);
+    Tensor latents = unpack_latents(golden.get("latents"), height, width);
+    Tensor vae_input = tiny_vae().vae->denormalize_latents(latents);
+    // Same arithmetic as the pipeline, so the same bits.
+    EXPECT_EQ(vae_input.to_floats(), golden_frame(golden, "vae_input").to_floats()) << folder;
+    expect_close(std::string(folder) + " normalize round trip", tiny_vae().vae->normalize_latents(vae_input),
+                 latents);
+    expect_close(std::string(folder) + " decoded", tiny_vae().vae->decode(vae_input),
+                 golden_frame(golden, "decoded"));
+  }
+}
+
+TEST(VaeTest, VisitsEveryCheckpointTensorButTheTemporalConvs) {
+  LoadedVae loaded = load_vae(tiny_vae_dir());
+  std::set<std::string> visited;
+  loaded.vae->visit(
+      [&](const std::string& name, Tensor&) { EXPECT_TRUE(visited.insert(name).second) << name; });
+  std::set<std::string> expected;
+  for (const std::string& name : loaded.weights.names()) {
+    if (name.find(".time_conv.") == std::string::npos) expected.insert(name);
+  }
+  EXPECT_EQ(visited, expected);
+}
+
+TEST(VaeTest, ChargesConvertedKernelsToTheVaeWeights) {
+  const MemoryOwner vae_weights{"vae", -1, MemoryRole::Weights};
+  Allocator& allocator = allocator_for(Device::cpu());
+  auto charged = [&] {
+    auto usage = allocator.usage_by_owner();
+    auto found = usage.find(vae_weights);
+    return found == usage.end() ? int64_t{0} : found->second;
+  };
+  const int64_t before = charged();
+  LoadedVae loaded = load_vae(tiny_vae_dir());
+  // Only kernels with more than one temporal tap need a copy; the others stay views of the checkpoint.
+  int64_t expected = 0;
+  loaded.vae->visit([&](const std::string& name, Tensor& tensor) {
+    const Shape& stored = loaded.weights.info(name).shape;
+    if (stored.size() == 5 && stored[2] > 1) expected += tensor.nbytes();
+  });
+  EXPECT_GT(expected, 0);
+  EXPECT_EQ(charged() - before, expected);
+}
+
+// The published checkpoint stores bf16 weights; they must give what the same values in f32 give.
+TEST(VaeTest, Bf16WeightsMatchTheirF32Values) {
+  const LoadedVae& reference = tiny_vae();
+  std::vector<std::pair<std::string, Tensor>> bf16, rounded;
+  for (const std::string& name : reference.weights.names()) {
+    Tensor narrowed = reference.weights.get(name).to(DType::BF16);
+    bf16.emplace_back(name, narrowed);
+    rounded.emplace_back(name, narrowed.to(DType::F32));
+  }
+  const fs::path dir = test::scratch_dir("vae_bf16");
+  write_safetensors(dir / "bf16.safetensors", bf16);
+  write_safetensors(dir / "rounded.safetensors", rounded);
+  AutoencoderKLQwenImage bf16_vae(reference.config, WeightSource::open(dir / "bf16.safetensors"));
+  AutoencoderKLQwenImage rounded_vae(reference.config, WeightSource::open(dir / "rounded.safetensors"));
+
+  WeightSource golden = open_golden("vae/decode_6x10");
+  Tensor latents = golden_frame(golden, "latents");
+  double error = relative_error(bf16_vae.decode(latents), rounded_vae.decode(latents));
+  EXPECT_LE(error, 1e-6);
+  Tensor image = golden_frame(open_golden("vae/encode_48x80"), "image");
+  error = relative_error(bf16_vae.encode_mean(image), rounded_vae.encode_mean(image));
+  EXPECT_LE(error, 1e-6);
+}
+
+TEST(VaeTest, RunsInTheActivationDtype) {
+  WeightSource golden = open_golden("vae/decode_6x10");
+  Tensor latents = golden_frame(golden, "latents");
+  Tensor decoded = tiny_vae().vae->decode(latents.to(DType::BF16));
+  EXPECT_EQ(decoded.dtype(), DType::BF16);
+  double error = relative_error(decoded, golden_frame(golden, "decoded"));
+  std::printf("[   VAE    ] bf16 activations decode vs f32 reference: relative error %.3g\n", error);
+  EXPECT_LE(error, 5e-2);
+}
+
+TEST(VaeTest, RejectsWrongInputShapes) {
+  const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
+  expect_contains(error_of([&] {
+                    vae.decode(Tensor::zeros({1, 16, 1, 4, 4}, DType::F32));
+                  }),
+                  "frame axis dropped; got [1, 16, 1, 4, 4]");
+  expect_contains(error_of([&] {
+                    vae.decode(Tensor::zeros({1, 4, 4, 4}, DType::F32));
+                  }),
+                  "VAE decode takes latents [B, 16, h, w], got [1, 4, 4, 4]");
+  expect_contains(error_of([&] { vae.decode(Tensor::zeros({16, 4, 4}, DType::F32)); }), "got [16, 4, 4]");
+  expect_contains(error_of([&] {
+                    vae.encode(Tensor::zeros({1, 4, 16, 16}, DType::F32));
+                  }),
+                  "VAE encode takes images [B, 3, H, W], got [1, 4, 16, 16]");
+  expect_contains(error_of([&] {
+                    vae.encode_mean(Tensor::zeros({1, 3, 1, 16, 16}, DType::F32));
+                  }),
+                  "frame axis dropped");
+  expect_contains(error_of([&] {
+                    vae.encode(Tensor::zeros({1, 3, 7, 16}, DType::F32));
+                  }),
+                  "at least 8x8 pixels, got [1, 3, 7, 16]");
+  expect_contains(error_of([&] {
+                    vae.denormalize_latents(Tensor::zeros({1, 15, 2, 2}, DType::F32));
+                  }),
+                  "[B, 16, h, w], got [1, 15, 2, 2]");
+}
+
+TEST(VaeTest, RejectsWeightsOfAnotherConfig) {
+  AutoencoderKLQwenImageConfig alt_config =
+      AutoencoderKLQwenImageConfig::from_file(alt_vae_dir() / "config.json");
+  std::string message = error_of([&] { AutoencoderKLQwenImage vae(alt_config, tiny_vae().weights); });
+  expect_contains(message, "encoder.conv_in.weight");
+  expect_contains(message, "[3, 3, 3, 3, 3]");
+
+  // Same channel widths, one residual block too many per stage: the first missing tensor is named.
+  AutoencoderKLQwenImageConfig deeper = alt_vae().config;
+  deeper.num_res_blocks = 2;
+  expect_contains(error_of([&] { AutoencoderKLQwenImage vae(deeper, alt_vae().weights); }),
+                  "'encoder.down_blocks.1.norm1.gamma' not found");
+}
+
+TEST(VaeTest, RejectsInvalidConfigs) {
+  const nlohmann::json valid = read_json_file(tiny_vae_dir() / "config.json");
+  auto error_after = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json edited = valid;
+    edit(edited);
+    return error_of([&] { AutoencoderKLQwenImageConfig::from_json(edited, "vae/config.json"); });
+  };
+  expect_contains(error_after([](nlohmann::json& c) { c["attn_scales"] = {1.0}; }),
+                  "attn_scales must be empty");
+  expect_contains(error_after([](nlohmann::json& c) {
+                    c["temperal_downsample"] = {true, true};
+                  }),
+                  "one entry per downsampling stage (3), got 2");
+  expect_contains(error_after([](nlohmann::json& c) {
+                    c["temperal_downsample"] = {1, 0, 0};
+                  }),
+                  "should be true or false");
+  expect_contains(error_after([](nlohmann::json& c) { c["latents_std"] = std::vector<double>(15, 1.0); }),
+                  "need z_dim (16) entries");
+  expect_contains(error_after([](nlohmann::json& c) { c.erase("latents_mean"); }),
+                  "missing key \"latents_mean\"");
+  expect_contains(error_after([](nlohmann::json& c) { c["z_dim"] = "16"; }),
+                  "key \"z_dim\" in 'vae/config.json'");
+  expect_contains(error_after([](nlohmann::json& c) { c["dim_mult"] = nlohmann::json::array(); }),
+                  "dim_mult must be a non-empty list");
+
+  nlohmann::json without_optional = valid;
+  without_optional.erase("input_channels");
+  without_optional.erase("attn_scales");
+  EXPECT_EQ(AutoencoderKLQwenImageConfig::from_json(without_optional, "vae/config.json").input_channels, 3);
+}
+
+}  // namespace
+}  // namespace canvas
