@@ -9,13 +9,23 @@
 
 namespace canvas::test {
 
+namespace {
+
+// The build's folders, overridable for test binaries run from a copy of the tree on another machine.
+std::filesystem::path folder_from(const char* variable, const char* built_in) {
+  const char* value = std::getenv(variable);
+  return std::filesystem::path(value ? value : built_in);
+}
+
+}  // namespace
+
 std::filesystem::path source_path(const std::string& relative) {
-  return std::filesystem::path(CANVAS_SOURCE_DIR) / relative;
+  return folder_from("CANVAS_SOURCE_DIR", CANVAS_SOURCE_DIR) / relative;
 }
 
 std::filesystem::path shared_path(const std::string& relative) {
   if (const char* dir = std::getenv("CANVAS_SHARED_DIR")) return std::filesystem::path(dir) / relative;
-  return std::filesystem::path(CANVAS_SOURCE_DIR).parent_path() / "shared" / relative;
+  return folder_from("CANVAS_SOURCE_DIR", CANVAS_SOURCE_DIR).parent_path() / "shared" / relative;
 }
 
 std::filesystem::path scratch_dir(const std::string& name) {

@@ -104,3 +104,35 @@ TEST(TransformerConfig, RejectsUnsupportedVariants) {
 
 }  // namespace
 }  // namespace canvas
+
+namespace canvas {
+namespace {
+
+TEST(Transformer, ParameterShapesListExactlyWhatLoads) {
+  auto path = test::source_path("tests/golden/transformer/t4_zero_cond_t");
+  QwenImageTransformerConfig config = QwenImageTransformerConfig::from_file(path / "config.json");
+  QwenImageTransformer2DModel model(config, WeightSource::open(path));
+  std::map<std::string, Shape> visited;
+  model.visit([&](const std::string& name, Tensor& tensor) { visited[name] = tensor.shape(); });
+  std::map<std::string, Shape> declared;
+  for (const auto& [name, shape] : QwenImageTransformer2DModel::parameter_shapes(config))
+    declared[name] = shape;
+  EXPECT_EQ(visited, declared);
+  EXPECT_EQ(declared.size(), WeightSource::open(path).size());
+}
+
+TEST(Transformer, FullSizeConfigHas20Point43BillionParameters) {
+  QwenImageTransformerConfig config;
+  config.num_layers = 60;
+  config.attention_head_dim = 128;
+  config.num_attention_heads = 24;
+  config.joint_attention_dim = 3584;
+  config.axes_dims_rope = {16, 56, 56};
+  int64_t parameters = 0;
+  for (const auto& [name, shape] : QwenImageTransformer2DModel::parameter_shapes(config))
+    parameters += shape_numel(shape);
+  EXPECT_EQ(parameters, 20430401088);
+}
+
+}  // namespace
+}  // namespace canvas

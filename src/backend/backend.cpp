@@ -15,6 +15,9 @@ struct BackendRegistry {
 };
 
 BackendRegistry& registry() {
+  // Backends hold buffers (workspaces) that return to their allocators when the registry is destroyed
+  // at exit; constructing the allocator registry first makes it outlive this one.
+  allocator_for(Device::cpu());
   static BackendRegistry instance;
   return instance;
 }

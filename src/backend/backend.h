@@ -14,6 +14,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual Device device() const = 0;
+  // Blocks until all work queued on the device has finished (timing, handing results to the host).
+  virtual void synchronize() = 0;
 
   // dst may be a strided view; shapes match; dtypes may differ.
   virtual void copy(const Tensor& src, Tensor& dst) = 0;

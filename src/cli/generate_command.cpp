@@ -10,6 +10,10 @@
 #include "pipeline/generation_metadata.h"
 #include "pipeline/text_to_image.h"
 
+#ifdef CANVAS_HAS_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
 namespace canvas::cli {
 
 namespace {
@@ -24,6 +28,26 @@ Device parse_device(const std::string& name) {
     }
   }
   throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
+}
+
+std::optional<DType> parse_precision(const std::optional<std::string>& name) {
+  if (!name) return std::nullopt;
+  if (*name == "f32") return DType::F32;
+  if (*name == "bf16") return DType::BF16;
+  if (*name == "f16") return DType::F16;
+  throw Error("unknown precision '" + *name + "': use f32, bf16 or f16");
+}
+
+// GPU backends are registered only when asked for, so CPU runs need no driver.
+void prepare_device(Device device) {
+  if (device.is_cpu()) return;
+#ifdef CANVAS_HAS_CUDA
+  int devices = register_cuda_backends();
+  check(device.index < devices,
+        "there is no " + device.str() + ": " + std::to_string(devices) + " CUDA device(s) found");
+#else
+  throw Error("this build has no CUDA backend; rebuild with -DCANVAS_CUDA=ON or use --device cpu");
+#endif
 }
 
 }  // namespace
@@ -46,6 +70,8 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
       ->capture_default_str();
   command->add_option("--seed", options.seed, "Random seed (default: a random one, recorded in the image)");
   command->add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  command->add_option("--precision", options.precision,
+                      "Activation precision: f32, bf16 or f16 (default: f32 on the CPU, bf16 on a GPU)");
   command->add_option("--output", options.output, "Where to write the PNG")->required();
 }
 
@@ -67,9 +93,11 @@ int run_generate(const GenerateOptions& options) {
   request.height = options.height;
   request.seed = options.seed ? *options.seed : std::random_device{}();
   Device device = parse_device(options.device);
+  std::optional<DType> precision = parse_precision(options.precision);
+  prepare_device(device);
 
   std::fprintf(stderr, "Loading %s\n", options.model.c_str());
-  QwenImageComponents components = load_qwen_image(options.model, device);
+  QwenImageComponents components = load_qwen_image(options.model, device, precision);
   // Check the request before spending time on anything else.
   validate_request(request, components);
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
@@ -79,7 +107,9 @@ int run_generate(const GenerateOptions& options) {
       text_to_image(components, request, [&](int done, int total) { progress.update(done, total); });
   progress.finish();
 
-  GenerationRecord record{options.model, device.str(), request, &result, load_s, 0.0};
+  GenerationRecord record{
+      options.model, device.str(), std::string(dtype_name(components.activation_dtype)), request, &result,
+      load_s,        0.0};
   record.total_s = std::chrono::duration<double>(Clock::now() - start).count();
   RgbImage image;
   image.height = result.image.dim(0);

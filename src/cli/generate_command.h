@@ -17,6 +17,7 @@ struct GenerateOptions {
   int64_t height = 1024;
   std::optional<uint64_t> seed;
   std::string device = "cpu";
+  std::optional<std::string> precision;
   std::string output;
 };
 

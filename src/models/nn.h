@@ -14,6 +14,20 @@ namespace canvas::nn {
 // can move a module's weights between devices without knowing its structure.
 using ParameterVisitor = std::function<void(const std::string& name, Tensor& tensor)>;
 
+// Moves a model's weights onto `device`, charged to `component`. Off the CPU, float weights stored in
+// f32 or f16 are converted to the activation dtype so every GEMM runs on matching operands; bf16 and
+// fp8 weights keep their storage.
+template <typename Model>
+void place_weights(Model& model, const std::string& component, Device device, DType activation_dtype) {
+  if (device.is_cpu()) return;
+  OwnerScope owner({component, -1, MemoryRole::Weights});
+  model.visit([&](const std::string&, Tensor& weight) {
+    bool widened_float = weight.dtype() == DType::F32 || weight.dtype() == DType::F16;
+    Tensor on_device = weight.to(device);
+    weight = widened_float ? on_device.to(activation_dtype) : on_device;
+  });
+}
+
 struct Linear {
   Tensor weight;  // [out, in]
   Tensor bias;    // [out], undefined when the layer has none

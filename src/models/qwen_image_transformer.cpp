@@ -369,6 +369,40 @@ Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const T
   return proj_out_(normed);
 }
 
+std::vector<std::pair<std::string, Shape>> QwenImageTransformer2DModel::parameter_shapes(
+    const QwenImageTransformerConfig& config) {
+  const int64_t dim = config.inner_dim(), head_dim = config.attention_head_dim, ff_dim = 4 * dim;
+  std::vector<std::pair<std::string, Shape>> shapes;
+  auto linear = [&](const std::string& name, int64_t in, int64_t out) {
+    shapes.push_back({name + ".weight", {out, in}});
+    shapes.push_back({name + ".bias", {out}});
+  };
+  linear("time_text_embed.timestep_embedder.linear_1", 256, dim);
+  linear("time_text_embed.timestep_embedder.linear_2", dim, dim);
+  shapes.push_back({"txt_norm.weight", {config.joint_attention_dim}});
+  linear("img_in", config.in_channels, dim);
+  linear("txt_in", config.joint_attention_dim, dim);
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    std::string prefix = "transformer_blocks." + std::to_string(i) + ".";
+    linear(prefix + "img_mod.1", dim, 6 * dim);
+    linear(prefix + "txt_mod.1", dim, 6 * dim);
+    for (const char* projection :
+         {"to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"}) {
+      linear(prefix + "attn." + projection, dim, dim);
+    }
+    for (const char* norm : {"norm_q", "norm_k", "norm_added_q", "norm_added_k"}) {
+      shapes.push_back({prefix + "attn." + norm + ".weight", {head_dim}});
+    }
+    linear(prefix + "img_mlp.net.0.proj", dim, ff_dim);
+    linear(prefix + "img_mlp.net.2", ff_dim, dim);
+    linear(prefix + "txt_mlp.net.0.proj", dim, ff_dim);
+    linear(prefix + "txt_mlp.net.2", ff_dim, dim);
+  }
+  linear("norm_out.linear", dim, 2 * dim);
+  linear("proj_out", dim, config.patch_size * config.patch_size * config.out_channels);
+  return shapes;
+}
+
 void QwenImageTransformer2DModel::visit(const nn::ParameterVisitor& visitor) {
   timestep_embedder_linear_1_.visit("time_text_embed.timestep_embedder.linear_1", visitor);
   timestep_embedder_linear_2_.visit("time_text_embed.timestep_embedder.linear_2", visitor);

@@ -97,6 +97,11 @@ class QwenImageTransformer2DModel {
   QwenImageRotary rotary(const std::vector<ImageShape>& img_shapes, int64_t text_tokens, Device device,
                          DType dtype) const;
 
+  // Every weight the checkpoint holds for `config`, by diffusers name, with its shape: what the
+  // constructor loads. Memory planning and the synthetic-checkpoint tool count bytes from it.
+  static std::vector<std::pair<std::string, Shape>> parameter_shapes(
+      const QwenImageTransformerConfig& config);
+
   const QwenImageTransformerConfig& config() const { return config_; }
   std::vector<QwenImageTransformerBlock>& blocks() { return transformer_blocks_; }
   const std::vector<QwenImageTransformerBlock>& blocks() const { return transformer_blocks_; }

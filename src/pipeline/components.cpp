@@ -6,14 +6,16 @@ int64_t QwenImageComponents::vae_scale_factor() const {
   return int64_t{1} << vae->config().temperal_downsample.size();
 }
 
-QwenImageComponents load_qwen_image(const std::filesystem::path& model, Device device) {
-  check(device.is_cpu(),
-        "device " + device.str() + " is not supported by this build's pipeline yet; use --device cpu");
+QwenImageComponents load_qwen_image(const std::filesystem::path& model, Device device,
+                                    std::optional<DType> activation_dtype) {
+  DType dtype = activation_dtype.value_or(device.is_cpu() ? DType::F32 : DType::BF16);
+  check(dtype == DType::F32 || (!device.is_cpu() && (dtype == DType::BF16 || dtype == DType::F16)),
+        "activation dtype " + std::string(dtype_name(dtype)) + " is not supported on " + device.str());
   ModelLayout resolved = resolve_model(model);
   Qwen2Tokenizer tokenizer = Qwen2Tokenizer::from_folder(resolved.component("tokenizer").folder);
-  QwenImageComponents components{
-      std::move(resolved),       device, DType::F32, std::move(tokenizer), nullptr, nullptr, nullptr,
-      FlowMatchSchedulerConfig{}};
+  QwenImageComponents components{std::move(resolved),       device,  dtype,   DType::F32,
+                                 std::move(tokenizer),      nullptr, nullptr, nullptr,
+                                 FlowMatchSchedulerConfig{}};
   const ModelLayout& layout = components.layout;
 
   const ComponentLayout& text_encoder = layout.component("text_encoder");
@@ -36,6 +38,10 @@ QwenImageComponents load_qwen_image(const std::filesystem::path& model, Device d
     components.vae = std::make_unique<AutoencoderKLQwenImage>(
         AutoencoderKLQwenImageConfig::from_file(vae.config_file), vae.open_weights());
   }
+
+  nn::place_weights(*components.text_encoder, "text_encoder", device, dtype);
+  nn::place_weights(*components.transformer, "transformer", device, dtype);
+  nn::place_weights(*components.vae, "vae", device, components.vae_dtype);
 
   components.scheduler_config =
       FlowMatchSchedulerConfig::from_file(layout.component("scheduler").config_file);

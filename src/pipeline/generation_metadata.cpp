@@ -12,6 +12,7 @@ nlohmann::json generation_json(const GenerationRecord& record) {
       {"task", "text-to-image"},
       {"model", record.model},
       {"device", record.device},
+      {"precision", record.precision},
       {"prompt", request.prompt},
       {"seed", request.seed},
       {"steps", request.steps},

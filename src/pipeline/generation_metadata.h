@@ -12,6 +12,7 @@ namespace canvas {
 struct GenerationRecord {
   std::string model;  // the path or name the user gave
   std::string device;
+  std::string precision;
   TextToImageRequest request;
   TextToImageResult const* result = nullptr;
   double load_s = 0;

@@ -110,7 +110,8 @@ TextToImageResult text_to_image(const QwenImageComponents& components, const Tex
   {
     OwnerScope vae_owner({"vae", -1, MemoryRole::Activations});
     Tensor unpacked = unpack_latents(latents, latent_height, latent_width);
-    Tensor decoded = components.vae->decode(components.vae->denormalize_latents(unpacked));
+    Tensor decoded =
+        components.vae->decode(components.vae->denormalize_latents(unpacked.to(components.vae_dtype)));
     // VaeImageProcessor.postprocess: [-1, 1] -> [0, 1], clamped, channels last.
     Tensor image = ops::add(ops::scale(decoded.select(0, 0).to(DType::F32).to(Device::cpu()), 0.5f),
                             Tensor::from_floats(std::vector<float>{0.5f}, {1}));

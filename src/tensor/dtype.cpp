@@ -137,6 +137,9 @@ float decode_minifloat(uint8_t bits, int exponent_bits, int mantissa_bits, int b
 uint8_t encode_minifloat(float value, float (*decode)(uint8_t), uint8_t max_code) {
   uint8_t sign = std::signbit(value) ? 0x80 : 0;
   float magnitude = std::fabs(value);
+  // Saturate before searching: far past the range, float rounding would make the errors of the two
+  // largest codes compare equal.
+  if (magnitude >= decode(max_code)) return sign | max_code;
   uint8_t best = 0;
   float best_error = std::fabs(decode(0) - magnitude);
   for (uint8_t code = 1; code <= max_code; ++code) {

@@ -9,6 +9,7 @@ namespace canvas {
 class CpuBackend final : public Backend {
  public:
   Device device() const override { return Device::cpu(); }
+  void synchronize() override {}
 
   void copy(const Tensor& src, Tensor& dst) override;
   void fill_zero(Tensor& dst) override;

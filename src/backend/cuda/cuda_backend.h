@@ -25,8 +25,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
   Device device() const override { return Device::cuda(device_index_); }
   CudaContext& context() { return *context_; }
-  // Blocks until all work queued on this device has finished.
-  void synchronize();
+  void synchronize() override;
 
   void copy(const Tensor& src, Tensor& dst) override;
   void fill_zero(Tensor& dst) override;
