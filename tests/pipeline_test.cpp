@@ -22,24 +22,11 @@ class PipelineGolden : public ::testing::TestWithParam<std::string> {
 
 QwenImageComponents* PipelineGolden::components_ = nullptr;
 
-TextToImageRequest request_from(const nlohmann::json& parameters) {
-  TextToImageRequest request;
-  request.prompt = parameters.at("prompt").get<std::string>();
-  if (!parameters.at("negative_prompt").is_null())
-    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
-  request.cfg_scale = parameters.at("true_cfg_scale").get<float>();
-  request.steps = parameters.at("num_inference_steps").get<int>();
-  request.width = parameters.at("width").get<int64_t>();
-  request.height = parameters.at("height").get<int64_t>();
-  request.seed = parameters.at("seed").get<uint64_t>();
-  return request;
-}
-
 TEST_P(PipelineGolden, ImageMatchesDiffusers) {
   const std::string folder = "pipeline/" + GetParam();
   nlohmann::json parameters = test::golden_json(folder);
   WeightSource golden = test::open_golden(folder);
-  TextToImageRequest request = request_from(parameters);
+  TextToImageRequest request = test::golden_request(parameters);
   int steps_reported = 0;
   TextToImageResult result =
       text_to_image(*components_, request, [&](int done, int) { steps_reported = done; });

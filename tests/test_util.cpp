@@ -44,6 +44,20 @@ nlohmann::json golden_json(const std::string& folder) {
   return read_json_file(source_path("tests/golden/" + folder + "/golden.json"));
 }
 
+TextToImageRequest golden_request(const nlohmann::json& parameters) {
+  TextToImageRequest request;
+  request.prompt = parameters.at("prompt").get<std::string>();
+  if (!parameters.at("negative_prompt").is_null()) {
+    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
+  }
+  request.cfg_scale = parameters.at("true_cfg_scale").get<float>();
+  request.steps = parameters.at("num_inference_steps").get<int>();
+  request.width = parameters.at("width").get<int64_t>();
+  request.height = parameters.at("height").get<int64_t>();
+  request.seed = parameters.at("seed").get<uint64_t>();
+  return request;
+}
+
 double relative_error(const Tensor& actual, const Tensor& expected) {
   check(actual.shape() == expected.shape(),
         "comparing " + shape_str(actual.shape()) + " against " + shape_str(expected.shape()));

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "io/weight_source.h"
+#include "pipeline/text_to_image.h"
 #include "tensor/tensor.h"
 
 namespace canvas::test {
@@ -20,6 +21,9 @@ std::filesystem::path scratch_dir(const std::string& name);
 // The tensors and parameters of a golden folder under tests/golden/ (see tests/golden/README.md).
 WeightSource open_golden(const std::string& folder);
 nlohmann::json golden_json(const std::string& folder);
+
+// The request a pipeline golden's golden.json describes (prompt, negative prompt, CFG, size, steps, seed).
+TextToImageRequest golden_request(const nlohmann::json& parameters);
 
 // ||actual - expected||_2 / ||expected||_2 over all elements; shapes must match.
 double relative_error(const Tensor& actual, const Tensor& expected);

@@ -57,25 +57,9 @@ Tensor golden_frame(const WeightSource& golden, const std::string& name) {
   return tensor.select(2, 0);
 }
 
-WeightSource open_golden(const std::string& folder) {
-  return WeightSource::open(test::source_path("tests/golden/" + folder + "/golden.safetensors"));
-}
-
-// ||ours - reference|| / ||reference||, with a readable failure when the shapes differ.
-double relative_error(const Tensor& ours, const Tensor& reference) {
-  EXPECT_EQ(shape_str(ours.shape()), shape_str(reference.shape()));
-  if (ours.shape() != reference.shape()) return INFINITY;
-  std::vector<float> a = ours.to_floats(), b = reference.to_floats();
-  double difference = 0.0, norm = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    difference += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(difference / norm);
-}
-
 void expect_close(const std::string& what, const Tensor& ours, const Tensor& reference) {
-  double error = relative_error(ours, reference);
+  EXPECT_EQ(shape_str(ours.shape()), shape_str(reference.shape()));
+  double error = ours.shape() == reference.shape() ? test::relative_error(ours, reference) : INFINITY;
   std::printf("[   VAE    ] %-36s relative error %.3g\n", what.c_str(), error);
   EXPECT_LE(error, kTolerance) << what;
 }
@@ -96,7 +80,7 @@ void expect_contains(const std::string& text, const std::string& part) {
 }
 
 void check_decode(const LoadedVae& loaded, const std::string& folder) {
-  WeightSource golden = open_golden(folder);
+  WeightSource golden = test::open_golden(folder);
   Tensor decoded = loaded.vae->decode(golden_frame(golden, "latents"));
   expect_close(folder + " decoded", decoded, golden_frame(golden, "decoded"));
   std::vector<float> values = decoded.to_floats();
@@ -104,7 +88,7 @@ void check_decode(const LoadedVae& loaded, const std::string& folder) {
 }
 
 void check_encode(const LoadedVae& loaded, const std::string& folder) {
-  WeightSource golden = open_golden(folder);
+  WeightSource golden = test::open_golden(folder);
   Tensor image = golden_frame(golden, "image");
   QwenImageLatentDistribution posterior = loaded.vae->encode(image);
   expect_close(folder + " posterior_mean", posterior.mean, golden_frame(golden, "posterior_mean"));
@@ -143,7 +127,7 @@ TEST(VaeTest, SecondConfigMatchesReference) {
 }
 
 TEST(VaeTest, BatchedDecodeMatchesPerImageDecode) {
-  WeightSource golden = open_golden("vae/decode_8x8");
+  WeightSource golden = test::open_golden("vae/decode_8x8");
   Tensor latents = golden_frame(golden, "latents");
   Tensor pair[] = {latents, ops::scale(latents, 0.5f)};
   Tensor decoded = tiny_vae().vae->decode(ops::concat(pair, 0));
@@ -162,7 +146,7 @@ Tensor unpack_latents(const Tensor& packed, int64_t height, int64_t width) {
 TEST(VaeTest, LatentScalingMatchesPipeline) {
   for (auto [folder, height, width] :
        {std::tuple{"a_64x64_nocfg_seed42", 8, 8}, std::tuple{"c_96x64_cfg4_neg_seed123", 8, 12}}) {
-    WeightSource golden = open_golden(std::string("pipeline/") + folder);
+    WeightSource golden = test::open_golden(std::string("pipeline/") + folder);
     Tensor latents = unpack_latents(golden.get("latents"), height, width);
     Tensor vae_input = tiny_vae().vae->denormalize_latents(latents);
     // Same arithmetic as the pipeline, so the same bits.
@@ -221,21 +205,21 @@ TEST(VaeTest, Bf16WeightsMatchTheirF32Values) {
   AutoencoderKLQwenImage bf16_vae(reference.config, WeightSource::open(dir / "bf16.safetensors"));
   AutoencoderKLQwenImage rounded_vae(reference.config, WeightSource::open(dir / "rounded.safetensors"));
 
-  WeightSource golden = open_golden("vae/decode_6x10");
+  WeightSource golden = test::open_golden("vae/decode_6x10");
   Tensor latents = golden_frame(golden, "latents");
-  double error = relative_error(bf16_vae.decode(latents), rounded_vae.decode(latents));
+  double error = test::relative_error(bf16_vae.decode(latents), rounded_vae.decode(latents));
   EXPECT_LE(error, 1e-6);
-  Tensor image = golden_frame(open_golden("vae/encode_48x80"), "image");
-  error = relative_error(bf16_vae.encode_mean(image), rounded_vae.encode_mean(image));
+  Tensor image = golden_frame(test::open_golden("vae/encode_48x80"), "image");
+  error = test::relative_error(bf16_vae.encode_mean(image), rounded_vae.encode_mean(image));
   EXPECT_LE(error, 1e-6);
 }
 
 TEST(VaeTest, RunsInTheActivationDtype) {
-  WeightSource golden = open_golden("vae/decode_6x10");
+  WeightSource golden = test::open_golden("vae/decode_6x10");
   Tensor latents = golden_frame(golden, "latents");
   Tensor decoded = tiny_vae().vae->decode(latents.to(DType::BF16));
   EXPECT_EQ(decoded.dtype(), DType::BF16);
-  double error = relative_error(decoded, golden_frame(golden, "decoded"));
+  double error = test::relative_error(decoded, golden_frame(golden, "decoded"));
   std::printf("[   VAE    ] bf16 activations decode vs f32 reference: relative error %.3g\n", error);
   EXPECT_LE(error, 5e-2);
 }

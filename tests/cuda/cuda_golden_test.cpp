@@ -100,15 +100,7 @@ TEST_P(CudaGolden, WholeImage) {
   for (const char* name : {"a_64x64_nocfg_seed42", "c_96x64_cfg4_neg_seed123"}) {
     const std::string folder = std::string("pipeline/") + name;
     nlohmann::json parameters = test::golden_json(folder);
-    TextToImageRequest request;
-    request.prompt = parameters.at("prompt").get<std::string>();
-    if (!parameters.at("negative_prompt").is_null())
-      request.negative_prompt = parameters["negative_prompt"].get<std::string>();
-    request.cfg_scale = parameters.at("true_cfg_scale").get<float>();
-    request.steps = parameters.at("num_inference_steps").get<int>();
-    request.width = parameters.at("width").get<int64_t>();
-    request.height = parameters.at("height").get<int64_t>();
-    request.seed = parameters.at("seed").get<uint64_t>();
+    TextToImageRequest request = test::golden_request(parameters);
     TextToImageResult result = text_to_image(components, request);
     Tensor expected = test::open_golden(folder).get("image").select(0, 0).contiguous();
     double max_difference = test::max_abs_difference(result.image, expected);

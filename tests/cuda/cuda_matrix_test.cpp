@@ -14,6 +14,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/ops.h"
+#include "test_util.h"
 
 namespace canvas {
 namespace {
@@ -71,18 +72,6 @@ double relative_error(const Tensor& actual, const Tensor& expected) {
     max_reference = std::max(max_reference, std::abs(static_cast<double>(e[i])));
   }
   return max_difference / std::max(max_reference, 1e-30);
-}
-
-// ||actual - expected||_2 / ||expected||_2, for quantization noise that a max-norm would overstate.
-double rms_relative_error(const Tensor& actual, const Tensor& expected) {
-  const std::vector<float> a = actual.to_floats(), e = expected.to_floats();
-  double difference = 0.0, reference = 0.0;
-  for (size_t i = 0; i < a.size() && i < e.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    difference += (static_cast<double>(a[i]) - e[i]) * (static_cast<double>(a[i]) - e[i]);
-    reference += static_cast<double>(e[i]) * e[i];
-  }
-  return std::sqrt(difference / std::max(reference, 1e-30));
 }
 
 // ---- linear ----
@@ -148,7 +137,7 @@ TEST_F(CudaMatrixTest, LinearFp8WeightsStayCloseToBf16) {
   Tensor fp8_out = poisoned({2, 40, 96}, DType::BF16), bf16_out = poisoned({2, 40, 96}, DType::BF16);
   gpu().linear(x_gpu, w_fp8, b_gpu, fp8_out);
   gpu().linear(x_gpu, w_bf16, b_gpu, bf16_out);
-  const double rms = rms_relative_error(fp8_out, bf16_out), max_error = relative_error(fp8_out, bf16_out);
+  const double rms = test::relative_error(fp8_out, bf16_out), max_error = relative_error(fp8_out, bf16_out);
   cudaDeviceProp properties{};
   ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);
   std::printf("fp8 linear vs bf16 on sm_%d%d: rms relative error %.4f, max relative error %.4f\n",
