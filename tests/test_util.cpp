@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "io/json_config.h"
+#include "io/model_layout.h"
 
 namespace canvas::test {
 
@@ -38,6 +39,18 @@ std::filesystem::path scratch_dir(const std::string& name) {
 
 WeightSource open_golden(const std::string& folder) {
   return WeightSource::open(source_path("tests/golden/" + folder + "/golden.safetensors"));
+}
+
+WeightSource open_golden_model(const std::string& folder, bool text_encoder) {
+  const std::filesystem::path dir = source_path("tests/golden/" + folder);
+  for (const char* name : {"model.safetensors.index.json", "diffusion_pytorch_model.safetensors.index.json",
+                           "model.safetensors", "diffusion_pytorch_model.safetensors"}) {
+    if (!std::filesystem::exists(dir / name)) continue;
+    if (!text_encoder) return WeightSource::open(dir / name);
+    return WeightSource::open(dir / name,
+                              text_encoder_rewrites(WeightSource::open(dir / name).names(), dir.string()));
+  }
+  throw Error("no model weights in " + dir.string());
 }
 
 nlohmann::json golden_json(const std::string& folder) {

@@ -20,6 +20,9 @@ std::filesystem::path scratch_dir(const std::string& name);
 
 // The tensors and parameters of a golden folder under tests/golden/ (see tests/golden/README.md).
 WeightSource open_golden(const std::string& folder);
+// The model weights saved beside a golden (not golden.safetensors). Text-encoder checkpoints get their
+// names mapped to the canonical style, as the model layout does for real checkpoints.
+WeightSource open_golden_model(const std::string& folder, bool text_encoder = false);
 nlohmann::json golden_json(const std::string& folder);
 
 // The request a pipeline golden's golden.json describes (prompt, negative prompt, CFG, size, steps, seed).

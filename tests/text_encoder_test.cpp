@@ -12,15 +12,15 @@ namespace {
 
 class TextEncoderGolden : public ::testing::TestWithParam<std::string> {};
 
-Qwen2_5_VLTextModel load_text_encoder(const std::filesystem::path& folder) {
-  std::vector<std::string> names = WeightSource::open(folder).names();
-  WeightSource weights = WeightSource::open(folder, text_encoder_rewrites(names, folder.string()));
-  return Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig::from_file(folder / "config.json"), weights);
+Qwen2_5_VLTextModel load_text_encoder(const std::string& folder) {
+  return Qwen2_5_VLTextModel(
+      Qwen2_5_VLTextConfig::from_file(test::source_path("tests/golden/" + folder) / "config.json"),
+      test::open_golden_model(folder, /*text_encoder=*/true));
 }
 
 TEST_P(TextEncoderGolden, LastHiddenStateMatchesTransformers) {
   const std::string folder = "text_encoder/" + GetParam();
-  Qwen2_5_VLTextModel model = load_text_encoder(test::source_path("tests/golden/" + folder));
+  Qwen2_5_VLTextModel model = load_text_encoder(folder);
   WeightSource golden = test::open_golden(folder);
   Tensor input_ids = golden.get("input_ids");
   Tensor attention_mask = golden.get("attention_mask");
@@ -80,8 +80,7 @@ TEST(TextEncoder, WrongWeightShapeIsAClearError) {
   auto folder = test::source_path("tests/golden/text_encoder/a_h4_kv2_untied");
   nlohmann::json config = read_json_file(folder / "config.json");
   config["text_config"]["intermediate_size"] = 12345;
-  std::vector<std::string> names = WeightSource::open(folder).names();
-  WeightSource weights = WeightSource::open(folder, text_encoder_rewrites(names, folder.string()));
+  WeightSource weights = test::open_golden_model("text_encoder/a_h4_kv2_untied", /*text_encoder=*/true);
   try {
     Qwen2_5_VLTextModel model(Qwen2_5_VLTextConfig::from_json(config, "config.json"), weights);
     FAIL() << "a config that disagrees with the weights must not load";

@@ -20,7 +20,7 @@ std::vector<ImageShape> first_sample_shapes(const nlohmann::json& img_shapes) {
 QwenImageTransformer2DModel load_transformer(const std::string& folder) {
   auto path = test::source_path("tests/golden/" + folder);
   return QwenImageTransformer2DModel(QwenImageTransformerConfig::from_file(path / "config.json"),
-                                     WeightSource::open(path));
+                                     test::open_golden_model(folder));
 }
 
 class TransformerGolden : public ::testing::TestWithParam<std::string> {};
@@ -111,14 +111,14 @@ namespace {
 TEST(Transformer, ParameterShapesListExactlyWhatLoads) {
   auto path = test::source_path("tests/golden/transformer/t4_zero_cond_t");
   QwenImageTransformerConfig config = QwenImageTransformerConfig::from_file(path / "config.json");
-  QwenImageTransformer2DModel model(config, WeightSource::open(path));
+  QwenImageTransformer2DModel model(config, test::open_golden_model("transformer/t4_zero_cond_t"));
   std::map<std::string, Shape> visited;
   model.visit([&](const std::string& name, Tensor& tensor) { visited[name] = tensor.shape(); });
   std::map<std::string, Shape> declared;
   for (const auto& [name, shape] : QwenImageTransformer2DModel::parameter_shapes(config))
     declared[name] = shape;
   EXPECT_EQ(visited, declared);
-  EXPECT_EQ(declared.size(), WeightSource::open(path).size());
+  EXPECT_EQ(declared.size(), test::open_golden_model("transformer/t4_zero_cond_t").size());
 }
 
 TEST(Transformer, FullSizeConfigHas20Point43BillionParameters) {

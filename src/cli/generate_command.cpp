@@ -43,6 +43,7 @@ void prepare_device(Device device) {
   if (device.is_cpu()) return;
 #ifdef CANVAS_HAS_CUDA
   int devices = register_cuda_backends();
+  check(devices > 0, "no usable CUDA device: " + cuda_unavailable_reason());
   check(device.index < devices,
         "there is no " + device.str() + ": " + std::to_string(devices) + " CUDA device(s) found");
 #else

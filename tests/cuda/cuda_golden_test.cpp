@@ -46,7 +46,7 @@ TEST_P(CudaGolden, Transformer) {
     const std::string folder = std::string("transformer/") + name;
     auto path = test::source_path("tests/golden/" + folder);
     QwenImageTransformer2DModel model(QwenImageTransformerConfig::from_file(path / "config.json"),
-                                      WeightSource::open(path));
+                                      test::open_golden_model(folder));
     nn::place_weights(model, "transformer", kGpu, dtype());
     WeightSource golden = test::open_golden(folder);
     nlohmann::json parameters = test::golden_json(folder);
@@ -67,9 +67,8 @@ TEST_P(CudaGolden, TextEncoder) {
   for (const char* name : {"a_h4_kv2_untied", "b_h4_kv1_tied", "c_h2_kv2_hd24", "d_flat_legacy_h7_kv1"}) {
     const std::string folder = std::string("text_encoder/") + name;
     auto path = test::source_path("tests/golden/" + folder);
-    WeightSource weights =
-        WeightSource::open(path, text_encoder_rewrites(WeightSource::open(path).names(), path.string()));
-    Qwen2_5_VLTextModel model(Qwen2_5_VLTextConfig::from_file(path / "config.json"), weights);
+    Qwen2_5_VLTextModel model(Qwen2_5_VLTextConfig::from_file(path / "config.json"),
+                              test::open_golden_model(folder, /*text_encoder=*/true));
     nn::place_weights(model, "text_encoder", kGpu, dtype());
     WeightSource golden = test::open_golden(folder);
     Tensor hidden = model.forward(golden.get("input_ids"), golden.get("attention_mask"), dtype());

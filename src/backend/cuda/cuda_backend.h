@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "backend/backend.h"
 
@@ -14,6 +15,8 @@ namespace canvas {
 // CUDA device. Call once at startup before any tensor is placed on a CUDA device. Returns the number of
 // devices; throws canvas::Error when the driver or runtime cannot be used.
 int register_cuda_backends();
+// Why register_cuda_backends found no device (no GPU, no or too old a driver); empty otherwise.
+const std::string& cuda_unavailable_reason();
 // Pinned host memory for staging copies, charged like any other allocation.
 Allocator& pinned_host_allocator();
 

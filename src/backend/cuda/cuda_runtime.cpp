@@ -107,10 +107,20 @@ void release_handles(const ContextHandles& handles) {
   (void)cudaGetLastError();
 }
 
+std::string& unavailable_reason() {
+  static std::string reason;
+  return reason;
+}
+
 int register_all_devices() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
-  if (status == cudaErrorNoDevice) {
+  // A machine without a GPU or with an older driver has no CUDA device to offer; that is an answer,
+  // not an error, so CPU-only machines can ask.
+  if (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver ||
+      status == cudaErrorNoKernelImageForDevice || status == cudaErrorSystemDriverMismatch ||
+      status == cudaErrorCompatNotSupportedOnDevice) {
+    unavailable_reason() = cudaGetErrorString(status);
     (void)cudaGetLastError();
     return 0;
   }
@@ -140,6 +150,10 @@ int register_cuda_backends() {
   static int count = 0;
   std::call_once(once, [] { count = register_all_devices(); });
   return count;
+}
+
+const std::string& cuda_unavailable_reason() {
+  return unavailable_reason();
 }
 
 Allocator& pinned_host_allocator() {
