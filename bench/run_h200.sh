@@ -30,7 +30,7 @@ if [ "$stage" = all ] || [ "$stage" = bench ]; then
   done
   timeout 60 python3 bench/reference/diffusers_transformer_bench.py --mode h2d 2>&1 | grep RESULT | tee -a "$OUT/reference.jsonl"
   start=$(date +%s%N)
-  timeout 200 "$BIN/canvas-synthetic-checkpoint" --output /tmp/synth --layers 60 --shard-gib 5 2>&1 | tail -1
+  timeout 200 "$BIN/canvas-synthetic-checkpoint" --output /tmp/synth --components transformer --layers 60 --shard-gib 5 2>&1 | tail -1
   echo "synthetic checkpoint written in $(( ($(date +%s%N) - start) / 1000000 )) ms" | tee "$OUT/synthetic.txt"
   sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || echo "(could not drop the page cache)"
   timeout 200 "$BIN/canvas-bench-transformer" --model /tmp/synth --device cuda --res 1024,1328 --batch 1,2 \

@@ -2,6 +2,8 @@
 // tied/untied embeddings, nested/flat configs, new/legacy tensor names, sharded files.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "io/json_config.h"
 #include "io/model_layout.h"
 #include "models/qwen2_5_vl_text.h"
@@ -87,6 +89,35 @@ TEST(TextEncoder, WrongWeightShapeIsAClearError) {
   } catch (const Error& error) {
     EXPECT_NE(std::string(error.what()).find("mlp.gate_proj"), std::string::npos) << error.what();
   }
+}
+
+TEST(TextEncoder, ParameterShapesListExactlyWhatLoads) {
+  // The untied golden checkpoint also holds lm_head, which the text path never loads.
+  WeightSource weights = test::open_golden_model("text_encoder/a_h4_kv2_untied", /*text_encoder=*/true);
+  Qwen2_5_VLTextConfig config = Qwen2_5_VLTextConfig::from_file(
+      test::source_path("tests/golden/text_encoder/a_h4_kv2_untied/config.json"));
+  Qwen2_5_VLTextModel model(config, weights);
+  std::map<std::string, Shape> visited;
+  model.visit([&](const std::string& name, Tensor& tensor) { visited[name] = tensor.shape(); });
+  std::map<std::string, Shape> declared;
+  for (const auto& [name, shape] : Qwen2_5_VLTextModel::parameter_shapes(config)) declared[name] = shape;
+  EXPECT_EQ(visited, declared);
+  for (const auto& [name, shape] : declared) EXPECT_EQ(weights.info(name).shape, shape) << name;
+}
+
+TEST(TextEncoder, FullSizeLanguageModelHas7Point07BillionParameters) {
+  Qwen2_5_VLTextConfig config;
+  config.vocab_size = 152064;
+  config.hidden_size = 3584;
+  config.intermediate_size = 18944;
+  config.num_hidden_layers = 28;
+  config.num_attention_heads = 28;
+  config.num_key_value_heads = 4;
+  config.head_dim = 128;
+  int64_t parameters = 0;
+  for (const auto& [name, shape] : Qwen2_5_VLTextModel::parameter_shapes(config))
+    parameters += shape_numel(shape);
+  EXPECT_EQ(parameters, 7070619136);
 }
 
 }  // namespace

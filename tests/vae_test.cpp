@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <tuple>
@@ -297,6 +298,38 @@ TEST(VaeTest, RejectsInvalidConfigs) {
   without_optional.erase("input_channels");
   without_optional.erase("attn_scales");
   EXPECT_EQ(AutoencoderKLQwenImageConfig::from_json(without_optional, "vae/config.json").input_channels, 3);
+}
+
+TEST(VaeTest, ParameterShapesListTheCheckpointAndWhatLoads) {
+  std::map<std::string, Shape> declared;
+  for (const auto& [name, shape] : AutoencoderKLQwenImage::parameter_shapes(tiny_vae().config))
+    declared[name] = shape;
+  std::map<std::string, Shape> stored;
+  SafetensorsFile file = SafetensorsFile::open(tiny_vae_dir() / "diffusion_pytorch_model.safetensors");
+  for (const SafetensorsTensorInfo& info : file.tensors()) stored[info.name] = info.shape;
+  EXPECT_EQ(declared, stored);
+
+  // The model keeps each causal conv's last temporal tap, views every norm gain as [C, 1, 1] and never
+  // reads time_conv.
+  std::map<std::string, Shape> expected_visit;
+  for (auto [name, shape] : declared) {
+    if (name.find(".time_conv.") != std::string::npos) continue;
+    if (shape.size() == 5) shape.erase(shape.begin() + 2);
+    if (name.ends_with(".gamma")) shape = {shape[0], 1, 1};
+    expected_visit[name] = shape;
+  }
+  std::map<std::string, Shape> visited;
+  tiny_vae().vae->visit([&](const std::string& name, Tensor& tensor) { visited[name] = tensor.shape(); });
+  EXPECT_EQ(visited, expected_visit);
+}
+
+TEST(VaeTest, FullSizeConfigHas127MillionParameters) {
+  AutoencoderKLQwenImageConfig config = tiny_vae().config;
+  config.base_dim = 96;
+  int64_t parameters = 0;
+  for (const auto& [name, shape] : AutoencoderKLQwenImage::parameter_shapes(config))
+    parameters += shape_numel(shape);
+  EXPECT_EQ(parameters, 126892531);
 }
 
 }  // namespace

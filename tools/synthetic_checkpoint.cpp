@@ -1,148 +1,144 @@
-// Writes a Qwen-Image-shaped diffusers transformer with random weights, so loading, memory use and speed
-// can be measured at full size without the real weights. The shapes come from the model's own
-// parameter list; the config is the published Qwen-Image / Qwen-Image-2512 one unless overridden.
+// Writes a complete Qwen-Image-2512-shaped diffusers folder with random weights, so loading, memory use
+// and speed can be measured at full size without the real weights. The shapes come from each model's
+// own parameter list; the configs are the published ones unless a size is overridden.
 //
-//   canvas-synthetic-checkpoint --output DIR [--layers 60] [--shard-gib 5] [--dtype bf16] [--seed 0]
+//   canvas-synthetic-checkpoint --output DIR [--components transformer,text_encoder,vae] [--layers 60]
+//       [--heads 24] [--text-layers 28] [--text-heads 28] [--vae-base-dim 96] [--shard-gib 5]
+//       [--dtype bf16] [--seed 0] [--tokenizer DIR]
 //
-// DIR/transformer/ receives config.json and either one model file or shards plus
-// diffusion_pytorch_model.safetensors.index.json, as on the Hub.
+// DIR receives model_index.json, scheduler/, tokenizer/ (the real Qwen2 vocabulary, copied from
+// --tokenizer) and, for each listed component, its config.json and either one weight file or shards
+// plus an index, as on the Hub. The text encoder holds the language model and lm_head of Qwen2.5-VL-7B
+// but not its vision tower: text-to-image never reads it, so its ~0.67 B weights are left out (its
+// settings are still in config.json).
 #include <CLI/CLI.hpp>
-#include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <thread>
+#include <set>
 
-#include "io/safetensors.h"
+#include "models/autoencoder_kl_qwen_image.h"
+#include "models/qwen2_5_vl_text.h"
 #include "models/qwen_image_transformer.h"
+#include "synthetic/component_configs.h"
+#include "synthetic/random_weights.h"
 
 namespace {
 
 using namespace canvas;
+namespace fs = std::filesystem;
 
-nlohmann::json transformer_config_json(int64_t layers) {
-  return {{"_class_name", "QwenImageTransformer2DModel"},
-          {"_diffusers_version", "0.36.0"},
-          {"attention_head_dim", 128},
-          {"axes_dims_rope", {16, 56, 56}},
-          {"guidance_embeds", false},
-          {"in_channels", 64},
-          {"joint_attention_dim", 3584},
-          {"num_attention_heads", 24},
-          {"num_layers", layers},
-          {"out_channels", 16},
-          {"patch_size", 2}};
+const fs::path kTinyModel = fs::path(CANVAS_SOURCE_DIR) / "models" / "tiny-qwen-image";
+
+using ParameterList = std::vector<std::pair<std::string, Shape>>;
+
+void write_component(const fs::path& folder, const nlohmann::json& config, const ParameterList& tensors,
+                     const synthetic::ShardedCheckpoint& layout, const std::string& label) {
+  fs::create_directories(folder);
+  synthetic::write_json(folder / "config.json", config);
+  synthetic::WrittenCheckpoint written = synthetic::write_random_checkpoint(folder, tensors, layout);
+  std::fprintf(stderr, "%s: %lld parameters, %.2f GB, %zu file(s)\n", label.c_str(),
+               static_cast<long long>(written.parameters), static_cast<double>(written.bytes) / 1e9,
+               written.files);
 }
 
-// Uniform values with the standard deviation of a 1/sqrt(fan_in) init, so activations stay finite
-// through every block; norm gains are 1 and biases small.
-void fill_random(Tensor& tensor, const std::string& name, uint64_t seed) {
-  const int64_t count = tensor.numel();
-  const bool is_norm = name.find("norm") != std::string::npos && tensor.ndim() == 1;
-  const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-  const float fan_in = tensor.ndim() == 2 ? static_cast<float>(tensor.dim(1)) : 1.0f;
-  const float half_width = is_bias ? 0.02f : std::sqrt(3.0f / fan_in);
-  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> workers;
-  for (unsigned t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      const int64_t begin = count * t / threads, end = count * (t + 1) / threads;
-      uint64_t state = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(begin) + 1;
-      std::vector<float> values(4096);
-      for (int64_t start = begin; start < end; start += 4096) {
-        int64_t chunk = std::min<int64_t>(4096, end - start);
-        for (int64_t i = 0; i < chunk; ++i) {
-          // xorshift64*: fast and plenty for random weights.
-          state ^= state >> 12;
-          state ^= state << 25;
-          state ^= state >> 27;
-          float unit =
-              static_cast<float>((state * 0x2545F4914F6CDD1Dull) >> 40) / static_cast<float>(1 << 24);
-          values[i] = is_norm ? 1.0f : (2.0f * unit - 1.0f) * half_width;
-        }
-        convert_from_f32(values.data(), tensor.dtype(),
-                         static_cast<char*>(tensor.raw_data()) + start * element_size(tensor.dtype()), chunk);
-      }
-    });
+// The parts with no random weights: the tokenizer's files and the published scheduler config and
+// model_index.json, which the tiny model carries verbatim.
+void copy_fixed_parts(const fs::path& output, const fs::path& tokenizer) {
+  check(fs::is_regular_file(tokenizer / "tokenizer.json"),
+        "no tokenizer.json in " + tokenizer.string() +
+            "; pass --tokenizer with the tokenizer/ folder of a Qwen-Image download");
+  const fs::path scheduler_config = kTinyModel / "scheduler" / "scheduler_config.json";
+  const fs::path model_index = kTinyModel / "model_index.json";
+  for (const fs::path& file : {scheduler_config, model_index}) {
+    check(fs::is_regular_file(file), "missing " + file.string() + " from the source tree");
   }
-  for (std::thread& worker : workers) worker.join();
-}
-
-void write_json(const std::filesystem::path& path, const nlohmann::json& json) {
-  std::ofstream stream(path);
-  check(static_cast<bool>(stream << json.dump(2) << "\n"), "cannot write " + path.string());
+  fs::create_directories(output / "tokenizer");
+  for (const fs::directory_entry& entry : fs::directory_iterator(tokenizer)) {
+    if (entry.is_regular_file()) {
+      fs::copy_file(entry.path(), output / "tokenizer" / entry.path().filename(),
+                    fs::copy_options::overwrite_existing);
+    }
+  }
+  fs::create_directories(output / "scheduler");
+  fs::copy_file(scheduler_config, output / "scheduler" / "scheduler_config.json",
+                fs::copy_options::overwrite_existing);
+  fs::copy_file(model_index, output / "model_index.json", fs::copy_options::overwrite_existing);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Write a full-size Qwen-Image transformer checkpoint with random weights"};
-  std::string output, dtype_name_option = "bf16";
-  int64_t layers = 60;
+  CLI::App app{
+      "Write a full-size Qwen-Image diffusers folder with random weights (the text encoder's vision tower "
+      "is left out: text-to-image never reads it)"};
+  std::string output, dtype_option = "bf16", tokenizer = (kTinyModel / "tokenizer").string();
+  std::vector<std::string> components = {"transformer", "text_encoder", "vae"};
+  synthetic::ComponentSizes sizes;
   double shard_gib = 5.0;
   uint64_t seed = 0;
   app.add_option("--output", output, "Folder to write (created)")->required();
-  app.add_option("--layers", layers, "Transformer blocks (60 in Qwen-Image)")->capture_default_str();
+  app.add_option("--components", components, "Weighted components to write")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"transformer", "text_encoder", "vae"}))
+      ->capture_default_str();
+  app.add_option("--layers", sizes.transformer_layers, "Transformer blocks")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--heads", sizes.transformer_heads, "Transformer attention heads, 128 wide")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--text-layers", sizes.text_layers, "Text encoder decoder layers")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--text-heads", sizes.text_heads,
+                 "Text encoder attention heads, 128 wide; also sets the transformer's joint_attention_dim")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--vae-base-dim", sizes.vae_base_dim, "VAE base channel count")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   app.add_option("--shard-gib", shard_gib, "Largest shard in GiB; 0 writes a single file")
       ->capture_default_str();
-  app.add_option("--dtype", dtype_name_option, "bf16, f16 or f32")->capture_default_str();
+  app.add_option("--dtype", dtype_option, "bf16, f16 or f32")->capture_default_str();
   app.add_option("--seed", seed, "Seed of the random values")->capture_default_str();
+  app.add_option("--tokenizer", tokenizer, "Folder with tokenizer.json and tokenizer_config.json to copy")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
-    DType dtype;
-    check(dtype_from_safetensors(dtype_name_option == "bf16"  ? "BF16"
-                                 : dtype_name_option == "f16" ? "F16"
-                                                              : "F32",
-                                 dtype),
-          "unknown dtype " + dtype_name_option);
-    check(layers > 0 && layers <= 1000, "--layers must be between 1 and 1000");
-    std::filesystem::path folder = std::filesystem::path(output) / "transformer";
-    std::filesystem::create_directories(folder);
-    nlohmann::json config_json = transformer_config_json(layers);
-    write_json(folder / "config.json", config_json);
-    QwenImageTransformerConfig config = QwenImageTransformerConfig::from_json(config_json, "config.json");
+    synthetic::ShardedCheckpoint layout;
+    check(dtype_from_safetensors(dtype_option == "bf16"  ? "BF16"
+                                 : dtype_option == "f16" ? "F16"
+                                                         : "F32",
+                                 layout.dtype),
+          "unknown dtype " + dtype_option);
+    layout.shard_limit_bytes = static_cast<int64_t>(shard_gib * (1 << 30));
+    layout.seed = seed;
+    const fs::path root(output);
+    fs::create_directories(root);
+    copy_fixed_parts(root, tokenizer);
+    const std::set<std::string> selected(components.begin(), components.end());
 
-    auto parameters = QwenImageTransformer2DModel::parameter_shapes(config);
-    int64_t total_bytes = 0;
-    for (const auto& [name, shape] : parameters) total_bytes += storage_bytes(dtype, shape_numel(shape));
-    const int64_t shard_limit = shard_gib > 0 ? static_cast<int64_t>(shard_gib * (1 << 30)) : total_bytes;
-
-    // Group tensors into shards in declaration order, as save_pretrained does.
-    std::vector<std::vector<std::pair<std::string, Shape>>> shards(1);
-    int64_t shard_bytes = 0;
-    for (const auto& entry : parameters) {
-      int64_t bytes = storage_bytes(dtype, shape_numel(entry.second));
-      if (shard_bytes > 0 && shard_bytes + bytes > shard_limit) {
-        shards.emplace_back();
-        shard_bytes = 0;
-      }
-      shards.back().push_back(entry);
-      shard_bytes += bytes;
+    if (selected.count("transformer")) {
+      nlohmann::json json = synthetic::transformer_config_json(sizes);
+      auto config = QwenImageTransformerConfig::from_json(json, "transformer/config.json");
+      layout.file_stem = "diffusion_pytorch_model";
+      write_component(root / "transformer", json, QwenImageTransformer2DModel::parameter_shapes(config),
+                      layout, "transformer");
     }
-    nlohmann::json weight_map = nlohmann::json::object();
-    for (size_t s = 0; s < shards.size(); ++s) {
-      char file_name[96];
-      std::snprintf(file_name, sizeof(file_name), "diffusion_pytorch_model-%05zu-of-%05zu.safetensors", s + 1,
-                    shards.size());
-      std::string name = shards.size() == 1 ? "diffusion_pytorch_model.safetensors" : file_name;
-      std::vector<std::pair<std::string, Tensor>> tensors;
-      for (const auto& [tensor_name, shape] : shards[s]) {
-        Tensor tensor = Tensor::empty(shape, dtype);
-        fill_random(tensor, tensor_name, seed + tensors.size() + 7919 * s);
-        tensors.emplace_back(tensor_name, std::move(tensor));
-        weight_map[tensor_name] = name;
-      }
-      write_safetensors(folder / name, tensors, {{"format", "pt"}});
-      std::fprintf(stderr, "wrote %s (%zu tensors)\n", (folder / name).c_str(), tensors.size());
+    if (selected.count("text_encoder")) {
+      nlohmann::json json = synthetic::text_encoder_config_json(sizes);
+      auto config = Qwen2_5_VLTextConfig::from_json(json, "text_encoder/config.json");
+      ParameterList tensors = Qwen2_5_VLTextModel::parameter_shapes(config);
+      // tie_word_embeddings is false, so the checkpoint carries its own output projection.
+      tensors.push_back({"lm_head.weight", {config.vocab_size, config.hidden_size}});
+      layout.file_stem = "model";
+      write_component(root / "text_encoder", json, tensors, layout, "text_encoder (language model)");
     }
-    if (shards.size() > 1) {
-      write_json(folder / "diffusion_pytorch_model.safetensors.index.json",
-                 {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}});
+    if (selected.count("vae")) {
+      nlohmann::json json = synthetic::vae_config_json(sizes);
+      auto config = AutoencoderKLQwenImageConfig::from_json(json, "vae/config.json");
+      layout.file_stem = "diffusion_pytorch_model";
+      write_component(root / "vae", json, AutoencoderKLQwenImage::parameter_shapes(config), layout, "vae");
     }
-    int64_t count = 0;
-    for (const auto& [name, shape] : parameters) count += shape_numel(shape);
-    std::fprintf(stderr, "transformer: %lld parameters, %.2f GB in %s, %zu file(s)\n",
-                 static_cast<long long>(count), static_cast<double>(total_bytes) / 1e9,
-                 dtype_name_option.c_str(), shards.size());
   } catch (const std::exception& error) {
     std::fprintf(stderr, "error: %s\n", error.what());
     return 1;

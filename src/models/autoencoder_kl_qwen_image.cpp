@@ -234,6 +234,80 @@ Tensor AutoencoderKLQwenImage::normalize_latents(const Tensor& latents) const {
                   latent_statistic(config_.latents_std, latents));
 }
 
+std::vector<std::pair<std::string, Shape>> AutoencoderKLQwenImage::parameter_shapes(
+    const AutoencoderKLQwenImageConfig& config) {
+  std::vector<std::pair<std::string, Shape>> shapes;
+  auto conv = [&](const std::string& name, int64_t in, int64_t out, Shape kernel) {
+    Shape weight = {out, in};
+    weight.insert(weight.end(), kernel.begin(), kernel.end());
+    shapes.push_back({name + ".weight", weight});
+    shapes.push_back({name + ".bias", {out}});
+  };
+  auto causal_conv = [&](const std::string& name, int64_t in, int64_t out, int64_t kernel) {
+    conv(name, in, out, {kernel, kernel, kernel});
+  };
+  auto residual = [&](const std::string& prefix, int64_t in_dim, int64_t out_dim) {
+    shapes.push_back({prefix + ".norm1.gamma", {in_dim, 1, 1, 1}});
+    causal_conv(prefix + ".conv1", in_dim, out_dim, 3);
+    shapes.push_back({prefix + ".norm2.gamma", {out_dim, 1, 1, 1}});
+    causal_conv(prefix + ".conv2", out_dim, out_dim, 3);
+    if (in_dim != out_dim) causal_conv(prefix + ".conv_shortcut", in_dim, out_dim, 1);
+  };
+  auto mid_block = [&](const std::string& prefix, int64_t dim) {
+    residual(prefix + ".resnets.0", dim, dim);
+    shapes.push_back({prefix + ".attentions.0.norm.gamma", {dim, 1, 1}});
+    conv(prefix + ".attentions.0.to_qkv", dim, 3 * dim, {1, 1});
+    conv(prefix + ".attentions.0.proj", dim, dim, {1, 1});
+    residual(prefix + ".resnets.1", dim, dim);
+  };
+  const std::vector<int64_t>& dim_mult = config.dim_mult;
+  const size_t stages = dim_mult.size();
+
+  std::vector<int64_t> dims = {config.base_dim};
+  for (int64_t multiplier : dim_mult) dims.push_back(config.base_dim * multiplier);
+  causal_conv("encoder.conv_in", config.input_channels, dims[0], 3);
+  int64_t layer = 0;
+  for (size_t stage = 0; stage < stages; ++stage) {
+    for (int64_t i = 0; i < config.num_res_blocks; ++i, ++layer) {
+      residual("encoder.down_blocks." + std::to_string(layer), i == 0 ? dims[stage] : dims[stage + 1],
+               dims[stage + 1]);
+    }
+    if (stage + 1 == stages) continue;
+    const std::string prefix = "encoder.down_blocks." + std::to_string(layer++);
+    const int64_t dim = dims[stage + 1];
+    conv(prefix + ".resample.1", dim, dim, {3, 3});
+    if (config.temperal_downsample[stage]) conv(prefix + ".time_conv", dim, dim, {3, 1, 1});
+  }
+  mid_block("encoder.mid_block", dims.back());
+  shapes.push_back({"encoder.norm_out.gamma", {dims.back(), 1, 1, 1}});
+  causal_conv("encoder.conv_out", dims.back(), 2 * config.z_dim, 3);
+
+  causal_conv("quant_conv", 2 * config.z_dim, 2 * config.z_dim, 1);
+  causal_conv("post_quant_conv", config.z_dim, config.z_dim, 1);
+
+  std::vector<int64_t> up_dims = {config.base_dim * dim_mult.back()};
+  for (auto it = dim_mult.rbegin(); it != dim_mult.rend(); ++it) up_dims.push_back(config.base_dim * *it);
+  causal_conv("decoder.conv_in", config.z_dim, up_dims[0], 3);
+  mid_block("decoder.mid_block", up_dims[0]);
+  for (size_t stage = 0; stage < stages; ++stage) {
+    const std::string prefix = "decoder.up_blocks." + std::to_string(stage);
+    const int64_t in_dim = stage == 0 ? up_dims[0] : up_dims[stage] / 2, out_dim = up_dims[stage + 1];
+    for (int64_t i = 0; i <= config.num_res_blocks; ++i) {
+      residual(prefix + ".resnets." + std::to_string(i), i == 0 ? in_dim : out_dim, out_dim);
+    }
+    if (stage + 1 == stages) continue;
+    conv(prefix + ".upsamplers.0.resample.1", out_dim, out_dim / 2, {3, 3});
+    // The decoder upsamples in time where the encoder downsampled, in reverse stage order; its time_conv
+    // doubles the channels to hold two frames.
+    if (config.temperal_downsample[stages - 2 - stage]) {
+      conv(prefix + ".upsamplers.0.time_conv", out_dim, 2 * out_dim, {3, 1, 1});
+    }
+  }
+  shapes.push_back({"decoder.norm_out.gamma", {up_dims.back(), 1, 1, 1}});
+  causal_conv("decoder.conv_out", up_dims.back(), config.input_channels, 3);
+  return shapes;
+}
+
 void AutoencoderKLQwenImage::visit(const nn::ParameterVisitor& visitor) {
   encoder_.visit("encoder", visitor);
   quant_conv_.visit("quant_conv", visitor);

@@ -99,6 +99,12 @@ class AutoencoderKLQwenImage {
   Tensor denormalize_latents(const Tensor& latents) const;
   Tensor normalize_latents(const Tensor& latents) const;
 
+  // Every tensor of the diffusers checkpoint for `config`, by name, with its stored shape: the causal
+  // convs' 5-D kernels and the temporal convs (time_conv) that single images never read but the
+  // published checkpoint holds.
+  static std::vector<std::pair<std::string, Shape>> parameter_shapes(
+      const AutoencoderKLQwenImageConfig& config);
+
   const AutoencoderKLQwenImageConfig& config() const { return config_; }
   // Visits every weight under its checkpoint name. The causal convs hold their single-frame 2D kernel
   // [out, in, kh, kw], not the stored [out, in, kt, kh, kw] one.

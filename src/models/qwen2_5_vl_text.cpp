@@ -172,6 +172,33 @@ Tensor Qwen2_5_VLTextModel::forward(const Tensor& input_ids, const Tensor& atten
   return norm_(hidden_states);
 }
 
+std::vector<std::pair<std::string, Shape>> Qwen2_5_VLTextModel::parameter_shapes(
+    const Qwen2_5_VLTextConfig& config) {
+  const int64_t hidden = config.hidden_size, intermediate = config.intermediate_size;
+  const int64_t query_dim = config.num_attention_heads * config.head_dim;
+  const int64_t key_value_dim = config.num_key_value_heads * config.head_dim;
+  std::vector<std::pair<std::string, Shape>> shapes;
+  auto linear = [&](const std::string& name, int64_t in, int64_t out, bool bias) {
+    shapes.push_back({name + ".weight", {out, in}});
+    if (bias) shapes.push_back({name + ".bias", {out}});
+  };
+  shapes.push_back({kPrefix + "embed_tokens.weight", {config.vocab_size, hidden}});
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    std::string prefix = kPrefix + "layers." + std::to_string(i) + ".";
+    linear(prefix + "self_attn.q_proj", hidden, query_dim, true);
+    linear(prefix + "self_attn.k_proj", hidden, key_value_dim, true);
+    linear(prefix + "self_attn.v_proj", hidden, key_value_dim, true);
+    linear(prefix + "self_attn.o_proj", query_dim, hidden, false);
+    linear(prefix + "mlp.gate_proj", hidden, intermediate, false);
+    linear(prefix + "mlp.up_proj", hidden, intermediate, false);
+    linear(prefix + "mlp.down_proj", intermediate, hidden, false);
+    shapes.push_back({prefix + "input_layernorm.weight", {hidden}});
+    shapes.push_back({prefix + "post_attention_layernorm.weight", {hidden}});
+  }
+  shapes.push_back({kPrefix + "norm.weight", {hidden}});
+  return shapes;
+}
+
 void Qwen2_5_VLTextModel::visit(const nn::ParameterVisitor& visitor) {
   embed_tokens_.visit(kPrefix + "embed_tokens", visitor);
   for (size_t i = 0; i < layers_.size(); ++i)

@@ -64,6 +64,10 @@ class Qwen2_5_VLTextModel {
   Tensor forward(const Tensor& input_ids, const Tensor& attention_mask,
                  DType activation_dtype = DType::F32) const;
 
+  // Every weight the constructor loads for `config`, by canonical name, with its shape. The checkpoint's
+  // lm_head and vision tower are not among them: text-to-image never reads them.
+  static std::vector<std::pair<std::string, Shape>> parameter_shapes(const Qwen2_5_VLTextConfig& config);
+
   const Qwen2_5_VLTextConfig& config() const { return config_; }
   void visit(const nn::ParameterVisitor& visitor);
 

@@ -1,0 +1,89 @@
+// canvas-synthetic-checkpoint end to end: a shrunk instance of the full folder loads and generates.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "io/png_image.h"
+#include "io/weight_source.h"
+#include "test_util.h"
+
+namespace canvas {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CommandResult {
+  int exit_code;
+  std::string output;
+};
+
+CommandResult run(const std::string& binary, const std::string& arguments) {
+  std::string command = std::string(CANVAS_BINARY_DIR) + "/" + binary + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  EXPECT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t count = std::fread(buffer.data(), 1, buffer.size(), pipe))
+    output.append(buffer.data(), count);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+// Every width shrunk to one 128-wide head and the VAE to 4 base channels; the vocabulary, the
+// tokenizer and every tensor name stay those of the full model.
+const std::string kSmallSizes = "--layers 1 --heads 1 --text-layers 1 --text-heads 1 --vae-base-dim 4";
+
+TEST(SyntheticCheckpoint, SmallCompleteFolderLoadsAndGenerates) {
+  fs::path folder = test::scratch_dir("synthetic-checkpoint") / "model";
+  CommandResult written =
+      run("tools/canvas-synthetic-checkpoint", "--output " + folder.string() + " " + kSmallSizes);
+  ASSERT_EQ(written.exit_code, 0) << written.output;
+  for (const char* file : {"model_index.json", "scheduler/scheduler_config.json", "tokenizer/tokenizer.json",
+                           "tokenizer/tokenizer_config.json", "transformer/config.json",
+                           "text_encoder/config.json", "vae/config.json"}) {
+    EXPECT_TRUE(fs::is_regular_file(folder / file)) << file;
+  }
+  WeightSource text_encoder = WeightSource::open(folder / "text_encoder");
+  EXPECT_TRUE(text_encoder.contains("lm_head.weight"));
+  EXPECT_FALSE(text_encoder.contains("model.visual.patch_embed.proj.weight"));
+  WeightSource vae = WeightSource::open(folder / "vae");
+  EXPECT_TRUE(vae.contains("decoder.up_blocks.0.upsamplers.0.time_conv.weight"));
+
+  // Two steps: the published scheduler's shift_terminal leaves a single step undefined.
+  fs::path image = folder.parent_path() / "generated.png";
+  CommandResult generated = run("src/canvas", "generate --model " + folder.string() +
+                                                  " --prompt 'a lighthouse' --steps 2 --width 32 --height 32 "
+                                                  "--output " +
+                                                  image.string());
+  ASSERT_EQ(generated.exit_code, 0) << generated.output;
+  ASSERT_TRUE(fs::is_regular_file(image));
+  RgbImage png = read_png(image);
+  EXPECT_EQ(png.width, 32);
+  EXPECT_EQ(png.height, 32);
+}
+
+TEST(SyntheticCheckpoint, ShardsGetAnIndex) {
+  fs::path folder = test::scratch_dir("synthetic-checkpoint-shards") / "model";
+  // A limit below the embedding's 39 MB puts every large tensor in a shard of its own.
+  CommandResult written =
+      run("tools/canvas-synthetic-checkpoint",
+          "--output " + folder.string() + " " + kSmallSizes + " --components text_encoder --shard-gib 0.01");
+  ASSERT_EQ(written.exit_code, 0) << written.output;
+  EXPECT_TRUE(fs::is_regular_file(folder / "text_encoder" / "model.safetensors.index.json"));
+  EXPECT_TRUE(fs::is_regular_file(folder / "text_encoder" / "model-00001-of-00004.safetensors"));
+  EXPECT_FALSE(fs::exists(folder / "transformer"));
+  EXPECT_TRUE(WeightSource::open(folder / "text_encoder").contains("model.language_model.norm.weight"));
+}
+
+TEST(SyntheticCheckpoint, MissingTokenizerFailsClearly) {
+  fs::path folder = test::scratch_dir("synthetic-checkpoint-no-tokenizer") / "model";
+  CommandResult written = run("tools/canvas-synthetic-checkpoint",
+                              "--output " + folder.string() + " --tokenizer /nonexistent/tokenizer");
+  EXPECT_EQ(written.exit_code, 1);
+  EXPECT_NE(written.output.find("/nonexistent/tokenizer"), std::string::npos) << written.output;
+}
+
+}  // namespace
+}  // namespace canvas
