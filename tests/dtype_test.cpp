@@ -23,10 +23,10 @@ TEST(DType, InfoAndStorageBytes) {
   EXPECT_TRUE(is_block_quantized(DType::Q4_K));
   EXPECT_FALSE(is_block_quantized(DType::F16));
   EXPECT_EQ(storage_bytes(DType::F32, 10), 40);
-  EXPECT_EQ(storage_bytes(DType::NF4, 128), 72);
+  EXPECT_EQ(storage_bytes(DType::NF4, 128), 64);
   EXPECT_EQ(storage_bytes(DType::Q8_0, 64), 68);
   EXPECT_EQ(storage_bytes(DType::Q4_K, 512), 288);
-  EXPECT_THROW(storage_bytes(DType::NF4, 100), Error);
+  EXPECT_THROW(storage_bytes(DType::NF4, 101), Error);
   EXPECT_THROW(element_size(DType::Q8_0), Error);
 }
 

@@ -39,7 +39,9 @@ class Backend {
   virtual void softmax(const Tensor& x, Tensor& out) = 0;
   virtual void vector_norm(const Tensor& x, Tensor& out) = 0;
 
-  virtual void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) = 0;
+  // weight_scale: undefined for plain weights, else the scales of quantized codes (ops::linear).
+  virtual void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& weight_scale,
+                      Tensor& out) = 0;
   // Batch axes of a and b are already broadcast to out's batch axes.
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionMask& mask,

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "backend/backend.h"
+#include "tensor/quantize.h"
 
 namespace canvas::ops {
 
@@ -241,17 +242,22 @@ Tensor vector_norm(const Tensor& x) {
   return out;
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& weight_scale) {
   check_float_activation(x, "linear");
   check(weight.ndim() == 2 && weight.dim(1) == x.dim(-1),
         "linear: weight " + describe(weight) + " does not take input " + describe(x));
   check(is_float(weight.dtype()), "linear: weight must be a float type, got " + describe(weight));
   check(!bias.defined() || (bias.ndim() == 1 && bias.dim(0) == weight.dim(0)),
         "linear: bias " + describe(bias) + " does not match weight " + describe(weight));
+  if (weight_scale.defined()) {
+    check_weight_scale(weight, weight_scale, "linear");
+  } else {
+    check(!is_block_quantized(weight.dtype()), "linear: " + describe(weight) + " weights need their scales");
+  }
   Shape shape = x.shape();
   shape.back() = weight.dim(0);
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
-  backend_of({&x, &weight, &bias}).linear(x, weight, bias, out);
+  backend_of({&x, &weight, &bias, &weight_scale}).linear(x, weight, bias, weight_scale, out);
   return out;
 }
 

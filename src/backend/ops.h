@@ -56,8 +56,10 @@ Tensor softmax(const Tensor& x);  // last axis
 Tensor vector_norm(const Tensor& x);
 
 // ---- matrix products ----
-// x [..., in] times weight [out, in] transposed, plus bias [out].
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+// x [..., in] times weight [out, in] transposed, plus bias [out]. A defined weight_scale marks weight as
+// quantized storage (f8_e4m3 or nf4 codes, see tensor/quantize.h): the weight is codes times scales.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+              const Tensor& weight_scale = {});
 // a [..., m, k] @ b [..., k, n] with broadcast batch axes.
 Tensor matmul(const Tensor& a, const Tensor& b);
 

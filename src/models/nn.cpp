@@ -21,6 +21,13 @@ Linear Linear::load(const WeightSource& weights, const std::string& prefix, int6
 void Linear::visit(const std::string& prefix, const ParameterVisitor& visitor) {
   visit_if_defined(prefix + ".weight", weight, visitor);
   visit_if_defined(prefix + ".bias", bias, visitor);
+  visit_if_defined(prefix + std::string(kWeightScaleSuffix), weight_scale, visitor);
+}
+
+void Linear::quantize(WeightFormat format) {
+  QuantizedWeight quantized = quantize_weight(weight, format);
+  weight = quantized.codes;
+  weight_scale = quantized.scale;
 }
 
 RMSNorm RMSNorm::load(const WeightSource& weights, const std::string& prefix, int64_t dim, float eps) {

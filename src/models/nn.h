@@ -7,6 +7,7 @@
 
 #include "backend/ops.h"
 #include "io/weight_source.h"
+#include "tensor/quantize.h"
 
 namespace canvas::nn {
 
@@ -14,27 +15,34 @@ namespace canvas::nn {
 // can move a module's weights between devices without knowing its structure.
 using ParameterVisitor = std::function<void(const std::string& name, Tensor& tensor)>;
 
+// The name suffix Linear::visit gives weight scales: they stay f32 on every device.
+inline constexpr std::string_view kWeightScaleSuffix = ".weight_scale";
+
 // Moves a model's weights onto `device`, charged to `component`. Off the CPU, float weights stored in
-// f32 or f16 are converted to the activation dtype so every GEMM runs on matching operands; bf16 and
-// fp8 weights keep their storage.
+// f32 or f16 are converted to the activation dtype so every GEMM runs on matching operands; bf16, fp8
+// and nf4 weights keep their storage, and so do the f32 scales of quantized weights.
 template <typename Model>
 void place_weights(Model& model, const std::string& component, Device device, DType activation_dtype) {
   if (device.is_cpu()) return;
   OwnerScope owner({component, -1, MemoryRole::Weights});
-  model.visit([&](const std::string&, Tensor& weight) {
-    bool widened_float = weight.dtype() == DType::F32 || weight.dtype() == DType::F16;
+  model.visit([&](const std::string& name, Tensor& weight) {
+    bool widened_float =
+        (weight.dtype() == DType::F32 || weight.dtype() == DType::F16) && !name.ends_with(kWeightScaleSuffix);
     Tensor on_device = weight.to(device);
     weight = widened_float ? on_device.to(activation_dtype) : on_device;
   });
 }
 
 struct Linear {
-  Tensor weight;  // [out, in]
-  Tensor bias;    // [out], undefined when the layer has none
+  Tensor weight;        // [out, in]
+  Tensor bias;          // [out], undefined when the layer has none
+  Tensor weight_scale;  // f32 scales of quantized weight codes (tensor/quantize.h); undefined otherwise
 
   static Linear load(const WeightSource& weights, const std::string& prefix, int64_t in_features,
                      int64_t out_features, bool has_bias = true);
-  Tensor operator()(const Tensor& x) const { return ops::linear(x, weight, bias); }
+  Tensor operator()(const Tensor& x) const { return ops::linear(x, weight, bias, weight_scale); }
+  // Replaces the (host) weight by its codes and scales in `format`.
+  void quantize(WeightFormat format);
   void visit(const std::string& prefix, const ParameterVisitor& visitor);
 };
 

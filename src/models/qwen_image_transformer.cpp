@@ -203,6 +203,14 @@ void QwenImageTransformerBlock::visit(const std::string& prefix, const nn::Param
   txt_mlp.net_2.visit(prefix + "txt_mlp.net.2", visitor);
 }
 
+void QwenImageTransformerBlock::quantize_weights(WeightFormat format) {
+  for (nn::Linear* layer : {&img_mod_1, &txt_mod_1, &attn.to_q, &attn.to_k, &attn.to_v, &attn.to_out_0,
+                            &attn.add_q_proj, &attn.add_k_proj, &attn.add_v_proj, &attn.to_add_out,
+                            &img_mlp.net_0_proj, &img_mlp.net_2, &txt_mlp.net_0_proj, &txt_mlp.net_2}) {
+    layer->quantize(format);
+  }
+}
+
 QwenImageTransformer2DModel::QwenImageTransformer2DModel(const QwenImageTransformerConfig& config,
                                                          const WeightSource& weights)
     : config_(config) {
@@ -414,6 +422,10 @@ void QwenImageTransformer2DModel::visit(const nn::ParameterVisitor& visitor) {
   }
   norm_out_linear_.visit("norm_out.linear", visitor);
   proj_out_.visit("proj_out", visitor);
+}
+
+void QwenImageTransformer2DModel::quantize_block_weights(WeightFormat format) {
+  for (QwenImageTransformerBlock& block : transformer_blocks_) block.quantize_weights(format);
 }
 
 }  // namespace canvas

@@ -77,6 +77,8 @@ struct QwenImageTransformerBlock {
   std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& text_mask,
                                     const BlockModulation& modulation, const QwenImageRotary& rotary,
                                     int64_t image_tokens_of_target) const;
+  // Stores every linear layer's weight in `format`; the attention's RMSNorms stay as they are.
+  void quantize_weights(WeightFormat format);
   void visit(const std::string& prefix, const nn::ParameterVisitor& visitor);
 };
 
@@ -106,6 +108,9 @@ class QwenImageTransformer2DModel {
   std::vector<QwenImageTransformerBlock>& blocks() { return transformer_blocks_; }
   const std::vector<QwenImageTransformerBlock>& blocks() const { return transformer_blocks_; }
   void visit(const nn::ParameterVisitor& visitor);
+  // Quantizes the transformer blocks' linear layers (host weights). Embedders, norms, img_in, txt_in,
+  // norm_out and proj_out keep their precision: they are small and sit where errors reach every token.
+  void quantize_block_weights(WeightFormat format);
 
  private:
   QwenImageTransformerConfig config_;

@@ -21,8 +21,9 @@ constexpr std::array<DTypeInfo, 13> kDTypeInfo = {{
     {"i32", 1, 4, false},
     {"u8", 1, 1, false},
     {"bool", 1, 1, false},
-    // bitsandbytes NF4: 64 four-bit codes plus one f32 absmax per block.
-    {"nf4", 64, 32 + 4, true},
+    // bitsandbytes NF4: two four-bit codes per byte. The f32 absmax of each 64 values is stored next to
+    // the codes as a separate tensor (tensor/quantize.h), as bitsandbytes keeps it in its quant state.
+    {"nf4", 2, 1, true},
     // GGML Q8_0: 32 int8 values plus one f16 scale.
     {"q8_0", 32, 32 + 2, true},
     // GGML Q4_K: 256 values in 8 sub-blocks with 6-bit scales and mins, plus f16 d and dmin.

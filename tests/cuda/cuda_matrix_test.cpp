@@ -80,7 +80,7 @@ void check_linear(const Tensor& x_gpu, const Tensor& x_ref, const Tensor& w_gpu,
                   const Tensor& b_gpu, const Tensor& b_ref, DType dtype, double tolerance) {
   const Tensor expected = ops::linear(x_ref, w_ref, b_ref);
   Tensor out = poisoned(expected.shape(), dtype);
-  backend_for(Device::cuda(0)).linear(x_gpu, w_gpu, b_gpu, out);
+  backend_for(Device::cuda(0)).linear(x_gpu, w_gpu, b_gpu, {}, out);
   EXPECT_LE(relative_error(out, expected), tolerance);
 }
 
@@ -135,8 +135,8 @@ TEST_F(CudaMatrixTest, LinearFp8WeightsStayCloseToBf16) {
   // The same e4m3 weight values widened exactly to bf16: the difference is the activation quantization.
   const Tensor w_bf16 = on_gpu(rounded(w, DType::F8_E4M3), DType::BF16);
   Tensor fp8_out = poisoned({2, 40, 96}, DType::BF16), bf16_out = poisoned({2, 40, 96}, DType::BF16);
-  gpu().linear(x_gpu, w_fp8, b_gpu, fp8_out);
-  gpu().linear(x_gpu, w_bf16, b_gpu, bf16_out);
+  gpu().linear(x_gpu, w_fp8, b_gpu, {}, fp8_out);
+  gpu().linear(x_gpu, w_bf16, b_gpu, {}, bf16_out);
   const double rms = test::relative_error(fp8_out, bf16_out), max_error = relative_error(fp8_out, bf16_out);
   cudaDeviceProp properties{};
   ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);

@@ -28,7 +28,8 @@ class CpuBackend final : public Backend {
   void softmax(const Tensor& x, Tensor& out) override;
   void vector_norm(const Tensor& x, Tensor& out) override;
 
-  void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) override;
+  void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& weight_scale,
+              Tensor& out) override;
   void matmul(const Tensor& a, const Tensor& b, Tensor& out) override;
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionMask& mask,
                  float softmax_scale, Tensor& out) override;

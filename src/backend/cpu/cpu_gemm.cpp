@@ -1,10 +1,11 @@
-// Matrix products through OpenBLAS sgemm: linear layers (with low-precision weights widened in row
-// blocks) and batched matmul.
+// Matrix products through OpenBLAS sgemm: linear layers (with low-precision or quantized weights widened
+// in row blocks) and batched matmul.
 #include <algorithm>
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_support.h"
+#include "tensor/quantize.h"
 #include "util/error.h"
 
 namespace canvas {
@@ -29,8 +30,9 @@ void fill_rows_with_bias(float* out, int64_t rows, int64_t features, const float
 
 }  // namespace
 
-void CpuBackend::linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
-  cpu::check_widenable(weight, "linear", "weight");
+void CpuBackend::linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& weight_scale,
+                        Tensor& out) {
+  if (!weight_scale.defined()) cpu::check_widenable(weight, "linear", "weight");
   if (out.numel() == 0) return;
   const int64_t out_features = weight.dim(0), in_features = weight.dim(1);
   const int64_t rows = out.numel() / out_features;
@@ -59,7 +61,7 @@ void CpuBackend::linear(const Tensor& x, const Tensor& weight, const Tensor& bia
 
   // op(B) is weight transposed: [in, out] read from the [out, in] storage.
   std::optional<BlasMatrix> weight_layout;
-  if (weight.dtype() == DType::F32) {
+  if (weight.dtype() == DType::F32 && !weight_scale.defined()) {
     weight_layout = cpu::blas_matrix(in_features, out_features, weight.strides()[1], weight.strides()[0]);
   }
   if (weight_layout) {
@@ -70,7 +72,11 @@ void CpuBackend::linear(const Tensor& x, const Tensor& weight, const Tensor& bia
     Tensor block = cpu::scratch_tensor({block_rows, in_features}, DType::F32);
     for (int64_t first = 0; first < out_features; first += block_rows) {
       const int64_t count = std::min(block_rows, out_features - first);
-      cpu::copy_elements(weight.slice(0, first, first + count), block.slice(0, 0, count));
+      if (weight_scale.defined()) {
+        dequantize_rows(weight, weight_scale, first, count, block.data<float>());
+      } else {
+        cpu::copy_elements(weight.slice(0, first, first + count), block.slice(0, 0, count));
+      }
       cpu::sgemm(rows, count, in_features, 1.0f, input_data, *input_layout, block.data<float>(),
                  BlasMatrix{CblasTrans, cpu::blas_int(in_features)}, beta, out_data + first, out_features);
     }

@@ -25,6 +25,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_backend_support.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/cuda_dequantize.h"
 #include "backend/cuda/cuda_fp8.h"
 
 namespace canvas {
@@ -366,10 +367,11 @@ bool has_fp8_tensor_cores(const CudaContext& context) {
   return context.properties.major * 10 + context.properties.minor >= 89;
 }
 
-// out = x w^T (+ bias) with e4m3 weights and bf16 activations on FP8 tensor cores. Returns false, having
+// out = x w^T (+ bias) with e4m3 weights and bf16 activations on FP8 tensor cores; weight_scale is the
+// weight's one f32 scale on the device, or undefined for unscaled e4m3 weights. Returns false, having
 // done nothing, when cuBLASLt has no FP8 kernel for the problem.
-bool fp8_linear(CudaBackend& backend, const Tensor& x, const Tensor& weight, const Tensor& bias,
-                Tensor& out) {
+bool fp8_linear(CudaBackend& backend, const Tensor& x, const Tensor& weight, const Tensor& weight_scale,
+                const Tensor& bias, Tensor& out) {
   CudaContext& context = backend.context();
   const int64_t out_features = weight.dim(0), in_features = weight.dim(1), rows = out.numel() / out_features;
   // FP8 kernels read A transposed and need 16-byte aligned leading dimensions: weight rows must be
@@ -384,7 +386,7 @@ bool fp8_linear(CudaBackend& backend, const Tensor& x, const Tensor& weight, con
   Tensor scales = cuda::scratch_tensor({3 * kFloatsPer16Bytes}, DType::F32, backend.device());
   float* amax = scales.data<float>();
   float* dequant = amax + kFloatsPer16Bytes;
-  float* weight_scale = amax + 2 * kFloatsPer16Bytes;
+  float* weight_scale_slot = amax + 2 * kFloatsPer16Bytes;
   if (pointer_alignment(amax) < 16) return false;
   GemmProblem problem;
   problem.a = {weight.raw_data(), DType::F8_E4M3, in_features, out_features, weight_row_step, true, 0};
@@ -395,14 +397,21 @@ bool fp8_linear(CudaBackend& backend, const Tensor& x, const Tensor& weight, con
   problem.d = out.raw_data();
   problem.d_dtype = out.dtype();
   problem.bias = bias.defined() ? bias.raw_data() : nullptr;
-  problem.a_scale = weight_scale;
+  problem.a_scale = weight_scale_slot;
   problem.b_scale = dequant;
   const std::shared_ptr<LtPlan> plan = plan_for(context, problem);
   if (!plan->has_algorithm) return false;
 
+  // The scale is copied into the aligned slot rather than passed in place: a weight's scale tensor need
+  // not sit on a 16-byte boundary.
   static constexpr float kUnitWeightScale = 1.0f;
-  CANVAS_CUDA_CHECK(cudaMemcpyAsync(weight_scale, &kUnitWeightScale, sizeof(float), cudaMemcpyHostToDevice,
-                                    context.compute_stream));
+  if (weight_scale.defined()) {
+    CANVAS_CUDA_CHECK(cudaMemcpyAsync(weight_scale_slot, weight_scale.raw_data(), sizeof(float),
+                                      cudaMemcpyDeviceToDevice, context.compute_stream));
+  } else {
+    CANVAS_CUDA_CHECK(cudaMemcpyAsync(weight_scale_slot, &kUnitWeightScale, sizeof(float),
+                                      cudaMemcpyHostToDevice, context.compute_stream));
+  }
   const Tensor input = x.is_contiguous() ? x : dense_copy(backend, x);
   cuda::quantize_bf16_to_e4m3(input.raw_data(), input.numel(), quantized.data<uint8_t>(), amax, dequant,
                               context.compute_stream);
@@ -410,6 +419,20 @@ bool fp8_linear(CudaBackend& backend, const Tensor& x, const Tensor& weight, con
   if (bias.defined() && !plan->fused_bias)
     backend.binary(BinaryOp::Add, out, ops::expand(bias, out.shape()), out);
   return true;
+}
+
+// Quantized weight codes [out, in] widened into dense scratch of `dtype`, scales applied.
+Tensor dequantized(CudaBackend& backend, const Tensor& codes, const Tensor& scale, DType dtype) {
+  Tensor dense = cuda::scratch_tensor(codes.shape(), dtype, backend.device());
+  cudaStream_t stream = backend.context().compute_stream;
+  if (codes.dtype() == DType::NF4) {
+    cuda::dequantize_nf4(codes.data<uint8_t>(), scale.data<float>(), codes.numel(), dense.raw_data(), dtype,
+                         stream);
+  } else {
+    cuda::dequantize_e4m3(codes.data<uint8_t>(), scale.data<float>(), scale.numel() != 1, codes.dim(0),
+                          codes.dim(1), dense.raw_data(), dtype, stream);
+  }
+  return dense;
 }
 
 void check_gemm_operands(std::initializer_list<const Tensor*> tensors, Device device, const char* op) {
@@ -426,11 +449,12 @@ void check_activation_dtype(DType dtype, const char* op) {
 
 }  // namespace
 
-void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
-  check_gemm_operands({&x, &weight, &bias, &out}, device(), "linear");
+void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         const Tensor& weight_scale, Tensor& out) {
+  check_gemm_operands({&x, &weight, &bias, &weight_scale, &out}, device(), "linear");
   check_activation_dtype(out.dtype(), "linear");
-  check(!is_block_quantized(weight.dtype()), "linear: the CUDA backend cannot compute with block-quantized " +
-                                                 std::string(dtype_name(weight.dtype())) + " weights yet");
+  check(weight_scale.defined() || !is_block_quantized(weight.dtype()),
+        "linear: block-quantized " + std::string(dtype_name(weight.dtype())) + " weights need their scales");
   check(!bias.defined() || !is_block_quantized(bias.dtype()), "linear: block-quantized bias");
   if (out.numel() == 0) return;
   cuda::DeviceGuard guard(device_index_);
@@ -453,12 +477,16 @@ void CudaBackend::linear(const Tensor& x, const Tensor& weight, const Tensor& bi
     row_stride = in_features;
   }
 
-  if (weight.dtype() == DType::F8_E4M3 && out.dtype() == DType::BF16 && has_fp8_tensor_cores(*context_) &&
-      fp8_linear(*this, input, weight, bias_for_out, out)) {
+  // cuBLASLt's FP8 kernels take one scale per operand; per-row fp8 and NF4 weights are widened instead.
+  const bool one_weight_scale = !weight_scale.defined() || weight_scale.numel() == 1;
+  if (weight.dtype() == DType::F8_E4M3 && one_weight_scale && out.dtype() == DType::BF16 &&
+      has_fp8_tensor_cores(*context_) && fp8_linear(*this, input, weight, weight_scale, bias_for_out, out)) {
     return;
   }
 
-  Tensor weights = weight.dtype() == out.dtype() ? weight : converted(*this, weight, out.dtype());
+  Tensor weights = weight_scale.defined()          ? dequantized(*this, weight, weight_scale, out.dtype())
+                   : weight.dtype() == out.dtype() ? weight
+                                                   : converted(*this, weight, out.dtype());
   // op(A) = weight [out, in], i.e. the transpose of the logical weight^T [in, out].
   std::optional<MatrixOperand> weight_operand =
       transposed_view(weights.raw_data(), weights.dtype(), in_features, out_features, weights.strides()[1],
