@@ -151,7 +151,7 @@ TEST_P(QuantizedTransformer, StaysNearTheGolden) {
   const std::string folder = "transformer/t1_base";
   auto path = test::source_path("tests/golden/" + folder);
   QwenImageTransformer2DModel model(QwenImageTransformerConfig::from_file(path / "config.json"),
-                                    WeightSource::open(path));
+                                    test::open_golden_model(folder));
   model.quantize_block_weights(format);
   WeightSource golden = test::open_golden(folder);
   nlohmann::json parameters = test::golden_json(folder);
