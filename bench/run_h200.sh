@@ -30,9 +30,19 @@ if [ "$stage" = all ] || [ "$stage" = bench ]; then
   done
   timeout 60 python3 bench/reference/diffusers_transformer_bench.py --mode h2d 2>&1 | grep RESULT | tee -a "$OUT/reference.jsonl"
   start=$(date +%s%N)
-  timeout 200 "$BIN/canvas-synthetic-checkpoint" --output /tmp/synth --components transformer --layers 60 --shard-gib 5 2>&1 | tail -1
+  timeout 200 "$BIN/canvas-synthetic-checkpoint" --output /tmp/synth --components transformer --layers 60 --shard-gib 5 \
+    --tokenizer models/tiny-qwen-image/tokenizer 2>&1 | tail -1
   echo "synthetic checkpoint written in $(( ($(date +%s%N) - start) / 1000000 )) ms" | tee "$OUT/synthetic.txt"
   sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || echo "(could not drop the page cache)"
   timeout 200 "$BIN/canvas-bench-transformer" --model /tmp/synth --device cuda --res 1024,1328 --batch 1,2 \
     --text 128 --iters 5 --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log" | grep -E "RESULT|error"
+fi
+if [ "$stage" = e2e ]; then
+  # Whole text-to-image at 1328² / 50 steps / CFG 4 on a complete full-size synthetic model (58 GB on disk).
+  df -h /tmp | tail -1
+  timeout 200 "$BIN/canvas-synthetic-checkpoint" --output /tmp/synth-full --shard-gib 5 \
+    --tokenizer models/tiny-qwen-image/tokenizer 2>&1 | tail -3
+  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || echo "(could not drop the page cache)"
+  timeout 300 "$BIN/canvas" generate --model /tmp/synth-full --device cuda --prompt "a lighthouse at dusk" \
+    --width 1328 --height 1328 --steps 50 --cfg-scale 4 --seed 1 --output "$OUT/e2e_1328.png" 2>&1 | tail -3
 fi

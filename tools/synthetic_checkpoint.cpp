@@ -40,17 +40,13 @@ void write_component(const fs::path& folder, const nlohmann::json& config, const
                written.files);
 }
 
-// The parts with no random weights: the tokenizer's files and the published scheduler config and
-// model_index.json, which the tiny model carries verbatim.
-void copy_fixed_parts(const fs::path& output, const fs::path& tokenizer) {
+// The parts with no random weights: the tokenizer's files (copied), and the published Qwen-Image
+// scheduler config and model_index.json (written from their known contents, so the tool needs no
+// source tree at run time).
+void write_fixed_parts(const fs::path& output, const fs::path& tokenizer) {
   check(fs::is_regular_file(tokenizer / "tokenizer.json"),
         "no tokenizer.json in " + tokenizer.string() +
             "; pass --tokenizer with the tokenizer/ folder of a Qwen-Image download");
-  const fs::path scheduler_config = kTinyModel / "scheduler" / "scheduler_config.json";
-  const fs::path model_index = kTinyModel / "model_index.json";
-  for (const fs::path& file : {scheduler_config, model_index}) {
-    check(fs::is_regular_file(file), "missing " + file.string() + " from the source tree");
-  }
   fs::create_directories(output / "tokenizer");
   for (const fs::directory_entry& entry : fs::directory_iterator(tokenizer)) {
     if (entry.is_regular_file()) {
@@ -59,9 +55,31 @@ void copy_fixed_parts(const fs::path& output, const fs::path& tokenizer) {
     }
   }
   fs::create_directories(output / "scheduler");
-  fs::copy_file(scheduler_config, output / "scheduler" / "scheduler_config.json",
-                fs::copy_options::overwrite_existing);
-  fs::copy_file(model_index, output / "model_index.json", fs::copy_options::overwrite_existing);
+  synthetic::write_json(output / "scheduler" / "scheduler_config.json",
+                        {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+                         {"_diffusers_version", "0.34.0.dev0"},
+                         {"base_image_seq_len", 256},
+                         {"base_shift", 0.5},
+                         {"invert_sigmas", false},
+                         {"max_image_seq_len", 8192},
+                         {"max_shift", 0.9},
+                         {"num_train_timesteps", 1000},
+                         {"shift", 1.0},
+                         {"shift_terminal", 0.02},
+                         {"stochastic_sampling", false},
+                         {"time_shift_type", "exponential"},
+                         {"use_beta_sigmas", false},
+                         {"use_dynamic_shifting", true},
+                         {"use_exponential_sigmas", false},
+                         {"use_karras_sigmas", false}});
+  synthetic::write_json(output / "model_index.json",
+                        {{"_class_name", "QwenImagePipeline"},
+                         {"_diffusers_version", "0.34.0.dev0"},
+                         {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
+                         {"text_encoder", {"transformers", "Qwen2_5_VLForConditionalGeneration"}},
+                         {"tokenizer", {"transformers", "Qwen2Tokenizer"}},
+                         {"transformer", {"diffusers", "QwenImageTransformer2DModel"}},
+                         {"vae", {"diffusers", "AutoencoderKLQwenImage"}}});
 }
 
 }  // namespace
@@ -114,7 +132,7 @@ int main(int argc, char** argv) {
     layout.seed = seed;
     const fs::path root(output);
     fs::create_directories(root);
-    copy_fixed_parts(root, tokenizer);
+    write_fixed_parts(root, tokenizer);
     const std::set<std::string> selected(components.begin(), components.end());
 
     if (selected.count("transformer")) {

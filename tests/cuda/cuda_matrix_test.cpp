@@ -313,6 +313,16 @@ TEST_F(CudaMatrixTest, AttentionHeadDimOutsideCudnnTakesFallback) {
   check_attention(c, DType::BF16, kBf16Tolerance, 70);
 }
 
+// The VAE's mid-block attention: one head 384 wide over every spatial position, in f32.
+TEST_F(CudaMatrixTest, AttentionWideSingleHeadGoesThroughGemms) {
+  AttentionCase c;
+  c.heads = c.kv_heads = 1;
+  c.queries = c.keys = 300;
+  c.head_dim = 384;
+  check_attention(c, DType::F32, kF32Tolerance, 90);
+  check_attention(c, DType::BF16, kBf16Tolerance, 91);
+}
+
 // ---- conv2d ----
 
 void check_conv(const Tensor& x, DType dtype, DType weight_dtype, const Tensor& w, const Tensor& b,

@@ -296,6 +296,28 @@ void fallback_attention(CudaBackend& backend, const Tensor& q, const Tensor& k, 
   cuda::attention_fallback(args, stream);
 }
 
+// Head dims past the fallback kernel's registers (the VAE's single-head attention over 384 channels)
+// go through GEMMs: scores for a chunk of queries, softmax, then the weighted sum of values. Chunking
+// keeps the score block near 256 MiB however many positions the image has.
+void gemm_attention(CudaBackend& backend, const Tensor& q, const Tensor& k, const Tensor& v,
+                    const ops::AttentionMask& mask, float softmax_scale, Tensor& out) {
+  check(!mask.causal && !mask.key_padding.defined() && q.dim(1) == k.dim(1),
+        "attention: head dims above " + std::to_string(cuda::kFallbackMaxHeadDim) +
+            " are supported without masks or grouped heads only");
+  constexpr int64_t kScoreBlockBytes = int64_t{256} << 20;
+  const int64_t batch_heads = q.dim(0) * q.dim(1), queries = q.dim(2), keys = k.dim(2);
+  const int64_t chunk =
+      std::max<int64_t>(1, kScoreBlockBytes / (batch_heads * keys * element_size(q.dtype())));
+  const Tensor keys_transposed = k.transpose(2, 3);
+  for (int64_t start = 0; start < queries; start += chunk) {
+    const int64_t end = std::min(queries, start + chunk);
+    Tensor scores = ops::matmul(q.slice(2, start, end), keys_transposed);
+    Tensor weighted = ops::matmul(ops::softmax(ops::scale(scores, softmax_scale)), v);
+    Tensor destination = out.slice(2, start, end);
+    backend.copy(weighted, destination);
+  }
+}
+
 }  // namespace
 
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, const ops::AttentionMask& mask,
@@ -322,6 +344,10 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, c
   };
   const Tensor key = in_query_dtype(k), value = in_query_dtype(v);
   if (cudnn_attention(*this, q, key, value, mask, softmax_scale, out)) return;
+  if (q.dim(3) > cuda::kFallbackMaxHeadDim || value.dim(3) > cuda::kFallbackMaxHeadDim) {
+    gemm_attention(*this, q, key, value, mask, softmax_scale, out);
+    return;
+  }
   fallback_attention(*this, q, key, value, mask, softmax_scale, out);
 }
 
