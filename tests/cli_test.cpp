@@ -1,8 +1,6 @@
 // The `canvas generate` command end to end: exit codes, the PNG and its metadata, and error messages.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 
 #include "io/png_image.h"
@@ -11,21 +9,8 @@
 namespace canvas {
 namespace {
 
-struct CommandResult {
-  int exit_code;
-  std::string output;
-};
-
-CommandResult run_canvas(const std::string& arguments) {
-  std::string command = std::string(CANVAS_BINARY_DIR) + "/src/canvas " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buffer;
-  while (size_t count = std::fread(buffer.data(), 1, buffer.size(), pipe))
-    output.append(buffer.data(), count);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+test::CommandResult run_canvas(const std::string& arguments) {
+  return test::run_built_program("src/canvas", arguments);
 }
 
 std::string model_argument() {
@@ -34,7 +19,7 @@ std::string model_argument() {
 
 TEST(Cli, GenerateWritesPngWithReproducibleMetadata) {
   auto output = test::scratch_dir("cli-generate") / "fox.png";
-  CommandResult result = run_canvas(
+  test::CommandResult result = run_canvas(
       "generate " + model_argument() +
       " --prompt 'a red fox' --steps 2 --width 48 --height 32 --seed 11 --output " + output.string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -59,7 +44,7 @@ TEST(Cli, GenerateWritesPngWithReproducibleMetadata) {
 
 TEST(Cli, BadSizeFailsClearlyAndWritesNothing) {
   auto output = test::scratch_dir("cli-bad-size") / "bad.png";
-  CommandResult result =
+  test::CommandResult result =
       run_canvas("generate " + model_argument() + " --prompt x --steps 2 --width 50 --height 32 --output " +
                  output.string());
   EXPECT_EQ(result.exit_code, 1);
@@ -69,14 +54,14 @@ TEST(Cli, BadSizeFailsClearlyAndWritesNothing) {
 
 TEST(Cli, MissingModelFailsClearly) {
   auto output = test::scratch_dir("cli-missing-model") / "x.png";
-  CommandResult result =
+  test::CommandResult result =
       run_canvas("generate --model /nonexistent/model --prompt x --output " + output.string());
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.output.find("/nonexistent/model"), std::string::npos) << result.output;
 }
 
 TEST(Cli, MissingRequiredOptionIsAUsageError) {
-  CommandResult result = run_canvas("generate --prompt x");
+  test::CommandResult result = run_canvas("generate --prompt x");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_NE(result.output.find("--model"), std::string::npos) << result.output;
 }

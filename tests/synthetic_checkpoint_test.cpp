@@ -1,8 +1,6 @@
 // canvas-synthetic-checkpoint end to end: a shrunk instance of the full folder loads and generates.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 
 #include "io/png_image.h"
@@ -14,31 +12,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CommandResult {
-  int exit_code;
-  std::string output;
-};
-
-CommandResult run(const std::string& binary, const std::string& arguments) {
-  std::string command = std::string(CANVAS_BINARY_DIR) + "/" + binary + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buffer;
-  while (size_t count = std::fread(buffer.data(), 1, buffer.size(), pipe))
-    output.append(buffer.data(), count);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
 // Every width shrunk to one 128-wide head and the VAE to 4 base channels; the vocabulary, the
 // tokenizer and every tensor name stay those of the full model.
 const std::string kSmallSizes = "--layers 1 --heads 1 --text-layers 1 --text-heads 1 --vae-base-dim 4";
 
 TEST(SyntheticCheckpoint, SmallCompleteFolderLoadsAndGenerates) {
   fs::path folder = test::scratch_dir("synthetic-checkpoint") / "model";
-  CommandResult written =
-      run("tools/canvas-synthetic-checkpoint", "--output " + folder.string() + " " + kSmallSizes);
+  test::CommandResult written = test::run_built_program("tools/canvas-synthetic-checkpoint",
+                                                        "--output " + folder.string() + " " + kSmallSizes);
   ASSERT_EQ(written.exit_code, 0) << written.output;
   for (const char* file : {"model_index.json", "scheduler/scheduler_config.json", "tokenizer/tokenizer.json",
                            "tokenizer/tokenizer_config.json", "transformer/config.json",
@@ -53,10 +34,11 @@ TEST(SyntheticCheckpoint, SmallCompleteFolderLoadsAndGenerates) {
 
   // Two steps: the published scheduler's shift_terminal leaves a single step undefined.
   fs::path image = folder.parent_path() / "generated.png";
-  CommandResult generated = run("src/canvas", "generate --model " + folder.string() +
-                                                  " --prompt 'a lighthouse' --steps 2 --width 32 --height 32 "
-                                                  "--output " +
-                                                  image.string());
+  test::CommandResult generated =
+      test::run_built_program("src/canvas", "generate --model " + folder.string() +
+                                                " --prompt 'a lighthouse' --steps 2 --width 32 --height 32 "
+                                                "--output " +
+                                                image.string());
   ASSERT_EQ(generated.exit_code, 0) << generated.output;
   ASSERT_TRUE(fs::is_regular_file(image));
   RgbImage png = read_png(image);
@@ -67,9 +49,9 @@ TEST(SyntheticCheckpoint, SmallCompleteFolderLoadsAndGenerates) {
 TEST(SyntheticCheckpoint, ShardsGetAnIndex) {
   fs::path folder = test::scratch_dir("synthetic-checkpoint-shards") / "model";
   // A limit below the embedding's 39 MB puts every large tensor in a shard of its own.
-  CommandResult written =
-      run("tools/canvas-synthetic-checkpoint",
-          "--output " + folder.string() + " " + kSmallSizes + " --components text_encoder --shard-gib 0.01");
+  test::CommandResult written = test::run_built_program(
+      "tools/canvas-synthetic-checkpoint",
+      "--output " + folder.string() + " " + kSmallSizes + " --components text_encoder --shard-gib 0.01");
   ASSERT_EQ(written.exit_code, 0) << written.output;
   EXPECT_TRUE(fs::is_regular_file(folder / "text_encoder" / "model.safetensors.index.json"));
   EXPECT_TRUE(fs::is_regular_file(folder / "text_encoder" / "model-00001-of-00004.safetensors"));
@@ -79,7 +61,8 @@ TEST(SyntheticCheckpoint, ShardsGetAnIndex) {
 
 TEST(SyntheticCheckpoint, MissingTokenizerFailsClearly) {
   fs::path folder = test::scratch_dir("synthetic-checkpoint-no-tokenizer") / "model";
-  CommandResult written = run("tools/canvas-synthetic-checkpoint",
+  test::CommandResult written =
+      test::run_built_program("tools/canvas-synthetic-checkpoint",
                               "--output " + folder.string() + " --tokenizer /nonexistent/tokenizer");
   EXPECT_EQ(written.exit_code, 1);
   EXPECT_NE(written.output.find("/nonexistent/tokenizer"), std::string::npos) << written.output;

@@ -1,8 +1,11 @@
 #include "test_util.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 #include "io/json_config.h"
@@ -69,6 +72,19 @@ TextToImageRequest golden_request(const nlohmann::json& parameters) {
   request.height = parameters.at("height").get<int64_t>();
   request.seed = parameters.at("seed").get<uint64_t>();
   return request;
+}
+
+CommandResult run_built_program(const std::string& program, const std::string& arguments) {
+  std::string command =
+      (folder_from("CANVAS_BINARY_DIR", CANVAS_BINARY_DIR) / program).string() + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  check(pipe != nullptr, "cannot run " + command);
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t count = std::fread(buffer.data(), 1, buffer.size(), pipe))
+    output.append(buffer.data(), count);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 double relative_error(const Tensor& actual, const Tensor& expected) {

@@ -28,6 +28,14 @@ nlohmann::json golden_json(const std::string& folder);
 // The request a pipeline golden's golden.json describes (prompt, negative prompt, CFG, size, steps, seed).
 TextToImageRequest golden_request(const nlohmann::json& parameters);
 
+struct CommandResult {
+  int exit_code;       // -1 when the process did not exit normally
+  std::string output;  // stdout and stderr together
+};
+// Runs one of the build's executables (path relative to the build folder) with a shell-quoted argument
+// string.
+CommandResult run_built_program(const std::string& program, const std::string& arguments);
+
 // ||actual - expected||_2 / ||expected||_2 over all elements; shapes must match.
 double relative_error(const Tensor& actual, const Tensor& expected);
 double max_abs_difference(const Tensor& actual, const Tensor& expected);

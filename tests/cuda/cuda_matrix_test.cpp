@@ -22,19 +22,10 @@ namespace {
 constexpr double kF32Tolerance = 1e-4;
 constexpr double kBf16Tolerance = 1e-2;
 
-bool cuda_ready() {
-  static const bool ready = [] {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return false;
-    return register_cuda_backends() > 0;
-  }();
-  return ready;
-}
-
 class CudaMatrixTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!cuda_ready()) GTEST_SKIP() << "no CUDA device";
+    if (register_cuda_backends() == 0) GTEST_SKIP() << "no CUDA device";
   }
   static Backend& gpu() { return backend_for(Device::cuda(0)); }
 };

@@ -23,19 +23,6 @@ namespace {
 
 const Device kGpu = Device::cuda(0);
 
-// Registers the CUDA backends once per process, on the first test that needs a device.
-bool cuda_device_available() {
-  static const bool available = [] {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-      (void)cudaGetLastError();
-      return false;
-    }
-    return register_cuda_backends() > 0;
-  }();
-  return available;
-}
-
 CudaBackend& gpu() {
   return dynamic_cast<CudaBackend&>(backend_for(kGpu));
 }
@@ -66,7 +53,7 @@ Tensor poisoned_like(const Tensor& like) {
 class CudaOpsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+    if (register_cuda_backends() == 0) GTEST_SKIP() << "no CUDA device";
     seed_ = std::random_device{}();
     generator_.seed(seed_);
   }

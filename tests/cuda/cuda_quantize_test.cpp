@@ -15,15 +15,6 @@
 namespace canvas {
 namespace {
 
-bool cuda_ready() {
-  static const bool ready = [] {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return false;
-    return register_cuda_backends() > 0;
-  }();
-  return ready;
-}
-
 Tensor random_host(const Shape& shape, uint32_t seed, float stddev) {
   std::mt19937 generator(seed);
   std::normal_distribution<float> distribution(0.0f, stddev);
@@ -47,7 +38,7 @@ const char* format_name(WeightFormat format) {
 class CudaQuantizedLinear : public ::testing::TestWithParam<WeightFormat> {
  protected:
   void SetUp() override {
-    if (!cuda_ready()) GTEST_SKIP() << "no CUDA device";
+    if (register_cuda_backends() == 0) GTEST_SKIP() << "no CUDA device";
   }
 };
 
