@@ -1,5 +1,6 @@
 #include "models/qwen_image_transformer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "io/json_config.h"
@@ -105,7 +106,7 @@ QwenImageTransformerConfig QwenImageTransformerConfig::from_file(const std::file
 }
 
 std::pair<Tensor, Tensor> QwenImageAttention::forward(const Tensor& image, const Tensor& text,
-                                                      const Tensor& text_mask,
+                                                      const Tensor& joint_key_mask,
                                                       const QwenImageRotary& rotary) const {
   int64_t batch = image.dim(0), image_tokens = image.dim(1), text_tokens = text.dim(1);
   auto heads_of = [&](const nn::Linear& projection, const Tensor& x) {
@@ -124,18 +125,10 @@ std::pair<Tensor, Tensor> QwenImageAttention::forward(const Tensor& image, const
   Tensor queries[] = {txt_query, img_query};
   Tensor keys[] = {txt_key, img_key};
   Tensor values[] = {heads_of(add_v_proj, text), heads_of(to_v, image)};
-  ops::AttentionMask mask;
-  if (text_mask.defined()) {
-    Tensor image_mask = Tensor::empty({batch, image_tokens}, DType::F32, text_mask.device());
-    Tensor host_ones = Tensor::from_floats(
-        std::vector<float>(static_cast<size_t>(batch * image_tokens), 1.0f), {batch, image_tokens});
-    ops::copy_into(host_ones, image_mask);
-    Tensor masks[] = {text_mask.to(DType::F32), image_mask};
-    mask.key_padding = ops::concat(masks, 1);
-  }
-  Tensor joint = ops::attention(ops::concat(queries, 1).transpose(1, 2), ops::concat(keys, 1).transpose(1, 2),
-                                ops::concat(values, 1).transpose(1, 2), mask,
-                                1.0f / std::sqrt(static_cast<float>(head_dim)));
+  Tensor joint =
+      ops::attention(ops::concat(queries, 1).transpose(1, 2), ops::concat(keys, 1).transpose(1, 2),
+                     ops::concat(values, 1).transpose(1, 2), ops::AttentionMask{joint_key_mask, false},
+                     1.0f / std::sqrt(static_cast<float>(head_dim)));
   joint = joint.transpose(1, 2).reshape({batch, text_tokens + image_tokens, heads * head_dim});
   Tensor image_out = to_out_0(joint.slice(1, text_tokens, text_tokens + image_tokens));
   Tensor text_out = to_add_out(joint.slice(1, 0, text_tokens));
@@ -150,7 +143,7 @@ BlockModulation QwenImageTransformerBlock::modulation(const Tensor& temb) const 
 }
 
 std::pair<Tensor, Tensor> QwenImageTransformerBlock::forward(const Tensor& image, const Tensor& text,
-                                                             const Tensor& text_mask,
+                                                             const Tensor& joint_key_mask,
                                                              const BlockModulation& modulation,
                                                              const QwenImageRotary& rotary,
                                                              int64_t image_tokens_of_target) const {
@@ -163,7 +156,8 @@ std::pair<Tensor, Tensor> QwenImageTransformerBlock::forward(const Tensor& image
   Tensor txt_modulated =
       ops::modulate(ops::layer_norm(text, {}, {}, eps), modulation_chunk(txt_params, 0, dim),
                     modulation_chunk(txt_params, 1, dim));
-  auto [img_attn_output, txt_attn_output] = attn.forward(img_modulated, txt_modulated, text_mask, rotary);
+  auto [img_attn_output, txt_attn_output] =
+      attn.forward(img_modulated, txt_modulated, joint_key_mask, rotary);
 
   Tensor image_hidden =
       gated_add_image(image, img_params, 2, dim, img_attn_output, zero_cond_t, image_tokens_of_target);
@@ -361,12 +355,23 @@ Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const T
   }
   Tensor temb = timestep_embedding(step, dtype);
   QwenImageRotary rope = rotary(img_shapes, text.dim(1), device, dtype);
-  Tensor text_mask = encoder_hidden_states_mask.defined() ? encoder_hidden_states_mask.to(device) : Tensor();
+  // The text mask as a key mask over the joint [text, image] sequence, built once for every block.
+  Tensor joint_key_mask;
+  if (encoder_hidden_states_mask.defined()) {
+    std::vector<float> values = encoder_hidden_states_mask.to_floats();
+    const int64_t batch = hidden_states.dim(0), text_tokens = encoder_hidden_states.dim(1);
+    std::vector<float> joint(static_cast<size_t>(batch * (text_tokens + image_tokens)), 1.0f);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::copy_n(values.begin() + b * text_tokens, text_tokens,
+                  joint.begin() + b * (text_tokens + image_tokens));
+    }
+    joint_key_mask = Tensor::from_floats(joint, {batch, text_tokens + image_tokens}).to(device);
+  }
   int64_t target_tokens = img_shapes.front().tokens();
 
   for (const QwenImageTransformerBlock& block : transformer_blocks_) {
     std::tie(text, image) =
-        block.forward(image, text, text_mask, block.modulation(temb), rope, target_tokens);
+        block.forward(image, text, joint_key_mask, block.modulation(temb), rope, target_tokens);
   }
   if (config_.zero_cond_t) temb = temb.slice(0, 0, temb.dim(0) / 2);
   // AdaLayerNormContinuous: scale comes before shift in the projection.

@@ -54,8 +54,9 @@ struct QwenImageAttention {
   nn::RMSNorm norm_q, norm_k, norm_added_q, norm_added_k;
   int64_t heads = 0, head_dim = 0;
 
+  // joint_key_mask: [B, text + image] keys that may be attended, undefined when all may.
   // Returns {image output, text output}.
-  std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& text_mask,
+  std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& joint_key_mask,
                                     const QwenImageRotary& rotary) const;
 };
 
@@ -74,7 +75,7 @@ struct QwenImageTransformerBlock {
   BlockModulation modulation(const Tensor& temb) const;
   // image_tokens_of_target: with zero_cond_t, how many leading image tokens belong to the generated image.
   // Returns {text, image} hidden states like the reference.
-  std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& text_mask,
+  std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& joint_key_mask,
                                     const BlockModulation& modulation, const QwenImageRotary& rotary,
                                     int64_t image_tokens_of_target) const;
   // Stores every linear layer's weight in `format`; the attention's RMSNorms stay as they are.
