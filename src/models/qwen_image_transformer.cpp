@@ -329,6 +329,17 @@ QwenImageRotary QwenImageTransformer2DModel::rotary(const std::vector<ImageShape
 Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const Tensor& encoder_hidden_states,
                                             const Tensor& encoder_hidden_states_mask, const Tensor& timestep,
                                             const std::vector<ImageShape>& img_shapes) const {
+  check(encoder_hidden_states.ndim() == 3, "transformer encoder_hidden_states must be [B, T, C], got " +
+                                               shape_str(encoder_hidden_states.shape()));
+  return forward(
+      hidden_states, encoder_hidden_states, encoder_hidden_states_mask, timestep, img_shapes,
+      rotary(img_shapes, encoder_hidden_states.dim(1), img_in_.weight.device(), hidden_states.dtype()));
+}
+
+Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const Tensor& encoder_hidden_states,
+                                            const Tensor& encoder_hidden_states_mask, const Tensor& timestep,
+                                            const std::vector<ImageShape>& img_shapes,
+                                            const QwenImageRotary& rope) const {
   check(hidden_states.ndim() == 3 && hidden_states.dim(2) == config_.in_channels,
         "transformer hidden_states must be [B, tokens, " + std::to_string(config_.in_channels) + "], got " +
             shape_str(hidden_states.shape()));
@@ -354,7 +365,9 @@ Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const T
     step = Tensor::from_floats(values, {static_cast<int64_t>(values.size())});
   }
   Tensor temb = timestep_embedding(step, dtype);
-  QwenImageRotary rope = rotary(img_shapes, text.dim(1), device, dtype);
+  check(rope.image_cos.dim(0) == image_tokens && rope.text_cos.dim(0) == text.dim(1),
+        "rotary tables for " + std::to_string(rope.image_cos.dim(0)) + " image and " +
+            std::to_string(rope.text_cos.dim(0)) + " text tokens do not fit this input");
   // The text mask as a key mask over the joint [text, image] sequence, built once for every block.
   Tensor joint_key_mask;
   if (encoder_hidden_states_mask.defined()) {

@@ -94,6 +94,11 @@ class QwenImageTransformer2DModel {
   Tensor forward(const Tensor& hidden_states, const Tensor& encoder_hidden_states,
                  const Tensor& encoder_hidden_states_mask, const Tensor& timestep,
                  const std::vector<ImageShape>& img_shapes) const;
+  // The same with rotary tables from rotary(), which depend only on the image and text sizes: a
+  // pipeline builds them once per job instead of once per step.
+  Tensor forward(const Tensor& hidden_states, const Tensor& encoder_hidden_states,
+                 const Tensor& encoder_hidden_states_mask, const Tensor& timestep,
+                 const std::vector<ImageShape>& img_shapes, const QwenImageRotary& rotary_tables) const;
 
   // The pieces of forward, for executors that schedule blocks themselves.
   Tensor timestep_embedding(const Tensor& timestep, DType dtype) const;

@@ -88,15 +88,24 @@ TextToImageResult text_to_image(const QwenImageComponents& components, const Tex
   scheduler.set_timesteps(request.steps, mu);
   const std::vector<float>& timesteps = scheduler.timesteps();
 
+  // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
+  const QwenImageTransformer2DModel& transformer = *components.transformer;
+  const QwenImageRotary positive_rotary =
+      transformer.rotary(img_shapes, positive.embeds.dim(1), components.device, dtype);
+  const QwenImageRotary negative_rotary =
+      result.used_cfg ? transformer.rotary(img_shapes, negative.embeds.dim(1), components.device, dtype)
+                      : QwenImageRotary{};
+
   for (int step = 0; step < static_cast<int>(timesteps.size()); ++step) {
     Clock::time_point step_start = Clock::now();
     // The reference passes t / 1000 in the latents' dtype.
     float sigma_timestep = timesteps[step] / 1000.0f;
     Tensor timestep = Tensor::from_floats(std::vector<float>{sigma_timestep}, {1});
-    Tensor prediction = components.transformer->forward(latents, positive.embeds, {}, timestep, img_shapes);
+    Tensor prediction =
+        transformer.forward(latents, positive.embeds, {}, timestep, img_shapes, positive_rotary);
     if (result.used_cfg) {
       Tensor unconditional =
-          components.transformer->forward(latents, negative.embeds, {}, timestep, img_shapes);
+          transformer.forward(latents, negative.embeds, {}, timestep, img_shapes, negative_rotary);
       prediction = guided_prediction(prediction, unconditional, request.cfg_scale);
     }
     latents = scheduler.step(prediction, step, latents);
@@ -112,12 +121,12 @@ TextToImageResult text_to_image(const QwenImageComponents& components, const Tex
     Tensor unpacked = unpack_latents(latents, latent_height, latent_width);
     Tensor decoded =
         components.vae->decode(components.vae->denormalize_latents(unpacked.to(components.vae_dtype)));
-    // VaeImageProcessor.postprocess: [-1, 1] -> [0, 1], clamped, channels last.
-    Tensor image = ops::add(ops::scale(decoded.select(0, 0).to(DType::F32).to(Device::cpu()), 0.5f),
-                            Tensor::from_floats(std::vector<float>{0.5f}, {1}));
-    std::vector<float> values = image.permute({1, 2, 0}).contiguous().to_floats();
-    for (float& value : values) value = std::clamp(value, 0.0f, 1.0f);
-    result.image = Tensor::from_floats(values, {image.dim(1), image.dim(2), 3});
+    // VaeImageProcessor.postprocess: [-1, 1] -> [0, 1], clamped, channels last. x * 0.5 is exact, so
+    // this rounds as the reference's x / 2 + 0.5 does.
+    Tensor channels_last = decoded.select(0, 0).permute({1, 2, 0}).contiguous();
+    std::vector<float> values = channels_last.to_floats();
+    for (float& value : values) value = std::clamp(value * 0.5f + 0.5f, 0.0f, 1.0f);
+    result.image = Tensor::from_floats(values, channels_last.shape());
   }
   result.timings.vae_decode_s = seconds_since(phase_start);
   return result;
