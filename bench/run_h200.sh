@@ -37,6 +37,41 @@ if [ "$stage" = all ] || [ "$stage" = bench ]; then
   timeout 200 "$BIN/canvas-bench-transformer" --model /tmp/synth --device cuda --res 1024,1328 --batch 1,2 \
     --text 128 --iters 5 --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log" | grep -E "RESULT|error"
 fi
+# Memory plans on the complete full-size synthetic model at 1024², CFG 4, 4 steps: unconstrained, then
+# under a ballast leaving B GiB free, `auto` and the presets that fit, beside diffusers' group offloading
+# (block_level, use_stream=True) under the same budget. PLAN_BUDGETS picks the budgets of this call.
+plan_run() {  # plan_run LABEL ARGS...
+  local label=$1; shift
+  timeout 300 "$BIN/canvas" generate --model /tmp/synth-full --device cuda --prompt "a lighthouse at dusk" \
+    --width 1024 --height 1024 --steps 4 --cfg-scale 4 --seed 1 --output "$OUT/$label.png" "$@" 2>&1 \
+    | tee "$OUT/$label.log" | grep -E "^plan|^  |Time:|Memory:|error" 
+  [ -f "$OUT/$label.png" ] && python3 bench/png_report.py "$OUT/$label.png" "$label" | tee -a "$OUT/plans.jsonl" | cut -c1-300
+}
+if [ "$stage" = plan ]; then
+  if [ ! -f /tmp/synth-full/model_index.json ]; then
+    start=$(date +%s)
+    timeout 240 "$BIN/canvas-synthetic-checkpoint" --output /tmp/synth-full --shard-gib 5 \
+      --tokenizer models/tiny-qwen-image/tokenizer 2>&1 | tail -1
+    echo "synthetic checkpoint written in $(( $(date +%s) - start )) s"
+  fi
+  export CANVAS_CACHE_DIR=/tmp/canvas-cache
+  for budget in ${PLAN_BUDGETS:-unconstrained 24 16 8 4}; do
+    if [ "$budget" = unconstrained ]; then
+      plan_run unconstrained --strategy bf16_full
+      continue
+    fi
+    python3 bench/reference/ballast.py "$budget" > /tmp/ballast.log 2>&1 &
+    ballast=$!
+    for _ in $(seq 120); do grep -q READY /tmp/ballast.log && break; sleep 0.5; done
+    cat /tmp/ballast.log
+    for strategy in ${PLAN_STRATEGIES:-auto}; do plan_run "${strategy}_${budget}GiB" --strategy "$strategy"; done
+    kill $ballast; wait $ballast 2>/dev/null
+    if [ -n "${PLAN_DIFFUSERS-1}" ]; then
+      timeout 300 python3 bench/reference/diffusers_transformer_bench.py --mode group_block --budget "$budget" \
+        --res 1024 --txt 128 --reps 3 2>&1 | grep RESULT | tee -a "$OUT/reference.jsonl"
+    fi
+  done
+fi
 if [ "$stage" = e2e ]; then
   # Whole text-to-image at 1328² / 50 steps / CFG 4 on a complete full-size synthetic model (58 GB on disk).
   df -h /tmp | tail -1

@@ -3,9 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "util/error.h"
@@ -109,6 +111,11 @@ TEST(DType, F8E4M3KnownValuesSaturationAndTies) {
   EXPECT_EQ(f32_to_f8_e4m3(0x1p-10f), 0x00);
   EXPECT_EQ(f32_to_f8_e4m3(3 * 0x1p-10f), 0x02);
   EXPECT_EQ(f32_to_f8_e4m3(-0.0f), 0x80);
+  EXPECT_EQ(f32_to_f8_e4m3(-0x1p-11f), 0x80);  // underflow keeps the sign
+  EXPECT_EQ(f32_to_f8_e4m3(464.0f), 0x7e);     // past 448 saturates instead of becoming NaN
+  EXPECT_EQ(f32_to_f8_e4m3(-std::numeric_limits<float>::infinity()), 0xfe);
+  EXPECT_EQ(f32_to_f8_e4m3(-std::numeric_limits<float>::quiet_NaN()), 0x7f);  // NaN drops its sign
+  EXPECT_EQ(f32_to_f8_e4m3(15 * 0x1p-10f), 0x08);  // halfway from the largest subnormal: the even normal
   for (uint32_t bits = 0; bits < 0x100; ++bits) {
     float value = f8_e4m3_to_f32(static_cast<uint8_t>(bits));
     if (!std::isnan(value)) {
@@ -130,12 +137,108 @@ TEST(DType, F8E5M2KnownValuesInfinityAndTies) {
   EXPECT_TRUE(std::isnan(f8_e5m2_to_f32(f32_to_f8_e5m2(std::numeric_limits<float>::quiet_NaN()))));
   EXPECT_EQ(f32_to_f8_e5m2(1.125f), 0x3c);
   EXPECT_EQ(f32_to_f8_e5m2(1.375f), 0x3e);
+  EXPECT_EQ(f32_to_f8_e5m2(61440.0f), 0x7b);  // finite values saturate; only infinity encodes as infinity
+  EXPECT_EQ(f32_to_f8_e5m2(-1e6f), 0xfb);
+  EXPECT_EQ(f32_to_f8_e5m2(-std::numeric_limits<float>::quiet_NaN()), 0x7f);
+  EXPECT_EQ(f32_to_f8_e5m2(0x1p-17f), 0x00);  // halfway to the smallest subnormal: even
+  EXPECT_EQ(f32_to_f8_e5m2(3 * 0x1p-17f), 0x02);
   for (uint32_t bits = 0; bits < 0x100; ++bits) {
     float value = f8_e5m2_to_f32(static_cast<uint8_t>(bits));
     if (!std::isnan(value)) {
       ASSERT_EQ(f32_to_f8_e5m2(value), static_cast<uint8_t>(bits)) << std::hex << bits;
     }
   }
+}
+
+// The fp8 encoders' specification as a slow search: the finite code nearest to |value|, ties to the even
+// code, saturating at the largest finite code. NaN and (for e5m2) infinities are the callers' business.
+class NearestCodeSearch {
+ public:
+  NearestCodeSearch(float (*decode)(uint8_t), uint8_t max_code) {
+    for (int code = 0; code <= max_code; ++code) magnitudes_.push_back(decode(static_cast<uint8_t>(code)));
+  }
+
+  uint8_t operator()(float value) const {
+    const uint8_t sign = std::signbit(value) ? 0x80 : 0;
+    const float magnitude = std::fabs(value);
+    if (magnitude >= magnitudes_.back()) return sign | static_cast<uint8_t>(magnitudes_.size() - 1);
+    size_t best = 0;
+    for (size_t code = 1; code < magnitudes_.size(); ++code) {
+      const float error = std::fabs(magnitudes_[code] - magnitude);
+      const float best_error = std::fabs(magnitudes_[best] - magnitude);
+      if (error < best_error || (error == best_error && code % 2 == 0)) best = code;
+    }
+    return sign | static_cast<uint8_t>(best);
+  }
+
+  const std::vector<float>& magnitudes() const { return magnitudes_; }
+
+ private:
+  std::vector<float> magnitudes_;
+};
+
+// Inputs that probe an f32 -> fp8 encoder, both signs: every bf16 and f16 value, every code and every
+// midpoint between neighbouring codes with their f32 neighbours, specials, and four million random floats
+// (half with any bit pattern, half with exponents around the fp8 ranges).
+std::vector<float> encoder_probes(const std::vector<float>& magnitudes) {
+  std::vector<float> probes;
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    probes.push_back(bf16_to_f32(static_cast<uint16_t>(bits)));
+    probes.push_back(f16_to_f32(static_cast<uint16_t>(bits)));
+  }
+  std::vector<float> anchors = magnitudes;
+  for (size_t code = 0; code + 1 < magnitudes.size(); ++code) {
+    anchors.push_back(0.5f * (magnitudes[code] + magnitudes[code + 1]));  // exact: at most 5 bits
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float anchor : anchors) {
+    for (float probe : {anchor, std::nextafter(anchor, 0.0f), std::nextafter(anchor, inf)}) {
+      probes.push_back(probe);
+      probes.push_back(-probe);
+    }
+  }
+  for (uint32_t bits : {0x00000001u, 0x007fffffu, 0x00800000u, 0x7f7fffffu, 0x7f800000u, 0x7f800001u,
+                        0x7fc00000u, 0x7fffffffu}) {
+    probes.push_back(std::bit_cast<float>(bits));
+    probes.push_back(std::bit_cast<float>(bits | 0x80000000u));
+  }
+  std::mt19937 generator(2024);
+  std::uniform_int_distribution<uint32_t> any_bits;
+  std::uniform_int_distribution<uint32_t> exponent(127 - 20, 127 + 17);
+  for (int i = 0; i < 2'000'000; ++i) {
+    probes.push_back(std::bit_cast<float>(any_bits(generator)));
+    const uint32_t sign_and_mantissa = any_bits(generator) & 0x807fffffu;
+    probes.push_back(std::bit_cast<float>(sign_and_mantissa | exponent(generator) << 23));
+  }
+  return probes;
+}
+
+TEST(DType, F8E4M3EncoderMatchesNearestCodeSearch) {
+  const NearestCodeSearch search(f8_e4m3_to_f32, 0x7e);
+  int64_t mismatches = 0;
+  for (float value : encoder_probes(search.magnitudes())) {
+    const uint8_t expected = std::isnan(value) ? 0x7f : search(value);
+    if (f32_to_f8_e4m3(value) != expected && mismatches++ < 10) {
+      ADD_FAILURE() << std::hex << "bits 0x" << std::bit_cast<uint32_t>(value) << ": got 0x"
+                    << int{f32_to_f8_e4m3(value)} << ", expected 0x" << int{expected};
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+}
+
+TEST(DType, F8E5M2EncoderMatchesNearestCodeSearch) {
+  const NearestCodeSearch search(f8_e5m2_to_f32, 0x7b);
+  int64_t mismatches = 0;
+  for (float value : encoder_probes(search.magnitudes())) {
+    const uint8_t expected = std::isnan(value)   ? 0x7f
+                             : std::isinf(value) ? (value > 0 ? 0x7c : 0xfc)
+                                                 : search(value);
+    if (f32_to_f8_e5m2(value) != expected && mismatches++ < 10) {
+      ADD_FAILURE() << std::hex << "bits 0x" << std::bit_cast<uint32_t>(value) << ": got 0x"
+                    << int{f32_to_f8_e5m2(value)} << ", expected 0x" << int{expected};
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
 }
 
 TEST(DType, BulkConversionsMatchScalarOnes) {

@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
 
 #include "io/json_config.h"
@@ -54,6 +57,35 @@ TEST(Nf4, CodeTableMatchesBitsandbytes) {
   EXPECT_EQ(nf4_code_of(-0.05f), 6);
 }
 
+// nf4_code_of's definition: walk up the table while the input lies above the midpoint to the next value.
+uint8_t nf4_code_by_scan(float normalized) {
+  const std::array<float, 16>& values = nf4_code_values();
+  uint8_t code = 0;
+  while (code < 15 && normalized > 0.5f * (values[code] + values[code + 1])) ++code;
+  return code;
+}
+
+TEST(Nf4, CodeOfMatchesALinearScan) {
+  const std::array<float, 16>& values = nf4_code_values();
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> probes = {inf, -inf, std::numeric_limits<float>::quiet_NaN()};
+  for (uint8_t code = 0; code < 16; ++code) {
+    std::vector<float> anchors = {values[code]};
+    if (code < 15) anchors.push_back(0.5f * (values[code] + values[code + 1]));
+    for (float anchor : anchors) {
+      probes.insert(probes.end(), {anchor, std::nextafter(anchor, -inf), std::nextafter(anchor, inf)});
+    }
+  }
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    probes.push_back(bf16_to_f32(static_cast<uint16_t>(bits)));
+    probes.push_back(f16_to_f32(static_cast<uint16_t>(bits)));
+  }
+  std::mt19937 generator(5);
+  std::uniform_real_distribution<float> normalized(-1.05f, 1.05f);
+  for (int i = 0; i < 1'000'000; ++i) probes.push_back(normalized(generator));
+  for (float probe : probes) ASSERT_EQ(nf4_code_of(probe), nf4_code_by_scan(probe)) << probe;
+}
+
 TEST(Nf4, FirstElementSitsInTheHighNibble) {
   std::vector<float> values(64, 0.0f);
   values[0] = 2.0f;                         // the block's absmax: code 15
@@ -96,6 +128,92 @@ TEST(Quantize, RoundTripErrorOnNormalWeights) {
   EXPECT_LE(fp8_row, 0.03);
   EXPECT_LE(nf4, 0.12);
   EXPECT_LE(fp8_row, fp8_tensor);
+}
+
+struct ReferenceCodes {
+  std::vector<uint8_t> codes;
+  std::vector<float> scale;
+};
+
+// quantize_weight's definition, one group after another over an f32 copy of the whole weight. The tiled,
+// threaded implementation must match it bit for bit, so its output cannot depend on the thread count.
+ReferenceCodes reference_quantize(const Tensor& weight, WeightFormat format) {
+  const std::vector<float> values = weight.to_floats();
+  const auto absmax_of = [&](int64_t first, int64_t count) {
+    float absmax = 0.0f;
+    for (int64_t i = first; i < first + count; ++i) absmax = std::max(absmax, std::fabs(values[i]));
+    return absmax;
+  };
+  ReferenceCodes result;
+  if (format == WeightFormat::Nf4) {
+    result.codes.assign(values.size() / 2, 0);
+    for (int64_t first = 0; first < weight.numel(); first += kNf4BlockElements) {
+      const float absmax = absmax_of(first, kNf4BlockElements);
+      const float inverse = absmax > 0.0f ? 1.0f / absmax : 0.0f;
+      result.scale.push_back(absmax);
+      for (int64_t i = first; i < first + kNf4BlockElements; ++i) {
+        result.codes[i / 2] |= static_cast<uint8_t>(nf4_code_by_scan(values[i] * inverse) << (i % 2 ? 0 : 4));
+      }
+    }
+    return result;
+  }
+  const int64_t groups = format == WeightFormat::Fp8PerRow ? weight.dim(0) : 1;
+  const int64_t group_size = weight.numel() / groups;
+  for (int64_t first = 0; first < weight.numel(); first += group_size) {
+    const float absmax = absmax_of(first, group_size);
+    const float scale = absmax > 0.0f ? absmax / 448.0f : 1.0f;
+    result.scale.push_back(scale);
+    for (int64_t i = first; i < first + group_size; ++i) {
+      result.codes.push_back(f32_to_f8_e4m3(values[i] / scale));
+    }
+  }
+  return result;
+}
+
+// 300 x 704 spans several of the quantizers' tiles, the last one partial. Besides normal weights it has an
+// all-zero row, NaN, signed zeros, and magnitudes that scale into e4m3's subnormals; `with_infinity` adds
+// an infinity, which turns its group's scale infinite.
+Tensor awkward_weight(bool with_infinity) {
+  std::vector<float> values = random_weight(300, 704, 17).to_floats();
+  std::fill_n(values.begin() + 704, 704, 0.0f);
+  values[3 * 704 + 1] = std::numeric_limits<float>::quiet_NaN();
+  values[3 * 704 + 2] = -0.0f;
+  for (int64_t col = 0; col < 704; col += 3) values[4 * 704 + col] = std::ldexp(values[4 * 704 + col], -12);
+  if (with_infinity) values[5 * 704 + 9] = -std::numeric_limits<float>::infinity();
+  return Tensor::from_floats(values, {300, 704});
+}
+
+TEST(Quantize, MatchesASerialReferenceBitForBit) {
+  for (bool with_infinity : {false, true}) {
+    const Tensor weight = awkward_weight(with_infinity);
+    // bf16 and f16 sources are widened a tile at a time; a transposed one is made contiguous first.
+    for (const Tensor& source :
+         {weight, weight.to(DType::BF16), weight.to(DType::F16), weight.transpose(0, 1)}) {
+      for (WeightFormat format : {WeightFormat::Fp8PerTensor, WeightFormat::Fp8PerRow, WeightFormat::Nf4}) {
+        SCOPED_TRACE(std::string(dtype_name(source.dtype())) + (source.is_contiguous() ? "" : " transposed") +
+                     (with_infinity ? " with infinity" : "") + ", format " +
+                     std::to_string(static_cast<int>(format)));
+        const QuantizedWeight actual = quantize_weight(source, format);
+        const ReferenceCodes expected = reference_quantize(source, format);
+        ASSERT_EQ(actual.codes.nbytes(), static_cast<int64_t>(expected.codes.size()));
+        EXPECT_EQ(std::memcmp(actual.codes.raw_data(), expected.codes.data(), expected.codes.size()), 0);
+        ASSERT_EQ(actual.scale.numel(), static_cast<int64_t>(expected.scale.size()));
+        EXPECT_EQ(std::memcmp(actual.scale.raw_data(), expected.scale.data(),
+                              expected.scale.size() * sizeof(float)),
+                  0);
+      }
+    }
+  }
+}
+
+TEST(Quantize, EmptyGroupsKeepScaleOne) {
+  EXPECT_EQ(quantize_weight(Tensor::zeros({3, 0}, DType::BF16), WeightFormat::Fp8PerRow).scale.to_floats(),
+            (std::vector<float>{1.0f, 1.0f, 1.0f}));
+  EXPECT_EQ(quantize_weight(Tensor::zeros({0, 8}, DType::F32), WeightFormat::Fp8PerRow).scale.to_floats(),
+            std::vector<float>{1.0f});
+  EXPECT_EQ(quantize_weight(Tensor::zeros({0}, DType::F32), WeightFormat::Fp8PerTensor).scale.to_floats(),
+            std::vector<float>{1.0f});
+  EXPECT_EQ(quantize_weight(Tensor::zeros({0}, DType::F32), WeightFormat::Nf4).scale.numel(), 0);
 }
 
 TEST(Quantize, RejectsShapesTheFormatCannotHold) {

@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   synthetic::ComponentSizes sizes;
   double shard_gib = 5.0;
   uint64_t seed = 0;
+  bool zeros = false;
   app.add_option("--output", output, "Folder to write (created)")->required();
   app.add_option("--components", components, "Weighted components to write")
       ->delimiter(',')
@@ -118,6 +119,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--dtype", dtype_option, "bf16, f16 or f32")->capture_default_str();
   app.add_option("--seed", seed, "Seed of the random values")->capture_default_str();
+  app.add_flag("--zeros", zeros,
+               "All-zero weights in sparse files: the full layout in seconds and no disk space, for planning "
+               "and memory tests");
   app.add_option("--tokenizer", tokenizer, "Folder with tokenizer.json and tokenizer_config.json to copy")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -130,6 +134,7 @@ int main(int argc, char** argv) {
           "unknown dtype " + dtype_option);
     layout.shard_limit_bytes = static_cast<int64_t>(shard_gib * (1 << 30));
     layout.seed = seed;
+    layout.zeros = zeros;
     const fs::path root(output);
     fs::create_directories(root);
     write_fixed_parts(root, tokenizer);

@@ -34,6 +34,7 @@ Backend& backend_for(Device device) {
     reg.backends.push_back(std::make_unique<CpuBackend>());
     return *reg.backends.back();
   }
+  if (device.is_meta()) throw Error("no backend for device meta: call register_meta_backend() first");
   throw Error("no backend for device " + device.str() +
               ": this build has no CUDA support (configure with -DCANVAS_CUDA=ON)");
 }

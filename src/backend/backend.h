@@ -3,9 +3,46 @@
 // outputs are contiguous unless a method says otherwise.
 #pragma once
 
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "backend/ops.h"
 
 namespace canvas {
+
+struct DeviceMemoryInfo {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+
+// A point in a device's queued work that later work can wait for.
+class DeviceFence {
+ public:
+  virtual ~DeviceFence() = default;
+};
+using Fence = std::shared_ptr<DeviceFence>;
+
+// One host-to-device copy of a weight: the destination is a contiguous device tensor with the source's
+// dtype and element count.
+struct UploadCopy {
+  Tensor source;
+  Tensor destination;
+};
+
+// Host-to-device copies that overlap compute, for weight streaming (memory/weight_streamer.h). Copies run
+// in the order they are queued.
+class UploadQueue {
+ public:
+  virtual ~UploadQueue() = default;
+  // Queues `copies` to start once the device has passed `reuse_after` (a compute fence guarding the
+  // destination's previous contents; null to start at once). The returned fence completes with them.
+  virtual Fence upload(std::vector<UploadCopy> copies, const Fence& reuse_after) = 0;
+  // Compute queued after this call waits for `fence`.
+  virtual void compute_wait(const Fence& fence) = 0;
+  // A fence that completes when the compute queued so far has finished.
+  virtual Fence compute_fence() = 0;
+};
 
 enum class UnaryOp { Silu, GeluTanh, GeluErf, Sigmoid, Exp };
 enum class BinaryOp { Add, Sub, Mul, Div };
@@ -14,8 +51,18 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual Device device() const = 0;
+  // The hardware behind device(), e.g. "cpu (AMD EPYC 9654, 2 threads)" or "NVIDIA H200 (sm_90, driver
+  // 12.8)": for logs, and as the key of measurements cached per machine (memory/machine_profile.h).
+  virtual std::string description() const = 0;
   // Blocks until all work queued on the device has finished (timing, handing results to the host).
   virtual void synchronize() = 0;
+  // Free and total memory as the driver sees it; on the CPU, the host's available and total RAM.
+  virtual DeviceMemoryInfo memory_info() = 0;
+  // Device memory the backend's own scratch may hold at once beyond what ops allocate for their outputs
+  // (library workspaces, widened weights, im2col buffers). Memory plans leave it free.
+  virtual int64_t scratch_reserve_bytes() const = 0;
+  // staging_bytes caps the pinned host memory the queue may hold to stage sources that are not pinned.
+  virtual std::unique_ptr<UploadQueue> create_upload_queue(int64_t staging_bytes) = 0;
 
   // dst may be a strided view; shapes match; dtypes may differ.
   virtual void copy(const Tensor& src, Tensor& dst) = 0;

@@ -76,6 +76,9 @@ Tensor cast(const Tensor& x, DType dtype) {
 
 Tensor to_device(const Tensor& x, Device device) {
   if (x.device() == device) return x;
+  // Moving onto meta is how a dry run places weights and inputs; moving off it would hand out zeros.
+  check(!x.device().is_meta(),
+        "meta tensors have no data: cannot move " + describe(x) + " from meta to " + device.str());
   Tensor source = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), device);
   // The non-host side owns the transfer.

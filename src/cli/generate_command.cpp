@@ -1,14 +1,17 @@
 #include "cli/generate_command.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <random>
 
 #include "cli/progress_bar.h"
 #include "io/png_image.h"
+#include "memory/host_memory.h"
 #include "pipeline/components.h"
 #include "pipeline/generation_metadata.h"
 #include "pipeline/text_to_image.h"
+#include "util/format.h"
 
 #ifdef CANVAS_HAS_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -36,6 +39,13 @@ std::optional<DType> parse_precision(const std::optional<std::string>& name) {
   if (*name == "bf16") return DType::BF16;
   if (*name == "f16") return DType::F16;
   throw Error("unknown precision '" + *name + "': use f32, bf16 or f16");
+}
+
+std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char* option) {
+  if (!gib) return std::nullopt;
+  check(std::isfinite(*gib) && *gib > 0 && *gib < 1e6,
+        std::string(option) + " must be a positive number of GiB");
+  return static_cast<int64_t>(*gib * 1024.0 * 1024.0 * 1024.0);
 }
 
 // GPU backends are registered only when asked for, so CPU runs need no driver.
@@ -73,6 +83,19 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
   command->add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
   command->add_option("--precision", options.precision,
                       "Activation precision: f32, bf16 or f16 (default: f32 on the CPU, bf16 on a GPU)");
+  command
+      ->add_option("--strategy", options.strategy,
+                   "How to hold the models in memory: auto, bf16_full, fp8, nf4, model_offload or "
+                   "sequential_offload")
+      ->capture_default_str();
+  command
+      ->add_option("--quality", options.quality,
+                   "The lowest weight precision auto may choose: lossless, fp8 or 4bit")
+      ->capture_default_str();
+  command->add_option("--vram-budget", options.vram_budget_gib,
+                      "GiB of device memory to plan for (default: what the device has free)");
+  command->add_option("--ram-budget", options.ram_budget_gib,
+                      "GiB of host memory to plan for (default: what the host has available)");
   command->add_option("--output", options.output, "Where to write the PNG")->required();
 }
 
@@ -98,20 +121,31 @@ int run_generate(const GenerateOptions& options) {
   prepare_device(device);
 
   std::fprintf(stderr, "Loading %s\n", options.model.c_str());
+  MemoryOptions memory;
+  memory.plan.strategy = parse_strategy(options.strategy);
+  memory.plan.quality = parse_quality(options.quality);
+  memory.device_budget_bytes = budget_bytes(options.vram_budget_gib, "--vram-budget");
+  memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
   QwenImageComponents components = load_qwen_image(options.model, device, precision);
+  components.memory_options = memory;
   // Check the request before spending time on anything else.
   validate_request(request, components);
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
 
   ProgressBar progress("Denoising");
-  TextToImageResult result =
-      text_to_image(components, request, [&](int done, int total) { progress.update(done, total); });
+  TextToImageResult result = text_to_image(
+      components, request, [&](int done, int total) { progress.update(done, total); },
+      [](const MemoryPlan& plan) {
+        for (const std::string& line : plan.describe()) std::fprintf(stderr, "%s\n", line.c_str());
+      });
   progress.finish();
 
   GenerationRecord record{
       options.model, device.str(), std::string(dtype_name(components.activation_dtype)), request, &result,
       load_s,        0.0};
   record.total_s = std::chrono::duration<double>(Clock::now() - start).count();
+  record.device_peak_bytes = allocator_for(device).peak();
+  record.host_peak_rss_bytes = host_memory_info().process_peak_rss_bytes;
   RgbImage image;
   image.height = result.image.dim(0);
   image.width = result.image.dim(1);
@@ -121,11 +155,16 @@ int run_generate(const GenerateOptions& options) {
 
   std::fprintf(stderr,
                "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n"
-               "Time: load %.2f s, text encode %.2f s, denoise %.2f s, VAE decode %.2f s, total %.2f s\n",
+               "Time: load %.2f s, plan %.2f s, text encode %.2f s, denoise %.2f s, VAE decode %.2f s, total "
+               "%.2f s\n",
                output.c_str(), static_cast<long long>(request.width), static_cast<long long>(request.height),
                static_cast<unsigned long long>(request.seed), request.steps, request.cfg_scale,
-               result.used_cfg ? "" : ", no guidance", load_s, result.timings.text_encode_s,
+               result.used_cfg ? "" : ", no guidance", load_s, result.timings.plan_s, result.timings.text_encode_s,
                result.timings.denoise_s, result.timings.vae_decode_s, record.total_s);
+  std::fprintf(stderr, "Memory: %s peak %s (planned %s), host peak RSS %s, %s of weights streamed\n",
+               device.str().c_str(), format_bytes(record.device_peak_bytes).c_str(),
+               format_bytes(result.plan.predicted_peak_bytes).c_str(),
+               format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
   return 0;
 }
 

@@ -18,6 +18,10 @@ struct GenerateOptions {
   std::optional<uint64_t> seed;
   std::string device = "cpu";
   std::optional<std::string> precision;
+  std::string strategy = "auto";
+  std::string quality = "lossless";
+  std::optional<double> vram_budget_gib;
+  std::optional<double> ram_budget_gib;
   std::string output;
 };
 

@@ -310,7 +310,7 @@ void write_safetensors(const std::filesystem::path& path,
     check(to_safetensors_name(tensor.dtype(), dtype_text), context + "tensor '" + name + "' has dtype " +
                                                                std::string(dtype_name(tensor.dtype())) +
                                                                ", which safetensors cannot store");
-    check(tensor.device().is_cpu(),
+    check(tensor.device().is_cpu() || tensor.device().is_meta(),
           context + "tensor '" + name + "' is on " + tensor.device().str() + "; copy it to the host first");
     ordered.emplace_back(name, tensor.contiguous());
   }
@@ -347,10 +347,21 @@ void write_safetensors(const std::filesystem::path& path,
   try {
     write_all(stream, length_bytes, sizeof(length_bytes), temporary.path());
     write_all(stream, header_text.data(), header_text.size(), temporary.path());
+    int64_t data_bytes = 0;
     for (const auto& entry : ordered) {
-      write_all(stream, entry.second.raw_data(), static_cast<size_t>(entry.second.nbytes()),
-                temporary.path());
+      const Tensor& tensor = entry.second;
+      data_bytes += tensor.nbytes();
+      // Meta tensors have no values: their bytes become a hole that reads as zeros.
+      if (tensor.device().is_meta()) {
+        check(std::fseek(stream, static_cast<long>(tensor.nbytes()), SEEK_CUR) == 0,
+              context + std::strerror(errno));
+      } else {
+        write_all(stream, tensor.raw_data(), static_cast<size_t>(tensor.nbytes()), temporary.path());
+      }
     }
+    const int64_t file_bytes = static_cast<int64_t>(sizeof(length_bytes) + header_text.size()) + data_bytes;
+    check(std::fflush(stream) == 0 && ::ftruncate(::fileno(stream), static_cast<off_t>(file_bytes)) == 0,
+          context + std::strerror(errno));
   } catch (...) {
     std::fclose(stream);
     throw;

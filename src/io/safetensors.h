@@ -65,7 +65,8 @@ class SafetensorsFile {
 std::string safetensors_dtype_name(DType dtype);
 
 // Writes host tensors (any plain dtype of dtype.h) to `path`. The file appears complete or not at all:
-// it is written beside the target under a temporary name and renamed into place.
+// it is written beside the target under a temporary name and renamed into place. Meta tensors are
+// written as zeros without touching the disk (a sparse file): full-size checkpoints for planning tests.
 void write_safetensors(const std::filesystem::path& path,
                        const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});

@@ -5,17 +5,13 @@
 #include <utility>
 #include <vector>
 
+#include "util/format.h"
+
 namespace canvas {
 
 namespace {
 
 thread_local MemoryOwner t_current_owner;
-
-std::string format_bytes(int64_t bytes) {
-  char text[64];
-  std::snprintf(text, sizeof(text), "%.2f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return text;
-}
 
 // Host memory, aligned for vector loads.
 class HostMemorySource final : public MemorySource {
@@ -151,6 +147,11 @@ void Allocator::set_listener(std::function<void(const AllocationEvent&)> listene
   listener_ = std::move(listener);
 }
 
+std::function<void(const AllocationEvent&)> Allocator::listener() const {
+  std::lock_guard lock(mutex_);
+  return listener_;
+}
+
 Allocator& allocator_for(Device device) {
   AllocatorRegistry& reg = registry();
   std::lock_guard lock(reg.mutex);
@@ -162,6 +163,7 @@ Allocator& allocator_for(Device device) {
         device, std::make_unique<Allocator>(device, "cpu", std::make_unique<HostMemorySource>()));
     return *reg.allocators.back().second;
   }
+  if (device.is_meta()) throw Error("no allocator for device meta: call register_meta_backend() first");
   throw Error("no allocator for device " + device.str() + ": this build has no backend for it");
 }
 

@@ -103,6 +103,8 @@ class Allocator {
   std::map<MemoryOwner, int64_t> usage_by_owner() const;
   // Called after every allocation and release; the profiler subscribes here.
   void set_listener(std::function<void(const AllocationEvent&)> listener);
+  // The listener set now, so a subscriber can chain to it and put it back when it leaves.
+  std::function<void(const AllocationEvent&)> listener() const;
 
  private:
   friend class Buffer;
@@ -117,6 +119,22 @@ class Allocator {
   int64_t peak_ = 0;
   std::map<MemoryOwner, int64_t> usage_;
   std::function<void(const AllocationEvent&)> listener_;
+};
+
+// Sets an allocator's budget for a scope (a job) and puts the previous one back after.
+class BudgetScope {
+ public:
+  BudgetScope(Allocator& allocator, std::optional<int64_t> budget_bytes)
+      : allocator_(allocator), previous_(allocator.budget()) {
+    if (budget_bytes) allocator.set_budget(budget_bytes);
+  }
+  ~BudgetScope() { allocator_.set_budget(previous_); }
+  BudgetScope(const BudgetScope&) = delete;
+  BudgetScope& operator=(const BudgetScope&) = delete;
+
+ private:
+  Allocator& allocator_;
+  std::optional<int64_t> previous_;
 };
 
 // The process-wide allocator for a device's memory. Backends register theirs for non-CPU devices.

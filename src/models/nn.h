@@ -33,6 +33,15 @@ void place_weights(Model& model, const std::string& component, Device device, DT
   });
 }
 
+// Lets an executor bring a block's weights onto the device just before the block runs and reuse their
+// memory after it (memory/weight_streamer.h). Models that loop over their blocks accept one.
+class BlockGate {
+ public:
+  virtual ~BlockGate() = default;
+  virtual void before_block(int index) = 0;
+  virtual void after_block(int index) = 0;
+};
+
 struct Linear {
   Tensor weight;        // [out, in]
   Tensor bias;          // [out], undefined when the layer has none

@@ -157,7 +157,7 @@ std::pair<Tensor, Tensor> Qwen2_5_VLTextModel::rotary_tables(int64_t length, Dev
 }
 
 Tensor Qwen2_5_VLTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask,
-                                    DType activation_dtype) const {
+                                    DType activation_dtype, nn::BlockGate* gate) const {
   check(input_ids.ndim() == 2,
         "text encoder input_ids must be [batch, length], got " + shape_str(input_ids.shape()));
   check(attention_mask.shape() == input_ids.shape(),
@@ -167,8 +167,11 @@ Tensor Qwen2_5_VLTextModel::forward(const Tensor& input_ids, const Tensor& atten
   Tensor hidden_states = embed_tokens_(input_ids.to(device), activation_dtype);
   auto [cos, sin] = rotary_tables(input_ids.dim(1), device, activation_dtype);
   ops::AttentionMask mask{attention_mask.to(device), /*causal=*/true};
-  for (const Qwen2_5_VLDecoderLayer& layer : layers_)
-    hidden_states = layer.forward(hidden_states, cos, sin, mask);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (gate) gate->before_block(static_cast<int>(i));
+    hidden_states = layers_[i].forward(hidden_states, cos, sin, mask);
+    if (gate) gate->after_block(static_cast<int>(i));
+  }
   return norm_(hidden_states);
 }
 
@@ -200,9 +203,13 @@ std::vector<std::pair<std::string, Shape>> Qwen2_5_VLTextModel::parameter_shapes
 }
 
 void Qwen2_5_VLTextModel::visit(const nn::ParameterVisitor& visitor) {
-  embed_tokens_.visit(kPrefix + "embed_tokens", visitor);
+  visit_shared(visitor);
   for (size_t i = 0; i < layers_.size(); ++i)
     layers_[i].visit(kPrefix + "layers." + std::to_string(i) + ".", visitor);
+}
+
+void Qwen2_5_VLTextModel::visit_shared(const nn::ParameterVisitor& visitor) {
+  embed_tokens_.visit(kPrefix + "embed_tokens", visitor);
   norm_.visit(kPrefix + "norm", visitor);
 }
 

@@ -61,8 +61,9 @@ class Qwen2_5_VLTextModel {
 
   // input_ids [B, L] (i32/i64), attention_mask [B, L] (nonzero for real tokens, padding on the right).
   // Returns the last hidden state after the final norm, [B, L, hidden_size], in `activation_dtype`.
-  Tensor forward(const Tensor& input_ids, const Tensor& attention_mask,
-                 DType activation_dtype = DType::F32) const;
+  // `gate`, when given, is told before and after each decoder layer runs (weight streaming).
+  Tensor forward(const Tensor& input_ids, const Tensor& attention_mask, DType activation_dtype = DType::F32,
+                 nn::BlockGate* gate = nullptr) const;
 
   // Every weight the constructor loads for `config`, by canonical name, with its shape. The checkpoint's
   // lm_head and vision tower are not among them: text-to-image never reads them.
@@ -70,6 +71,9 @@ class Qwen2_5_VLTextModel {
 
   const Qwen2_5_VLTextConfig& config() const { return config_; }
   void visit(const nn::ParameterVisitor& visitor);
+  // Visits the weights outside the decoder layers.
+  void visit_shared(const nn::ParameterVisitor& visitor);
+  std::vector<Qwen2_5_VLDecoderLayer>& layers() { return layers_; }
 
  private:
   // Rotary cos/sin tables [L, head_dim / 2] for text positions 0..L-1 (all three M-RoPE rows equal).

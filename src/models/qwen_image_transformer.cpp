@@ -340,6 +340,22 @@ Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const T
                                             const Tensor& encoder_hidden_states_mask, const Tensor& timestep,
                                             const std::vector<ImageShape>& img_shapes,
                                             const QwenImageRotary& rope) const {
+  check(timestep.numel() == hidden_states.dim(0), "one timestep per sample is needed");
+  QwenImageBlockInputs inputs =
+      embed(hidden_states, encoder_hidden_states, encoder_hidden_states_mask, img_shapes, rope);
+  Tensor temb = block_timestep_embedding(timestep, hidden_states.dtype());
+  for (const QwenImageTransformerBlock& block : transformer_blocks_) {
+    std::tie(inputs.text, inputs.image) = block.forward(inputs.image, inputs.text, inputs.joint_key_mask,
+                                                        block.modulation(temb), rope, inputs.target_tokens);
+  }
+  return finish(inputs.image, temb);
+}
+
+QwenImageBlockInputs QwenImageTransformer2DModel::embed(const Tensor& hidden_states,
+                                                        const Tensor& encoder_hidden_states,
+                                                        const Tensor& encoder_hidden_states_mask,
+                                                        const std::vector<ImageShape>& img_shapes,
+                                                        const QwenImageRotary& rope) const {
   check(hidden_states.ndim() == 3 && hidden_states.dim(2) == config_.in_channels,
         "transformer hidden_states must be [B, tokens, " + std::to_string(config_.in_channels) + "], got " +
             shape_str(hidden_states.shape()));
@@ -352,24 +368,15 @@ Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const T
   check(image_tokens == hidden_states.dim(1), "img_shapes describe " + std::to_string(image_tokens) +
                                                   " tokens but hidden_states has " +
                                                   std::to_string(hidden_states.dim(1)));
-  check(timestep.numel() == hidden_states.dim(0), "one timestep per sample is needed");
-  DType dtype = hidden_states.dtype();
-  Device device = img_in_.weight.device();
-
-  Tensor image = img_in_(hidden_states.to(device));
-  Tensor text = txt_in_(txt_norm_(encoder_hidden_states.to(device)));
-  Tensor step = timestep;
-  if (config_.zero_cond_t) {
-    std::vector<float> values = timestep.to_floats();
-    values.resize(values.size() * 2, 0.0f);
-    step = Tensor::from_floats(values, {static_cast<int64_t>(values.size())});
-  }
-  Tensor temb = timestep_embedding(step, dtype);
-  check(rope.image_cos.dim(0) == image_tokens && rope.text_cos.dim(0) == text.dim(1),
+  check(rope.image_cos.dim(0) == image_tokens && rope.text_cos.dim(0) == encoder_hidden_states.dim(1),
         "rotary tables for " + std::to_string(rope.image_cos.dim(0)) + " image and " +
             std::to_string(rope.text_cos.dim(0)) + " text tokens do not fit this input");
+  Device device = img_in_.weight.device();
+  QwenImageBlockInputs inputs;
+  inputs.image = img_in_(hidden_states.to(device));
+  inputs.text = txt_in_(txt_norm_(encoder_hidden_states.to(device)));
+  inputs.target_tokens = img_shapes.front().tokens();
   // The text mask as a key mask over the joint [text, image] sequence, built once for every block.
-  Tensor joint_key_mask;
   if (encoder_hidden_states_mask.defined()) {
     std::vector<float> values = encoder_hidden_states_mask.to_floats();
     const int64_t batch = hidden_states.dim(0), text_tokens = encoder_hidden_states.dim(1);
@@ -378,15 +385,20 @@ Tensor QwenImageTransformer2DModel::forward(const Tensor& hidden_states, const T
       std::copy_n(values.begin() + b * text_tokens, text_tokens,
                   joint.begin() + b * (text_tokens + image_tokens));
     }
-    joint_key_mask = Tensor::from_floats(joint, {batch, text_tokens + image_tokens}).to(device);
+    inputs.joint_key_mask = Tensor::from_floats(joint, {batch, text_tokens + image_tokens}).to(device);
   }
-  int64_t target_tokens = img_shapes.front().tokens();
+  return inputs;
+}
 
-  for (const QwenImageTransformerBlock& block : transformer_blocks_) {
-    std::tie(text, image) =
-        block.forward(image, text, joint_key_mask, block.modulation(temb), rope, target_tokens);
-  }
-  if (config_.zero_cond_t) temb = temb.slice(0, 0, temb.dim(0) / 2);
+Tensor QwenImageTransformer2DModel::block_timestep_embedding(const Tensor& timestep, DType dtype) const {
+  if (!config_.zero_cond_t) return timestep_embedding(timestep, dtype);
+  std::vector<float> values = timestep.to_floats();
+  values.resize(values.size() * 2, 0.0f);
+  return timestep_embedding(Tensor::from_floats(values, {static_cast<int64_t>(values.size())}), dtype);
+}
+
+Tensor QwenImageTransformer2DModel::finish(const Tensor& image, const Tensor& block_temb) const {
+  Tensor temb = config_.zero_cond_t ? block_temb.slice(0, 0, block_temb.dim(0) / 2) : block_temb;
   // AdaLayerNormContinuous: scale comes before shift in the projection.
   Tensor emb = norm_out_linear_(ops::silu(temb));
   int64_t dim = config_.inner_dim();
@@ -430,14 +442,18 @@ std::vector<std::pair<std::string, Shape>> QwenImageTransformer2DModel::paramete
 }
 
 void QwenImageTransformer2DModel::visit(const nn::ParameterVisitor& visitor) {
+  visit_shared(visitor);
+  for (size_t i = 0; i < transformer_blocks_.size(); ++i) {
+    transformer_blocks_[i].visit("transformer_blocks." + std::to_string(i) + ".", visitor);
+  }
+}
+
+void QwenImageTransformer2DModel::visit_shared(const nn::ParameterVisitor& visitor) {
   timestep_embedder_linear_1_.visit("time_text_embed.timestep_embedder.linear_1", visitor);
   timestep_embedder_linear_2_.visit("time_text_embed.timestep_embedder.linear_2", visitor);
   txt_norm_.visit("txt_norm", visitor);
   img_in_.visit("img_in", visitor);
   txt_in_.visit("txt_in", visitor);
-  for (size_t i = 0; i < transformer_blocks_.size(); ++i) {
-    transformer_blocks_[i].visit("transformer_blocks." + std::to_string(i) + ".", visitor);
-  }
   norm_out_linear_.visit("norm_out.linear", visitor);
   proj_out_.visit("proj_out", visitor);
 }

@@ -48,6 +48,14 @@ struct BlockModulation {
   Tensor text;
 };
 
+// What forward hands the first block: embedded image and text tokens and the joint key mask.
+struct QwenImageBlockInputs {
+  Tensor image;           // [B, image_tokens, dim]
+  Tensor text;            // [B, text_tokens, dim]
+  Tensor joint_key_mask;  // [B, text + image], undefined when every key may be attended
+  int64_t target_tokens = 0;
+};
+
 struct QwenImageAttention {
   nn::Linear to_q, to_k, to_v, to_out_0;
   nn::Linear add_q_proj, add_k_proj, add_v_proj, to_add_out;
@@ -100,7 +108,16 @@ class QwenImageTransformer2DModel {
                  const Tensor& encoder_hidden_states_mask, const Tensor& timestep,
                  const std::vector<ImageShape>& img_shapes, const QwenImageRotary& rotary_tables) const;
 
-  // The pieces of forward, for executors that schedule blocks themselves.
+  // The pieces of forward, for executors that schedule blocks themselves: embed, then every block with
+  // its modulation(block_timestep_embedding(t)), then finish.
+  QwenImageBlockInputs embed(const Tensor& hidden_states, const Tensor& encoder_hidden_states,
+                             const Tensor& encoder_hidden_states_mask,
+                             const std::vector<ImageShape>& img_shapes,
+                             const QwenImageRotary& rotary_tables) const;
+  // The embedding the blocks' modulation reads: with zero_cond_t, rows [t, 0].
+  Tensor block_timestep_embedding(const Tensor& timestep, DType dtype) const;
+  // norm_out (from the block embedding) and proj_out.
+  Tensor finish(const Tensor& image, const Tensor& block_temb) const;
   Tensor timestep_embedding(const Tensor& timestep, DType dtype) const;
   QwenImageRotary rotary(const std::vector<ImageShape>& img_shapes, int64_t text_tokens, Device device,
                          DType dtype) const;
@@ -114,6 +131,8 @@ class QwenImageTransformer2DModel {
   std::vector<QwenImageTransformerBlock>& blocks() { return transformer_blocks_; }
   const std::vector<QwenImageTransformerBlock>& blocks() const { return transformer_blocks_; }
   void visit(const nn::ParameterVisitor& visitor);
+  // Visits the weights outside the transformer blocks.
+  void visit_shared(const nn::ParameterVisitor& visitor);
   // Quantizes the transformer blocks' linear layers (host weights). Embedders, norms, img_in, txt_in,
   // norm_out and proj_out keep their precision: they are small and sit where errors reach every token.
   void quantize_block_weights(WeightFormat format);

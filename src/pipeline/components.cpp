@@ -6,6 +6,18 @@ int64_t QwenImageComponents::vae_scale_factor() const {
   return int64_t{1} << vae->config().temperal_downsample.size();
 }
 
+QwenImageComponents::~QwenImageComponents() {
+  // The arrangement points into the models: it goes before them.
+  memory.reset();
+}
+
+void QwenImageComponents::restore_host_weights() {
+  check(memory == nullptr, "the weights' arrangement must be released before restoring them");
+  if (loaded_text_encoder) *text_encoder = *loaded_text_encoder;
+  if (loaded_transformer) *transformer = *loaded_transformer;
+  if (loaded_vae) *vae = *loaded_vae;
+}
+
 QwenImageComponents load_qwen_image(const std::filesystem::path& model, Device device,
                                     std::optional<DType> activation_dtype) {
   DType dtype = activation_dtype.value_or(device.is_cpu() ? DType::F32 : DType::BF16);
@@ -13,9 +25,10 @@ QwenImageComponents load_qwen_image(const std::filesystem::path& model, Device d
         "activation dtype " + std::string(dtype_name(dtype)) + " is not supported on " + device.str());
   ModelLayout resolved = resolve_model(model);
   Qwen2Tokenizer tokenizer = Qwen2Tokenizer::from_folder(resolved.component("tokenizer").folder);
-  QwenImageComponents components{std::move(resolved),       device,  dtype,   DType::F32,
-                                 std::move(tokenizer),      nullptr, nullptr, nullptr,
-                                 FlowMatchSchedulerConfig{}};
+  QwenImageComponents components(std::move(tokenizer));
+  components.layout = std::move(resolved);
+  components.device = device;
+  components.activation_dtype = dtype;
   const ModelLayout& layout = components.layout;
 
   const ComponentLayout& text_encoder = layout.component("text_encoder");
@@ -39,9 +52,10 @@ QwenImageComponents load_qwen_image(const std::filesystem::path& model, Device d
         AutoencoderKLQwenImageConfig::from_file(vae.config_file), vae.open_weights());
   }
 
-  nn::place_weights(*components.text_encoder, "text_encoder", device, dtype);
-  nn::place_weights(*components.transformer, "transformer", device, dtype);
-  nn::place_weights(*components.vae, "vae", device, components.vae_dtype);
+  components.loaded_text_encoder = std::make_shared<const Qwen2_5_VLTextModel>(*components.text_encoder);
+  components.loaded_transformer =
+      std::make_shared<const QwenImageTransformer2DModel>(*components.transformer);
+  components.loaded_vae = std::make_shared<const AutoencoderKLQwenImage>(*components.vae);
 
   components.scheduler_config =
       FlowMatchSchedulerConfig::from_file(layout.component("scheduler").config_file);

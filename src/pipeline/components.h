@@ -11,6 +11,7 @@
 #include "models/qwen2_5_vl_text.h"
 #include "models/qwen_image_transformer.h"
 #include "pipeline/flow_match_scheduler.h"
+#include "pipeline/job_memory.h"
 #include "tokenizer/qwen2_tokenizer.h"
 
 namespace canvas {
@@ -28,16 +29,33 @@ struct QwenImageComponents {
   std::unique_ptr<AutoencoderKLQwenImage> vae;
   FlowMatchSchedulerConfig scheduler_config;
 
+  // How jobs plan their memory, and the current job's arrangement of the weights.
+  MemoryOptions memory_options;
+  std::unique_ptr<JobMemory> memory;
+  // The models as loaded (mapped from the checkpoint), which a new plan starts from: plans convert and
+  // quantize the working models' host weights.
+  std::shared_ptr<const Qwen2_5_VLTextModel> loaded_text_encoder;
+  std::shared_ptr<const QwenImageTransformer2DModel> loaded_transformer;
+  std::shared_ptr<const AutoencoderKLQwenImage> loaded_vae;
+
+  explicit QwenImageComponents(Qwen2Tokenizer tokenizer_) : tokenizer(std::move(tokenizer_)) {}
+  QwenImageComponents(QwenImageComponents&&) = default;
+  QwenImageComponents& operator=(QwenImageComponents&&) = default;
+  ~QwenImageComponents();
+  // Gives the working models their loaded weights back. The arrangement must be released first.
+  void restore_host_weights();
+
   // Pixels per latent cell: 2 ^ (number of VAE downsamples).
   int64_t vae_scale_factor() const;
   // Image sides must be multiples of this: a latent 2x2 patch per transformer token.
   int64_t pixel_multiple() const { return vae_scale_factor() * 2; }
 };
 
-// Loads every component of a Qwen-Image text-to-image model. On the CPU the weights stay memory-mapped
-// and activations are f32. On a GPU the weights are copied to the device, float weights stored in
-// `activation_dtype` (bf16 by default there). Throws canvas::Error naming what is missing or
-// inconsistent (e.g. the text encoder's hidden size against the transformer's joint_attention_dim).
+// Loads every component of a Qwen-Image text-to-image model, its weights memory-mapped: each job's
+// memory plan (pipeline/job_memory.h) decides what goes onto the device and how. Activations are f32
+// on the CPU and `activation_dtype` (bf16 by default) on a GPU. Throws canvas::Error naming what is
+// missing or inconsistent (e.g. the text encoder's hidden size against the transformer's
+// joint_attention_dim).
 QwenImageComponents load_qwen_image(const std::filesystem::path& model, Device device,
                                     std::optional<DType> activation_dtype = std::nullopt);
 

@@ -32,7 +32,12 @@ nlohmann::json generation_json(const GenerationRecord& record) {
                          {"denoise", result.timings.denoise_s},
                          {"vae_decode", result.timings.vae_decode_s},
                          {"total", record.total_s},
+                         {"plan", result.timings.plan_s},
                          {"per_step", result.timings.step_s}};
+    json["memory_plan"] = result.plan.to_json();
+    json["memory"] = {{"device_peak_bytes", record.device_peak_bytes},
+                      {"host_peak_rss_bytes", record.host_peak_rss_bytes},
+                      {"transformer_bytes_streamed", result.bytes_streamed}};
   }
   return json;
 }

@@ -17,6 +17,8 @@ struct GenerationRecord {
   TextToImageResult const* result = nullptr;
   double load_s = 0;
   double total_s = 0;
+  int64_t device_peak_bytes = 0;  // the device allocator's peak over the job
+  int64_t host_peak_rss_bytes = 0;
 };
 
 // Every setting and timing, as JSON (stored in the "canvas" chunk).

@@ -12,7 +12,7 @@ constexpr std::string_view kTemplatePrefix =
     "spatial "
     "relationships of the objects and background:<|im_end|>\n<|im_start|>user\n";
 constexpr std::string_view kTemplateSuffix = "<|im_end|>\n<|im_start|>assistant\n";
-constexpr int64_t kDroppedTemplateTokens = 34;
+constexpr int64_t kDroppedTemplateTokens = QwenImagePromptEncoder::kTemplateTokens;
 // The pipeline's tokenizer_max_length: the tokenizer truncates to this plus the dropped tokens.
 constexpr int64_t kTokenizerMaxLength = 1024;
 
@@ -40,7 +40,7 @@ PromptEmbedding QwenImagePromptEncoder::encode(const std::string& prompt, int64_
   std::vector<int64_t> ones(static_cast<size_t>(length), 1);
   Tensor attention_mask = Tensor::from_ints(ones, {1, length});
 
-  Tensor hidden = text_encoder_.forward(input_ids, attention_mask, activation_dtype);
+  Tensor hidden = text_encoder_.forward(input_ids, attention_mask, activation_dtype, gate_);
   PromptEmbedding result;
   result.embeds = hidden.slice(1, kDroppedTemplateTokens, length).contiguous();
   result.mask = Tensor::from_ints(std::vector<int64_t>(static_cast<size_t>(kept), 1), {1, kept});

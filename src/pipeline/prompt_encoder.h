@@ -19,9 +19,13 @@ struct PromptEmbedding {
 class QwenImagePromptEncoder {
  public:
   static constexpr int64_t kDefaultMaxSequenceLength = 512;
+  // Tokens of the template's system part, which the encoder sees and the embedding drops.
+  static constexpr int64_t kTemplateTokens = 34;
 
-  QwenImagePromptEncoder(const Qwen2Tokenizer& tokenizer, const Qwen2_5_VLTextModel& text_encoder)
-      : tokenizer_(tokenizer), text_encoder_(text_encoder) {}
+  // `gate` streams the encoder's layers when the memory plan does not keep them on the device.
+  QwenImagePromptEncoder(const Qwen2Tokenizer& tokenizer, const Qwen2_5_VLTextModel& text_encoder,
+                         nn::BlockGate* gate = nullptr)
+      : tokenizer_(tokenizer), text_encoder_(text_encoder), gate_(gate) {}
 
   // Keeps at most `max_sequence_length` tokens after the template's system part.
   PromptEmbedding encode(const std::string& prompt, int64_t max_sequence_length = kDefaultMaxSequenceLength,
@@ -30,6 +34,7 @@ class QwenImagePromptEncoder {
  private:
   const Qwen2Tokenizer& tokenizer_;
   const Qwen2_5_VLTextModel& text_encoder_;
+  nn::BlockGate* gate_;
 };
 
 }  // namespace canvas

@@ -7,6 +7,7 @@
 #include "pipeline/latent_packing.h"
 #include "pipeline/prompt_encoder.h"
 #include "pipeline/torch_generator.h"
+#include "pipeline/transformer_executor.h"
 
 namespace canvas {
 
@@ -48,16 +49,26 @@ void validate_request(const TextToImageRequest& request, const QwenImageComponen
         "max sequence length must be between 1 and 1024");
 }
 
-TextToImageResult text_to_image(const QwenImageComponents& components, const TextToImageRequest& request,
-                                const StepCallback& on_step) {
+TextToImageResult text_to_image(QwenImageComponents& components, const TextToImageRequest& request,
+                                const StepCallback& on_step, const PlanCallback& on_plan) {
   validate_request(request, components);
   const DType dtype = components.activation_dtype;
   TextToImageResult result;
-
   Clock::time_point phase_start = Clock::now();
-  QwenImagePromptEncoder prompt_encoder(components.tokenizer, *components.text_encoder);
+  JobMemory& memory = prepare_job_memory(components, request);
+  BudgetScope budget(allocator_for(components.device), components.memory_options.device_budget_bytes);
+  result.plan = memory.plan;
+  // The job's peak, not the planning's or an earlier job's.
+  allocator_for(components.device).reset_peak();
+  result.timings.plan_s = seconds_since(phase_start);
+  if (on_plan) on_plan(memory.plan);
+
+  phase_start = Clock::now();
   PromptEmbedding positive, negative;
   {
+    ComponentPlacement& placement = *memory.text_encoder;
+    placement.begin_phase();
+    QwenImagePromptEncoder prompt_encoder(components.tokenizer, *components.text_encoder, &placement);
     OwnerScope owner({"text_encoder", -1, MemoryRole::Activations});
     positive = prompt_encoder.encode(request.prompt, request.max_sequence_length, dtype);
     result.used_cfg = request.cfg_scale > 1.0f;
@@ -65,58 +76,71 @@ TextToImageResult text_to_image(const QwenImageComponents& components, const Tex
       result.negative_prompt = request.negative_prompt.value_or(" ");
       negative = prompt_encoder.encode(result.negative_prompt, request.max_sequence_length, dtype);
     }
+    placement.end_phase();
   }
   result.timings.text_encode_s = seconds_since(phase_start);
 
   phase_start = Clock::now();
-  OwnerScope owner({"transformer", -1, MemoryRole::Activations});
   const QwenImageTransformerConfig& transformer_config = components.transformer->config();
   const int64_t latent_channels = transformer_config.in_channels / 4;
   const int64_t scale = components.vae_scale_factor();
   const int64_t latent_height = 2 * (request.height / (scale * 2));
   const int64_t latent_width = 2 * (request.width / (scale * 2));
+  Tensor latents;
+  {
+    ComponentPlacement& placement = *memory.transformer;
+    placement.begin_phase();
+    OwnerScope owner({"transformer", -1, MemoryRole::Activations});
+    TorchGenerator generator(request.seed);
+    Tensor noise = generator.randn({1, 1, latent_channels, latent_height, latent_width});
+    latents = pack_latents(noise.view({1, latent_channels, latent_height, latent_width}))
+                  .to(dtype)
+                  .to(components.device);
+    const std::vector<ImageShape> img_shapes = {{1, latent_height / 2, latent_width / 2}};
 
-  TorchGenerator generator(request.seed);
-  Tensor noise = generator.randn({1, 1, latent_channels, latent_height, latent_width});
-  Tensor latents = pack_latents(noise.view({1, latent_channels, latent_height, latent_width}))
-                       .to(dtype)
-                       .to(components.device);
-  const std::vector<ImageShape> img_shapes = {{1, latent_height / 2, latent_width / 2}};
+    FlowMatchEulerDiscreteScheduler scheduler(components.scheduler_config);
+    double mu = FlowMatchEulerDiscreteScheduler::calculate_shift(latents.dim(1), components.scheduler_config);
+    scheduler.set_timesteps(request.steps, mu);
+    const std::vector<float>& timesteps = scheduler.timesteps();
 
-  FlowMatchEulerDiscreteScheduler scheduler(components.scheduler_config);
-  double mu = FlowMatchEulerDiscreteScheduler::calculate_shift(latents.dim(1), components.scheduler_config);
-  scheduler.set_timesteps(request.steps, mu);
-  const std::vector<float>& timesteps = scheduler.timesteps();
-
-  // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
-  const QwenImageTransformer2DModel& transformer = *components.transformer;
-  const QwenImageRotary positive_rotary =
-      transformer.rotary(img_shapes, positive.embeds.dim(1), components.device, dtype);
-  const QwenImageRotary negative_rotary =
-      result.used_cfg ? transformer.rotary(img_shapes, negative.embeds.dim(1), components.device, dtype)
-                      : QwenImageRotary{};
-
-  for (int step = 0; step < static_cast<int>(timesteps.size()); ++step) {
-    Clock::time_point step_start = Clock::now();
-    // The reference passes t / 1000 in the latents' dtype.
-    float sigma_timestep = timesteps[step] / 1000.0f;
-    Tensor timestep = Tensor::from_floats(std::vector<float>{sigma_timestep}, {1});
-    Tensor prediction =
-        transformer.forward(latents, positive.embeds, {}, timestep, img_shapes, positive_rotary);
+    const QwenImageTransformer2DModel& transformer = *components.transformer;
+    // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
+    std::vector<TransformerCondition> conditions = {
+        {positive.embeds,
+         {},
+         transformer.rotary(img_shapes, positive.embeds.dim(1), components.device, dtype)}};
     if (result.used_cfg) {
-      Tensor unconditional =
-          transformer.forward(latents, negative.embeds, {}, timestep, img_shapes, negative_rotary);
-      prediction = guided_prediction(prediction, unconditional, request.cfg_scale);
+      conditions.push_back(
+          {negative.embeds,
+           {},
+           transformer.rotary(img_shapes, negative.embeds.dim(1), components.device, dtype)});
     }
-    latents = scheduler.step(prediction, step, latents);
-    result.timings.step_s.push_back(seconds_since(step_start));
-    if (on_step) on_step(step + 1, static_cast<int>(timesteps.size()));
+    TransformerExecutor executor(transformer, placement, img_shapes, dtype);
+    std::vector<float> sigma_timesteps;
+    // The reference passes t / 1000 in the latents' dtype.
+    for (float timestep : timesteps) sigma_timesteps.push_back(timestep / 1000.0f);
+    executor.precompute_modulation(sigma_timesteps);
+
+    for (int step = 0; step < static_cast<int>(timesteps.size()); ++step) {
+      Clock::time_point step_start = Clock::now();
+      std::vector<Tensor> predictions = executor.predict(step, latents, conditions);
+      Tensor prediction = result.used_cfg
+                              ? guided_prediction(predictions[0], predictions[1], request.cfg_scale)
+                              : predictions[0];
+      latents = scheduler.step(prediction, step, latents);
+      result.timings.step_s.push_back(seconds_since(step_start));
+      if (on_step) on_step(step + 1, static_cast<int>(timesteps.size()));
+    }
+    placement.end_phase();
+    result.bytes_streamed = placement.bytes_streamed();
   }
   result.latents = latents;
   result.timings.denoise_s = seconds_since(phase_start);
 
   phase_start = Clock::now();
   {
+    ComponentPlacement& placement = *memory.vae;
+    placement.begin_phase();
     OwnerScope vae_owner({"vae", -1, MemoryRole::Activations});
     Tensor unpacked = unpack_latents(latents, latent_height, latent_width);
     Tensor decoded =
@@ -127,6 +151,7 @@ TextToImageResult text_to_image(const QwenImageComponents& components, const Tex
     std::vector<float> values = channels_last.to_floats();
     for (float& value : values) value = std::clamp(value * 0.5f + 0.5f, 0.0f, 1.0f);
     result.image = Tensor::from_floats(values, channels_last.shape());
+    placement.end_phase();
   }
   result.timings.vae_decode_s = seconds_since(phase_start);
   return result;

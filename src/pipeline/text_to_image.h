@@ -24,6 +24,7 @@ struct TextToImageRequest {
 };
 
 struct PhaseTimings {
+  double plan_s = 0;  // planning (dry runs included) and arranging the weights
   double text_encode_s = 0;
   double denoise_s = 0;
   double vae_decode_s = 0;
@@ -36,16 +37,21 @@ struct TextToImageResult {
   bool used_cfg = false;
   std::string negative_prompt;  // what the unconditional pass encoded, when used_cfg
   PhaseTimings timings;
+  MemoryPlan plan;             // how the job held its weights
+  int64_t bytes_streamed = 0;  // transformer weights copied to the device during the job
 };
 
 // Called after each denoising step with the number of steps done and the total.
 using StepCallback = std::function<void(int done, int total)>;
+// Called once the job's memory plan is made, before any work on the device.
+using PlanCallback = std::function<void(const MemoryPlan& plan)>;
 
 // Checks a request against the model: sizes, steps, guidance. Throws canvas::Error with the reason.
 void validate_request(const TextToImageRequest& request, const QwenImageComponents& components);
 
-TextToImageResult text_to_image(const QwenImageComponents& components, const TextToImageRequest& request,
-                                const StepCallback& on_step = {});
+// Plans the job's memory (components.memory_options), then runs it.
+TextToImageResult text_to_image(QwenImageComponents& components, const TextToImageRequest& request,
+                                const StepCallback& on_step = {}, const PlanCallback& on_plan = {});
 
 // [H, W, 3] floats in [0, 1] to 8-bit RGB, rounding as the reference's numpy_to_pil does.
 std::vector<uint8_t> image_to_rgb8(const Tensor& image);

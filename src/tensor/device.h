@@ -6,7 +6,9 @@
 
 namespace canvas {
 
-enum class DeviceType : uint8_t { CPU, CUDA };
+// Meta tensors have a shape, a dtype and an allocation but no data: ops on them only allocate, so a dry
+// run through the allocator measures a job's memory without computing anything.
+enum class DeviceType : uint8_t { CPU, CUDA, Meta };
 
 struct Device {
   DeviceType type = DeviceType::CPU;
@@ -14,9 +16,15 @@ struct Device {
 
   static Device cpu() { return {DeviceType::CPU, 0}; }
   static Device cuda(int index = 0) { return {DeviceType::CUDA, index}; }
+  static Device meta() { return {DeviceType::Meta, 0}; }
   bool is_cpu() const { return type == DeviceType::CPU; }
   bool is_cuda() const { return type == DeviceType::CUDA; }
-  std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+  bool is_meta() const { return type == DeviceType::Meta; }
+  std::string str() const {
+    if (is_cpu()) return "cpu";
+    if (is_meta()) return "meta";
+    return "cuda:" + std::to_string(index);
+  }
   bool operator==(const Device&) const = default;
 };
 

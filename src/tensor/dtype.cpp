@@ -133,36 +133,11 @@ float decode_minifloat(uint8_t bits, int exponent_bits, int mantissa_bits, int b
   return sign ? -magnitude : magnitude;
 }
 
-// Encodes by searching the 128 magnitudes for the nearest, ties to even. Fast enough for weight conversion
-// at load; the GPU path converts with hardware instructions.
-uint8_t encode_minifloat(float value, float (*decode)(uint8_t), uint8_t max_code) {
-  uint8_t sign = std::signbit(value) ? 0x80 : 0;
-  float magnitude = std::fabs(value);
-  // Saturate before searching: far past the range, float rounding would make the errors of the two
-  // largest codes compare equal.
-  if (magnitude >= decode(max_code)) return sign | max_code;
-  uint8_t best = 0;
-  float best_error = std::fabs(decode(0) - magnitude);
-  for (uint8_t code = 1; code <= max_code; ++code) {
-    float error = std::fabs(decode(code) - magnitude);
-    if (error < best_error || (error == best_error && (code & 1) == 0)) {
-      best = code;
-      best_error = error;
-    }
-  }
-  return sign | best;
-}
-
 }  // namespace
 
 float f8_e4m3_to_f32(uint8_t bits) {
   if ((bits & 0x7f) == 0x7f) return std::nanf("");
   return decode_minifloat(bits, 4, 3, 7);
-}
-
-uint8_t f32_to_f8_e4m3(float value) {
-  if (std::isnan(value)) return 0x7f;
-  return encode_minifloat(value, f8_e4m3_to_f32, 0x7e);
 }
 
 float f8_e5m2_to_f32(uint8_t bits) {
@@ -172,12 +147,6 @@ float f8_e5m2_to_f32(uint8_t bits) {
     return (bits & 0x80) ? -INFINITY : INFINITY;
   }
   return decode_minifloat(bits, 5, 2, 15);
-}
-
-uint8_t f32_to_f8_e5m2(float value) {
-  if (std::isnan(value)) return 0x7f;
-  if (std::isinf(value)) return value > 0 ? 0x7c : 0xfc;
-  return encode_minifloat(value, f8_e5m2_to_f32, 0x7b);
 }
 
 void convert_to_f32(DType src_dtype, const void* src, float* dst, int64_t count) {

@@ -33,8 +33,9 @@ struct QuantizedWeight {
   Tensor scale;  // F32: [1] or [rows] for fp8, [numel / 64] absmax for NF4
 };
 
-// Quantizes a host float tensor. Fp8PerRow needs a 2-D [rows, cols] tensor; Nf4 needs a multiple of 64
-// elements. Throws canvas::Error otherwise.
+// Quantizes a host float tensor on the shared thread pool, widening a tile at a time (a bf16 checkpoint
+// never exists as a whole in f32); the result does not depend on the thread count. Fp8PerRow needs a 2-D
+// [rows, cols] tensor; Nf4 needs a multiple of 64 elements. Throws canvas::Error otherwise.
 QuantizedWeight quantize_weight(const Tensor& weight, WeightFormat format);
 
 // Widens rows [first_row, first_row + row_count) of a 2-D quantized host weight into `dst` (row-major

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <thread>
 
+#include "backend/meta/meta_backend.h"
 #include "io/safetensors.h"
 
 namespace canvas::synthetic {
@@ -65,6 +66,7 @@ WrittenCheckpoint write_random_checkpoint(const std::filesystem::path& folder,
                                           const std::vector<std::pair<std::string, Shape>>& tensors,
                                           const ShardedCheckpoint& layout) {
   std::filesystem::create_directories(folder);
+  if (layout.zeros) register_meta_backend();
   WrittenCheckpoint written;
   for (const auto& [name, shape] : tensors) {
     written.parameters += shape_numel(shape);
@@ -90,8 +92,8 @@ WrittenCheckpoint write_random_checkpoint(const std::filesystem::path& folder,
     std::string file_name = layout.file_stem + (shards.size() == 1 ? "" : shard_suffix) + ".safetensors";
     std::vector<std::pair<std::string, Tensor>> shard_tensors;
     for (const auto& [tensor_name, shape] : shards[s]) {
-      Tensor tensor = Tensor::empty(shape, layout.dtype);
-      fill_random(tensor, tensor_name, layout.seed + shard_tensors.size() + 7919 * s);
+      Tensor tensor = Tensor::empty(shape, layout.dtype, layout.zeros ? Device::meta() : Device::cpu());
+      if (!layout.zeros) fill_random(tensor, tensor_name, layout.seed + shard_tensors.size() + 7919 * s);
       shard_tensors.emplace_back(tensor_name, std::move(tensor));
       weight_map[tensor_name] = file_name;
     }

@@ -19,6 +19,8 @@ struct ShardedCheckpoint {
   // Largest shard in bytes; 0 writes a single file.
   int64_t shard_limit_bytes = 0;
   uint64_t seed = 0;
+  // All-zero values written as sparse files: the full layout in seconds, without the disk space.
+  bool zeros = false;
 };
 
 struct WrittenCheckpoint {

@@ -103,7 +103,7 @@ void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, co
                    head_matrix(query, rows, head_dim), k_head, transposed_head_matrix(key, visible, head_dim),
                    0.0f, scores, visible);
         const int64_t grain = std::max<int64_t>(1, cpu::kElementsPerTask / visible);
-        cpu::parallel_for(rows, grain, [&](int64_t begin, int64_t end) {
+        parallel_for(rows, grain, [&](int64_t begin, int64_t end) {
           for (int64_t row = begin; row < end; ++row) {
             const int64_t limit = mask.causal ? std::min(visible, first + row + causal_offset + 1) : visible;
             masked_softmax_row(scores + row * visible, limit, visible, allowed);

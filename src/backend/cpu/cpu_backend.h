@@ -6,10 +6,25 @@
 
 namespace canvas {
 
+// Copies each source into its destination before upload() returns, so every fence is complete when it is
+// handed out and waiting on one is a no-op.
+class CpuUploadQueue final : public UploadQueue {
+ public:
+  Fence upload(std::vector<UploadCopy> copies, const Fence& reuse_after) override;
+  void compute_wait(const Fence& fence) override {}
+  Fence compute_fence() override;
+};
+
 class CpuBackend final : public Backend {
  public:
   Device device() const override { return Device::cpu(); }
+  std::string description() const override;
   void synchronize() override {}
+  // The host's available and total memory (memory/host_memory.h), cgroup and rlimit included.
+  DeviceMemoryInfo memory_info() override;
+  int64_t scratch_reserve_bytes() const override;
+  // Host tensors are already where the CPU computes: the queue copies at once and ignores staging_bytes.
+  std::unique_ptr<UploadQueue> create_upload_queue(int64_t staging_bytes) override;
 
   void copy(const Tensor& src, Tensor& dst) override;
   void fill_zero(Tensor& dst) override;

@@ -12,9 +12,6 @@ namespace canvas {
 
 namespace {
 
-// The im2col buffer is capped near this size; larger images are processed in blocks of output rows.
-constexpr int64_t kColumnBufferBytes = int64_t{64} << 20;
-
 struct ConvGeometry {
   int64_t channels, height, width;
   int64_t kernel_height, kernel_width;
@@ -30,7 +27,7 @@ void im2col(const float* image, const Strides& strides, const ConvGeometry& g, i
   const int64_t block_pixels = rows * g.out_width;
   const int64_t stride = g.params.stride;
   const int64_t grain = std::max<int64_t>(1, cpu::kElementsPerTask / std::max<int64_t>(block_pixels, 1));
-  cpu::parallel_for(patch, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(patch, grain, [&](int64_t begin, int64_t end) {
     for (int64_t patch_row = begin; patch_row < end; ++patch_row) {
       const int64_t c = patch_row / (g.kernel_height * g.kernel_width);
       const int64_t ki = patch_row / g.kernel_width % g.kernel_height;
@@ -85,7 +82,7 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   if (pointwise) image_layout = cpu::blas_matrix(g.channels, pixels, input.strides()[1], input.strides()[3]);
 
   const int64_t rows_per_block = std::clamp<int64_t>(
-      kColumnBufferBytes / std::max<int64_t>(patch * g.out_width * 4, 1), 1, g.out_height);
+      cpu::kColumnBufferBytes / std::max<int64_t>(patch * g.out_width * 4, 1), 1, g.out_height);
   Tensor columns;
   if (!image_layout) columns = cpu::scratch_tensor({patch, rows_per_block * g.out_width}, DType::F32);
 
@@ -95,7 +92,7 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& weight, const Tensor& bia
     if (bias_f32.defined()) {
       const float* bias_values = bias_f32.data<float>();
       const int64_t grain = std::max<int64_t>(1, cpu::kElementsPerTask / pixels);
-      cpu::parallel_for(out_channels, grain, [&](int64_t begin, int64_t end) {
+      parallel_for(out_channels, grain, [&](int64_t begin, int64_t end) {
         for (int64_t o = begin; o < end; ++o) {
           std::fill(out_image + o * pixels, out_image + (o + 1) * pixels, bias_values[o]);
         }
@@ -129,7 +126,7 @@ void CpuBackend::upsample_nearest2x(const Tensor& x, Tensor& out) {
   const float* x_data = input.data<float>();
   // One task item per input row; it writes two identical output rows.
   const int64_t grain = std::max<int64_t>(1, cpu::kElementsPerTask / std::max<int64_t>(4 * width, 1));
-  cpu::parallel_for(x.dim(0) * channels * height, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(x.dim(0) * channels * height, grain, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / (channels * height), c = row / height % channels, h = row % height;
       const float* src = x_data + n * xs[0] + c * xs[1] + h * xs[2];

@@ -23,13 +23,6 @@ bool is_integer(DType dtype) {
   return !is_float(dtype);
 }
 
-void parallel_copy_bytes(void* dst, const void* src, int64_t bytes) {
-  cpu::parallel_for(bytes, kBytesPerTask, [&](int64_t begin, int64_t end) {
-    std::memcpy(static_cast<char*>(dst) + begin, static_cast<const char*>(src) + begin,
-                static_cast<size_t>(end - begin));
-  });
-}
-
 template <typename T>
 void copy_strided(const void* src, int64_t src_stride, void* dst, int64_t dst_stride, int64_t count) {
   const T* in = static_cast<const T*>(src);
@@ -152,6 +145,13 @@ class RunConverter {
 
 namespace cpu {
 
+void parallel_copy_bytes(void* dst, const void* src, int64_t bytes) {
+  parallel_for(bytes, kBytesPerTask, [&](int64_t begin, int64_t end) {
+    std::memcpy(static_cast<char*>(dst) + begin, static_cast<const char*>(src) + begin,
+                static_cast<size_t>(end - begin));
+  });
+}
+
 void copy_elements(const Tensor& src, const Tensor& dst) {
   check(src.shape() == dst.shape(),
         "copy of shape " + shape_str(src.shape()) + " into " + shape_str(dst.shape()));
@@ -193,7 +193,7 @@ void CpuBackend::fill_zero(Tensor& dst) {
   // All-zero bytes are zero in every dtype, block-quantized ones included.
   if (dst.is_contiguous()) {
     char* base = static_cast<char*>(dst.raw_data());
-    cpu::parallel_for(dst.nbytes(), kBytesPerTask, [&](int64_t begin, int64_t end) {
+    parallel_for(dst.nbytes(), kBytesPerTask, [&](int64_t begin, int64_t end) {
       std::memset(base + begin, 0, static_cast<size_t>(end - begin));
     });
     return;
@@ -202,7 +202,7 @@ void CpuBackend::fill_zero(Tensor& dst) {
   const StridedLoop<1> loop(dst.shape(), {&dst.strides()});
   char* base = static_cast<char*>(dst.raw_data());
   const std::array<uint64_t, 1> zero = {0};
-  cpu::parallel_for(dst.numel(), cpu::kElementsPerTask, [&](int64_t begin, int64_t end) {
+  parallel_for(dst.numel(), cpu::kElementsPerTask, [&](int64_t begin, int64_t end) {
     loop.for_each_run(begin, end, [&](const StridedLoop<1>::Offsets& offsets, int64_t count) {
       copy_strided_elements(zero.data(), 0, base + offsets[0] * element_bytes, loop.inner_stride(0), count,
                             element_bytes);
@@ -217,7 +217,7 @@ void CpuBackend::transfer(const Tensor& src, Tensor& dst) {
   check(
       src.dtype() == dst.dtype() && src.shape() == dst.shape() && src.is_contiguous() && dst.is_contiguous(),
       "transfer needs contiguous tensors of one shape and dtype");
-  parallel_copy_bytes(dst.raw_data(), src.raw_data(), src.nbytes());
+  cpu::parallel_copy_bytes(dst.raw_data(), src.raw_data(), src.nbytes());
 }
 
 }  // namespace canvas

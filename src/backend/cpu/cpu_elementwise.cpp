@@ -32,7 +32,7 @@ void map_elements(Tensor& out, const Fn& fn, const Inputs&... inputs) {
   const StridedLoop<kInputs + 1> loop(out.shape(), {&out.strides(), &inputs.strides()...});
   float* out_base = out.data<float>();
   const std::array<const float*, kInputs> input_bases = {inputs.template data<float>()...};
-  cpu::parallel_for(out.numel(), cpu::kElementsPerTask, [&](int64_t begin, int64_t end) {
+  parallel_for(out.numel(), cpu::kElementsPerTask, [&](int64_t begin, int64_t end) {
     loop.for_each_run(begin, end,
                       [&](const typename StridedLoop<kInputs + 1>::Offsets& offsets, int64_t count) {
                         std::array<const float*, kInputs> run_inputs;

@@ -25,7 +25,7 @@ void CpuBackend::embedding(const Tensor& ids, const Tensor& table, Tensor& out) 
   // Row copies convert straight from the table's dtype into the output's (nested parallel_for runs inline).
   const Tensor out_rows = out.view({count, width});
   const int64_t grain = std::max<int64_t>(1, cpu::kElementsPerTask / std::max<int64_t>(width, 1));
-  cpu::parallel_for(count, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(count, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
       cpu::copy_elements(table.select(0, id_values[i]), out_rows.select(0, i));
   });
@@ -44,7 +44,7 @@ void CpuBackend::rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops
   const float* x_data = input.data<float>();
   const int64_t grain = std::max<int64_t>(1, cpu::kElementsPerTask / std::max<int64_t>(heads * head_dim, 1));
   // One task item per (batch, position): its angles are gathered once and shared by all heads.
-  cpu::parallel_for(batch * length, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(batch * length, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> cos_row(pairs), sin_row(pairs), x_row(head_dim);
     for (int64_t position = begin; position < end; ++position) {
       const int64_t b = position / length, l = position % length;

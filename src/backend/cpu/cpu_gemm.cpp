@@ -21,7 +21,7 @@ constexpr int64_t kWeightBlockRows = 256;
 // Every row of out [rows, features] starts as the bias, so sgemm can accumulate onto it (beta = 1).
 void fill_rows_with_bias(float* out, int64_t rows, int64_t features, const float* bias) {
   const int64_t grain = std::max<int64_t>(1, cpu::kElementsPerTask / std::max<int64_t>(features, 1));
-  cpu::parallel_for(rows, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       std::memcpy(out + row * features, bias, static_cast<size_t>(features) * sizeof(float));
     }

@@ -8,10 +8,14 @@
 #include <vector>
 
 #include "backend/cpu/strided.h"
-#include "backend/cpu/thread_pool.h"
 #include "tensor/tensor.h"
+#include "util/thread_pool.h"
 
 namespace canvas::cpu {
+
+// The im2col buffer is capped near this size; larger images are processed in blocks of output rows. It
+// is the largest scratch a CPU kernel holds.
+inline constexpr int64_t kColumnBufferBytes = int64_t{64} << 20;
 
 // Elementwise work is handed out in tasks of at least this many elements, so thread hand-off stays cheap
 // next to the work itself.
@@ -20,6 +24,8 @@ inline constexpr int64_t kElementsPerTask = 16384;
 // Uninitialized host memory charged to the caller's component and block, with the Scratch role.
 Tensor scratch_tensor(const Shape& shape, DType dtype);
 
+// memcpy split across the thread pool: one core cannot saturate the memory bus.
+void parallel_copy_bytes(void* dst, const void* src, int64_t bytes);
 // Copies between any two plain dtypes and layouts (the CpuBackend::copy kernel).
 void copy_elements(const Tensor& src, const Tensor& dst);
 

@@ -28,7 +28,11 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
   Device device() const override { return Device::cuda(device_index_); }
   CudaContext& context() { return *context_; }
+  std::string description() const override;
   void synchronize() override;
+  DeviceMemoryInfo memory_info() override;
+  int64_t scratch_reserve_bytes() const override;
+  std::unique_ptr<UploadQueue> create_upload_queue(int64_t staging_bytes) override;
 
   void copy(const Tensor& src, Tensor& dst) override;
   void fill_zero(Tensor& dst) override;

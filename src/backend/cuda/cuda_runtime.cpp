@@ -8,6 +8,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_backend_support.h"
 #include "backend/cuda/cuda_context.h"
+#include "memory/host_memory.h"
 
 namespace canvas {
 
@@ -148,7 +149,10 @@ int register_cuda_backends() {
   // Registration is once per process; later calls report the same device count.
   static std::once_flag once;
   static int count = 0;
-  std::call_once(once, [] { count = register_all_devices(); });
+  std::call_once(once, [] {
+    count = register_all_devices();
+    if (count > 0) register_pinned_host_allocator(&pinned_host_allocator());
+  });
   return count;
 }
 
@@ -195,6 +199,35 @@ CudaBackend::~CudaBackend() {
   release_handles(handles);
   if (switched) (void)cudaSetDevice(previous);
   (void)cudaGetLastError();
+}
+
+std::string CudaBackend::description() const {
+  int driver = 0;
+  CANVAS_CUDA_CHECK(cudaDriverGetVersion(&driver));
+  const cudaDeviceProp& properties = context_->properties;
+  // The driver reports its CUDA version as 1000 * major + 10 * minor.
+  return std::string(properties.name) + " (sm_" + std::to_string(properties.major) +
+         std::to_string(properties.minor) + ", driver " + std::to_string(driver / 1000) + "." +
+         std::to_string(driver % 1000 / 10) + ")";
+}
+
+// Memory cached in this device's pool (freed tensors kept for reuse) would count as used, so the pool is
+// trimmed first: what is reported free is what a new plan can have.
+DeviceMemoryInfo CudaBackend::memory_info() {
+  cuda::DeviceGuard guard(device_index_);
+  cudaMemPool_t pool = nullptr;
+  CANVAS_CUDA_CHECK(cudaStreamSynchronize(context_->compute_stream));
+  CANVAS_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_index_));
+  CANVAS_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+  size_t free_bytes = 0, total_bytes = 0;
+  CANVAS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return {static_cast<int64_t>(free_bytes), static_cast<int64_t>(total_bytes)};
+}
+
+// cuBLASLt's and cuDNN's workspaces (attention, and the VAE's convolutions, the largest) and what the
+// stream-ordered pool loses to fragmentation between a job's phases.
+int64_t CudaBackend::scratch_reserve_bytes() const {
+  return int64_t{512} << 20;
 }
 
 void CudaBackend::synchronize() {

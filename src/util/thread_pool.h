@@ -1,6 +1,7 @@
-// A small persistent thread pool for the CPU kernels. One parallel_for runs at a time; the calling thread
-// works alongside the pool, and a parallel_for issued from inside a running one executes inline, so kernels
-// can call helpers that parallelize without deadlocking.
+// A small persistent thread pool for host compute: the CPU backend's kernels and load-time weight
+// quantization share it, so they never oversubscribe the cores. One parallel_for runs at a time; the
+// calling thread works alongside the pool, and a parallel_for issued from inside a running one executes
+// inline, so kernels can call helpers that parallelize without deadlocking.
 #pragma once
 
 #include <condition_variable>
@@ -10,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-namespace canvas::cpu {
+namespace canvas {
 
 // fn(begin, end) processes the half-open index range [begin, end).
 using RangeFunction = std::function<void(int64_t begin, int64_t end)>;
@@ -52,4 +53,4 @@ inline void parallel_for(int64_t count, int64_t grain, const RangeFunction& fn) 
   thread_pool().parallel_for(count, grain, fn);
 }
 
-}  // namespace canvas::cpu
+}  // namespace canvas

@@ -1,4 +1,4 @@
-#include "backend/cpu/thread_pool.h"
+#include "util/thread_pool.h"
 
 #include <cblas.h>
 
@@ -10,7 +10,7 @@
 
 #include "util/error.h"
 
-namespace canvas::cpu {
+namespace canvas {
 
 namespace {
 
@@ -123,4 +123,4 @@ ThreadPool& thread_pool() {
   return pool;
 }
 
-}  // namespace canvas::cpu
+}  // namespace canvas

@@ -1,0 +1,114 @@
+// The memory planner: from exact weight sizes, the job's measured activation peaks and the machine's
+// measured memory and speeds, it decides for each component where its weights live while the job runs,
+// and in what precision, and predicts the peak and the time per step of that plan.
+//
+// Components run in phases (text encoder, transformer, VAE). A component is either resident for the
+// whole job or offloaded: on the device only during its own phase. Within its phase, a component's
+// first blocks can be placed and the rest streamed through a ring of device slots, copies overlapping
+// compute. On a host-only device weights can also stay mapped from the checkpoint, costing nothing.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "memory/machine_profile.h"
+#include "tensor/device.h"
+
+namespace canvas {
+
+enum class Strategy { Auto, Bf16Full, Fp8, Nf4, ModelOffload, SequentialOffload };
+// The lowest weight precision a plan may use.
+enum class Quality { Lossless, Fp8, FourBit };
+enum class Residency { Mapped, Resident, Offloaded };
+// Lossless is the precision the device computes with (the checkpoint's on the CPU, the activation
+// dtype's on a GPU); the others are the quantized storages of tensor/quantize.h.
+enum class WeightPrecision { Lossless, Fp8, Nf4 };
+inline constexpr int kWeightPrecisions = 3;
+
+std::string_view strategy_name(Strategy strategy);
+std::string_view quality_name(Quality quality);
+std::string_view residency_name(Residency residency);
+std::string_view precision_name(WeightPrecision precision);
+// Throws canvas::Error listing the valid names.
+Strategy parse_strategy(std::string_view name);
+Quality parse_quality(std::string_view name);
+
+// A block's weights by precision (index WeightPrecision); zero where the precision does not apply.
+struct BlockFacts {
+  int64_t bytes[kWeightPrecisions] = {};       // read by every pass
+  int64_t once_bytes[kWeightPrecisions] = {};  // read once per job (the transformer's adaLN weights)
+};
+
+struct ComponentFacts {
+  std::string name;
+  int64_t shared_bytes = 0;  // weights outside the blocks, always placed during the phase
+  std::vector<BlockFacts> blocks;
+  bool quantizable = false;      // whether Fp8 / Nf4 apply to the blocks
+  int64_t activation_bytes = 0;  // the phase's activation peak, measured by a dry run
+  int64_t job_cache_bytes = 0;   // what the phase keeps for the whole job (precomputed modulation)
+  double flops_per_pass = 0;     // multiply-adds x 2 of one pass
+  int passes = 1;                // passes in the job (prompts, steps x guidance halves, images)
+  // Passes that read the blocks' weights once between them (the guidance halves of one step).
+  int passes_per_weight_read = 1;
+
+  int64_t block_bytes(WeightPrecision precision) const;
+};
+
+struct MachineFacts {
+  Device device;
+  int64_t device_budget = 0;  // bytes the plan may use on the device
+  int64_t host_budget = 0;    // bytes of host RAM the plan may pin or copy into
+  bool device_is_host = false;
+  MachineProfile profile;
+};
+
+struct PlanRequest {
+  Strategy strategy = Strategy::Auto;
+  Quality quality = Quality::Lossless;
+};
+
+// Whether block `index` of `blocks` stays on the device when `resident` of them do. The streamed ones
+// are spread evenly between the resident ones, so each streamed block's copy runs while resident
+// blocks compute instead of queueing behind the copy before it.
+bool block_is_resident(int index, int blocks, int resident);
+
+struct ComponentPlan {
+  std::string name;
+  Residency residency = Residency::Offloaded;
+  WeightPrecision precision = WeightPrecision::Lossless;
+  int resident_blocks = 0;  // which ones: block_is_resident; the others stream
+  int streamed_blocks = 0;
+  int slots = 0;                 // device slots of the stream ring
+  bool pinned_source = false;    // streamed weights are copied once into pinned host memory
+  int64_t placed_bytes = 0;      // weights on the device during the phase, ring included
+  int64_t phase_peak_bytes = 0;  // everything on the device at the phase's worst point
+  double predicted_pass_s = 0;   // one pass (one step for the transformer)
+  double predicted_phase_s = 0;  // all passes plus placing the weights
+};
+
+struct MemoryPlan {
+  Strategy strategy = Strategy::Auto;
+  Strategy chosen = Strategy::Auto;  // the preset an auto plan matches, or Auto for a mixed plan
+  Quality quality = Quality::Lossless;
+  Device device;
+  int64_t device_budget = 0;
+  int64_t host_budget = 0;
+  std::vector<ComponentPlan> components;  // in phase order
+  int64_t predicted_peak_bytes = 0;
+  double predicted_total_s = 0;
+
+  const ComponentPlan& component(std::string_view name) const;
+  double predicted_step_s() const { return component("transformer").predicted_pass_s; }
+  // One line per component, for the console and the image metadata.
+  std::vector<std::string> describe() const;
+  nlohmann::json to_json() const;
+};
+
+// The plan for `request` on this machine. Throws canvas::Error when the strategy cannot fit, naming
+// the memory it needs and a strategy that would fit, if any.
+MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
+                       const PlanRequest& request);
+
+}  // namespace canvas

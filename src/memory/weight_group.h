@@ -1,0 +1,50 @@
+// Weights that move together between host and device: a transformer block, the part of a block one
+// phase reads, a text-encoder layer, or a component's weights outside its blocks. A group points at
+// the model's own tensors, so moving a group is what the model then computes with.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "memory/allocator.h"
+#include "tensor/tensor.h"
+
+namespace canvas {
+
+struct WeightGroup {
+  MemoryOwner owner;  // component, block (-1 outside the blocks), role Weights
+  std::vector<Tensor*> tensors;
+
+  int64_t bytes() const;
+  // Bytes of the group laid out in one device slot, each tensor aligned for vector loads.
+  int64_t slot_bytes() const;
+  bool empty() const { return tensors.empty(); }
+};
+
+// Offset of each tensor in a slot laid out as slot_bytes() describes.
+std::vector<int64_t> slot_offsets(const WeightGroup& group);
+
+// Copies a group's weights onto a device for as long as it stays placed, and puts the host tensors back
+// when released. Destroying a placed group releases it.
+class PlacedGroup {
+ public:
+  explicit PlacedGroup(WeightGroup group) : group_(std::move(group)) {}
+  ~PlacedGroup() { release(); }
+  PlacedGroup(PlacedGroup&&) = default;
+  PlacedGroup& operator=(PlacedGroup&&) = delete;
+  PlacedGroup(const PlacedGroup&) = delete;
+  PlacedGroup& operator=(const PlacedGroup&) = delete;
+
+  // Copies every tensor into `device` memory charged to the group's owner. Throws OutOfMemoryError
+  // with the host tensors still in place.
+  void place(Device device);
+  void release();
+  bool placed() const { return !host_.empty(); }
+  const WeightGroup& group() const { return group_; }
+
+ private:
+  WeightGroup group_;
+  std::vector<Tensor> host_;
+};
+
+}  // namespace canvas

@@ -1,0 +1,330 @@
+#include "pipeline/job_memory.h"
+
+#include <algorithm>
+
+#include "backend/backend.h"
+#include "memory/dry_run.h"
+#include "memory/host_memory.h"
+#include "models/meta_weights.h"
+#include "pipeline/components.h"
+#include "pipeline/latent_packing.h"
+#include "pipeline/prompt_encoder.h"
+#include "pipeline/text_to_image.h"
+#include "pipeline/transformer_executor.h"
+
+namespace canvas {
+
+namespace {
+
+bool is_weight_scale(const std::string& name) {
+  return name.ends_with(nn::kWeightScaleSuffix);
+}
+
+// The dtype a weight has once placed: off the CPU, f32 and f16 floats are stored in the component's
+// compute dtype so every GEMM runs on matching operands (nn::place_weights' rule).
+DType placed_dtype(const Tensor& tensor, const std::string& name, Device device, DType compute_dtype) {
+  bool float_to_convert =
+      (tensor.dtype() == DType::F32 || tensor.dtype() == DType::F16) && !is_weight_scale(name);
+  return !device.is_cpu() && float_to_convert ? compute_dtype : tensor.dtype();
+}
+
+// Converts a model's host weights to their placed dtypes, so placing and streaming copy them as they are.
+template <typename Model>
+void convert_host_weights(Model& model, Device device, DType compute_dtype) {
+  model.visit([&](const std::string& name, Tensor& weight) {
+    DType dtype = placed_dtype(weight, name, device, compute_dtype);
+    if (dtype != weight.dtype()) weight = weight.to(dtype);
+  });
+}
+
+// A transformer-block linear the fp8 and nf4 plans store quantized
+// (QwenImageTransformerBlock::quantize_weights).
+bool is_quantized_in_blocks(const std::string& name, const Tensor& tensor) {
+  return tensor.ndim() == 2 && name.ends_with(".weight");
+}
+
+int64_t quantized_bytes(const Tensor& tensor, WeightPrecision precision) {
+  const int64_t elements = tensor.numel();
+  if (precision == WeightPrecision::Fp8) return elements + static_cast<int64_t>(sizeof(float));
+  return (elements + 1) / 2 + (elements + 63) / 64 * static_cast<int64_t>(sizeof(float));
+}
+
+template <typename Visit>
+BlockFacts block_facts(const Visit& visit, Device device, DType compute_dtype, bool quantizable) {
+  BlockFacts facts;
+  visit([&](const std::string& name, Tensor& tensor) {
+    int64_t lossless = storage_bytes(placed_dtype(tensor, name, device, compute_dtype), tensor.numel());
+    facts.bytes[0] += lossless;
+    for (int p = 1; p < kWeightPrecisions; ++p) {
+      facts.bytes[p] += quantizable && is_quantized_in_blocks(name, tensor)
+                            ? quantized_bytes(tensor, static_cast<WeightPrecision>(p))
+                            : lossless;
+    }
+  });
+  return facts;
+}
+
+int64_t shared_bytes(const std::function<void(const nn::ParameterVisitor&)>& visit, Device device,
+                     DType compute_dtype) {
+  int64_t total = 0;
+  visit([&](const std::string& name, Tensor& tensor) {
+    total += storage_bytes(placed_dtype(tensor, name, device, compute_dtype), tensor.numel());
+  });
+  return total;
+}
+
+WeightGroup group_of(const std::string& component, int block,
+                     const std::function<void(const nn::ParameterVisitor&)>& visit) {
+  WeightGroup group{{component, block, MemoryRole::Weights}, {}};
+  visit([&](const std::string&, Tensor& tensor) { group.tensors.push_back(&tensor); });
+  return group;
+}
+
+// The transformer's adaLN projections are read once per job (TransformerExecutor), the rest every step.
+bool is_modulation(const std::string& name) {
+  return name.starts_with("img_mod.") || name.starts_with("txt_mod.");
+}
+
+// What a plan depends on: the job's shape and the memory options.
+std::string job_key(const TextToImageRequest& request, const MemoryOptions& options) {
+  auto budget = [](const std::optional<int64_t>& bytes) { return bytes ? std::to_string(*bytes) : "-"; };
+  return std::string(strategy_name(options.plan.strategy)) + "/" +
+         std::string(quality_name(options.plan.quality)) + "/" + budget(options.device_budget_bytes) + "/" +
+         budget(options.host_budget_bytes) + "/" + std::to_string(request.width) + "x" +
+         std::to_string(request.height) + "/" + std::to_string(request.steps) + "/" +
+         (request.cfg_scale > 1.0f ? "cfg" : "nocfg") + "/" + std::to_string(request.max_sequence_length) +
+         "/" + std::to_string(request.prompt.size()) + "/" +
+         std::to_string(request.negative_prompt.value_or(" ").size());
+}
+
+// The layout the plan gives the transformer's storage: quantizes the host copies of its blocks.
+void quantize_transformer(QwenImageTransformer2DModel& transformer, WeightPrecision precision) {
+  if (precision == WeightPrecision::Lossless) return;
+  transformer.quantize_block_weights(precision == WeightPrecision::Fp8 ? WeightFormat::Fp8PerTensor
+                                                                       : WeightFormat::Nf4);
+}
+
+}  // namespace
+
+ComponentWeights text_encoder_weights(Qwen2_5_VLTextModel& model) {
+  ComponentWeights weights{"text_encoder", {}, {}, {}};
+  weights.shared = group_of("text_encoder", -1, [&](const auto& v) { model.visit_shared(v); });
+  for (size_t i = 0; i < model.layers().size(); ++i) {
+    weights.blocks.push_back(group_of("text_encoder", static_cast<int>(i),
+                                      [&](const auto& v) { model.layers()[i].visit("", v); }));
+  }
+  return weights;
+}
+
+ComponentWeights transformer_weights(QwenImageTransformer2DModel& model) {
+  ComponentWeights weights{"transformer", {}, {}, {}};
+  weights.shared = group_of("transformer", -1, [&](const auto& v) { model.visit_shared(v); });
+  for (size_t i = 0; i < model.blocks().size(); ++i) {
+    WeightGroup every_step{{"transformer", static_cast<int>(i), MemoryRole::Weights}, {}};
+    WeightGroup once = every_step;
+    model.blocks()[i].visit("", [&](const std::string& name, Tensor& tensor) {
+      (is_modulation(name) ? once : every_step).tensors.push_back(&tensor);
+    });
+    weights.blocks.push_back(std::move(every_step));
+    weights.once_blocks.push_back(std::move(once));
+  }
+  return weights;
+}
+
+ComponentWeights vae_weights(AutoencoderKLQwenImage& model) {
+  return {"vae", group_of("vae", -1, [&](const auto& v) { model.visit(v); }), {}, {}};
+}
+
+MachineFacts machine_facts(const QwenImageComponents& components) {
+  const MemoryOptions& options = components.memory_options;
+  MachineFacts machine;
+  machine.device = components.device;
+  machine.device_is_host = components.device.is_cpu();
+  HostMemoryInfo host = host_memory_info();
+  machine.host_budget = options.host_budget_bytes.value_or(host.available_bytes);
+  // The backend's scratch is outside what a dry run of the ops sees, so the plan leaves room for it.
+  Backend& backend = backend_for(components.device);
+  const int64_t scratch = backend.scratch_reserve_bytes();
+  if (options.device_budget_bytes) {
+    // The budget is the allocator's limit for the job; what is already held counts against it.
+    machine.device_budget =
+        *options.device_budget_bytes - allocator_for(components.device).in_use() - scratch;
+  } else if (machine.device_is_host) {
+    machine.device_budget = host.available_bytes - scratch;
+  } else {
+    machine.device_budget = backend.memory_info().free_bytes - scratch;
+  }
+  machine.profile = machine_profile(components.device, components.activation_dtype);
+  return machine;
+}
+
+namespace {
+
+// The text encoder's facts; `text_tokens` receives each prompt's embedding length for the next phase.
+ComponentFacts text_encoder_facts(QwenImageComponents& components, const TextToImageRequest& request,
+                                  std::vector<int64_t>& text_tokens) {
+  const Device device = components.device;
+  const DType dtype = components.activation_dtype;
+  const bool guided = request.cfg_scale > 1.0f;
+  ComponentFacts text;
+  Qwen2_5_VLTextModel& text_encoder = *components.text_encoder;
+  text.name = "text_encoder";
+  text.shared_bytes = shared_bytes([&](const auto& v) { text_encoder.visit_shared(v); }, device, dtype);
+  for (auto& layer : text_encoder.layers())
+    text.blocks.push_back(block_facts([&](const auto& v) { layer.visit("", v); }, device, dtype, false));
+  text.passes = guided ? 2 : 1;
+  {
+    nn::MetaWeightsScope meta(text_encoder, "text_encoder");
+    QwenImagePromptEncoder encoder(components.tokenizer, text_encoder);
+    OwnerScope owner({"text_encoder", -1, MemoryRole::Activations});
+    text.activation_bytes = measure_activation_peak([&] {
+      text_tokens.push_back(encoder.encode(request.prompt, request.max_sequence_length, dtype).embeds.dim(1));
+      if (guided) {
+        text_tokens.push_back(
+            encoder.encode(request.negative_prompt.value_or(" "), request.max_sequence_length, dtype)
+                .embeds.dim(1));
+      }
+    });
+  }
+  // Two flops per weight per token; the template adds its system tokens to the prompt's.
+  const double templated_tokens =
+      static_cast<double>(text_tokens.front() + QwenImagePromptEncoder::kTemplateTokens);
+  double layer_parameters = 0;
+  for (auto& layer : text_encoder.layers())
+    layer.visit("",
+                [&](const std::string&, Tensor& t) { layer_parameters += static_cast<double>(t.numel()); });
+  text.flops_per_pass = 2.0 * templated_tokens * layer_parameters;
+  return text;
+}
+
+ComponentFacts transformer_facts(QwenImageComponents& components, const TextToImageRequest& request,
+                                 const std::vector<int64_t>& text_tokens) {
+  const Device device = components.device;
+  const DType dtype = components.activation_dtype;
+  const bool guided = request.cfg_scale > 1.0f;
+  ComponentFacts denoise;
+  QwenImageTransformer2DModel& transformer = *components.transformer;
+  const QwenImageTransformerConfig& config = transformer.config();
+  denoise.name = "transformer";
+  denoise.quantizable = true;
+  denoise.shared_bytes = shared_bytes([&](const auto& v) { transformer.visit_shared(v); }, device, dtype);
+  for (auto& block : transformer.blocks()) {
+    BlockFacts every_step = block_facts(
+        [&](const nn::ParameterVisitor& v) {
+          block.visit("", [&](const std::string& name, Tensor& t) {
+            if (!is_modulation(name)) v(name, t);
+          });
+        },
+        device, dtype, true);
+    BlockFacts once = block_facts(
+        [&](const nn::ParameterVisitor& v) {
+          block.visit("", [&](const std::string& name, Tensor& t) {
+            if (is_modulation(name)) v(name, t);
+          });
+        },
+        device, dtype, true);
+    std::copy(std::begin(once.bytes), std::end(once.bytes), std::begin(every_step.once_bytes));
+    denoise.blocks.push_back(every_step);
+  }
+  const int halves = guided ? 2 : 1;
+  denoise.passes = request.steps * halves;
+  denoise.passes_per_weight_read = halves;
+  const int64_t scale = components.vae_scale_factor();
+  const int64_t latent_height = 2 * (request.height / (scale * 2));
+  const int64_t latent_width = 2 * (request.width / (scale * 2));
+  const std::vector<ImageShape> img_shapes = {{1, latent_height / 2, latent_width / 2}};
+  const int64_t image_tokens = img_shapes[0].tokens();
+  {
+    nn::MetaWeightsScope meta(transformer, "transformer");
+    ComponentPlan mapped;
+    mapped.name = "transformer";
+    mapped.residency = Residency::Mapped;
+    ComponentPlacement no_streaming(Device::meta(), transformer_weights(transformer), mapped);
+    OwnerScope owner({"transformer", -1, MemoryRole::Activations});
+    denoise.activation_bytes = measure_activation_peak([&] {
+      TransformerExecutor executor(transformer, no_streaming, img_shapes, dtype);
+      executor.precompute_modulation(std::vector<float>(static_cast<size_t>(request.steps), 1.0f));
+      std::vector<TransformerCondition> conditions;
+      for (int64_t tokens : text_tokens) {
+        conditions.push_back({Tensor::empty({1, tokens, config.joint_attention_dim}, dtype, Device::meta()),
+                              {},
+                              transformer.rotary(img_shapes, tokens, Device::meta(), dtype)});
+      }
+      Tensor latents = Tensor::empty({1, image_tokens, config.in_channels}, dtype, Device::meta());
+      executor.predict(0, latents, conditions);
+    });
+  }
+  // Per block: the image and text streams' linears (12 dim^2 weights each) on their own tokens, and
+  // attention's two L x L x dim products over the joint sequence.
+  const double dim = static_cast<double>(config.inner_dim());
+  double flops = 0;
+  for (int64_t tokens : text_tokens) {
+    const double joint = static_cast<double>(image_tokens + tokens);
+    flops +=
+        static_cast<double>(config.num_layers) * (2.0 * joint * 12.0 * dim * dim + 4.0 * joint * joint * dim);
+  }
+  denoise.flops_per_pass = flops / static_cast<double>(text_tokens.size());
+  return denoise;
+}
+
+ComponentFacts vae_facts(QwenImageComponents& components, const TextToImageRequest& request) {
+  const int64_t scale = components.vae_scale_factor();
+  const int64_t latent_height = 2 * (request.height / (scale * 2));
+  const int64_t latent_width = 2 * (request.width / (scale * 2));
+  ComponentFacts decode;
+  AutoencoderKLQwenImage& vae = *components.vae;
+  decode.name = "vae";
+  decode.shared_bytes =
+      shared_bytes([&](const auto& v) { vae.visit(v); }, components.device, components.vae_dtype);
+  {
+    nn::MetaWeightsScope meta(vae, "vae");
+    OwnerScope owner({"vae", -1, MemoryRole::Activations});
+    decode.activation_bytes = measure_activation_peak([&] {
+      Tensor latents = Tensor::empty({1, vae.config().z_dim, latent_height, latent_width},
+                                     components.vae_dtype, Device::meta());
+      vae.decode(vae.denormalize_latents(latents));
+    });
+  }
+  return decode;
+}
+
+}  // namespace
+
+std::vector<ComponentFacts> text_to_image_facts(QwenImageComponents& components,
+                                                const TextToImageRequest& request) {
+  std::vector<int64_t> text_tokens;
+  ComponentFacts text = text_encoder_facts(components, request, text_tokens);
+  return {text, transformer_facts(components, request, text_tokens), vae_facts(components, request)};
+}
+
+JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImageRequest& request) {
+  std::string key = job_key(request, components.memory_options);
+  if (components.memory && components.memory->job_key == key) return *components.memory;
+  // The previous arrangement goes first: its device memory is part of what the new plan may use.
+  components.memory.reset();
+  components.restore_host_weights();
+
+  std::vector<ComponentFacts> facts = text_to_image_facts(components, request);
+  MachineFacts machine = machine_facts(components);
+  MemoryPlan plan = plan_memory(facts, machine, components.memory_options.plan);
+
+  const Device device = components.device;
+  convert_host_weights(*components.text_encoder, device, components.activation_dtype);
+  convert_host_weights(*components.transformer, device, components.activation_dtype);
+  convert_host_weights(*components.vae, device, components.vae_dtype);
+  quantize_transformer(*components.transformer, plan.component("transformer").precision);
+
+  auto memory = std::make_unique<JobMemory>();
+  memory->plan = plan;
+  memory->job_key = key;
+  memory->text_encoder = std::make_unique<ComponentPlacement>(
+      device, text_encoder_weights(*components.text_encoder), plan.component("text_encoder"));
+  memory->transformer = std::make_unique<ComponentPlacement>(
+      device, transformer_weights(*components.transformer), plan.component("transformer"));
+  memory->vae =
+      std::make_unique<ComponentPlacement>(device, vae_weights(*components.vae), plan.component("vae"));
+  components.memory = std::move(memory);
+  return *components.memory;
+}
+
+}  // namespace canvas

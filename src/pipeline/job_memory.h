@@ -1,0 +1,48 @@
+// Memory planning for one text-to-image job: gathers the planner's facts (weight bytes from the loaded
+// checkpoint, activation peaks from a dry run of this very job on the meta device, the machine's free
+// memory and measured speeds), asks for a plan and arranges the weights as it says.
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include "memory/planner.h"
+#include "pipeline/model_placement.h"
+
+namespace canvas {
+
+struct QwenImageComponents;
+class Qwen2_5_VLTextModel;
+class QwenImageTransformer2DModel;
+class AutoencoderKLQwenImage;
+struct TextToImageRequest;
+
+struct MemoryOptions {
+  PlanRequest plan;
+  std::optional<int64_t> device_budget_bytes;  // replaces the measured free device memory
+  std::optional<int64_t> host_budget_bytes;    // replaces the measured available host memory
+};
+
+// The weights' arrangement for the current job's shape; kept for the next job when that plans the same.
+struct JobMemory {
+  MemoryPlan plan;
+  std::string job_key;
+  std::unique_ptr<ComponentPlacement> text_encoder, transformer, vae;
+};
+
+// Each component's weights split the way its executor reads them (blocks, once-read parts, the rest).
+ComponentWeights text_encoder_weights(Qwen2_5_VLTextModel& model);
+ComponentWeights transformer_weights(QwenImageTransformer2DModel& model);
+ComponentWeights vae_weights(AutoencoderKLQwenImage& model);
+
+// The planner's facts for this job. Dry-runs each phase on the meta device.
+std::vector<ComponentFacts> text_to_image_facts(QwenImageComponents& components,
+                                                const TextToImageRequest& request);
+// The free device memory and host memory the plan may use, and the machine's measured speeds.
+MachineFacts machine_facts(const QwenImageComponents& components);
+
+// Plans the job and arranges the weights, reusing the previous arrangement when the job has the same
+// shape. Throws canvas::Error when no plan fits (see plan_memory).
+JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImageRequest& request);
+
+}  // namespace canvas

@@ -1,0 +1,142 @@
+#include "pipeline/model_placement.h"
+
+#include <algorithm>
+
+#include "memory/host_memory.h"
+
+namespace canvas {
+
+namespace {
+
+// Pinned staging for streamed weights that are not pinned themselves: room for two groups, so the host
+// copies the next group while the one before waits for its slot, within a cap on page-locked memory.
+int64_t staging_bytes(const std::vector<WeightGroup>& groups) {
+  constexpr int64_t kCap = int64_t{2} << 30;
+  int64_t largest = 0;
+  for (const WeightGroup& group : groups) largest = std::max(largest, group.bytes());
+  return std::min(2 * largest, kCap);
+}
+
+}  // namespace
+
+ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan)
+    : device_(device), weights_(std::move(weights)), plan_(plan) {
+  check(plan_.resident_blocks + plan_.streamed_blocks == static_cast<int>(weights_.blocks.size()) ||
+            plan_.residency == Residency::Mapped,
+        "the memory plan for " + weights_.name + " does not match its " +
+            std::to_string(weights_.blocks.size()) + " blocks");
+  const int blocks = static_cast<int>(weights_.blocks.size());
+  for (int i = 0; i < blocks; ++i) {
+    const bool resident =
+        plan_.residency == Residency::Mapped || block_is_resident(i, blocks, plan_.resident_blocks);
+    block_resident_.push_back(resident);
+    stream_index_.push_back(resident ? -1 : streamed_count_++);
+  }
+}
+
+ComponentPlacement::~ComponentPlacement() {
+  once_stream_.reset();
+  pass_stream_.reset();
+  placed_.clear();
+}
+
+void ComponentPlacement::begin_phase() {
+  phase_start_bytes_ = streamed_since_placed();
+  if (plan_.residency == Residency::Mapped || !placed_.empty()) return;
+  const int blocks = static_cast<int>(weights_.blocks.size());
+  const bool all_resident = plan_.resident_blocks == blocks;
+  placed_.emplace_back(weights_.shared);
+  for (int i = 0; i < blocks; ++i)
+    if (block_resident_[i]) placed_.emplace_back(weights_.blocks[i]);
+  if (all_resident) {
+    for (const WeightGroup& group : weights_.once_blocks) placed_.emplace_back(group);
+  }
+  for (PlacedGroup& group : placed_) group.place(device_);
+
+  if (all_resident) return;
+  if (plan_.pinned_source && !pinned_) pin_streamed_blocks();
+  // The once-read weights go first and their ring is freed before the passes' ring is made, so the
+  // phase never holds both.
+  if (!weights_.once_blocks.empty()) {
+    once_stream_ = std::make_unique<WeightStreamer>(device_, weights_.once_blocks, plan_.slots,
+                                                    /*cyclic=*/false, weights_.name,
+                                                    staging_bytes(weights_.once_blocks));
+  } else {
+    start_pass_stream();
+  }
+}
+
+void ComponentPlacement::start_pass_stream() {
+  std::vector<WeightGroup> streamed;
+  for (size_t i = 0; i < weights_.blocks.size(); ++i)
+    if (!block_resident_[i]) streamed.push_back(weights_.blocks[i]);
+  // Pinned sources go to the copy engine directly and need no staging.
+  const int64_t staging = plan_.pinned_source ? 0 : staging_bytes(streamed);
+  pass_stream_ = std::make_unique<WeightStreamer>(device_, std::move(streamed), plan_.slots, /*cyclic=*/true,
+                                                  weights_.name, staging);
+}
+
+void ComponentPlacement::pin_streamed_blocks() {
+  Allocator* pinned = registered_pinned_host_allocator();
+  pinned_ = true;
+  if (pinned == nullptr) return;
+  for (size_t i = 0; i < weights_.blocks.size(); ++i) {
+    if (block_resident_[i]) continue;
+    // One page-locked allocation per block: pinning is paid per call as much as per byte.
+    const WeightGroup& group = weights_.blocks[i];
+    std::shared_ptr<Buffer> buffer = pinned->allocate(group.slot_bytes(), group.owner);
+    const std::vector<int64_t> offsets = slot_offsets(group);
+    for (size_t t = 0; t < group.tensors.size(); ++t) {
+      Tensor& tensor = *group.tensors[t];
+      Tensor copy = Tensor::from_buffer(buffer, tensor.shape(), tensor.dtype(), offsets[t]);
+      ops::copy_into(tensor, copy);
+      tensor = std::move(copy);
+    }
+  }
+}
+
+void ComponentPlacement::end_phase() {
+  if (plan_.residency == Residency::Resident) return;
+  bytes_streamed_before_ = streamed_since_placed();
+  once_stream_.reset();
+  pass_stream_.reset();
+  placed_.clear();
+}
+
+void ComponentPlacement::before_block(int index) {
+  if (pass_stream_ && stream_index_[index] >= 0)
+    pass_stream_->acquire(static_cast<size_t>(stream_index_[index]));
+}
+
+void ComponentPlacement::after_block(int index) {
+  if (pass_stream_ && stream_index_[index] >= 0)
+    pass_stream_->release(static_cast<size_t>(stream_index_[index]));
+}
+
+void ComponentPlacement::before_once(int index) {
+  if (once_stream_) once_stream_->acquire(index);
+}
+
+void ComponentPlacement::after_once(int index) {
+  if (!once_stream_) return;
+  once_stream_->release(index);
+  // The once-read weights are done for the job: their ring goes back before the passes begin.
+  if (index + 1 == static_cast<int>(once_stream_->size())) {
+    bytes_streamed_before_ += once_stream_->bytes_uploaded();
+    once_stream_.reset();
+    start_pass_stream();
+  }
+}
+
+int64_t ComponentPlacement::bytes_streamed() const {
+  return streamed_since_placed() - phase_start_bytes_;
+}
+
+int64_t ComponentPlacement::streamed_since_placed() const {
+  int64_t total = bytes_streamed_before_;
+  if (pass_stream_) total += pass_stream_->bytes_uploaded();
+  if (once_stream_) total += once_stream_->bytes_uploaded();
+  return total;
+}
+
+}  // namespace canvas

@@ -1,0 +1,188 @@
+// Host memory facts: the parsers of /proc and cgroup files on fixture text, the walk up a fake cgroup
+// tree, and the figures this machine reports, directly and through the CPU backend.
+#include "memory/host_memory.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <vector>
+
+#include "backend/backend.h"
+#include "test_util.h"
+
+namespace canvas {
+namespace {
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+constexpr int64_t kMiB = int64_t{1} << 20;
+
+constexpr const char* kMeminfo =
+    "MemTotal:       16318480 kB\n"
+    "MemFree:         1234567 kB\n"
+    "MemAvailable:    8159240 kB\n"
+    "HugePages_Total:       0\n"
+    "Hugepagesize:       2048 kB\n";
+
+TEST(HostMemoryParsers, ProcKibFieldsInBytes) {
+  EXPECT_EQ(parse_proc_kib_field(kMeminfo, "MemTotal"), int64_t{16318480} * 1024);
+  EXPECT_EQ(parse_proc_kib_field(kMeminfo, "MemAvailable"), int64_t{8159240} * 1024);
+  // A prefix of a field name is not the field, and a count without the kB unit is not a size.
+  EXPECT_EQ(parse_proc_kib_field(kMeminfo, "Mem"), std::nullopt);
+  EXPECT_EQ(parse_proc_kib_field(kMeminfo, "HugePages_Total"), std::nullopt);
+  EXPECT_EQ(parse_proc_kib_field(kMeminfo, "SwapTotal"), std::nullopt);
+  EXPECT_EQ(parse_proc_kib_field("", "MemTotal"), std::nullopt);
+
+  const char* status =
+      "Name:\tcanvas\nVmPeak:\t  900 kB\nVmSize:\t  800 kB\nVmHWM:\t  600 kB\nVmRSS:\t  500 kB\n";
+  EXPECT_EQ(parse_proc_kib_field(status, "VmRSS"), 500 * 1024);
+  EXPECT_EQ(parse_proc_kib_field(status, "VmHWM"), 600 * 1024);
+  EXPECT_EQ(parse_proc_kib_field(status, "VmSize"), 800 * 1024);
+}
+
+TEST(HostMemoryParsers, ProcKibFieldRejectsGarbage) {
+  EXPECT_EQ(parse_proc_kib_field("MemTotal: lots kB\n", "MemTotal"), std::nullopt);
+  EXPECT_EQ(parse_proc_kib_field("MemTotal: -5 kB\n", "MemTotal"), std::nullopt);
+  EXPECT_EQ(parse_proc_kib_field("MemTotal: 12 34 kB\n", "MemTotal"), std::nullopt);
+  EXPECT_EQ(parse_proc_kib_field("MemTotal: 12 MB\n", "MemTotal"), std::nullopt);
+  // Past int64 once converted to bytes.
+  EXPECT_EQ(parse_proc_kib_field("MemTotal: 9223372036854775 kB\n", "MemTotal"), std::nullopt);
+  // No trailing newline on the last line is still a line.
+  EXPECT_EQ(parse_proc_kib_field("MemTotal: 1 kB", "MemTotal"), 1024);
+}
+
+TEST(HostMemoryParsers, CgroupPathForV2AndV1Controllers) {
+  EXPECT_EQ(parse_cgroup_path("0::/user.slice/session-3.scope\n", ""), "/user.slice/session-3.scope");
+  EXPECT_EQ(parse_cgroup_path("0::/\n", ""), "/");
+  EXPECT_EQ(parse_cgroup_path("0::/user.slice\n", "memory"), std::nullopt);
+
+  const char* v1 =
+      "12:cpu,cpuacct:/docker/abc\n"
+      "4:memory:/docker/abc:with-colon\n"
+      "1:name=systemd:/init.scope\n"
+      "0::/docker/unified\n";
+  EXPECT_EQ(parse_cgroup_path(v1, "memory"), "/docker/abc:with-colon");
+  EXPECT_EQ(parse_cgroup_path(v1, "cpuacct"), "/docker/abc");
+  EXPECT_EQ(parse_cgroup_path(v1, ""), "/docker/unified");
+  EXPECT_EQ(parse_cgroup_path(v1, "mem"), std::nullopt);
+  EXPECT_EQ(parse_cgroup_path(v1, "systemd"), std::nullopt);
+  EXPECT_EQ(parse_cgroup_path("garbage\n::\n3:memory\n", "memory"), std::nullopt);
+  EXPECT_EQ(parse_cgroup_path("", ""), std::nullopt);
+}
+
+TEST(HostMemoryParsers, CgroupBytesAndStatFields) {
+  EXPECT_EQ(parse_cgroup_bytes("8589934592\n"), 8 * kGiB);
+  // cgroup v1's "unlimited" is a huge count, still a number.
+  EXPECT_EQ(parse_cgroup_bytes("9223372036854771712\n"), int64_t{9223372036854771712});
+  EXPECT_EQ(parse_cgroup_bytes("max\n"), std::nullopt);
+  EXPECT_EQ(parse_cgroup_bytes(""), std::nullopt);
+  EXPECT_EQ(parse_cgroup_bytes("12abc"), std::nullopt);
+  EXPECT_EQ(parse_cgroup_bytes("-1"), std::nullopt);
+  EXPECT_EQ(parse_cgroup_bytes("99999999999999999999"), std::nullopt);
+
+  const char* stat = "anon 100\nfile 200\nactive_file 70\ninactive_file 50\nfile_mapped 9\n";
+  EXPECT_EQ(parse_cgroup_stat_field(stat, "inactive_file"), 50);
+  EXPECT_EQ(parse_cgroup_stat_field(stat, "file"), 200);
+  EXPECT_EQ(parse_cgroup_stat_field(stat, "total_inactive_file"), std::nullopt);
+  EXPECT_EQ(parse_cgroup_stat_field("inactive_file many\n", "inactive_file"), std::nullopt);
+}
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+TEST(CgroupMemoryLimit, TightestLimitOverAncestorsLessUnreclaimableUsage) {
+  const std::filesystem::path root = test::scratch_dir("cgroup-v2");
+  // The leaf sets no limit; its parent's 8 GiB binds it. Of the parent's 4 GiB in use, 1 GiB is inactive
+  // page cache that reclaim frees first.
+  write_file(root / "a/b/memory.max", "max\n");
+  write_file(root / "a/b/memory.current", std::to_string(2 * kGiB));
+  write_file(root / "a/memory.max", std::to_string(8 * kGiB));
+  write_file(root / "a/memory.current", std::to_string(4 * kGiB));
+  write_file(root / "a/memory.stat", "anon 1\ninactive_file " + std::to_string(kGiB) + "\n");
+  std::optional<CgroupMemory> memory = cgroup_memory_limit(root, "/a/b", CgroupVersion::V2);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(memory->limit_bytes, 8 * kGiB);
+  EXPECT_EQ(memory->available_bytes, 5 * kGiB);
+
+  // A tighter leaf limit wins, with its own (fuller) usage; no memory.stat counts as no page cache.
+  write_file(root / "a/b/memory.max", std::to_string(6 * kGiB));
+  write_file(root / "a/b/memory.current", std::to_string(5 * kGiB + 512 * kMiB));
+  memory = cgroup_memory_limit(root, "/a/b", CgroupVersion::V2);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(memory->limit_bytes, 6 * kGiB);
+  EXPECT_EQ(memory->available_bytes, 512 * kMiB);
+
+  // Usage past the limit leaves nothing, not a negative figure.
+  write_file(root / "a/b/memory.current", std::to_string(7 * kGiB));
+  EXPECT_EQ(cgroup_memory_limit(root, "/a/b", CgroupVersion::V2)->available_bytes, 0);
+}
+
+TEST(CgroupMemoryLimit, ContainerRootAndNoLimit) {
+  const std::filesystem::path root = test::scratch_dir("cgroup-container");
+  // Nothing anywhere: no limit.
+  EXPECT_EQ(cgroup_memory_limit(root, "/docker/abc", CgroupVersion::V2), std::nullopt);
+  // Inside a container only its own cgroup is mounted, at the root, while the path names the host's.
+  write_file(root / "memory.max", std::to_string(2 * kGiB));
+  write_file(root / "memory.current", std::to_string(kGiB));
+  const std::optional<CgroupMemory> memory = cgroup_memory_limit(root, "/docker/abc", CgroupVersion::V2);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(memory->limit_bytes, 2 * kGiB);
+  EXPECT_EQ(memory->available_bytes, kGiB);
+  // Garbage in the limit file reads as no limit.
+  write_file(root / "memory.max", "garbage");
+  EXPECT_EQ(cgroup_memory_limit(root, "/docker/abc", CgroupVersion::V2), std::nullopt);
+}
+
+TEST(CgroupMemoryLimit, V1FileNames) {
+  const std::filesystem::path root = test::scratch_dir("cgroup-v1");
+  write_file(root / "job/memory.limit_in_bytes", std::to_string(4 * kGiB));
+  write_file(root / "job/memory.usage_in_bytes", std::to_string(3 * kGiB));
+  // v1's hierarchical figure is total_inactive_file; the local inactive_file must not be used.
+  write_file(root / "job/memory.stat", "inactive_file 1\ntotal_inactive_file " + std::to_string(kGiB) + "\n");
+  write_file(root / "memory.limit_in_bytes", "9223372036854771712\n");
+  const std::optional<CgroupMemory> memory = cgroup_memory_limit(root, "/job", CgroupVersion::V1);
+  ASSERT_TRUE(memory.has_value());
+  EXPECT_EQ(memory->limit_bytes, 4 * kGiB);
+  EXPECT_EQ(memory->available_bytes, 2 * kGiB);
+  EXPECT_EQ(cgroup_memory_limit(root, "/job", CgroupVersion::V2), std::nullopt);
+}
+
+TEST(HostMemoryInfo, PlausibleOnThisMachine) {
+  const HostMemoryInfo before = host_memory_info();
+  EXPECT_GT(before.total_bytes, 0);
+  EXPECT_GT(before.available_bytes, 0);
+  EXPECT_LE(before.available_bytes, before.total_bytes);
+  EXPECT_GT(before.process_rss_bytes, 0);
+  EXPECT_GE(before.process_peak_rss_bytes, before.process_rss_bytes);
+
+  // Touching 64 MiB shows up in the resident set and its peak.
+  std::vector<char> touched(64 * kMiB, 1);
+  const HostMemoryInfo after = host_memory_info();
+  EXPECT_GE(after.process_rss_bytes, before.process_rss_bytes + 48 * kMiB);
+  EXPECT_GE(after.process_peak_rss_bytes, after.process_rss_bytes);
+  EXPECT_EQ(touched[touched.size() / 2], 1);
+}
+
+TEST(HostMemoryInfo, CpuBackendReportsHostMemory) {
+  const HostMemoryInfo before = host_memory_info();
+  const DeviceMemoryInfo cpu = backend_for(Device::cpu()).memory_info();
+  const HostMemoryInfo after = host_memory_info();
+  EXPECT_EQ(cpu.total_bytes, before.total_bytes);
+  // Other processes allocate meanwhile; the figure must still lie within what was seen around it.
+  const int64_t slack = 512 * kMiB;
+  EXPECT_GE(cpu.free_bytes, std::min(before.available_bytes, after.available_bytes) - slack);
+  EXPECT_LE(cpu.free_bytes, std::max(before.available_bytes, after.available_bytes) + slack);
+}
+
+TEST(HostMemoryInfo, PinnedAllocatorRegistry) {
+  // This test binary has no GPU backend to register one.
+  EXPECT_EQ(registered_pinned_host_allocator(), nullptr);
+  Allocator& host = allocator_for(Device::cpu());
+  register_pinned_host_allocator(&host);
+  EXPECT_EQ(registered_pinned_host_allocator(), &host);
+  register_pinned_host_allocator(nullptr);
+}
+
+}  // namespace
+}  // namespace canvas

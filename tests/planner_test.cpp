@@ -1,0 +1,176 @@
+// The memory planner on the full-size Qwen-Image layout: a sparse all-zero checkpoint gives the exact
+// tensor sizes, the meta-device dry run gives this job's activation peaks, and a profile with the H200's
+// measured speeds stands in for the machine. Plans are checked for fitting, for choosing what the
+// strategy asks, and for getting no faster as memory shrinks.
+#include <gtest/gtest.h>
+
+#include "pipeline/text_to_image.h"
+#include "test_util.h"
+
+namespace canvas {
+namespace {
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+class FullSizePlanner : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::filesystem::path folder = test::scratch_dir("planner") / "qwen-image-zeros";
+    test::CommandResult written = test::run_built_program(
+        "tools/canvas-synthetic-checkpoint", "--output " + folder.string() + " --zeros --shard-gib 5");
+    ASSERT_EQ(written.exit_code, 0) << written.output;
+    // Loaded for the host, then described as a CUDA job: facts need no GPU, only the placed dtypes.
+    components_ = new QwenImageComponents(load_qwen_image(folder, Device::cpu()));
+    components_->device = Device::cuda(0);
+    components_->activation_dtype = DType::BF16;
+    TextToImageRequest request;
+    request.prompt = "a lighthouse on a cliff at dusk, oil painting";
+    request.width = request.height = 1024;
+    request.steps = 50;
+    request.cfg_scale = 4.0f;
+    facts_ = new std::vector<ComponentFacts>(text_to_image_facts(*components_, request));
+  }
+  static void TearDownTestSuite() {
+    delete facts_;
+    delete components_;
+  }
+
+  // The H200's figures from bench/RESULTS.md (2026-11-28).
+  static MachineFacts h200(int64_t budget_bytes) {
+    MachineFacts machine;
+    machine.device = Device::cuda(0);
+    machine.device_budget = budget_bytes;
+    machine.host_budget = 100 * kGiB;
+    machine.profile = {"NVIDIA H200 (test)", 767e12, 55e9, 7e9, 15e9, 20e9, 4e9};
+    return machine;
+  }
+  static const ComponentFacts& fact(const std::string& name) {
+    for (const ComponentFacts& component : *facts_)
+      if (component.name == name) return component;
+    throw Error("no facts for " + name);
+  }
+
+  static QwenImageComponents* components_;
+  static std::vector<ComponentFacts>* facts_;
+};
+
+QwenImageComponents* FullSizePlanner::components_ = nullptr;
+std::vector<ComponentFacts>* FullSizePlanner::facts_ = nullptr;
+
+TEST_F(FullSizePlanner, WeightBytesComeFromTheCheckpoint) {
+  const ComponentFacts& transformer = fact("transformer");
+  ASSERT_EQ(transformer.blocks.size(), 60u);
+  // 20,430,401,088 parameters in bf16.
+  EXPECT_EQ(transformer.shared_bytes + transformer.block_bytes(WeightPrecision::Lossless),
+            int64_t{20'430'401'088} * 2);
+  // The adaLN projections, read once per job, are a third of every block.
+  const BlockFacts& block = transformer.blocks[0];
+  EXPECT_NEAR(static_cast<double>(block.once_bytes[0]) / (block.bytes[0] + block.once_bytes[0]), 1.0 / 3,
+              0.01);
+  // Quantized: about one byte per weight for fp8, a little over half a byte for nf4.
+  const double lossless = static_cast<double>(block.bytes[0]);
+  EXPECT_NEAR(block.bytes[static_cast<int>(WeightPrecision::Fp8)] / lossless, 0.5, 0.01);
+  EXPECT_NEAR(block.bytes[static_cast<int>(WeightPrecision::Nf4)] / lossless, 0.28, 0.01);
+
+  const ComponentFacts& text = fact("text_encoder");
+  ASSERT_EQ(text.blocks.size(), 28u);
+  EXPECT_EQ(text.shared_bytes + text.block_bytes(WeightPrecision::Lossless), int64_t{7'070'619'136} * 2);
+  EXPECT_FALSE(text.quantizable);
+}
+
+TEST_F(FullSizePlanner, DryRunMeasuresThisJobsActivations) {
+  const int64_t transformer = fact("transformer").activation_bytes;
+  const int64_t vae = fact("vae").activation_bytes;
+  // 4096 image tokens x 3072 wide in bf16 is 24 MiB per tensor: a block holds a few dozen of them, and
+  // the job keeps 60 x 50 x 2 modulation rows.
+  EXPECT_GT(transformer, 256 << 20);
+  EXPECT_LT(transformer, 4 * kGiB);
+  // The f32 VAE's 1024x1024 feature maps are 512 MiB each at 128 channels.
+  EXPECT_GT(vae, kGiB);
+  EXPECT_LT(vae, 16 * kGiB);
+  EXPECT_GT(fact("text_encoder").activation_bytes, 0);
+}
+
+TEST_F(FullSizePlanner, UnconstrainedH200HoldsEverythingResident) {
+  MemoryPlan plan = plan_memory(*facts_, h200(136 * kGiB), {});
+  EXPECT_EQ(plan.chosen, Strategy::Bf16Full);
+  EXPECT_LE(plan.predicted_peak_bytes, 136 * kGiB);
+  EXPECT_EQ(plan.component("transformer").streamed_blocks, 0);
+}
+
+TEST_F(FullSizePlanner, SmallerBudgetsStreamMoreAndAreNeverFaster) {
+  // 48 GiB holds the transformer during its phase, offloading the text encoder between phases.
+  MemoryPlan roomy = plan_memory(*facts_, h200(48 * kGiB), {});
+  EXPECT_EQ(roomy.chosen, Strategy::ModelOffload);
+  double previous_step = roomy.predicted_step_s();
+  int previous_resident = 60;
+  for (int64_t gib : {24, 16, 8, 4}) {
+    MemoryPlan plan = plan_memory(*facts_, h200(gib * kGiB), {});
+    SCOPED_TRACE(std::to_string(gib) + " GiB");
+    for (const std::string& line : plan.describe()) std::printf("  %s\n", line.c_str());
+    const ComponentPlan& transformer = plan.component("transformer");
+    EXPECT_LE(plan.predicted_peak_bytes, gib * kGiB);
+    EXPECT_EQ(transformer.precision, WeightPrecision::Lossless);
+    EXPECT_GT(transformer.streamed_blocks, 0);
+    EXPECT_LE(transformer.resident_blocks, previous_resident);
+    EXPECT_GE(plan.predicted_step_s(), previous_step);
+    previous_resident = transformer.resident_blocks;
+    previous_step = plan.predicted_step_s();
+  }
+  // At 4 GiB even the text encoder (15 GB) streams.
+  EXPECT_GT(plan_memory(*facts_, h200(4 * kGiB), {}).component("text_encoder").streamed_blocks, 0);
+}
+
+TEST_F(FullSizePlanner, FewBlocksStreamedHideBehindCompute) {
+  // At 24 GiB most blocks stay; the rest copy while the resident ones compute.
+  MemoryPlan plan = plan_memory(*facts_, h200(24 * kGiB), {});
+  MemoryPlan resident = plan_memory(*facts_, h200(136 * kGiB), {});
+  EXPECT_LE(plan.predicted_step_s(), 1.15 * resident.predicted_step_s());
+}
+
+TEST_F(FullSizePlanner, QualityCeilingLetsAutoPickFp8WhenItAvoidsStreaming) {
+  PlanRequest request;
+  request.quality = Quality::Fp8;
+  MemoryPlan plan = plan_memory(*facts_, h200(24 * kGiB), request);
+  const ComponentPlan& transformer = plan.component("transformer");
+  EXPECT_EQ(transformer.precision, WeightPrecision::Fp8);
+  EXPECT_EQ(transformer.streamed_blocks, 0);
+  EXPECT_EQ(plan.chosen, Strategy::Fp8);
+  // Lossless stays the default: the same budget without the ceiling keeps bf16 weights.
+  EXPECT_EQ(plan_memory(*facts_, h200(24 * kGiB), {}).component("transformer").precision,
+            WeightPrecision::Lossless);
+}
+
+TEST_F(FullSizePlanner, PresetsPlaceAsTheirNamesSay) {
+  auto plan_for = [&](Strategy strategy, int64_t gib) {
+    PlanRequest request;
+    request.strategy = strategy;
+    return plan_memory(*facts_, h200(gib * kGiB), request);
+  };
+  MemoryPlan sequential = plan_for(Strategy::SequentialOffload, 8);
+  EXPECT_EQ(sequential.component("transformer").resident_blocks, 0);
+  EXPECT_EQ(sequential.component("text_encoder").resident_blocks, 0);
+  MemoryPlan model_offload = plan_for(Strategy::ModelOffload, 48);
+  EXPECT_EQ(model_offload.component("transformer").streamed_blocks, 0);
+  EXPECT_EQ(model_offload.component("transformer").residency, Residency::Offloaded);
+  MemoryPlan nf4 = plan_for(Strategy::Nf4, 16);
+  EXPECT_EQ(nf4.component("transformer").precision, WeightPrecision::Nf4);
+  EXPECT_EQ(nf4.quality, Quality::FourBit);
+}
+
+TEST_F(FullSizePlanner, ForcedPresetThatCannotFitSaysWhatWould) {
+  PlanRequest request;
+  request.strategy = Strategy::Bf16Full;
+  try {
+    plan_memory(*facts_, h200(24 * kGiB), request);
+    FAIL() << "bf16_full fitted in 24 GiB";
+  } catch (const Error& error) {
+    std::string message = error.what();
+    EXPECT_NE(message.find("bf16_full needs"), std::string::npos) << message;
+    EXPECT_NE(message.find("GiB on cuda:0 but the budget is 24.00 GiB"), std::string::npos) << message;
+    EXPECT_NE(message.find("--strategy sequential_offload fits"), std::string::npos) << message;
+  }
+}
+
+}  // namespace
+}  // namespace canvas
