@@ -1,6 +1,7 @@
 #include "pipeline/model_placement.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "memory/host_memory.h"
 
@@ -82,15 +83,16 @@ void ComponentPlacement::pin_streamed_blocks() {
   if (pinned == nullptr) return;
   for (size_t i = 0; i < weights_.blocks.size(); ++i) {
     if (block_resident_[i]) continue;
-    // One page-locked allocation per block: pinning is paid per call as much as per byte.
     const WeightGroup& group = weights_.blocks[i];
-    std::shared_ptr<Buffer> buffer = pinned->allocate(group.slot_bytes(), group.owner);
-    const std::vector<int64_t> offsets = slot_offsets(group);
-    for (size_t t = 0; t < group.tensors.size(); ++t) {
-      Tensor& tensor = *group.tensors[t];
-      Tensor copy = Tensor::from_buffer(buffer, tensor.shape(), tensor.dtype(), offsets[t]);
-      ops::copy_into(tensor, copy);
-      tensor = std::move(copy);
+    for (Tensor* tensor : group.tensors) {
+      // A plain copy per tensor on purpose: on the H200 host this pinned 1.2 GB/s out of the mapped
+      // checkpoint, while one allocation per block filled over the thread pool managed 0.24 GB/s
+      // (probably page faults of the mapping contending across threads).
+      Tensor source = tensor->contiguous();
+      Tensor copy =
+          Tensor::from_buffer(pinned->allocate(source.nbytes(), group.owner), source.shape(), source.dtype());
+      std::memcpy(copy.raw_data(), source.raw_data(), static_cast<size_t>(source.nbytes()));
+      *tensor = std::move(copy);
     }
   }
 }
