@@ -1,7 +1,9 @@
 // The `canvas generate` command end to end: exit codes, the PNG and its metadata, and error messages.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
 
 #include "io/png_image.h"
 #include "test_util.h"
@@ -40,6 +42,54 @@ TEST(Cli, GenerateWritesPngWithReproducibleMetadata) {
   EXPECT_TRUE(json.at("true_cfg").get<bool>());
   EXPECT_EQ(json.at("negative_prompt_used"), " ");
   EXPECT_GT(json.at("timings_s").at("total").get<double>(), 0.0);
+}
+
+std::string canvas_chunk(const RgbImage& image) {
+  for (const PngTextChunk& chunk : image.text)
+    if (chunk.key == "canvas") return chunk.text;
+  return "";
+}
+
+TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
+  auto output = test::scratch_dir("cli-strategy") / "fox.png";
+  test::CommandResult result = run_canvas(
+      "generate " + model_argument() +
+      " --prompt 'a red fox' --steps 2 --width 32 --height 32 --seed 3 --strategy sequential_offload "
+      "--vram-budget 1 --output " +
+      output.string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("plan: strategy sequential_offload"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("transformer  offloaded, 0 blocks on the device"), std::string::npos)
+      << result.output;
+  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(output)));
+  EXPECT_EQ(json.at("memory_plan").at("strategy"), "sequential_offload");
+  EXPECT_LT(json.at("memory_plan").at("device_budget_bytes").get<int64_t>(), int64_t{1} << 30);
+  EXPECT_GT(json.at("memory").at("transformer_bytes_streamed").get<int64_t>(), 0);
+
+  test::CommandResult bad = run_canvas("generate " + model_argument() +
+                                       " --prompt x --strategy fastest --output " + output.string());
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("unknown strategy 'fastest': use auto, bf16_full"), std::string::npos)
+      << bad.output;
+}
+
+TEST(Cli, ProfileWritesJsonPlotAndSummary) {
+  auto folder = test::scratch_dir("cli-profile");
+  test::CommandResult result = run_canvas(
+      "generate " + model_argument() + " --prompt 'a red fox' --steps 2 --width 32 --height 32 --profile " +
+      (folder / "job.json").string() + " --output " + (folder / "fox.png").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("Profile: "), std::string::npos) << result.output;
+  std::ifstream stream(folder / "job.json");
+  nlohmann::json profile = nlohmann::json::parse(stream);
+  std::vector<std::string> phases;
+  for (const auto& phase : profile.at("phases")) phases.push_back(phase.at("name"));
+  for (const char* expected : {"load", "plan", "text_encode", "denoise", "step", "vae_decode"})
+    EXPECT_NE(std::find(phases.begin(), phases.end(), expected), phases.end()) << expected;
+  EXPECT_EQ(std::count(phases.begin(), phases.end(), "step"), 2);
+  EXPECT_TRUE(std::filesystem::is_regular_file(folder / "job.svg"));
+  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(folder / "fox.png")));
+  EXPECT_FALSE(json.at("profile_summary").empty());
 }
 
 TEST(Cli, BadSizeFailsClearlyAndWritesNothing) {

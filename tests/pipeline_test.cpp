@@ -29,7 +29,7 @@ TEST_P(PipelineGolden, ImageMatchesDiffusers) {
   TextToImageRequest request = test::golden_request(parameters);
   int steps_reported = 0;
   TextToImageResult result =
-      text_to_image(*components_, request, [&](int done, int) { steps_reported = done; });
+      text_to_image(*components_, request, {[&](int done, int) { steps_reported = done; }, {}, nullptr});
 
   EXPECT_EQ(steps_reported, request.steps);
   EXPECT_EQ(result.used_cfg, parameters.at("do_true_cfg").get<bool>());

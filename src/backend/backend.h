@@ -56,8 +56,12 @@ class Backend {
   virtual std::string description() const = 0;
   // Blocks until all work queued on the device has finished (timing, handing results to the host).
   virtual void synchronize() = 0;
-  // Free and total memory as the driver sees it; on the CPU, the host's available and total RAM.
+  // Free and total memory as the driver sees it; on the CPU, the host's available and total RAM. Cheap,
+  // and safe beside running work (the profiler samples it).
   virtual DeviceMemoryInfo memory_info() = 0;
+  // Waits for queued work and hands memory cached by the backend's pool back to the driver, so that
+  // memory_info() then reports what a new plan can have.
+  virtual void release_cached_memory() {}
   // Device memory the backend's own scratch may hold at once beyond what ops allocate for their outputs
   // (library workspaces, widened weights, im2col buffers). Memory plans leave it free.
   virtual int64_t scratch_reserve_bytes() const = 0;

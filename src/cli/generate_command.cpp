@@ -8,6 +8,7 @@
 #include "cli/progress_bar.h"
 #include "io/png_image.h"
 #include "memory/host_memory.h"
+#include "memory/profiler.h"
 #include "pipeline/components.h"
 #include "pipeline/generation_metadata.h"
 #include "pipeline/text_to_image.h"
@@ -96,6 +97,9 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
                       "GiB of device memory to plan for (default: what the device has free)");
   command->add_option("--ram-budget", options.ram_budget_gib,
                       "GiB of host memory to plan for (default: what the host has available)");
+  command->add_option("--profile", options.profile,
+                      "Write a memory and time profile of the job to this .json file, and its plot beside it "
+                      "as .svg");
   command->add_option("--output", options.output, "Where to write the PNG")->required();
 }
 
@@ -119,6 +123,16 @@ int run_generate(const GenerateOptions& options) {
   Device device = parse_device(options.device);
   std::optional<DType> precision = parse_precision(options.precision);
   prepare_device(device);
+  std::optional<std::filesystem::path> profile_path;
+  if (options.profile) {
+    profile_path = *options.profile;
+    check(profile_path->extension() == ".json",
+          "--profile must name a .json file, got '" + *options.profile + "'");
+  }
+  std::unique_ptr<Profiler> profiler =
+      profile_path ? std::make_unique<Profiler>(std::vector<Device>{device}) : nullptr;
+  std::optional<Profiler::Span> load_span;
+  if (profiler) load_span.emplace(profiler->span("load"));
 
   std::fprintf(stderr, "Loading %s\n", options.model.c_str());
   MemoryOptions memory;
@@ -131,18 +145,25 @@ int run_generate(const GenerateOptions& options) {
   // Check the request before spending time on anything else.
   validate_request(request, components);
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
+  load_span.reset();
 
   ProgressBar progress("Denoising");
-  TextToImageResult result = text_to_image(
-      components, request, [&](int done, int total) { progress.update(done, total); },
-      [](const MemoryPlan& plan) {
-        for (const std::string& line : plan.describe()) std::fprintf(stderr, "%s\n", line.c_str());
-      });
+  JobObservers observers;
+  observers.on_step = [&](int done, int total) { progress.update(done, total); };
+  observers.on_plan = [](const MemoryPlan& plan) {
+    for (const std::string& line : plan.describe()) std::fprintf(stderr, "%s\n", line.c_str());
+  };
+  observers.profiler = profiler.get();
+  TextToImageResult result = text_to_image(components, request, observers);
   progress.finish();
 
-  GenerationRecord record{
-      options.model, device.str(), std::string(dtype_name(components.activation_dtype)), request, &result,
-      load_s,        0.0};
+  GenerationRecord record;
+  record.model = options.model;
+  record.device = device.str();
+  record.precision = std::string(dtype_name(components.activation_dtype));
+  record.request = request;
+  record.result = &result;
+  record.load_s = load_s;
   record.total_s = std::chrono::duration<double>(Clock::now() - start).count();
   record.device_peak_bytes = allocator_for(device).peak();
   record.host_peak_rss_bytes = host_memory_info().process_peak_rss_bytes;
@@ -150,6 +171,11 @@ int run_generate(const GenerateOptions& options) {
   image.height = result.image.dim(0);
   image.width = result.image.dim(1);
   image.pixels = image_to_rgb8(result.image);
+  if (profiler) {
+    record.profile_summary = profiler->summary_lines();
+    profiler->write_json(*profile_path);
+    profiler->write_svg(std::filesystem::path(*profile_path).replace_extension(".svg"));
+  }
   image.text = generation_text_chunks(record);
   write_png(output, image);
 
@@ -159,12 +185,18 @@ int run_generate(const GenerateOptions& options) {
                "%.2f s\n",
                output.c_str(), static_cast<long long>(request.width), static_cast<long long>(request.height),
                static_cast<unsigned long long>(request.seed), request.steps, request.cfg_scale,
-               result.used_cfg ? "" : ", no guidance", load_s, result.timings.plan_s, result.timings.text_encode_s,
-               result.timings.denoise_s, result.timings.vae_decode_s, record.total_s);
+               result.used_cfg ? "" : ", no guidance", load_s, result.timings.plan_s,
+               result.timings.text_encode_s, result.timings.denoise_s, result.timings.vae_decode_s,
+               record.total_s);
   std::fprintf(stderr, "Memory: %s peak %s (planned %s), host peak RSS %s, %s of weights streamed\n",
                device.str().c_str(), format_bytes(record.device_peak_bytes).c_str(),
                format_bytes(result.plan.predicted_peak_bytes).c_str(),
                format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
+  if (profiler) {
+    std::fprintf(stderr, "Profile: %s and %s\n", profile_path->c_str(),
+                 std::filesystem::path(*profile_path).replace_extension(".svg").c_str());
+    for (const std::string& line : record.profile_summary) std::fprintf(stderr, "  %s\n", line.c_str());
+  }
   return 0;
 }
 

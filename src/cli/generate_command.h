@@ -22,6 +22,7 @@ struct GenerateOptions {
   std::string quality = "lossless";
   std::optional<double> vram_budget_gib;
   std::optional<double> ram_budget_gib;
+  std::optional<std::string> profile;
   std::string output;
 };
 

@@ -24,9 +24,8 @@ namespace canvas {
 struct ProfileOptions {
   // How often host RSS is sampled.
   std::chrono::milliseconds sample_interval{20};
-  // How often device free memory is asked of the backends; zero never asks. Kept apart from
-  // sample_interval because the CUDA backend's memory_info() synchronizes the compute stream and trims
-  // the memory pool, which would perturb the job if done every 20 ms.
+  // How often device free memory is asked of the backends; zero never asks. Each ask is a driver call,
+  // so it comes less often than the RSS samples.
   std::chrono::milliseconds device_memory_interval{250};
 };
 

@@ -38,6 +38,7 @@ nlohmann::json generation_json(const GenerationRecord& record) {
     json["memory"] = {{"device_peak_bytes", record.device_peak_bytes},
                       {"host_peak_rss_bytes", record.host_peak_rss_bytes},
                       {"transformer_bytes_streamed", result.bytes_streamed}};
+    if (!record.profile_summary.empty()) json["profile_summary"] = record.profile_summary;
   }
   return json;
 }

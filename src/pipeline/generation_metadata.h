@@ -19,6 +19,7 @@ struct GenerationRecord {
   double total_s = 0;
   int64_t device_peak_bytes = 0;  // the device allocator's peak over the job
   int64_t host_peak_rss_bytes = 0;
+  std::vector<std::string> profile_summary;  // when the job was profiled
 };
 
 // Every setting and timing, as JSON (stored in the "canvas" chunk).

@@ -152,6 +152,7 @@ MachineFacts machine_facts(const QwenImageComponents& components) {
   } else if (machine.device_is_host) {
     machine.device_budget = host.available_bytes - scratch;
   } else {
+    backend.release_cached_memory();
     machine.device_budget = backend.memory_info().free_bytes - scratch;
   }
   machine.profile = machine_profile(components.device, components.activation_dtype);

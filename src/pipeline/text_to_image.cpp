@@ -50,22 +50,30 @@ void validate_request(const TextToImageRequest& request, const QwenImageComponen
 }
 
 TextToImageResult text_to_image(QwenImageComponents& components, const TextToImageRequest& request,
-                                const StepCallback& on_step, const PlanCallback& on_plan) {
+                                const JobObservers& observers) {
   validate_request(request, components);
   const DType dtype = components.activation_dtype;
+  Profiler* profiler = observers.profiler;
+  auto span = [profiler](const char* name, PhaseAttributes attributes = {}) {
+    return profiler ? profiler->span(name, std::move(attributes)) : Profiler::Span();
+  };
   TextToImageResult result;
   Clock::time_point phase_start = Clock::now();
-  JobMemory& memory = prepare_job_memory(components, request);
+  JobMemory& memory = [&]() -> JobMemory& {
+    Profiler::Span phase = span("plan");
+    return prepare_job_memory(components, request);
+  }();
   BudgetScope budget(allocator_for(components.device), components.memory_options.device_budget_bytes);
   result.plan = memory.plan;
   // The job's peak, not the planning's or an earlier job's.
   allocator_for(components.device).reset_peak();
   result.timings.plan_s = seconds_since(phase_start);
-  if (on_plan) on_plan(memory.plan);
+  if (observers.on_plan) observers.on_plan(memory.plan);
 
   phase_start = Clock::now();
   PromptEmbedding positive, negative;
   {
+    Profiler::Span phase = span("text_encode");
     ComponentPlacement& placement = *memory.text_encoder;
     placement.begin_phase();
     QwenImagePromptEncoder prompt_encoder(components.tokenizer, *components.text_encoder, &placement);
@@ -88,6 +96,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
   const int64_t latent_width = 2 * (request.width / (scale * 2));
   Tensor latents;
   {
+    Profiler::Span phase = span("denoise");
     ComponentPlacement& placement = *memory.transformer;
     placement.begin_phase();
     OwnerScope owner({"transformer", -1, MemoryRole::Activations});
@@ -122,6 +131,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
     executor.precompute_modulation(sigma_timesteps);
 
     for (int step = 0; step < static_cast<int>(timesteps.size()); ++step) {
+      Profiler::Span step_span = span("step", {{"step", step + 1}});
       Clock::time_point step_start = Clock::now();
       std::vector<Tensor> predictions = executor.predict(step, latents, conditions);
       Tensor prediction = result.used_cfg
@@ -129,7 +139,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
                               : predictions[0];
       latents = scheduler.step(prediction, step, latents);
       result.timings.step_s.push_back(seconds_since(step_start));
-      if (on_step) on_step(step + 1, static_cast<int>(timesteps.size()));
+      if (observers.on_step) observers.on_step(step + 1, static_cast<int>(timesteps.size()));
     }
     placement.end_phase();
     result.bytes_streamed = placement.bytes_streamed();
@@ -139,6 +149,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
 
   phase_start = Clock::now();
   {
+    Profiler::Span phase = span("vae_decode");
     ComponentPlacement& placement = *memory.vae;
     placement.begin_phase();
     OwnerScope vae_owner({"vae", -1, MemoryRole::Activations});

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "memory/profiler.h"
 #include "pipeline/components.h"
 
 namespace canvas {
@@ -49,9 +50,16 @@ using PlanCallback = std::function<void(const MemoryPlan& plan)>;
 // Checks a request against the model: sizes, steps, guidance. Throws canvas::Error with the reason.
 void validate_request(const TextToImageRequest& request, const QwenImageComponents& components);
 
+// What a caller watches a job with; every member may be left empty.
+struct JobObservers {
+  StepCallback on_step;
+  PlanCallback on_plan;
+  Profiler* profiler = nullptr;  // marks the job's phases and steps
+};
+
 // Plans the job's memory (components.memory_options), then runs it.
 TextToImageResult text_to_image(QwenImageComponents& components, const TextToImageRequest& request,
-                                const StepCallback& on_step = {}, const PlanCallback& on_plan = {});
+                                const JobObservers& observers = {});
 
 // [H, W, 3] floats in [0, 1] to 8-bit RGB, rounding as the reference's numpy_to_pil does.
 std::vector<uint8_t> image_to_rgb8(const Tensor& image);

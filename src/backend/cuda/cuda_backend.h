@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
   std::string description() const override;
   void synchronize() override;
   DeviceMemoryInfo memory_info() override;
+  void release_cached_memory() override;
   int64_t scratch_reserve_bytes() const override;
   std::unique_ptr<UploadQueue> create_upload_queue(int64_t staging_bytes) override;
 

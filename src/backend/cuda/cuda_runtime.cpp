@@ -211,17 +211,20 @@ std::string CudaBackend::description() const {
          std::to_string(driver % 1000 / 10) + ")";
 }
 
-// Memory cached in this device's pool (freed tensors kept for reuse) would count as used, so the pool is
-// trimmed first: what is reported free is what a new plan can have.
+// Memory cached in this device's pool (freed tensors kept for reuse) counts as used here.
 DeviceMemoryInfo CudaBackend::memory_info() {
+  cuda::DeviceGuard guard(device_index_);
+  size_t free_bytes = 0, total_bytes = 0;
+  CANVAS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return {static_cast<int64_t>(free_bytes), static_cast<int64_t>(total_bytes)};
+}
+
+void CudaBackend::release_cached_memory() {
   cuda::DeviceGuard guard(device_index_);
   cudaMemPool_t pool = nullptr;
   CANVAS_CUDA_CHECK(cudaStreamSynchronize(context_->compute_stream));
   CANVAS_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_index_));
   CANVAS_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
-  size_t free_bytes = 0, total_bytes = 0;
-  CANVAS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  return {static_cast<int64_t>(free_bytes), static_cast<int64_t>(total_bytes)};
 }
 
 // cuBLASLt's and cuDNN's workspaces (attention, and the VAE's convolutions, the largest) and what the
