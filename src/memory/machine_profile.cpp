@@ -1,7 +1,5 @@
 #include "memory/machine_profile.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -15,6 +13,7 @@
 #include "backend/backend.h"
 #include "io/json_config.h"
 #include "memory/host_memory.h"
+#include "util/atomic_file.h"
 
 namespace canvas {
 
@@ -143,19 +142,16 @@ std::optional<MachineProfile> cached_profile(const json& cache, const std::strin
   return std::nullopt;
 }
 
-// Writes a temporary file and renames it over `file`, so readers (other processes included) see the old
-// cache or the new one, never half of one. Failures leave the cache as it was: it only saves time.
-void write_atomically(const std::filesystem::path& file, const json& cache) {
-  std::error_code error;
-  std::filesystem::create_directories(file.parent_path(), error);
-  const std::filesystem::path temporary = file.string() + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream stream(temporary, std::ios::trunc);
-    stream << cache.dump(2) << '\n';
-    if (!stream.flush()) error = std::make_error_code(std::errc::io_error);
+// Readers (other processes included) see the old cache or the new one. Failures leave the cache as it
+// was: it only saves time.
+void write_cache(const std::filesystem::path& file, const json& cache) {
+  std::error_code ignored;
+  std::filesystem::create_directories(file.parent_path(), ignored);
+  try {
+    write_file_atomically(file, cache.dump(2) + "\n");
+  } catch (const Error&) {
+    // An unwritable cache costs only the next run's measurement.
   }
-  if (!error) std::filesystem::rename(temporary, file, error);
-  if (error) std::filesystem::remove(temporary, error);
 }
 
 double positive_figure(const json& object, const char* name) {
@@ -217,7 +213,7 @@ MachineProfile machine_profile(Device device, DType activation_dtype) {
   MachineProfile profile = measure(device, activation_dtype, key);
   if (!dir.empty()) {
     cache["profiles"][key] = profile.to_json();
-    write_atomically(dir / kCacheFile, cache);
+    write_cache(dir / kCacheFile, cache);
   }
   return profile;
 }

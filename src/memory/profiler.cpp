@@ -1,11 +1,8 @@
 #include "memory/profiler.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <exception>
-#include <fstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -13,6 +10,7 @@
 #include "backend/backend.h"
 #include "memory/host_memory.h"
 #include "memory/profile_plot.h"
+#include "util/atomic_file.h"
 #include "util/format.h"
 
 namespace canvas {
@@ -122,23 +120,6 @@ std::vector<std::string> summary_from_json(const json& profile) {
     lines.push_back(overlap);
   }
   return lines;
-}
-
-// Readers (other processes included) see the previous file or the new one, never half of one.
-void write_text_atomically(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path temporary = path.string() + ".tmp-" + std::to_string(::getpid());
-  std::error_code error;
-  {
-    std::ofstream stream(temporary, std::ios::binary | std::ios::trunc);
-    stream << text;
-    if (!stream.flush()) error = std::make_error_code(std::errc::io_error);
-  }
-  if (!error) std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    throw Error("cannot write " + path.string() + ": " + error.message());
-  }
 }
 
 }  // namespace
@@ -417,11 +398,11 @@ std::vector<std::string> Profiler::summary_lines() const {
 }
 
 void Profiler::write_json(const std::filesystem::path& path) const {
-  write_text_atomically(path, to_json().dump() + "\n");
+  write_file_atomically(path, to_json().dump() + "\n");
 }
 
 void Profiler::write_svg(const std::filesystem::path& path) const {
-  write_text_atomically(path, render_profile_svg(to_json()));
+  write_file_atomically(path, render_profile_svg(to_json()));
 }
 
 }  // namespace canvas
