@@ -92,6 +92,26 @@ TEST(Cli, ProfileWritesJsonPlotAndSummary) {
   EXPECT_FALSE(json.at("profile_summary").empty());
 }
 
+TEST(Cli, InjectedAllocationFailureFailsClearlyAndWritesNothing) {
+  auto output = test::scratch_dir("cli-fault") / "fox.png";
+  setenv("CANVAS_FAIL_ALLOC", "300", 1);
+  test::CommandResult failed =
+      run_canvas("generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 --output " +
+                 output.string());
+  setenv("CANVAS_FAIL_ALLOC", "every", 1);
+  test::CommandResult malformed =
+      run_canvas("generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 --output " +
+                 output.string());
+  unsetenv("CANVAS_FAIL_ALLOC");
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_NE(failed.output.find("injected allocation failure (CANVAS_FAIL_ALLOC=300)"), std::string::npos)
+      << failed.output;
+  EXPECT_NE(malformed.exit_code, 0);
+  EXPECT_NE(malformed.output.find("CANVAS_FAIL_ALLOC='every': expected N"), std::string::npos)
+      << malformed.output;
+  EXPECT_FALSE(std::filesystem::exists(output));
+}
+
 TEST(Cli, BadSizeFailsClearlyAndWritesNothing) {
   auto output = test::scratch_dir("cli-bad-size") / "bad.png";
   test::CommandResult result =

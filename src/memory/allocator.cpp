@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "memory/fault_injection.h"
 #include "util/format.h"
 
 namespace canvas {
@@ -83,6 +84,12 @@ Allocator::Allocator(Device device, std::string name, std::unique_ptr<MemorySour
 std::shared_ptr<Buffer> Allocator::allocate(int64_t bytes, const MemoryOwner& owner) {
   check(bytes >= 0, "negative allocation size requested by " + owner.str());
   std::unique_lock lock(mutex_);
+  if (FaultInjector::instance().should_fail()) {
+    throw OutOfMemoryError(
+        name_ + ": injected allocation failure (CANVAS_FAIL_ALLOC=" + FaultInjector::instance().spec() +
+            ") allocating " + format_bytes(bytes) + " for " + owner.str(),
+        bytes, in_use_, -1);
+  }
   if (budget_ && in_use_ + bytes > *budget_) {
     throw OutOfMemoryError(name_ + ": allocating " + format_bytes(bytes) + " for " + owner.str() +
                                " would exceed the budget of " + format_bytes(*budget_) + " (" +

@@ -49,9 +49,33 @@ void validate_request(const TextToImageRequest& request, const QwenImageComponen
         "max sequence length must be between 1 and 1024");
 }
 
+namespace {
+
+// A job that fails part way leaves its weights mid-phase (placed, or a stream part way round its ring):
+// the arrangement is dropped so the next job plans from the checkpoint again.
+class ArrangementGuard {
+ public:
+  explicit ArrangementGuard(QwenImageComponents& components) : components_(components) {}
+  ~ArrangementGuard() {
+    if (completed_) return;
+    components_.memory.reset();
+    components_.restore_host_weights();
+  }
+  ArrangementGuard(const ArrangementGuard&) = delete;
+  ArrangementGuard& operator=(const ArrangementGuard&) = delete;
+  void complete() { completed_ = true; }
+
+ private:
+  QwenImageComponents& components_;
+  bool completed_ = false;
+};
+
+}  // namespace
+
 TextToImageResult text_to_image(QwenImageComponents& components, const TextToImageRequest& request,
                                 const JobObservers& observers) {
   validate_request(request, components);
+  ArrangementGuard arrangement(components);
   const DType dtype = components.activation_dtype;
   Profiler* profiler = observers.profiler;
   auto span = [profiler](const char* name, PhaseAttributes attributes = {}) {
@@ -165,6 +189,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
     placement.end_phase();
   }
   result.timings.vae_decode_s = seconds_since(phase_start);
+  arrangement.complete();
   return result;
 }
 
