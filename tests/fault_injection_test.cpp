@@ -64,6 +64,44 @@ TEST_F(FaultInjection, EveryAllocationSiteFailsCleanlyAndTheNextJobRecovers) {
   }
 }
 
+TEST_F(FaultInjection, FailuresDuringStepsAreRecoveredByStreamingMoreBlocks) {
+  // With the transformer's blocks on the device, a failure inside a step re-runs that step with half of
+  // them streamed instead: a lossless rung, so the image is unchanged.
+  components_->memory_options.plan.strategy = Strategy::ModelOffload;
+  FaultInjector& injector = FaultInjector::instance();
+  injector.configure("");
+  const TextToImageResult clean = text_to_image(*components_, request_);
+  components_->memory.reset();
+  components_->restore_host_weights();
+  injector.configure("");
+  text_to_image(*components_, request_);
+  const int64_t allocations = injector.allocations_seen();
+  int recovered = 0, failed = 0;
+  for (int64_t site = 1; site <= allocations; ++site) {
+    components_->memory.reset();
+    components_->restore_host_weights();
+    injector.configure(std::to_string(site));
+    try {
+      TextToImageResult result = text_to_image(*components_, request_);
+      ASSERT_EQ(result.recoveries.size(), 1u) << "allocation " << site;
+      EXPECT_NE(result.recoveries[0].find("streamed"), std::string::npos) << result.recoveries[0];
+      EXPECT_GT(result.plan.component("transformer").streamed_blocks, 0);
+      EXPECT_TRUE(bit_identical(result.image, clean.image)) << "recovered at allocation " << site;
+      ++recovered;
+    } catch (const OutOfMemoryError& error) {
+      EXPECT_NE(std::string(error.what()).find("injected allocation failure"), std::string::npos);
+      ++failed;
+    }
+  }
+  injector.configure("");
+  std::printf("[ faults ] model_offload: %d of %lld sites recovered inside a step, %d failed cleanly\n",
+              recovered, static_cast<long long>(allocations), failed);
+  // The denoising steps hold about a third of the job's allocations; planning, the text encoder and the
+  // VAE have no lower rung yet and fail cleanly.
+  EXPECT_GT(recovered, allocations / 5);
+  EXPECT_GT(failed, 0);
+}
+
 TEST_F(FaultInjection, RandomFailuresAreReproducibleAndRecovered) {
   FaultInjector& injector = FaultInjector::instance();
   injector.configure("");

@@ -153,6 +153,9 @@ int run_generate(const GenerateOptions& options) {
   observers.on_plan = [](const MemoryPlan& plan) {
     for (const std::string& line : plan.describe()) std::fprintf(stderr, "%s\n", line.c_str());
   };
+  observers.on_recovery = [](const std::string& recovery) {
+    std::fprintf(stderr, "\nRecovered from an allocation failure: %s\n", recovery.c_str());
+  };
   observers.profiler = profiler.get();
   TextToImageResult result = text_to_image(components, request, observers);
   progress.finish();

@@ -39,6 +39,7 @@ nlohmann::json generation_json(const GenerationRecord& record) {
                       {"host_peak_rss_bytes", record.host_peak_rss_bytes},
                       {"transformer_bytes_streamed", result.bytes_streamed}};
     if (!record.profile_summary.empty()) json["profile_summary"] = record.profile_summary;
+    if (!result.recoveries.empty()) json["recoveries"] = result.recoveries;
   }
   return json;
 }

@@ -41,7 +41,7 @@ ComponentPlacement::~ComponentPlacement() {
   placed_.clear();
 }
 
-void ComponentPlacement::begin_phase() {
+void ComponentPlacement::begin_phase(bool once_read_done) {
   phase_start_bytes_ = streamed_since_placed();
   if (plan_.residency == Residency::Mapped || !placed_.empty()) return;
   const int blocks = static_cast<int>(weights_.blocks.size());
@@ -58,7 +58,7 @@ void ComponentPlacement::begin_phase() {
   if (plan_.pinned_source && !pinned_) pin_streamed_blocks();
   // The once-read weights go first and their ring is freed before the passes' ring is made, so the
   // phase never holds both.
-  if (!weights_.once_blocks.empty()) {
+  if (!weights_.once_blocks.empty() && !once_read_done) {
     once_stream_ = std::make_unique<WeightStreamer>(device_, weights_.once_blocks, plan_.slots,
                                                     /*cyclic=*/false, weights_.name,
                                                     staging_bytes(weights_.once_blocks));

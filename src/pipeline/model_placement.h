@@ -28,7 +28,9 @@ class ComponentPlacement : public nn::BlockGate {
   ~ComponentPlacement() override;
 
   // Puts the shared weights and resident blocks on the device and starts streaming the first blocks.
-  void begin_phase();
+  // `once_read_done`: the job has already read the once-read weights (a placement replacing another
+  // mid-phase), so they are not streamed again.
+  void begin_phase(bool once_read_done = false);
   // An offloaded component gives its device memory back; a resident one keeps it for the next job.
   void end_phase();
 

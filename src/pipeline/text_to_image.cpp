@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "backend/backend.h"
 #include "pipeline/flow_match_scheduler.h"
 #include "pipeline/latent_packing.h"
 #include "pipeline/prompt_encoder.h"
@@ -70,6 +71,31 @@ class ArrangementGuard {
   bool completed_ = false;
 };
 
+// The recovery ladder's rung for the transformer: half of its resident blocks stream instead, through
+// pinned staging (no new pinned copies mid-job). Returns what the job now does, or nullopt when every
+// block already streams or the weights are used in place.
+std::optional<std::string> stream_more_blocks(QwenImageComponents& components, JobMemory& memory) {
+  ComponentPlan plan = memory.transformer->plan();
+  if (plan.residency == Residency::Mapped || plan.resident_blocks == 0) return std::nullopt;
+  const int blocks = plan.resident_blocks + plan.streamed_blocks;
+  plan.residency = Residency::Offloaded;
+  plan.resident_blocks /= 2;
+  plan.streamed_blocks = blocks - plan.resident_blocks;
+  plan.slots = std::max(plan.slots, 2);
+  plan.pinned_source = false;
+  // The old arrangement's memory goes back before the new one asks for any.
+  memory.transformer.reset();
+  backend_for(components.device).release_cached_memory();
+  memory.transformer = std::make_unique<ComponentPlacement>(
+      components.device, transformer_weights(*components.transformer), plan);
+  memory.transformer->begin_phase(/*once_read_done=*/true);
+  for (ComponentPlan& part : memory.plan.components) {
+    if (part.name == plan.name) part = plan;
+  }
+  return "transformer: " + std::to_string(plan.resident_blocks) + " blocks on the device, " +
+         std::to_string(plan.streamed_blocks) + " streamed";
+}
+
 }  // namespace
 
 TextToImageResult text_to_image(QwenImageComponents& components, const TextToImageRequest& request,
@@ -121,8 +147,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
   Tensor latents;
   {
     Profiler::Span phase = span("denoise");
-    ComponentPlacement& placement = *memory.transformer;
-    placement.begin_phase();
+    memory.transformer->begin_phase();
     OwnerScope owner({"transformer", -1, MemoryRole::Activations});
     TorchGenerator generator(request.seed);
     Tensor noise = generator.randn({1, 1, latent_channels, latent_height, latent_width});
@@ -148,16 +173,33 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
            {},
            transformer.rotary(img_shapes, negative.embeds.dim(1), components.device, dtype)});
     }
-    TransformerExecutor executor(transformer, placement, img_shapes, dtype);
+    TransformerExecutor executor(transformer, *memory.transformer, img_shapes, dtype);
     std::vector<float> sigma_timesteps;
     // The reference passes t / 1000 in the latents' dtype.
     for (float timestep : timesteps) sigma_timesteps.push_back(timestep / 1000.0f);
     executor.precompute_modulation(sigma_timesteps);
+    int64_t bytes_streamed_before_recovery = 0;
 
     for (int step = 0; step < static_cast<int>(timesteps.size()); ++step) {
       Profiler::Span step_span = span("step", {{"step", step + 1}});
       Clock::time_point step_start = Clock::now();
-      std::vector<Tensor> predictions = executor.predict(step, latents, conditions);
+      std::vector<Tensor> predictions;
+      // An allocation failure re-runs the step, from the same latents, one rung lower.
+      for (;;) {
+        try {
+          predictions = executor.predict(step, latents, conditions);
+          break;
+        } catch (const OutOfMemoryError& error) {
+          int64_t streamed_before = memory.transformer->bytes_streamed();
+          std::optional<std::string> rung = stream_more_blocks(components, memory);
+          if (!rung) throw;
+          executor.set_placement(*memory.transformer);
+          bytes_streamed_before_recovery += streamed_before;
+          result.recoveries.push_back("step " + std::to_string(step + 1) + ": " + error.what() + " -> " +
+                                      *rung);
+          if (observers.on_recovery) observers.on_recovery(result.recoveries.back());
+        }
+      }
       Tensor prediction = result.used_cfg
                               ? guided_prediction(predictions[0], predictions[1], request.cfg_scale)
                               : predictions[0];
@@ -165,8 +207,8 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
       result.timings.step_s.push_back(seconds_since(step_start));
       if (observers.on_step) observers.on_step(step + 1, static_cast<int>(timesteps.size()));
     }
-    placement.end_phase();
-    result.bytes_streamed = placement.bytes_streamed();
+    memory.transformer->end_phase();
+    result.bytes_streamed = bytes_streamed_before_recovery + memory.transformer->bytes_streamed();
   }
   result.latents = latents;
   result.timings.denoise_s = seconds_since(phase_start);
@@ -189,6 +231,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
     placement.end_phase();
   }
   result.timings.vae_decode_s = seconds_since(phase_start);
+  result.plan = memory.plan;
   arrangement.complete();
   return result;
 }

@@ -38,8 +38,9 @@ struct TextToImageResult {
   bool used_cfg = false;
   std::string negative_prompt;  // what the unconditional pass encoded, when used_cfg
   PhaseTimings timings;
-  MemoryPlan plan;             // how the job held its weights
-  int64_t bytes_streamed = 0;  // transformer weights copied to the device during the job
+  MemoryPlan plan;                      // how the job held its weights, after any recovery
+  std::vector<std::string> recoveries;  // each allocation failure recovered from, and the rung taken
+  int64_t bytes_streamed = 0;           // transformer weights copied to the device during the job
 };
 
 // Called after each denoising step with the number of steps done and the total.
@@ -54,6 +55,7 @@ void validate_request(const TextToImageRequest& request, const QwenImageComponen
 struct JobObservers {
   StepCallback on_step;
   PlanCallback on_plan;
+  std::function<void(const std::string& recovery)> on_recovery;
   Profiler* profiler = nullptr;  // marks the job's phases and steps
 };
 

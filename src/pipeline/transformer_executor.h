@@ -31,10 +31,13 @@ class TransformerExecutor {
   // The predictions for each condition at `step`, from the same latents.
   std::vector<Tensor> predict(int step, const Tensor& latents,
                               const std::vector<TransformerCondition>& inputs);
+  // Continues with another arrangement of the weights (a recovery's lower rung); the modulation already
+  // computed is kept.
+  void set_placement(ComponentPlacement& placement) { placement_ = &placement; }
 
  private:
   const QwenImageTransformer2DModel& transformer_;
-  ComponentPlacement& placement_;
+  ComponentPlacement* placement_;
   std::vector<ImageShape> img_shapes_;
   DType dtype_;
   std::vector<Tensor> block_temb_;                        // per step
