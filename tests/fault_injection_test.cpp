@@ -30,26 +30,37 @@ class FaultInjection : public ::testing::Test {
   }
   void TearDown() override { FaultInjector::instance().configure(""); }
 
+  // What a failed job leaves: no arrangement, the checkpoint's weights.
+  void drop_arrangement() {
+    components_->memory.reset();
+    components_->restore_host_weights();
+  }
+  // The clean job's result, and in `allocations` how many allocations a job from a dropped arrangement
+  // makes (the most: it plans and places everything), so that a sweep covers every site.
+  TextToImageResult clean_job(int64_t& allocations) {
+    FaultInjector& injector = FaultInjector::instance();
+    injector.configure("");
+    TextToImageResult clean = text_to_image(*components_, request_);
+    drop_arrangement();
+    injector.configure("");
+    text_to_image(*components_, request_);
+    allocations = injector.allocations_seen();
+    return clean;
+  }
+
   std::unique_ptr<QwenImageComponents> components_;
   TextToImageRequest request_;
 };
 
 TEST_F(FaultInjection, EveryAllocationSiteFailsCleanlyAndTheNextJobRecovers) {
   FaultInjector& injector = FaultInjector::instance();
-  injector.configure("");
-  const TextToImageResult clean = text_to_image(*components_, request_);
-  // A fresh arrangement (the one a failure leaves behind) allocates the most: count that job.
-  components_->memory.reset();
-  components_->restore_host_weights();
-  injector.configure("");
-  text_to_image(*components_, request_);
-  const int64_t allocations = injector.allocations_seen();
+  int64_t allocations = 0;
+  const TextToImageResult clean = clean_job(allocations);
   ASSERT_GT(allocations, 100);
   std::printf("[ faults ] %lld allocation sites in the job\n", static_cast<long long>(allocations));
 
   for (int64_t site = 1; site <= allocations; ++site) {
-    components_->memory.reset();
-    components_->restore_host_weights();
+    drop_arrangement();
     injector.configure(std::to_string(site));
     try {
       text_to_image(*components_, request_);
@@ -69,17 +80,11 @@ TEST_F(FaultInjection, FailuresDuringStepsAreRecoveredByStreamingMoreBlocks) {
   // them streamed instead: a lossless rung, so the image is unchanged.
   components_->memory_options.plan.strategy = Strategy::ModelOffload;
   FaultInjector& injector = FaultInjector::instance();
-  injector.configure("");
-  const TextToImageResult clean = text_to_image(*components_, request_);
-  components_->memory.reset();
-  components_->restore_host_weights();
-  injector.configure("");
-  text_to_image(*components_, request_);
-  const int64_t allocations = injector.allocations_seen();
+  int64_t allocations = 0;
+  const TextToImageResult clean = clean_job(allocations);
   int recovered = 0, failed = 0;
   for (int64_t site = 1; site <= allocations; ++site) {
-    components_->memory.reset();
-    components_->restore_host_weights();
+    drop_arrangement();
     injector.configure(std::to_string(site));
     try {
       TextToImageResult result = text_to_image(*components_, request_);
@@ -120,11 +125,9 @@ TEST_F(FaultInjection, RandomFailuresAreReproducibleAndRecovered) {
   int failures = 0;
   for (int seed = 1; seed <= 8; ++seed) {
     // A failed job leaves no arrangement, so each seed starts from the same state.
-    components_->memory.reset();
-    components_->restore_host_weights();
+    drop_arrangement();
     std::string first = outcome(seed);
-    components_->memory.reset();
-    components_->restore_host_weights();
+    drop_arrangement();
     EXPECT_EQ(outcome(seed), first) << "seed " << seed;
     failures += first.empty() ? 0 : 1;
   }
