@@ -12,12 +12,6 @@
 namespace canvas {
 namespace {
 
-bool bit_identical(const Tensor& a, const Tensor& b) {
-  Tensor ca = a.contiguous(), cb = b.contiguous();
-  return ca.shape() == cb.shape() && ca.dtype() == cb.dtype() &&
-         std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.nbytes())) == 0;
-}
-
 class FaultInjection : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -71,7 +65,7 @@ TEST_F(FaultInjection, EveryAllocationSiteFailsCleanlyAndTheNextJobRecovers) {
     }
     injector.configure("");
     TextToImageResult again = text_to_image(*components_, request_);
-    ASSERT_TRUE(bit_identical(again.image, clean.image)) << "after a failure at allocation " << site;
+    ASSERT_TRUE(test::bit_identical(again.image, clean.image)) << "after a failure at allocation " << site;
   }
 }
 
@@ -91,7 +85,7 @@ TEST_F(FaultInjection, FailuresDuringStepsAreRecoveredByStreamingMoreBlocks) {
       ASSERT_EQ(result.recoveries.size(), 1u) << "allocation " << site;
       EXPECT_NE(result.recoveries[0].find("streamed"), std::string::npos) << result.recoveries[0];
       EXPECT_GT(result.plan.component("transformer").streamed_blocks, 0);
-      EXPECT_TRUE(bit_identical(result.image, clean.image)) << "recovered at allocation " << site;
+      EXPECT_TRUE(test::bit_identical(result.image, clean.image)) << "recovered at allocation " << site;
       ++recovered;
     } catch (const OutOfMemoryError& error) {
       EXPECT_NE(std::string(error.what()).find("injected allocation failure"), std::string::npos);
@@ -116,7 +110,7 @@ TEST_F(FaultInjection, RandomFailuresAreReproducibleAndRecovered) {
     injector.configure("random:" + std::to_string(seed) + ":0.002");
     try {
       TextToImageResult result = text_to_image(*components_, request_);
-      EXPECT_TRUE(bit_identical(result.image, clean.image));
+      EXPECT_TRUE(test::bit_identical(result.image, clean.image));
       return "";
     } catch (const OutOfMemoryError& error) {
       return error.what();
@@ -133,7 +127,7 @@ TEST_F(FaultInjection, RandomFailuresAreReproducibleAndRecovered) {
   }
   EXPECT_GT(failures, 0);
   injector.configure("");
-  EXPECT_TRUE(bit_identical(text_to_image(*components_, request_).image, clean.image));
+  EXPECT_TRUE(test::bit_identical(text_to_image(*components_, request_).image, clean.image));
 }
 
 TEST(FaultInjectionSpec, MalformedSpecsAreRejectedClearly) {

@@ -34,12 +34,6 @@ class MemoryPlanPipeline : public ::testing::Test {
     return text_to_image(*components_, request_);
   }
 
-  static bool bit_identical(const Tensor& a, const Tensor& b) {
-    if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-    Tensor ca = a.contiguous(), cb = b.contiguous();
-    return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.nbytes())) == 0;
-  }
-
   static QwenImageComponents* components_;
   static TextToImageResult* unconstrained_;
   static TextToImageRequest request_;
@@ -60,8 +54,8 @@ TEST_F(MemoryPlanPipeline, LosslessPresetsAreBitIdentical) {
     TextToImageResult result = run(strategy);
     SCOPED_TRACE(std::string(strategy_name(strategy)));
     EXPECT_EQ(result.plan.strategy, strategy);
-    EXPECT_TRUE(bit_identical(result.latents, unconstrained_->latents));
-    EXPECT_TRUE(bit_identical(result.image, unconstrained_->image));
+    EXPECT_TRUE(test::bit_identical(result.latents, unconstrained_->latents));
+    EXPECT_TRUE(test::bit_identical(result.image, unconstrained_->image));
     for (const ComponentPlan& part : result.plan.components) EXPECT_NE(part.residency, Residency::Mapped);
   }
 }
@@ -110,8 +104,8 @@ TEST_F(MemoryPlanPipeline, AnyMixOfResidentAndStreamedBlocksIsBitIdentical) {
       TextToImageResult result = text_to_image(*components_, request_);
       SCOPED_TRACE("resident blocks " + std::to_string(resident) + ", slots " + std::to_string(slots));
       EXPECT_GT(result.bytes_streamed, 0);
-      EXPECT_TRUE(bit_identical(result.latents, unconstrained_->latents));
-      EXPECT_TRUE(bit_identical(result.image, unconstrained_->image));
+      EXPECT_TRUE(test::bit_identical(result.latents, unconstrained_->latents));
+      EXPECT_TRUE(test::bit_identical(result.image, unconstrained_->image));
     }
   }
 }
@@ -155,7 +149,7 @@ TEST_F(MemoryPlanPipeline, QuantizedPresetsStayWithinTheirMeasuredError) {
     EXPECT_LE(error, c.limit);
   }
   // A later lossless job starts again from the checkpoint's weights.
-  EXPECT_TRUE(bit_identical(run(Strategy::ModelOffload).latents, unconstrained_->latents));
+  EXPECT_TRUE(test::bit_identical(run(Strategy::ModelOffload).latents, unconstrained_->latents));
 }
 
 TEST_F(MemoryPlanPipeline, ForcedPresetThatCannotFitNamesOneThatDoes) {
@@ -180,7 +174,7 @@ TEST_F(MemoryPlanPipeline, BudgetBelowTheActivationsFailsClearly) {
     EXPECT_NE(std::string(error.what()).find("no strategy fits"), std::string::npos) << error.what();
   }
   // The failed plan changed nothing: the next job runs as before.
-  EXPECT_TRUE(bit_identical(run(Strategy::Auto).latents, unconstrained_->latents));
+  EXPECT_TRUE(test::bit_identical(run(Strategy::Auto).latents, unconstrained_->latents));
 }
 
 }  // namespace

@@ -45,30 +45,6 @@ void expect_same_peaks(const char* what, int64_t meta_peak, const CpuPeak& cpu, 
   EXPECT_LE(meta_peak - device_copies, cpu.total) << what;
 }
 
-std::vector<ImageShape> first_sample_shapes(const nlohmann::json& img_shapes) {
-  std::vector<ImageShape> shapes;
-  for (const auto& shape : img_shapes.at(0)) {
-    shapes.push_back({shape.at(0).get<int64_t>(), shape.at(1).get<int64_t>(), shape.at(2).get<int64_t>()});
-  }
-  return shapes;
-}
-
-QwenImageTransformer2DModel load_transformer(const std::string& folder) {
-  return QwenImageTransformer2DModel(
-      QwenImageTransformerConfig::from_file(test::source_path("tests/golden/" + folder) / "config.json"),
-      test::open_golden_model(folder));
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a canvas::Error";
-  return "";
-}
-
 TEST(MetaDevice, NamesAndMovesOntoMetaButNotOff) {
   register_meta_backend();
   register_meta_backend();  // idempotent
@@ -85,8 +61,9 @@ TEST(MetaDevice, NamesAndMovesOntoMetaButNotOff) {
   EXPECT_EQ(moved.dtype(), DType::F32);
   EXPECT_EQ(meta.in_use() - before, host.nbytes());
 
-  EXPECT_NE(error_of([&] { moved.to_floats(); }).find("meta tensors have no data"), std::string::npos);
-  EXPECT_NE(error_of([&] { moved.to(Device::cpu()); }).find("meta tensors have no data"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { moved.to_floats(); }).find("meta tensors have no data"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { moved.to(Device::cpu()); }).find("meta tensors have no data"),
+            std::string::npos);
   Tensor host_target = Tensor::zeros({2, 3}, DType::F32);
   EXPECT_THROW(ops::copy_into(moved, host_target), Error);
   EXPECT_THROW(ops::add(moved, host), Error);  // one op, two devices
@@ -124,7 +101,7 @@ TEST(MetaDevice, HugePlacementReservesNoMemory) {
 }
 
 TEST(MetaDevice, BudgetRefusalLeavesTheWeightsInPlace) {
-  QwenImageTransformer2DModel model = load_transformer("transformer/t1_base");
+  QwenImageTransformer2DModel model = test::load_golden_transformer("transformer/t1_base");
   int64_t weight_bytes = 0;
   model.visit([&](const std::string&, Tensor& weight) { weight_bytes += weight.nbytes(); });
   register_meta_backend();
@@ -138,7 +115,7 @@ TEST(MetaDevice, BudgetRefusalLeavesTheWeightsInPlace) {
 }
 
 TEST(MetaDevice, WeightsScopeChargesTheComponentAndRestoresTheOriginals) {
-  QwenImageTransformer2DModel model = load_transformer("transformer/t1_base");
+  QwenImageTransformer2DModel model = test::load_golden_transformer("transformer/t1_base");
   std::vector<const void*> originals;
   int64_t weight_bytes = 0;
   model.visit([&](const std::string&, Tensor& weight) {
@@ -164,7 +141,7 @@ TEST(MetaDevice, WeightsScopeChargesTheComponentAndRestoresTheOriginals) {
 }
 
 TEST(MetaDevice, PlaceWeightsTreatsMetaAsADevice) {
-  QwenImageTransformer2DModel model = load_transformer("transformer/t1_base");
+  QwenImageTransformer2DModel model = test::load_golden_transformer("transformer/t1_base");
   const QwenImageTransformerConfig& config = model.config();
   int64_t f32_bytes = 0;
   model.visit([&](const std::string&, Tensor& weight) {
@@ -202,9 +179,9 @@ TEST(MetaDevice, PlaceWeightsTreatsMetaAsADevice) {
 
 TEST(MetaDevice, TransformerDryRunMatchesTheCpuPeak) {
   const std::string folder = "transformer/t3_batch2_padded_mask";
-  QwenImageTransformer2DModel model = load_transformer(folder);
+  QwenImageTransformer2DModel model = test::load_golden_transformer(folder);
   WeightSource golden = test::open_golden(folder);
-  std::vector<ImageShape> shapes = first_sample_shapes(test::golden_json(folder).at("img_shapes"));
+  std::vector<ImageShape> shapes = test::first_sample_shapes(test::golden_json(folder).at("img_shapes"));
   Tensor hidden = golden.get("hidden_states"), text = golden.get("encoder_hidden_states");
   Tensor mask = golden.get("encoder_hidden_states_mask"), timestep = golden.get("timestep");
 
@@ -259,7 +236,7 @@ TEST(MetaDevice, VaeDecodeDryRunMatchesTheCpuPeak) {
 }
 
 TEST(MetaDevice, TransformerPeakGrowsWithTheImage) {
-  QwenImageTransformer2DModel model = load_transformer("transformer/t1_base");
+  QwenImageTransformer2DModel model = test::load_golden_transformer("transformer/t1_base");
   const QwenImageTransformerConfig& config = model.config();
   nn::MetaWeightsScope scope(model, "transformer");
   // Inputs can live on meta too; only the timestep is read on the host.

@@ -14,18 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Runs `action`, which must throw canvas::Error, and returns the message.
-template <typename Action>
-std::string error_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a canvas::Error";
-  return "";
-}
-
 void expect_contains(const std::string& text, const std::string& part) {
   EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' is not in: " << text;
 }
@@ -97,7 +85,7 @@ TEST(SafetensorsTest, DtypeNamesFollowTheFormat) {
   EXPECT_EQ(safetensors_dtype_name(DType::BF16), "BF16");
   EXPECT_EQ(safetensors_dtype_name(DType::F8_E4M3), "F8_E4M3");
   EXPECT_EQ(safetensors_dtype_name(DType::Bool), "BOOL");
-  expect_contains(error_of([] { safetensors_dtype_name(DType::Q8_0); }), "q8_0");
+  expect_contains(test::error_of([] { safetensors_dtype_name(DType::Q8_0); }), "q8_0");
 }
 
 TEST(SafetensorsTest, TensorsAreZeroCopyViewsThatKeepTheMappingAlive) {
@@ -139,10 +127,14 @@ TEST(SafetensorsTest, WriterLeavesNoPartialFile) {
   const std::string before = read_bytes(path);
 
   Tensor quantized = Tensor::empty({64}, DType::NF4);
-  expect_contains(error_of([&] { write_safetensors(path, {{"q", quantized}}); }), "nf4");
-  expect_contains(error_of([&] { write_safetensors(path, {{"x", quantized}, {"x", quantized}}); }), "'x'");
-  expect_contains(error_of([&] { write_safetensors(dir / "missing" / "out.safetensors", sample_tensors()); }),
-                  "missing");
+  expect_contains(test::error_of([&] { write_safetensors(path, {{"q", quantized}}); }), "nf4");
+  expect_contains(test::error_of([&] {
+                    write_safetensors(path, {{"x", quantized}, {"x", quantized}});
+                  }),
+                  "'x'");
+  expect_contains(
+      test::error_of([&] { write_safetensors(dir / "missing" / "out.safetensors", sample_tensors()); }),
+      "missing");
   EXPECT_EQ(read_bytes(path), before);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
 }
@@ -164,7 +156,7 @@ TEST(SafetensorsTest, TruncatedFilesNameTheFile) {
     SCOPED_TRACE("cut at " + std::to_string(cut));
     const fs::path path = dir / ("cut" + std::to_string(cut) + ".safetensors");
     write_bytes(path, bytes.substr(0, cut));
-    const std::string message = error_of([&] { SafetensorsFile::open(path); });
+    const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
     expect_contains(message, path.string());
     // A cut inside the data names the tensor that lost bytes.
     if (static_cast<int64_t>(cut) > data_offset) expect_contains(message, "tensor '");
@@ -175,12 +167,12 @@ TEST(SafetensorsTest, RejectsHeaderLengthBeyondTheFile) {
   const fs::path dir = test::scratch_dir("safetensors_header_length");
   const fs::path path = dir / "long.safetensors";
   write_bytes(path, length_prefix(1000) + "{}");
-  const std::string message = error_of([&] { SafetensorsFile::open(path); });
+  const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
   expect_contains(message, path.string());
   expect_contains(message, "1000");
 
   write_bytes(path, length_prefix(uint64_t{1} << 62) + "{}");
-  expect_contains(error_of([&] { SafetensorsFile::open(path); }), "100 MB");
+  expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), "100 MB");
 }
 
 TEST(SafetensorsTest, RejectsMalformedJson) {
@@ -188,14 +180,14 @@ TEST(SafetensorsTest, RejectsMalformedJson) {
   for (const std::string header :
        {"{\"a\": {\"dtype\": \"F32\",", "\xff\xfe garbage", "[1, 2, 3]", "{\"a\": 5}"}) {
     const fs::path path = write_raw(dir, header, 0);
-    expect_contains(error_of([&] { SafetensorsFile::open(path); }), path.string());
+    expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), path.string());
   }
 }
 
 TEST(SafetensorsTest, RejectsUnknownDtype) {
   const fs::path dir = test::scratch_dir("safetensors_dtype");
   const fs::path path = write_raw(dir, R"({"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}})", 8);
-  const std::string message = error_of([&] { SafetensorsFile::open(path); });
+  const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
   expect_contains(message, path.string());
   expect_contains(message, "tensor 'w'");
   expect_contains(message, "C64");
@@ -205,7 +197,7 @@ TEST(SafetensorsTest, RejectsByteLengthMismatch) {
   const fs::path dir = test::scratch_dir("safetensors_length_mismatch");
   const fs::path path =
       write_raw(dir, R"({"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 10]}})", 10);
-  const std::string message = error_of([&] { SafetensorsFile::open(path); });
+  const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
   expect_contains(message, "tensor 'w'");
   expect_contains(message, "needs 12");
 }
@@ -216,7 +208,7 @@ TEST(SafetensorsTest, RejectsOverlappingTensors) {
                                   R"({"first": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
                                       "second": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})",
                                   16);
-  const std::string message = error_of([&] { SafetensorsFile::open(path); });
+  const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
   expect_contains(message, path.string());
   expect_contains(message, "'first'");
   expect_contains(message, "'second'");
@@ -235,7 +227,7 @@ TEST(SafetensorsTest, RejectsBadOffsets) {
   for (const std::string& header : cases) {
     SCOPED_TRACE(header);
     const fs::path path = write_raw(dir, header, 4);
-    const std::string message = error_of([&] { SafetensorsFile::open(path); });
+    const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
     expect_contains(message, path.string());
     expect_contains(message, "tensor 'w'");
   }
@@ -257,7 +249,7 @@ TEST(SafetensorsTest, RejectsBadShapes) {
   for (const std::string& header : cases) {
     SCOPED_TRACE(header);
     const fs::path path = write_raw(dir, header, 4);
-    const std::string message = error_of([&] { SafetensorsFile::open(path); });
+    const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
     expect_contains(message, path.string());
     expect_contains(message, "tensor 'w'");
   }
@@ -269,7 +261,7 @@ TEST(SafetensorsTest, RejectsDuplicateNames) {
                                   R"({"w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]},
                                       "w": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}})",
                                   2);
-  const std::string message = error_of([&] { SafetensorsFile::open(path); });
+  const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
   expect_contains(message, "tensor 'w'");
   expect_contains(message, "twice");
 }
@@ -277,17 +269,17 @@ TEST(SafetensorsTest, RejectsDuplicateNames) {
 TEST(SafetensorsTest, RejectsNonStringMetadata) {
   const fs::path dir = test::scratch_dir("safetensors_metadata");
   const fs::path path = write_raw(dir, R"({"__metadata__": {"epoch": 3}})", 0);
-  expect_contains(error_of([&] { SafetensorsFile::open(path); }), "epoch");
+  expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), "epoch");
 }
 
 TEST(SafetensorsTest, ReportsUnopenableFiles) {
   const fs::path dir = test::scratch_dir("safetensors_unopenable");
-  const std::string missing = error_of([&] { SafetensorsFile::open(dir / "absent.safetensors"); });
+  const std::string missing = test::error_of([&] { SafetensorsFile::open(dir / "absent.safetensors"); });
   expect_contains(missing, "absent.safetensors");
   expect_contains(missing, std::strerror(ENOENT));
-  expect_contains(error_of([&] { SafetensorsFile::open(dir); }), "not a regular file");
+  expect_contains(test::error_of([&] { SafetensorsFile::open(dir); }), "not a regular file");
   write_bytes(dir / "empty.safetensors", "");
-  expect_contains(error_of([&] { SafetensorsFile::open(dir / "empty.safetensors"); }), "too short");
+  expect_contains(test::error_of([&] { SafetensorsFile::open(dir / "empty.safetensors"); }), "too short");
 }
 
 TEST(SafetensorsTest, LookupOfAnAbsentTensorNamesIt) {
@@ -296,7 +288,7 @@ TEST(SafetensorsTest, LookupOfAnAbsentTensorNamesIt) {
   const SafetensorsFile file = SafetensorsFile::open(path);
   EXPECT_TRUE(file.contains("bias"));
   EXPECT_FALSE(file.contains("bia"));
-  const std::string message = error_of([&] { file.tensor("gamma"); });
+  const std::string message = test::error_of([&] { file.tensor("gamma"); });
   expect_contains(message, "'gamma'");
   expect_contains(message, "(2 tensors)");
 }

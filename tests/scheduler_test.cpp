@@ -48,18 +48,6 @@ void expect_close(const std::string& what, const std::vector<float>& ours,
   }
 }
 
-// Runs `action`, which must throw canvas::Error, and returns the message.
-template <typename Action>
-std::string error_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a canvas::Error";
-  return "";
-}
-
 TEST(Scheduler, ShiftMatchesThePipeline) {
   const FlowMatchSchedulerConfig config = qwen_image_config();
   for (const nlohmann::json& entry : manifest().at("cases")) {
@@ -191,31 +179,33 @@ TEST(Scheduler, RejectsOptionsItDoesNotImplement) {
     nlohmann::json json = manifest().at("scheduler_config");
     json[option] = true;
     const FlowMatchSchedulerConfig config = FlowMatchSchedulerConfig::from_json(json, "test config");
-    const std::string message = error_of([&] { FlowMatchEulerDiscreteScheduler scheduler(config); });
+    const std::string message = test::error_of([&] { FlowMatchEulerDiscreteScheduler scheduler(config); });
     EXPECT_NE(message.find(option), std::string::npos) << message;
   }
 
   nlohmann::json unknown_shift = manifest().at("scheduler_config");
   unknown_shift["time_shift_type"] = "cubic";
   const std::string message =
-      error_of([&] { FlowMatchSchedulerConfig::from_json(unknown_shift, "test config"); });
+      test::error_of([&] { FlowMatchSchedulerConfig::from_json(unknown_shift, "test config"); });
   EXPECT_NE(message.find("cubic"), std::string::npos) << message;
 }
 
 TEST(Scheduler, RejectsImpossibleRequests) {
   FlowMatchEulerDiscreteScheduler scheduler(qwen_image_config());
   const Tensor latents = Tensor::zeros({1, 4, 64}, DType::F32);
-  EXPECT_NE(error_of([&] { scheduler.step(latents, 0, latents); }).find("before set_timesteps"),
+  EXPECT_NE(test::error_of([&] { scheduler.step(latents, 0, latents); }).find("before set_timesteps"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { scheduler.set_timesteps(4, std::nullopt); }).find("mu"), std::string::npos);
-  EXPECT_NE(error_of([&] { scheduler.set_timesteps(1, 0.5); }).find("at least 2 steps"), std::string::npos);
-  EXPECT_NE(error_of([&] { scheduler.set_timesteps(0, 0.5); }).find("at least 1"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { scheduler.set_timesteps(4, std::nullopt); }).find("mu"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { scheduler.set_timesteps(1, 0.5); }).find("at least 2 steps"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { scheduler.set_timesteps(0, 0.5); }).find("at least 1"), std::string::npos);
 
   scheduler.set_timesteps(4, 0.5);
-  EXPECT_NE(error_of([&] { scheduler.step(latents, 4, latents); }).find("outside"), std::string::npos);
-  EXPECT_NE(error_of([&] { scheduler.step(latents, -1, latents); }).find("outside"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { scheduler.step(latents, 4, latents); }).find("outside"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { scheduler.step(latents, -1, latents); }).find("outside"), std::string::npos);
   const Tensor other = Tensor::zeros({1, 5, 64}, DType::F32);
-  EXPECT_NE(error_of([&] { scheduler.step(latents, 0, other); }).find("differ in shape"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { scheduler.step(latents, 0, other); }).find("differ in shape"),
+            std::string::npos);
 }
 
 }  // namespace

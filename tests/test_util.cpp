@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "io/json_config.h"
 #include "io/model_layout.h"
@@ -111,6 +113,36 @@ double max_abs_difference(const Tensor& actual, const Tensor& expected) {
     largest = std::max(largest, difference);
   }
   return largest;
+}
+
+QwenImageTransformer2DModel load_golden_transformer(const std::string& folder) {
+  return QwenImageTransformer2DModel(
+      QwenImageTransformerConfig::from_file(source_path("tests/golden/" + folder) / "config.json"),
+      open_golden_model(folder));
+}
+
+std::vector<ImageShape> first_sample_shapes(const nlohmann::json& img_shapes) {
+  std::vector<ImageShape> shapes;
+  for (const auto& shape : img_shapes.at(0)) {
+    shapes.push_back({shape.at(0).get<int64_t>(), shape.at(1).get<int64_t>(), shape.at(2).get<int64_t>()});
+  }
+  return shapes;
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "expected a canvas::Error";
+  return "";
+}
+
+bool bit_identical(const Tensor& a, const Tensor& b) {
+  Tensor host_a = a.to(Device::cpu()).contiguous(), host_b = b.to(Device::cpu()).contiguous();
+  return host_a.shape() == host_b.shape() && host_a.dtype() == host_b.dtype() &&
+         std::memcmp(host_a.raw_data(), host_b.raw_data(), static_cast<size_t>(host_a.nbytes())) == 0;
 }
 
 }  // namespace canvas::test

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "io/weight_source.h"
 #include "pipeline/text_to_image.h"
@@ -35,6 +37,16 @@ struct CommandResult {
 // Runs one of the build's executables (path relative to the build folder) with a shell-quoted argument
 // string.
 CommandResult run_built_program(const std::string& program, const std::string& arguments);
+
+// A transformer golden's model, and the image shapes of its first sample (golden.json's img_shapes).
+QwenImageTransformer2DModel load_golden_transformer(const std::string& folder);
+std::vector<ImageShape> first_sample_shapes(const nlohmann::json& img_shapes);
+
+// Runs `action`, which must throw canvas::Error, and returns the message (a test failure if it does not).
+std::string error_of(const std::function<void()>& action);
+
+// Same shape, dtype and bytes, wherever the tensors live.
+bool bit_identical(const Tensor& a, const Tensor& b);
 
 // ||actual - expected||_2 / ||expected||_2 over all elements; shapes must match.
 double relative_error(const Tensor& actual, const Tensor& expected);

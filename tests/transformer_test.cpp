@@ -9,30 +9,16 @@
 namespace canvas {
 namespace {
 
-std::vector<ImageShape> first_sample_shapes(const nlohmann::json& img_shapes) {
-  std::vector<ImageShape> shapes;
-  for (const auto& shape : img_shapes.at(0)) {
-    shapes.push_back({shape.at(0).get<int64_t>(), shape.at(1).get<int64_t>(), shape.at(2).get<int64_t>()});
-  }
-  return shapes;
-}
-
-QwenImageTransformer2DModel load_transformer(const std::string& folder) {
-  auto path = test::source_path("tests/golden/" + folder);
-  return QwenImageTransformer2DModel(QwenImageTransformerConfig::from_file(path / "config.json"),
-                                     test::open_golden_model(folder));
-}
-
 class TransformerGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TransformerGolden, SampleMatchesDiffusers) {
   const std::string folder = "transformer/" + GetParam();
-  QwenImageTransformer2DModel model = load_transformer(folder);
+  QwenImageTransformer2DModel model = test::load_golden_transformer(folder);
   WeightSource golden = test::open_golden(folder);
   nlohmann::json parameters = test::golden_json(folder);
   Tensor mask =
       golden.contains("encoder_hidden_states_mask") ? golden.get("encoder_hidden_states_mask") : Tensor();
-  std::vector<ImageShape> shapes = first_sample_shapes(parameters.at("img_shapes"));
+  std::vector<ImageShape> shapes = test::first_sample_shapes(parameters.at("img_shapes"));
 
   Tensor sample = model.forward(golden.get("hidden_states"), golden.get("encoder_hidden_states"), mask,
                                 golden.get("timestep"), shapes);
@@ -43,10 +29,10 @@ TEST_P(TransformerGolden, SampleMatchesDiffusers) {
 
 TEST_P(TransformerGolden, TimestepEmbeddingAndRotaryTablesMatch) {
   const std::string folder = "transformer/" + GetParam();
-  QwenImageTransformer2DModel model = load_transformer(folder);
+  QwenImageTransformer2DModel model = test::load_golden_transformer(folder);
   WeightSource golden = test::open_golden(folder);
   nlohmann::json parameters = test::golden_json(folder);
-  std::vector<ImageShape> shapes = first_sample_shapes(parameters.at("img_shapes"));
+  std::vector<ImageShape> shapes = test::first_sample_shapes(parameters.at("img_shapes"));
 
   Tensor timestep = golden.get("timestep");
   if (model.config().zero_cond_t) {
@@ -71,10 +57,10 @@ INSTANTIATE_TEST_SUITE_P(Configs, TransformerGolden,
 
 TEST(Transformer, PaddedTextDoesNotChangeTheImage) {
   // t3's second sample has 6 real text tokens; dropping the padding must not change its output.
-  QwenImageTransformer2DModel model = load_transformer("transformer/t3_batch2_padded_mask");
+  QwenImageTransformer2DModel model = test::load_golden_transformer("transformer/t3_batch2_padded_mask");
   WeightSource golden = test::open_golden("transformer/t3_batch2_padded_mask");
   nlohmann::json parameters = test::golden_json("transformer/t3_batch2_padded_mask");
-  std::vector<ImageShape> shapes = first_sample_shapes(parameters.at("img_shapes"));
+  std::vector<ImageShape> shapes = test::first_sample_shapes(parameters.at("img_shapes"));
   Tensor sample =
       model.forward(golden.get("hidden_states").slice(0, 1, 2).contiguous(),
                     golden.get("encoder_hidden_states").slice(0, 1, 2).slice(1, 0, 6).contiguous(), {},
@@ -84,7 +70,7 @@ TEST(Transformer, PaddedTextDoesNotChangeTheImage) {
 }
 
 TEST(Transformer, RejectsMismatchedInputs) {
-  QwenImageTransformer2DModel model = load_transformer("transformer/t1_base");
+  QwenImageTransformer2DModel model = test::load_golden_transformer("transformer/t1_base");
   WeightSource golden = test::open_golden("transformer/t1_base");
   Tensor hidden = golden.get("hidden_states"), text = golden.get("encoder_hidden_states");
   Tensor timestep = golden.get("timestep");

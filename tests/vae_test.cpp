@@ -65,17 +65,6 @@ void expect_close(const std::string& what, const Tensor& ours, const Tensor& ref
   EXPECT_LE(error, kTolerance) << what;
 }
 
-template <typename Action>
-std::string error_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a canvas::Error";
-  return "";
-}
-
 void expect_contains(const std::string& text, const std::string& part) {
   EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' is not in: " << text;
 }
@@ -227,28 +216,31 @@ TEST(VaeTest, RunsInTheActivationDtype) {
 
 TEST(VaeTest, RejectsWrongInputShapes) {
   const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
-  expect_contains(error_of([&] {
+  expect_contains(test::error_of([&] {
                     vae.decode(Tensor::zeros({1, 16, 1, 4, 4}, DType::F32));
                   }),
                   "frame axis dropped; got [1, 16, 1, 4, 4]");
-  expect_contains(error_of([&] {
+  expect_contains(test::error_of([&] {
                     vae.decode(Tensor::zeros({1, 4, 4, 4}, DType::F32));
                   }),
                   "VAE decode takes latents [B, 16, h, w], got [1, 4, 4, 4]");
-  expect_contains(error_of([&] { vae.decode(Tensor::zeros({16, 4, 4}, DType::F32)); }), "got [16, 4, 4]");
-  expect_contains(error_of([&] {
+  expect_contains(test::error_of([&] {
+                    vae.decode(Tensor::zeros({16, 4, 4}, DType::F32));
+                  }),
+                  "got [16, 4, 4]");
+  expect_contains(test::error_of([&] {
                     vae.encode(Tensor::zeros({1, 4, 16, 16}, DType::F32));
                   }),
                   "VAE encode takes images [B, 3, H, W], got [1, 4, 16, 16]");
-  expect_contains(error_of([&] {
+  expect_contains(test::error_of([&] {
                     vae.encode_mean(Tensor::zeros({1, 3, 1, 16, 16}, DType::F32));
                   }),
                   "frame axis dropped");
-  expect_contains(error_of([&] {
+  expect_contains(test::error_of([&] {
                     vae.encode(Tensor::zeros({1, 3, 7, 16}, DType::F32));
                   }),
                   "at least 8x8 pixels, got [1, 3, 7, 16]");
-  expect_contains(error_of([&] {
+  expect_contains(test::error_of([&] {
                     vae.denormalize_latents(Tensor::zeros({1, 15, 2, 2}, DType::F32));
                   }),
                   "[B, 16, h, w], got [1, 15, 2, 2]");
@@ -257,14 +249,14 @@ TEST(VaeTest, RejectsWrongInputShapes) {
 TEST(VaeTest, RejectsWeightsOfAnotherConfig) {
   AutoencoderKLQwenImageConfig alt_config =
       AutoencoderKLQwenImageConfig::from_file(alt_vae_dir() / "config.json");
-  std::string message = error_of([&] { AutoencoderKLQwenImage vae(alt_config, tiny_vae().weights); });
+  std::string message = test::error_of([&] { AutoencoderKLQwenImage vae(alt_config, tiny_vae().weights); });
   expect_contains(message, "encoder.conv_in.weight");
   expect_contains(message, "[3, 3, 3, 3, 3]");
 
   // Same channel widths, one residual block too many per stage: the first missing tensor is named.
   AutoencoderKLQwenImageConfig deeper = alt_vae().config;
   deeper.num_res_blocks = 2;
-  expect_contains(error_of([&] { AutoencoderKLQwenImage vae(deeper, alt_vae().weights); }),
+  expect_contains(test::error_of([&] { AutoencoderKLQwenImage vae(deeper, alt_vae().weights); }),
                   "'encoder.down_blocks.1.norm1.gamma' not found");
 }
 
@@ -273,7 +265,7 @@ TEST(VaeTest, RejectsInvalidConfigs) {
   auto error_after = [&](const std::function<void(nlohmann::json&)>& edit) {
     nlohmann::json edited = valid;
     edit(edited);
-    return error_of([&] { AutoencoderKLQwenImageConfig::from_json(edited, "vae/config.json"); });
+    return test::error_of([&] { AutoencoderKLQwenImageConfig::from_json(edited, "vae/config.json"); });
   };
   expect_contains(error_after([](nlohmann::json& c) { c["attn_scales"] = {1.0}; }),
                   "attn_scales must be empty");

@@ -21,12 +21,6 @@ class CudaMemoryPlan : public ::testing::Test {
   }
 };
 
-bool bit_identical(const Tensor& a, const Tensor& b) {
-  Tensor ca = a.to(Device::cpu()).contiguous(), cb = b.to(Device::cpu()).contiguous();
-  return ca.shape() == cb.shape() && ca.dtype() == cb.dtype() &&
-         std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.nbytes())) == 0;
-}
-
 TEST_F(CudaMemoryPlan, UploadQueueCopiesPageableAndPinnedSources) {
   std::unique_ptr<UploadQueue> queue = backend_for(kGpu).create_upload_queue(int64_t{4} << 20);
   // Larger than the staging halves, so the staged path takes several chunks.
@@ -57,8 +51,8 @@ TEST_F(CudaMemoryPlan, StreamedPlansMatchTheResidentPlanExactly) {
     components.memory_options.plan.strategy = strategy;
     TextToImageResult streamed = text_to_image(components, request);
     SCOPED_TRACE(std::string(strategy_name(strategy)));
-    EXPECT_TRUE(bit_identical(streamed.latents, resident.latents));
-    EXPECT_TRUE(bit_identical(streamed.image, resident.image));
+    EXPECT_TRUE(test::bit_identical(streamed.latents, resident.latents));
+    EXPECT_TRUE(test::bit_identical(streamed.image, resident.image));
     if (strategy == Strategy::SequentialOffload) {
       EXPECT_GT(streamed.bytes_streamed, 0);
     }
