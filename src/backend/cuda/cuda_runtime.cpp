@@ -14,6 +14,14 @@ namespace canvas {
 
 namespace {
 
+// Lets the frees queued on `stream` land, then hands the pool's cached memory back to the driver.
+void release_pool_memory(int device, cudaStream_t stream) {
+  cudaMemPool_t pool = nullptr;
+  CANVAS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  CANVAS_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  CANVAS_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+}
+
 // Device memory from the device's stream-ordered pool (cudaMallocAsync), ordered on the backend's
 // compute stream. Plain cudaMalloc/cudaFree would be correct too, but cudaFree waits for the whole
 // device, which would stall the queue every time a temporary tensor is released. Here a release is
@@ -32,12 +40,9 @@ class DeviceMemorySource final : public MemorySource {
     cudaError_t status = cudaMallocAsync(&pointer, request, stream_);
     if (status == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
-      // The pool may hold freed blocks too fragmented for this request: let pending frees land, give the
-      // cached memory back to the driver and try once more before reporting out-of-memory.
-      cudaMemPool_t pool = nullptr;
-      CANVAS_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      CANVAS_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
-      CANVAS_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+      // The pool may hold freed blocks too fragmented for this request: give them back and try once
+      // more before reporting out-of-memory.
+      release_pool_memory(device_, stream_);
       status = cudaMallocAsync(&pointer, request, stream_);
       if (status == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
@@ -221,10 +226,7 @@ DeviceMemoryInfo CudaBackend::memory_info() {
 
 void CudaBackend::release_cached_memory() {
   cuda::DeviceGuard guard(device_index_);
-  cudaMemPool_t pool = nullptr;
-  CANVAS_CUDA_CHECK(cudaStreamSynchronize(context_->compute_stream));
-  CANVAS_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_index_));
-  CANVAS_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+  release_pool_memory(device_index_, context_->compute_stream);
 }
 
 // cuBLASLt's and cuDNN's workspaces (attention, and the VAE's convolutions, the largest) and what the
