@@ -14,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "tensor/tensor.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace canvas {
@@ -85,11 +86,6 @@ void expect_close(const Tensor& got, const std::vector<double>& want, double tol
   }
   EXPECT_LE(max_error, tolerance * std::max(max_magnitude, 1e-30))
       << "max error " << max_error << " against max magnitude " << max_magnitude;
-}
-
-bool bit_identical(const Tensor& a, const Tensor& b) {
-  return a.nbytes() == b.nbytes() &&
-         std::memcmp(a.raw_data(), b.raw_data(), static_cast<size_t>(a.nbytes())) == 0;
 }
 
 Tensor bool_tensor(const std::vector<uint8_t>& flags, const Shape& shape) {
@@ -423,7 +419,8 @@ TEST(OpsLinear, LowPrecisionWeightsMatchWideningFirst) {
     Tensor bias = random_tensor({300}, 38).to(dtype);
     expect_close(ops::linear(x, weight, bias), reference_linear(x, weight, bias));
     Tensor widened = weight.to(DType::F32);
-    EXPECT_TRUE(bit_identical(ops::linear(x, weight, bias), ops::linear(x, widened, bias.to(DType::F32))));
+    EXPECT_TRUE(
+        test::bit_identical(ops::linear(x, weight, bias), ops::linear(x, widened, bias.to(DType::F32))));
   }
 }
 
@@ -733,7 +730,8 @@ TEST(OpsDeterminism, RepeatedRunsAreBitIdentical) {
                                ops::conv2d(image, kernel, {}, ops::Conv2dParams::same(1))};
   };
   std::vector<Tensor> first = run_all(), second = run_all();
-  for (size_t i = 0; i < first.size(); ++i) EXPECT_TRUE(bit_identical(first[i], second[i])) << "op " << i;
+  for (size_t i = 0; i < first.size(); ++i)
+    EXPECT_TRUE(test::bit_identical(first[i], second[i])) << "op " << i;
 }
 
 }  // namespace
