@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -9,7 +10,9 @@
 
 #include "io/json_config.h"
 #include "io/safetensors.h"
+#include "memory/dry_run.h"
 #include "models/autoencoder_kl_qwen_image.h"
+#include "models/meta_weights.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -244,6 +247,122 @@ TEST(VaeTest, RejectsWrongInputShapes) {
                     vae.denormalize_latents(Tensor::zeros({1, 15, 2, 2}, DType::F32));
                   }),
                   "[B, 16, h, w], got [1, 15, 2, 2]");
+}
+
+constexpr char kTiledGolden[] = "vae/decode_tiled_10x11";
+
+VaeTiling golden_tiling() {
+  const nlohmann::json tiling = test::golden_json(kTiledGolden).at("tiling");
+  return {tiling.at("tile_sample_min_height").get<int64_t>(),
+          tiling.at("tile_sample_min_width").get<int64_t>(),
+          tiling.at("tile_sample_stride_height").get<int64_t>(),
+          tiling.at("tile_sample_stride_width").get<int64_t>()};
+}
+
+int64_t count_beyond_unit(const Tensor& image) {
+  std::vector<float> values = image.to_floats();
+  return std::count_if(values.begin(), values.end(), [](float value) { return std::abs(value) > 1.0f; });
+}
+
+TEST(VaeTest, TiledDecodeMatchesReference) {
+  WeightSource golden = test::open_golden(kTiledGolden);
+  const Tensor latents = golden_frame(golden, "latents");
+  const Tensor expected = golden_frame(golden, "decoded");
+  const Tensor tiled = tiny_vae().vae->tiled_decode(latents, golden_tiling());
+  expect_close(std::string(kTiledGolden) + " decoded", tiled, expected);
+  // The reference's tiled path skips decode's clamp, and the golden has pixels beyond [-1, 1] to show it.
+  EXPECT_GT(count_beyond_unit(expected), 0);
+  EXPECT_EQ(count_beyond_unit(tiled), count_beyond_unit(expected));
+  // The seams really are blended tiles, not a whole-image decode.
+  EXPECT_GT(test::relative_error(ops::clamp(tiled, -1.0f, 1.0f), tiny_vae().vae->decode(latents)), 1e-3);
+}
+
+TEST(VaeTest, TiledDecodeRunsInTheActivationDtype) {
+  WeightSource golden = test::open_golden(kTiledGolden);
+  Tensor tiled =
+      tiny_vae().vae->tiled_decode(golden_frame(golden, "latents").to(DType::BF16), golden_tiling());
+  EXPECT_EQ(tiled.dtype(), DType::BF16);
+  EXPECT_LE(test::relative_error(tiled, golden_frame(golden, "decoded")), 5e-2);
+}
+
+TEST(VaeTest, TiledDecodeOfOneTileIsDecode) {
+  const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
+  const Tensor latents = golden_frame(test::open_golden("vae/decode_6x10"), "latents");
+  const Tensor decoded = vae.decode(latents);
+  EXPECT_TRUE(test::bit_identical(vae.tiled_decode(latents, VaeTiling{}), decoded));
+  // A tile of exactly the image's 48x80 pixels still holds it whole; one latent column less does not.
+  EXPECT_TRUE(test::bit_identical(vae.tiled_decode(latents, {48, 80, 32, 64}), decoded));
+  EXPECT_FALSE(test::bit_identical(vae.tiled_decode(latents, {48, 72, 32, 64}), decoded));
+}
+
+// Deterministic latents of a given size, in the range the pipeline hands the VAE.
+Tensor wavy_latents(int64_t height, int64_t width) {
+  std::vector<float> values(static_cast<size_t>(16 * height * width));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 2.0f * std::sin(0.37f * static_cast<float>(i));
+  return Tensor::from_floats(values, {1, 16, height, width});
+}
+
+int64_t cpu_activation_peak(const std::function<void()>& run) {
+  Allocator& cpu = allocator_for(Device::cpu());
+  const int64_t before = cpu.in_use();
+  cpu.reset_peak();
+  run();
+  return cpu.peak() - before;
+}
+
+TEST(VaeTest, TiledDecodeLowersTheActivationPeak) {
+  // 256x256 pixels in 64-pixel tiles: each tile holds a sixteenth of the image's activations.
+  const Tensor latents = wavy_latents(32, 32);
+  const VaeTiling tiling{64, 64, 48, 48};
+  LoadedVae loaded = load_vae(tiny_vae_dir());
+  const AutoencoderKLQwenImage& vae = *loaded.vae;
+  Tensor decoded, tiled;
+  const int64_t whole_peak = cpu_activation_peak([&] { decoded = vae.decode(latents); });
+  const int64_t tiled_peak = cpu_activation_peak([&] { tiled = vae.tiled_decode(latents, tiling); });
+  std::printf("[   VAE    ] 32x32 latents, CPU activation peak: decode %lld B, tiled %lld B (%.1f%%)\n",
+              static_cast<long long>(whole_peak), static_cast<long long>(tiled_peak),
+              100.0 * static_cast<double>(tiled_peak) / static_cast<double>(whole_peak));
+  EXPECT_EQ(tiled.shape(), decoded.shape());
+  EXPECT_LT(3 * tiled_peak, whole_peak);
+
+  // The planner's dry run sees the same saving.
+  nn::MetaWeightsScope meta(*loaded.vae, "vae");
+  const int64_t meta_whole_peak = measure_activation_peak([&] { vae.decode(latents); });
+  const int64_t meta_tiled_peak = measure_activation_peak([&] { tiled = vae.tiled_decode(latents, tiling); });
+  std::printf("[   VAE    ] meta dry run: decode %lld B, tiled %lld B\n",
+              static_cast<long long>(meta_whole_peak), static_cast<long long>(meta_tiled_peak));
+  EXPECT_TRUE(tiled.device().is_meta());
+  EXPECT_EQ(tiled.shape(), decoded.shape());
+  EXPECT_LT(3 * meta_tiled_peak, meta_whole_peak);
+}
+
+TEST(VaeTest, RejectsBadTilingParameters) {
+  const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
+  const Tensor latents = Tensor::zeros({1, 16, 40, 40}, DType::F32);
+  auto error_for = [&](const VaeTiling& tiling) {
+    return test::error_of([&] { vae.tiled_decode(latents, tiling); });
+  };
+  expect_contains(error_for({0, 256, 192, 192}),
+                  "VAE tiling: tile_sample_min_height must be a positive multiple of the VAE's spatial "
+                  "compression ratio (8 pixels), got 0");
+  expect_contains(error_for({256, -64, 192, 192}), "tile_sample_min_width must be a positive multiple");
+  expect_contains(error_for({256, 256, 100, 192}), "tile_sample_stride_height must be a positive multiple");
+  expect_contains(error_for({256, 256, 192, 190}), "tile_sample_stride_width must be a positive multiple");
+  expect_contains(
+      error_for({256, 256, 264, 192}),
+      "tile_sample_stride_height (264) exceeds tile_sample_min_height (256): the tiles would leave "
+      "gaps");
+  expect_contains(error_for({256, 128, 192, 136}),
+                  "tile_sample_stride_width (136) exceeds tile_sample_min_width");
+  // Tiles are checked even when the latents fit in one, so a bad setting fails on the first image.
+  expect_contains(test::error_of([&] {
+                    vae.tiled_decode(Tensor::zeros({1, 16, 4, 4}, DType::F32), {256, 256, 192, 0});
+                  }),
+                  "tile_sample_stride_width must be a positive multiple");
+  expect_contains(test::error_of([&] {
+                    vae.tiled_decode(Tensor::zeros({1, 4, 40, 40}, DType::F32), VaeTiling{});
+                  }),
+                  "VAE decode takes latents [B, 16, h, w], got [1, 4, 40, 40]");
 }
 
 TEST(VaeTest, RejectsWeightsOfAnotherConfig) {

@@ -21,6 +21,38 @@ std::string channels_str(int64_t channels) {
   return std::to_string(channels);
 }
 
+// A copy of the last `extent` rows (axis 2) or columns (axis 3) of a decoded tile, or fewer when the tile
+// is smaller: all a later neighbour blends with. Copied so that the tile itself can be released.
+Tensor trailing_edge(const Tensor& tile, int axis, int64_t extent) {
+  if (extent == 0) return {};
+  const int64_t size = tile.dim(axis);
+  return tile.slice(axis, size - std::min(extent, size), size).contiguous();
+}
+
+// The reference's blend_v (axis 2) / blend_h (axis 3): over n = min(extent, both sizes) pixels, pixel k of
+// `tile` becomes edge[-n + k] * (1 - k / n) + tile[k] * (k / n), where `edge` ends where the tile's
+// neighbour ended. The weights are rounded to f32 once, as the reference's Python-float factors are.
+Tensor blend_edge(const Tensor& edge, const Tensor& tile, int axis, int64_t extent) {
+  if (extent == 0) return tile;
+  const int64_t n = std::min({extent, edge.dim(axis), tile.dim(axis)});
+  std::vector<float> fade_in(n), fade_out(n);
+  for (int64_t k = 0; k < n; ++k) {
+    const double weight = static_cast<double>(k) / static_cast<double>(n);
+    fade_in[k] = static_cast<float>(weight);
+    fade_out[k] = static_cast<float>(1.0 - weight);
+  }
+  Shape ramp_shape = {1, 1, 1, 1};
+  ramp_shape[axis] = n;
+  auto ramp = [&](const std::vector<float>& values) {
+    return Tensor::from_floats(values, ramp_shape).to(tile.device());
+  };
+  const int64_t edge_size = edge.dim(axis);
+  const Tensor blended = ops::add(ops::mul(edge.slice(axis, edge_size - n, edge_size), ramp(fade_out)),
+                                  ops::mul(tile.slice(axis, 0, n), ramp(fade_in)));
+  const Tensor parts[] = {blended, tile.slice(axis, n, tile.dim(axis))};
+  return ops::concat(parts, axis);
+}
+
 }  // namespace
 
 AutoencoderKLQwenImageConfig AutoencoderKLQwenImageConfig::from_json(const nlohmann::json& json,
@@ -58,6 +90,26 @@ AutoencoderKLQwenImageConfig AutoencoderKLQwenImageConfig::from_json(const nlohm
   check(std::all_of(config.latents_std.begin(), config.latents_std.end(), [](float s) { return s > 0.0f; }),
         file + ": latents_std must be positive");
   return config;
+}
+
+void VaeTiling::validate(int64_t ratio) const {
+  const std::string whole = " must be a positive multiple of the VAE's spatial compression ratio (" +
+                            std::to_string(ratio) + " pixels), got ";
+  for (auto [name, pixels] : {std::pair{"tile_sample_min_height", tile_sample_min_height},
+                              std::pair{"tile_sample_min_width", tile_sample_min_width},
+                              std::pair{"tile_sample_stride_height", tile_sample_stride_height},
+                              std::pair{"tile_sample_stride_width", tile_sample_stride_width}}) {
+    check(pixels > 0 && pixels % ratio == 0,
+          std::string("VAE tiling: ") + name + whole + std::to_string(pixels));
+  }
+  check(tile_sample_stride_height <= tile_sample_min_height,
+        "VAE tiling: tile_sample_stride_height (" + std::to_string(tile_sample_stride_height) +
+            ") exceeds tile_sample_min_height (" + std::to_string(tile_sample_min_height) +
+            "): the tiles would leave gaps");
+  check(tile_sample_stride_width <= tile_sample_min_width,
+        "VAE tiling: tile_sample_stride_width (" + std::to_string(tile_sample_stride_width) +
+            ") exceeds tile_sample_min_width (" + std::to_string(tile_sample_min_width) +
+            "): the tiles would leave gaps");
 }
 
 AutoencoderKLQwenImageConfig AutoencoderKLQwenImageConfig::from_file(
@@ -170,17 +222,66 @@ AutoencoderKLQwenImage::AutoencoderKLQwenImage(const AutoencoderKLQwenImageConfi
           QwenImageConv2d::load_causal3d(weights, "post_quant_conv", config.z_dim, config.z_dim, 1)),
       decoder_(QwenImageDecoder3d::load(weights, "decoder", config)) {}
 
-Tensor AutoencoderKLQwenImage::decode(const Tensor& latents) const {
+void AutoencoderKLQwenImage::check_decode_input(const Tensor& latents) const {
   check(latents.ndim() != 5, "VAE decode takes one frame as [B, " + channels_str(config_.z_dim) +
                                  ", h, w], with the frame axis dropped; got " + shape_str(latents.shape()));
   check(latents.ndim() == 4 && latents.dim(1) == config_.z_dim,
         "VAE decode takes latents [B, " + channels_str(config_.z_dim) + ", h, w], got " +
             shape_str(latents.shape()));
   check(latents.numel() > 0, "VAE decode of empty latents " + shape_str(latents.shape()));
-  OwnerScope owner({"vae", -1, MemoryRole::Activations});
+}
+
+Tensor AutoencoderKLQwenImage::run_decoder(const Tensor& latents) const {
   Tensor x = post_quant_conv_(latents.to(post_quant_conv_.weight.device()));
-  x = decoder_.forward(std::move(x));
-  return ops::clamp(x, -1.0f, 1.0f);
+  return decoder_.forward(std::move(x));
+}
+
+Tensor AutoencoderKLQwenImage::decode(const Tensor& latents) const {
+  check_decode_input(latents);
+  OwnerScope owner({"vae", -1, MemoryRole::Activations});
+  return ops::clamp(run_decoder(latents), -1.0f, 1.0f);
+}
+
+Tensor AutoencoderKLQwenImage::tiled_decode(const Tensor& latents, const VaeTiling& tiling) const {
+  check_decode_input(latents);
+  const int64_t ratio = config_.spatial_compression_ratio();
+  tiling.validate(ratio);
+  const int64_t height = latents.dim(2), width = latents.dim(3);
+  const int64_t tile_height = tiling.tile_sample_min_height / ratio;
+  const int64_t tile_width = tiling.tile_sample_min_width / ratio;
+  if (height <= tile_height && width <= tile_width) return decode(latents);
+  const int64_t stride_height = tiling.tile_sample_stride_height / ratio;
+  const int64_t stride_width = tiling.tile_sample_stride_width / ratio;
+  const int64_t blend_height = tiling.tile_sample_min_height - tiling.tile_sample_stride_height;
+  const int64_t blend_width = tiling.tile_sample_min_width - tiling.tile_sample_stride_width;
+
+  OwnerScope owner({"vae", -1, MemoryRole::Activations});
+  const Tensor input = latents.to(post_quant_conv_.weight.device());
+  Tensor image = Tensor::empty({input.dim(0), config_.input_channels, height * ratio, width * ratio},
+                               input.dtype(), input.device());
+  // The reference keeps every decoded tile and blends each with its already blended neighbours above and
+  // to the left. Only their facing edges matter, so only those outlive a tile: the bottom edge of each tile
+  // of the previous tile row, and the right edge of the previous tile of this row.
+  std::vector<Tensor> bottom_edges((width + stride_width - 1) / stride_width);
+  for (int64_t top = 0; top < height; top += stride_height) {
+    Tensor right_edge;
+    for (int64_t left = 0, column = 0; left < width; left += stride_width, ++column) {
+      Tensor tile = run_decoder(input.slice(2, top, std::min(top + tile_height, height))
+                                    .slice(3, left, std::min(left + tile_width, width))
+                                    .contiguous());
+      if (top > 0) tile = blend_edge(bottom_edges[column], tile, 2, blend_height);
+      if (left > 0) tile = blend_edge(right_edge, tile, 3, blend_width);
+      // Each tile contributes its first stride pixels; the next tiles cover the rest, blended.
+      const Tensor kept = tile.slice(2, 0, std::min(stride_height * ratio, tile.dim(2)))
+                              .slice(3, 0, std::min(stride_width * ratio, tile.dim(3)));
+      Tensor destination = image.slice(2, top * ratio, top * ratio + kept.dim(2))
+                               .slice(3, left * ratio, left * ratio + kept.dim(3));
+      ops::copy_into(kept, destination);
+      bottom_edges[column] = trailing_edge(tile, 2, blend_height);
+      right_edge = trailing_edge(tile, 3, blend_width);
+    }
+  }
+  return image;
 }
 
 Tensor AutoencoderKLQwenImage::encode_moments(const Tensor& images) const {

@@ -48,6 +48,20 @@ struct QwenImageLatentDistribution {
   Tensor logvar;  // [B, z_dim, h, w], clamped to [-30, 20]
 };
 
+// Tiled decoding as diffusers' AutoencoderKLQwenImage.enable_tiling sets it up, in pixels, with the
+// reference's defaults. Tiles of tile_sample_min_* pixels start every tile_sample_stride_* pixels, so
+// neighbours overlap by min - stride pixels, where they are blended linearly.
+struct VaeTiling {
+  int64_t tile_sample_min_height = 256;
+  int64_t tile_sample_min_width = 256;
+  int64_t tile_sample_stride_height = 192;
+  int64_t tile_sample_stride_width = 192;
+
+  // Throws canvas::Error naming the first bad parameter. Every size must be whole latents: the reference
+  // floors tile sizes to latents but blends over pixel extents, so other sizes would blend the wrong rows.
+  void validate(int64_t spatial_compression_ratio) const;
+};
+
 struct QwenImageEncoder3d {
   using DownLayer = std::variant<QwenImageResidualBlock, QwenImageResample>;
 
@@ -86,6 +100,11 @@ class AutoencoderKLQwenImage {
   // latents [B, z_dim, h, w] (denormalized, see denormalize_latents) -> images [B, input_channels, 8h, 8w]
   // in [-1, 1], clamped as the reference does. Runs on the weights' device in the latents' dtype.
   Tensor decode(const Tensor& latents) const;
+  // decode, one overlapping tile at a time, as the reference's decode does after enable_tiling: the
+  // activation peak is that of one tile instead of the whole image. Latents that fit in one tile are
+  // decoded whole, exactly as decode does. Like the reference's tiled path, the tiled result is not
+  // clamped to [-1, 1] (the pipeline's postprocessing clamps it).
+  Tensor tiled_decode(const Tensor& latents, const VaeTiling& tiling) const;
   // images [B, input_channels, H, W] in [-1, 1] -> the posterior over [B, z_dim, H / 8, W / 8] (sizes
   // rounded down as the reference's stride-2 convs do). H and W must be at least 8.
   QwenImageLatentDistribution encode(const Tensor& images) const;
@@ -111,6 +130,9 @@ class AutoencoderKLQwenImage {
   void visit(const nn::ParameterVisitor& visitor);
 
  private:
+  void check_decode_input(const Tensor& latents) const;
+  // post_quant_conv and the decoder on the weights' device, without decode's clamp.
+  Tensor run_decoder(const Tensor& latents) const;
   // quant_conv's output: the mean and logvar channels, unclamped.
   Tensor encode_moments(const Tensor& images) const;
   Tensor latent_statistic(const std::vector<float>& values, const Tensor& like) const;

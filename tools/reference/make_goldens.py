@@ -3,6 +3,7 @@
 
     python3 tools/reference/make_goldens.py            # all sections, then tests/golden/README.md
     python3 tools/reference/make_goldens.py --check    # regenerate into a temp dir and compare bitwise
+    python3 tools/reference/make_goldens.py --only vae_tiled   # one section's folders; README.md untouched
 
 Reference = diffusers / transformers from PyPI (versions pinned in requirements.txt), CPU, float32,
 one torch thread, torch.manual_seed fixed per item. The tiny pipeline is read from
@@ -674,6 +675,56 @@ posterior_mean, posterior_logvar = d.mean, d.logvar
              })
 
 
+# Tile sizes in pixels (diffusers' enable_tiling arguments), small enough that a 10x11 latent gives a 3x3 grid with
+# blends in both directions, different heights and widths, and a last column (one latent, 8 pixels) narrower than
+# the blend width, so the reference's min(extent, sizes) clipping is exercised.
+VAE_TILED_LATENT_HW = (10, 11)
+VAE_TILING = dict(tile_sample_min_height=48, tile_sample_min_width=64, tile_sample_stride_height=32,
+                  tile_sample_stride_width=40)
+
+
+def gen_vae_tiled(root: Path):
+    from diffusers import AutoencoderKLQwenImage
+
+    # A fresh copy: enable_tiling changes the module, and the pipeline goldens decode with the pipeline's VAE.
+    vae = AutoencoderKLQwenImage.from_pretrained(str(TINY_PIPELINE_DIR / "vae"), torch_dtype=torch.float32).eval()
+    vae.enable_tiling(**VAE_TILING)
+    mean = torch.tensor(vae.config.latents_mean).view(1, 16, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, 16, 1, 1, 1)
+    h, w = VAE_TILED_LATENT_HW
+    seed = 40 + h * 100 + w
+    g = torch.Generator("cpu").manual_seed(seed)
+    z = torch.randn(1, 16, 1, h, w, generator=g, dtype=torch.float32) * std + mean
+    with torch.no_grad():
+        dec = vae.decode(z, return_dict=False)[0]
+        assert torch.equal(dec, vae.tiled_decode(z, return_dict=False)[0])
+    assert dec.shape == (1, 3, 1, 8 * h, 8 * w)
+    tiles = [len(range(0, h, VAE_TILING["tile_sample_stride_height"] // 8)),
+             len(range(0, w, VAE_TILING["tile_sample_stride_width"] // 8))]
+    assert tiles[0] >= 2 and tiles[1] >= 3
+    folder = root / "vae" / f"decode_tiled_{h}x{w}"
+    save_golden(folder, {"latents": z, "decoded": dec}, {
+        "vae": "models/tiny-qwen-image/vae", "seed": seed, "latent_hw": [h, w], "image_hw": [8 * h, 8 * w],
+        "tiling": VAE_TILING, "tiles_hw": tiles,
+        "call": "vae.enable_tiling(**tiling); vae.decode(latents, return_dict=False)[0]",
+        "fraction_beyond_unit": float((dec.abs() > 1.0).float().mean()),
+    })
+    register(folder,
+             "AutoencoderKLQwenImage tiled decode (`enable_tiling`), with the VAE of models/tiny-qwen-image: "
+             f"{h}x{w} latents in a {tiles[0]}x{tiles[1]} grid of overlapping tiles (see golden.json `tiling`), "
+             "linearly blended with the tiles above and to the left.",
+             call="""
+vae = AutoencoderKLQwenImage.from_pretrained("models/tiny-qwen-image/vae", torch_dtype=torch.float32)
+vae.enable_tiling(tile_sample_min_height=..., tile_sample_min_width=...,    # golden.json "tiling"
+                  tile_sample_stride_height=..., tile_sample_stride_width=...)
+decoded = vae.decode(latents, return_dict=False)[0]                 # takes tiled_decode: latents exceed one tile
+""", tensors={
+                 "latents": "float32 [1, 16, 1, h, w] = randn * latents_std + latents_mean, as in the decode_* cases",
+                 "decoded": "float32 [1, 3, 1, 8h, 8w], NOT clamped: the reference's tiled path skips decode's "
+                            "clamp (golden.json fraction_beyond_unit counts the pixels beyond [-1, 1])",
+             })
+
+
 # ---------------------------------------------------------------------------------------------
 # 5. Scheduler
 # ---------------------------------------------------------------------------------------------
@@ -1113,6 +1164,9 @@ def write_readme(root: Path) -> None:
     import diffusers
     import transformers
 
+    # A folder with an entry of its own is listed there, not again under a <case> entry above it.
+    own_entries = {e["folder"] for e in MANIFEST if "<" not in str(e["folder"])}
+
     lines = [README_HEAD.format(diffusers=diffusers.__version__, transformers=transformers.__version__,
                                 torch=torch.__version__.split("+")[0], notes=GLOBAL_NOTES.strip("\n"))]
     for e in MANIFEST:
@@ -1135,7 +1189,7 @@ def write_readme(root: Path) -> None:
         # concrete files: every golden.safetensors under this entry
         if "<" in str(folder):
             base = Path(str(folder).split("<")[0])
-            paths = sorted(base.rglob("golden.safetensors"))
+            paths = sorted(p for p in base.rglob("golden.safetensors") if p.parent not in own_entries)
             if e["title"].startswith("AutoencoderKLQwenImage"):
                 paths = sorted(p for p in paths)
         else:
@@ -1169,7 +1223,7 @@ def generate(root: Path) -> None:
     steps = [("text_encoder", lambda: gen_text_encoder(root)),
              ("prompt_encoding", lambda: gen_prompt_encoding(root, pipe)),
              ("transformer", lambda: gen_transformer(root)),
-             ("vae", lambda: gen_vae(root, pipe)),
+             ("vae", lambda: (gen_vae(root, pipe), gen_vae_tiled(root))),
              ("scheduler", lambda: gen_scheduler(root)),
              ("noise", lambda: gen_noise(root, pipe)),
              ("pipeline", lambda: gen_pipeline(root, pipe))]
@@ -1179,6 +1233,21 @@ def generate(root: Path) -> None:
         print(f"{name}: {time.time() - t:.1f}s, {dir_size(root / name) / 1e6:.2f} MB", flush=True)
     write_readme(root)
     print(f"total {time.time() - t0:.1f}s; tests/golden (mine) {sum(dir_size(root / s) for s, _ in steps) / 1e6:.2f} MB")
+
+
+# Sections that can be (re)generated alone: each writes only its own folders and needs no pipeline.
+STANDALONE = {"vae_tiled": gen_vae_tiled}
+
+
+def generate_only(root: Path, section: str) -> None:
+    setup_determinism()
+    MANIFEST.clear()
+    t = time.time()
+    STANDALONE[section](root)
+    for e in MANIFEST:
+        print(f"{section}: wrote tests/golden/{rel(e['folder'], root)} in {time.time() - t:.1f}s")
+    # The manifest lists every section, so only a full run can rewrite it.
+    print("README.md not rewritten: run without --only to regenerate it", flush=True)
 
 
 def compare_trees(old: Path, new: Path) -> list[str]:
@@ -1198,7 +1267,12 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=GOLDEN_DIR)
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temporary folder and compare byte for byte with --out")
+    ap.add_argument("--only", choices=sorted(STANDALONE),
+                    help="write only this section's goldens into --out, leaving every other file alone")
     args = ap.parse_args(argv)
+    if args.only:
+        generate_only(args.out, args.only)
+        return
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp) / "golden"
