@@ -47,7 +47,7 @@ plan_run() {  # plan_run LABEL ARGS...
     | tee "$OUT/$label.log" | grep -E "^plan|^  |Time:|Memory:|error" 
   [ -f "$OUT/$label.png" ] && python3 bench/png_report.py "$OUT/$label.png" "$label" | tee -a "$OUT/plans.jsonl" | cut -c1-300
 }
-if [ "$stage" = plan ]; then
+synth_full() {  # the complete full-size synthetic model in /tmp/synth-full, written once per machine
   if [ ! -f /tmp/synth-full/model_index.json ]; then
     start=$(date +%s)
     timeout 240 "$BIN/canvas-synthetic-checkpoint" --output /tmp/synth-full --shard-gib 5 \
@@ -55,6 +55,9 @@ if [ "$stage" = plan ]; then
     echo "synthetic checkpoint written in $(( $(date +%s) - start )) s"
   fi
   export CANVAS_CACHE_DIR=/tmp/canvas-cache
+}
+if [ "$stage" = plan ]; then
+  synth_full
   for budget in ${PLAN_BUDGETS:-unconstrained 24 16 8 4}; do
     if [ "$budget" = unconstrained ]; then
       plan_run unconstrained --strategy bf16_full
@@ -70,6 +73,39 @@ if [ "$stage" = plan ]; then
       timeout 300 python3 bench/reference/diffusers_transformer_bench.py --mode group_block --budget "$budget" \
         --res 1024 --txt 128 --reps 3 2>&1 | grep RESULT | tee -a "$OUT/reference.jsonl"
     fi
+  done
+fi
+# The profiler's cost: the plan stage's job, 12 steps, without and with --profile, alternating
+# PROFILE_REPEATS times (default 4: a streamed run's s/step varies by about 5% from run to run),
+# unconstrained and under --vram-budget B (streamed blocks, so copies are timed too); PROFILE_BUDGETS picks
+# the budgets. Adds each budget's s/step both ways and the overlap measured to profile_overhead.jsonl.
+if [ "$stage" = profile ]; then
+  synth_full
+  for budget in ${PROFILE_BUDGETS:-unconstrained 16}; do
+    limit=(); [ "$budget" = unconstrained ] || limit=(--vram-budget "$budget")
+    for repeat in $(seq "${PROFILE_REPEATS:-4}"); do
+      for profile in off on; do
+        flag=(); [ "$profile" = on ] && flag=(--profile "$OUT/profile_$budget.json")
+        timeout 400 "$BIN/canvas" generate --model /tmp/synth-full --device cuda --prompt "a lighthouse at dusk" \
+          --width 1024 --height 1024 --steps 12 --cfg-scale 4 --seed 1 "${limit[@]}" "${flag[@]}" \
+          --output "$OUT/profile_${profile}${repeat}_$budget.png" > "$OUT/profile_${profile}${repeat}_$budget.log" 2>&1
+      done
+    done
+    python3 - "$budget" "$OUT/profile_$budget.json" "$OUT"/profile_off[0-9]*_"$budget".png "$OUT"/profile_on[0-9]*_"$budget".png \
+      <<'PY' | tee -a "$OUT/profile_overhead.jsonl"
+import json, statistics, sys
+sys.path.insert(0, "bench")
+from png_report import canvas_metadata
+def s_per_step(png):  # the median step after the first, as png_report.py reports it
+    steps = sorted(canvas_metadata(png)["timings_s"]["per_step"][1:])
+    return steps[len(steps) // 2]
+runs = {mode: [s_per_step(png) for png in sys.argv[3:] if f"profile_{mode}" in png] for mode in ("off", "on")}
+off, on = statistics.median(runs["off"]), statistics.median(runs["on"])
+summary = json.load(open(sys.argv[2]))["summary"]
+print("RESULT " + json.dumps({"budget": sys.argv[1], "off_s_per_step": off, "on_s_per_step": on,
+                              "overhead": on / off - 1, "runs_s_per_step": runs,
+                              "copy_compute_overlap": summary["copy_compute_overlap"]}))
+PY
   done
 fi
 if [ "$stage" = e2e ]; then

@@ -92,9 +92,25 @@ TEST(Cli, ProfileWritesJsonPlotAndSummary) {
   EXPECT_FALSE(json.at("profile_summary").empty());
 }
 
-TEST(Cli, InjectedAllocationFailureFailsClearlyAndWritesNothing) {
-  auto output = test::scratch_dir("cli-fault") / "fox.png";
+TEST(Cli, InjectedAllocationFailureIsRecoveredAndRecorded) {
+  auto output = test::scratch_dir("cli-fault-recovered") / "fox.png";
   setenv("CANVAS_FAIL_ALLOC", "300", 1);
+  test::CommandResult recovered =
+      run_canvas("generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 --output " +
+                 output.string());
+  unsetenv("CANVAS_FAIL_ALLOC");
+  ASSERT_EQ(recovered.exit_code, 0) << recovered.output;
+  EXPECT_NE(recovered.output.find("Memory recovery: "), std::string::npos) << recovered.output;
+  EXPECT_NE(recovered.output.find("injected allocation failure (CANVAS_FAIL_ALLOC=300)"), std::string::npos)
+      << recovered.output;
+  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(output)));
+  ASSERT_EQ(json.at("recoveries").size(), 1u) << json.dump();
+  EXPECT_NE(json.at("recoveries")[0].get<std::string>().find("released cached memory"), std::string::npos);
+}
+
+TEST(Cli, UnrecoverableAllocationFailureFailsClearlyAndWritesNothing) {
+  auto output = test::scratch_dir("cli-fault") / "fox.png";
+  setenv("CANVAS_FAIL_ALLOC", "random:1:1", 1);
   test::CommandResult failed =
       run_canvas("generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 --output " +
                  output.string());
@@ -104,7 +120,8 @@ TEST(Cli, InjectedAllocationFailureFailsClearlyAndWritesNothing) {
                  output.string());
   unsetenv("CANVAS_FAIL_ALLOC");
   EXPECT_NE(failed.exit_code, 0);
-  EXPECT_NE(failed.output.find("injected allocation failure (CANVAS_FAIL_ALLOC=300)"), std::string::npos)
+  EXPECT_NE(failed.output.find("injected allocation failure (CANVAS_FAIL_ALLOC=random:1:1)"),
+            std::string::npos)
       << failed.output;
   EXPECT_NE(malformed.exit_code, 0);
   EXPECT_NE(malformed.output.find("CANVAS_FAIL_ALLOC='every': expected N"), std::string::npos)

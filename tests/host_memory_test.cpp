@@ -3,11 +3,13 @@
 #include "memory/host_memory.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <fstream>
 #include <vector>
 
 #include "backend/backend.h"
+#include "io/png_image.h"
 #include "test_util.h"
 
 namespace canvas {
@@ -182,6 +184,54 @@ TEST(HostMemoryInfo, PinnedAllocatorRegistry) {
   register_pinned_host_allocator(&host);
   EXPECT_EQ(registered_pinned_host_allocator(), &host);
   register_pinned_host_allocator(nullptr);
+}
+
+TEST(HostMemoryInfo, DataLimitNarrowsWhatIsAvailable) {
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_DATA, &saved), 0);
+  std::ifstream status_file("/proc/self/status");
+  const std::string status((std::istreambuf_iterator<char>(status_file)), std::istreambuf_iterator<char>());
+  const int64_t data = parse_proc_kib_field(status, "VmData").value_or(0);
+  rlimit lowered = saved;
+  lowered.rlim_cur = static_cast<rlim_t>(data + 256 * kMiB);
+  ASSERT_EQ(setrlimit(RLIMIT_DATA, &lowered), 0);
+  const HostMemoryInfo info = host_memory_info();
+  setrlimit(RLIMIT_DATA, &saved);
+  EXPECT_LE(info.available_bytes, 256 * kMiB + kMiB);
+  EXPECT_LE(info.total_bytes, data + 256 * kMiB);
+}
+
+TEST(HostMemoryLimit, GeneratesUnderADataLimitSmallerThanTheModel) {
+  // A synthetic model with few blocks whose f32 weights the CPU uses in place from the mapping: under a
+  // data rlimit (which counts the heap and anonymous memory, not mapped files) of a third of its size,
+  // with --ram-budget below its size, the job still runs, reading the weights from the page cache.
+  namespace fs = std::filesystem;
+  const fs::path folder = test::scratch_dir("host-memory-limit") / "model";
+  test::CommandResult written = test::run_built_program(
+      "tools/canvas-synthetic-checkpoint",
+      "--output " + folder.string() +
+          " --layers 2 --heads 2 --text-layers 2 --text-heads 8 --vae-base-dim 4 --dtype f32");
+  ASSERT_EQ(written.exit_code, 0) << written.output;
+  int64_t model_bytes = 0;
+  for (const fs::directory_entry& entry : fs::recursive_directory_iterator(folder))
+    if (entry.path().extension() == ".safetensors") model_bytes += static_cast<int64_t>(entry.file_size());
+  const int64_t limit = model_bytes / 3;
+  // OpenBLAS maps 128 MiB work buffers and retries forever when that fails: the limit leaves room for
+  // them beside the process's own needs.
+  ASSERT_GT(limit, 384 * kMiB) << "the model must dwarf the process's own needs";
+
+  const fs::path image = folder.parent_path() / "generated.png";
+  test::CommandResult generated = test::run_command(
+      "ulimit -d " + std::to_string(limit / 1024) + " && CANVAS_CACHE_DIR=" + folder.parent_path().string() +
+      " exec " + test::built_program("src/canvas").string() + " generate --model " + folder.string() +
+      " --prompt 'a lighthouse' --steps 2 --width 64 --height 64 --ram-budget " +
+      std::to_string(static_cast<double>(limit) / (1 << 30)) + " --output " + image.string());
+  std::printf("[ host limit ] model %.0f MiB, data limit %.0f MiB\n%s",
+              static_cast<double>(model_bytes) / kMiB, static_cast<double>(limit) / kMiB,
+              generated.output.c_str());
+  ASSERT_EQ(generated.exit_code, 0) << generated.output;
+  EXPECT_NE(generated.output.find("mapped from the checkpoint"), std::string::npos);
+  EXPECT_EQ(read_png(image).width, 64);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ class FullSizePlanner : public ::testing::Test {
     machine.device = Device::cuda(0);
     machine.device_budget = budget_bytes;
     machine.host_budget = 100 * kGiB;
-    machine.profile = {"NVIDIA H200 (test)", 767e12, 55e9, 7e9, 15e9, 20e9, 4e9};
+    machine.profile = {"NVIDIA H200 (test)", 767e12, 55e9, 7e9, 15e9, 20e9};
     return machine;
   }
   static const ComponentFacts& fact(const std::string& name) {
@@ -122,10 +122,11 @@ TEST_F(FullSizePlanner, SmallerBudgetsStreamMoreAndAreNeverFaster) {
 }
 
 TEST_F(FullSizePlanner, FewBlocksStreamedHideBehindCompute) {
-  // At 24 GiB most blocks stay; the rest copy while the resident ones compute.
+  // At 24 GiB most blocks stay; the rest copy while the resident ones compute. The prediction streams at
+  // the staged rate measured on anonymous memory, the slowest source; the H200 measured 0.99x.
   MemoryPlan plan = plan_memory(*facts_, h200(24 * kGiB), {});
   MemoryPlan resident = plan_memory(*facts_, h200(136 * kGiB), {});
-  EXPECT_LE(plan.predicted_step_s(), 1.15 * resident.predicted_step_s());
+  EXPECT_LE(plan.predicted_step_s(), 1.25 * resident.predicted_step_s());
 }
 
 TEST_F(FullSizePlanner, QualityCeilingLetsAutoPickFp8WhenItAvoidsStreaming) {

@@ -1,5 +1,6 @@
 // The job profiler: phase peaks from allocator events, background samples, downsampling that keeps peaks,
-// copy/compute overlap, the JSON and SVG files, and detaching from the allocators.
+// copy/compute overlap, intervals timed on the device and those of streamed weights, the JSON and SVG
+// files, and detaching from the allocators.
 #include "memory/profiler.h"
 
 #include <gtest/gtest.h>
@@ -8,12 +9,14 @@
 #include <cmath>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "memory/profile_plot.h"
+#include "pipeline/model_placement.h"
 #include "tensor/tensor.h"
 #include "test_util.h"
 
@@ -154,6 +157,119 @@ TEST(Profiler, CopyComputeOverlapIsTheShareOfCopyTime) {
   EXPECT_DOUBLE_EQ(summary["compute_s"].get<double>(), 2.0);
   const std::vector<std::string> lines = profiler.summary_lines();
   EXPECT_NE(lines.back().find("25% of copy time overlaps compute"), std::string::npos) << lines.back();
+}
+
+// A device timestamp the test resolves by hand.
+class ManualTimestamp final : public DeviceTimestamp {
+ public:
+  std::optional<std::chrono::steady_clock::time_point> time() override { return when; }
+  std::optional<std::chrono::steady_clock::time_point> when;
+};
+
+TEST(Profiler, DeviceIntervalsWaitUntilTheDeviceHasPassedThem) {
+  Profiler profiler({});
+  const auto now = std::chrono::steady_clock::now();
+  const double now_s = profiler.now_s();
+  auto start = std::make_shared<ManualTimestamp>(), end = std::make_shared<ManualTimestamp>();
+  start->when = now;
+  profiler.record_interval("copy", "block 0", start, end);
+  auto passed = std::make_shared<ManualTimestamp>();
+  passed->when = now + std::chrono::milliseconds(100);
+  profiler.record_interval("compute", "block 0", start, passed);
+  json intervals = profiler.to_json()["intervals"];
+  ASSERT_EQ(intervals.size(), 1u);
+  EXPECT_EQ(intervals[0]["lane"], "compute");
+  EXPECT_TRUE(profiler.to_json()["summary"]["copy_compute_overlap"].is_null());
+
+  end->when = now + std::chrono::milliseconds(250);
+  intervals = profiler.to_json()["intervals"];
+  ASSERT_EQ(intervals.size(), 2u);
+  EXPECT_EQ(intervals[0]["lane"], "copy");
+  EXPECT_EQ(intervals[1]["lane"], "compute");
+  // Read on the profiler's clock: the start is the moment taken just before now_s().
+  EXPECT_LE(intervals[0]["start"].get<double>(), now_s);
+  EXPECT_GT(intervals[0]["start"].get<double>(), now_s - 0.1);
+  EXPECT_NEAR(intervals[0]["end"].get<double>() - intervals[0]["start"].get<double>(), 0.25, 1e-6);
+  EXPECT_NEAR(profiler.to_json()["summary"]["copy_compute_overlap"].get<double>(), 0.4, 1e-6);
+}
+
+// The intervals on one lane of a profile, in the order recorded.
+std::vector<json> lane_of(const json& profile, const std::string& lane) {
+  std::vector<json> intervals;
+  for (const json& interval : profile["intervals"]) {
+    if (interval["lane"] == lane) intervals.push_back(interval);
+  }
+  return intervals;
+}
+
+TEST(Profiler, StreamedBlocksRecordEachCopyAndEachBlocksCompute) {
+  constexpr int kBlocks = 5, kResident = 2, kPasses = 3;
+  constexpr int64_t kDim = 64;
+  test::TestComponent component(kBlocks, kDim, DType::F32);
+  ComponentPlacement placement(Device::cpu(), component.weights(), component.plan(kResident, 2));
+  Profiler profiler({});
+  placement.set_profiler(&profiler);
+  {
+    Profiler::Span phase = profiler.span("denoise");
+    component.run_phase(placement, kPasses, [&](int block) {
+      Tensor x = Tensor::zeros({4, kDim}, DType::F32);
+      ops::linear(x, component.block_weight(block));
+    });
+  }
+  const json profile = profiler.to_json();
+
+  // Each block's once-read weights, then the blocks of every pass, in order.
+  std::vector<std::string> expected;
+  for (int i = 0; i < kBlocks; ++i) expected.push_back("transformer block " + std::to_string(i));
+  for (int pass = 0; pass < kPasses; ++pass) {
+    for (int i = 0; i < kBlocks; ++i) expected.push_back("transformer block " + std::to_string(i));
+  }
+  const std::vector<json> compute = lane_of(profile, "compute");
+  ASSERT_EQ(compute.size(), expected.size());
+  for (size_t i = 0; i < compute.size(); ++i) EXPECT_EQ(compute[i]["name"], expected[i]) << i;
+
+  // Every once-read group crosses once, then the streamed blocks cyclically: one copy per upload.
+  std::vector<std::string> streamed;
+  for (int i = 0; i < kBlocks; ++i) {
+    if (!block_is_resident(i, kBlocks, kResident))
+      streamed.push_back("transformer block " + std::to_string(i));
+  }
+  const int64_t once_bytes = kBlocks * kDim * 4, pass_bytes = kDim * kDim * 4;
+  const int64_t pass_uploads = (placement.bytes_streamed() - once_bytes) / pass_bytes;
+  EXPECT_GE(pass_uploads, kPasses * static_cast<int64_t>(streamed.size()));
+  const std::vector<json> copies = lane_of(profile, "copy");
+  ASSERT_EQ(copies.size(), static_cast<size_t>(kBlocks + pass_uploads));
+  for (size_t i = 0; i < copies.size(); ++i) {
+    EXPECT_EQ(copies[i]["name"], i < kBlocks ? expected[i] : streamed[(i - kBlocks) % streamed.size()]) << i;
+  }
+
+  // Each lane's intervals follow one another within the phase.
+  const json& phase = phase_named(profile, "denoise");
+  for (const std::vector<json>* lane : {&compute, &copies}) {
+    double previous_end = phase["start"];
+    for (const json& interval : *lane) {
+      EXPECT_LE(previous_end, interval["start"].get<double>());
+      EXPECT_LE(interval["start"].get<double>(), interval["end"].get<double>());
+      previous_end = interval["end"];
+    }
+    EXPECT_LE(previous_end, phase["end"].get<double>());
+  }
+  // The CPU copies between blocks, never beside one.
+  EXPECT_GT(profile["summary"]["copy_s"].get<double>(), 0.0);
+  EXPECT_EQ(profile["summary"]["copy_compute_overlap"].get<double>(), 0.0);
+}
+
+TEST(Profiler, PlacementsWithoutAProfilerRecordNothing) {
+  test::TestComponent component(3, 16, DType::F32);
+  Profiler profiler({});
+  ComponentPlacement never(Device::cpu(), component.weights(), component.plan(1, 1));
+  component.run_phase(never, 2, [](int) {});
+  ComponentPlacement detached(Device::cpu(), component.weights(), component.plan(1, 1));
+  detached.set_profiler(&profiler);
+  detached.set_profiler(nullptr);
+  component.run_phase(detached, 2, [](int) {});
+  EXPECT_GT(detached.bytes_streamed(), 0);
+  EXPECT_TRUE(profiler.to_json()["intervals"].empty());
 }
 
 TEST(Profiler, SummaryNamesThePhaseOfThePeak) {

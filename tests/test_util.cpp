@@ -76,9 +76,16 @@ TextToImageRequest golden_request(const nlohmann::json& parameters) {
   return request;
 }
 
+std::filesystem::path built_program(const std::string& program) {
+  return folder_from("CANVAS_BINARY_DIR", CANVAS_BINARY_DIR) / program;
+}
+
 CommandResult run_built_program(const std::string& program, const std::string& arguments) {
-  std::string command =
-      (folder_from("CANVAS_BINARY_DIR", CANVAS_BINARY_DIR) / program).string() + " " + arguments + " 2>&1";
+  return run_command(built_program(program).string() + " " + arguments);
+}
+
+CommandResult run_command(const std::string& command_line) {
+  const std::string command = command_line + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   check(pipe != nullptr, "cannot run " + command);
   std::string output;
@@ -137,6 +144,45 @@ std::string error_of(const std::function<void()>& action) {
   }
   ADD_FAILURE() << "expected a canvas::Error";
   return "";
+}
+
+TestComponent::TestComponent(int blocks, int64_t dim, DType dtype) : weights_{"transformer", {}, {}, {}} {
+  auto group = [&](int block, const Shape& shape) {
+    tensors_.push_back(Tensor::zeros(shape, dtype));
+    return WeightGroup{{"transformer", block, MemoryRole::Weights}, {&tensors_.back()}};
+  };
+  weights_.shared = group(-1, {dim});
+  for (int i = 0; i < blocks; ++i) {
+    weights_.blocks.push_back(group(i, {dim, dim}));
+    weights_.once_blocks.push_back(group(i, {dim}));
+  }
+}
+
+ComponentPlan TestComponent::plan(int resident, int slots) const {
+  ComponentPlan plan;
+  plan.name = weights_.name;
+  plan.residency = Residency::Offloaded;
+  plan.resident_blocks = resident;
+  plan.streamed_blocks = blocks() - resident;
+  plan.slots = slots;
+  return plan;
+}
+
+void TestComponent::run_phase(ComponentPlacement& placement, int passes,
+                              const std::function<void(int)>& compute) const {
+  placement.begin_phase();
+  for (int i = 0; i < blocks(); ++i) {
+    placement.before_once(i);
+    placement.after_once(i);
+  }
+  for (int pass = 0; pass < passes; ++pass) {
+    for (int i = 0; i < blocks(); ++i) {
+      placement.before_block(i);
+      compute(i);
+      placement.after_block(i);
+    }
+  }
+  placement.end_phase();
 }
 
 bool bit_identical(const Tensor& a, const Tensor& b) {

@@ -1,6 +1,7 @@
 // Helpers shared by the test suite: where the committed test data lives, and tensor comparisons.
 #pragma once
 
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -37,6 +38,10 @@ struct CommandResult {
 // Runs one of the build's executables (path relative to the build folder) with a shell-quoted argument
 // string.
 CommandResult run_built_program(const std::string& program, const std::string& arguments);
+// Where that executable is.
+std::filesystem::path built_program(const std::string& program);
+// Runs a shell command line.
+CommandResult run_command(const std::string& command);
 
 // A transformer golden's model, and the image shapes of its first sample (golden.json's img_shapes).
 QwenImageTransformer2DModel load_golden_transformer(const std::string& folder);
@@ -47,6 +52,29 @@ std::string error_of(const std::function<void()>& action);
 
 // Same shape, dtype and bytes, wherever the tensors live.
 bool bit_identical(const Tensor& a, const Tensor& b);
+
+// A component for weight-placement tests, named "transformer": `blocks` blocks, each a [dim, dim] weight
+// every pass reads and a [dim] weight read once, and a shared [dim] weight; zeroed host tensors of `dtype`.
+class TestComponent {
+ public:
+  TestComponent(int blocks, int64_t dim, DType dtype);
+  TestComponent(const TestComponent&) = delete;
+  TestComponent& operator=(const TestComponent&) = delete;
+
+  const ComponentWeights& weights() const { return weights_; }
+  int blocks() const { return static_cast<int>(weights_.blocks.size()); }
+  // An offloaded plan keeping `resident` blocks on the device and streaming the rest through `slots`.
+  ComponentPlan plan(int resident, int slots) const;
+  // The weight block `index` reads every pass: on the device between its gates.
+  const Tensor& block_weight(int index) const { return *weights_.blocks[index].tensors[0]; }
+  // A job's phase as the transformer executor drives it: each block's once-read weights, then `passes`
+  // passes over the blocks, calling `compute(block)` between each block's gates.
+  void run_phase(ComponentPlacement& placement, int passes, const std::function<void(int)>& compute) const;
+
+ private:
+  std::deque<Tensor> tensors_;  // the groups point into it
+  ComponentWeights weights_;
+};
 
 // ||actual - expected||_2 / ||expected||_2 over all elements; shapes must match.
 double relative_error(const Tensor& actual, const Tensor& expected);

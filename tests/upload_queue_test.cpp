@@ -1,9 +1,11 @@
-// The CPU backend's upload queue: exact byte copies from read-only (mapped-style) sources, and refusals
-// that name the problem and leave every destination untouched.
+// The CPU backend's upload queue: exact byte copies from read-only (mapped-style) sources, refusals that
+// name the problem and leave every destination untouched, and the timestamps the profiler reads.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "backend/backend.h"
@@ -50,11 +52,11 @@ TEST(CpuUploadQueue, CopiesEveryByteIntoDestinationsOfAnyShape) {
       {external_tensor(matrix, {6, 10}, DType::BF16), Tensor::zeros({60}, DType::BF16)},
       {external_tensor(quantized, {2, 32}, DType::Q8_0), Tensor::empty({2, 32}, DType::Q8_0)},
   };
-  const Fence fence = queue->upload(copies, queue->compute_fence());
+  const Fence fence = queue->upload(copies, queue->compute_fence(), /*times=*/nullptr);
   ASSERT_NE(fence, nullptr);
   queue->compute_wait(fence);
   for (const UploadCopy& copy : copies) EXPECT_TRUE(same_bytes(copy.source, copy.destination));
-  EXPECT_NE(queue->upload({}, nullptr), nullptr);
+  EXPECT_NE(queue->upload({}, nullptr, /*times=*/nullptr), nullptr);
 }
 
 TEST(CpuUploadQueue, RejectsMismatchesBeforeCopyingAnything) {
@@ -64,7 +66,7 @@ TEST(CpuUploadQueue, RejectsMismatchesBeforeCopyingAnything) {
   Tensor untouched = Tensor::zeros({64}, DType::F32);
   const auto batch_with = [&](Tensor bad_source, Tensor bad_destination) {
     return [&queue, &source, &untouched, bad_source, bad_destination] {
-      queue->upload({{source, untouched}, {bad_source, bad_destination}}, nullptr);
+      queue->upload({{source, untouched}, {bad_source, bad_destination}}, nullptr, /*times=*/nullptr);
     };
   };
 
@@ -81,6 +83,37 @@ TEST(CpuUploadQueue, RejectsMismatchesBeforeCopyingAnything) {
   expect_error_containing(batch_with(Tensor(), Tensor::zeros({64}, DType::F32)), "undefined");
   // The first, valid copy of each rejected batch did not run.
   EXPECT_EQ(untouched.to_floats(), std::vector<float>(64, 0.0f));
+}
+
+TEST(CpuUploadQueue, TimesItsCopiesOnTheHostClock) {
+  using SteadyClock = std::chrono::steady_clock;
+  auto queue = backend_for(Device::cpu()).create_upload_queue(0);
+  auto bytes = pattern_bytes(size_t{8} << 20, 7);
+  const Tensor source = external_tensor(bytes, {static_cast<int64_t>(bytes->size())}, DType::U8);
+  const Tensor destination = Tensor::zeros(source.shape(), DType::U8);
+  const SteadyClock::time_point before = SteadyClock::now();
+  UploadTimes times;
+  queue->upload({{source, destination}}, nullptr, &times);
+  const SteadyClock::time_point after = SteadyClock::now();
+  EXPECT_TRUE(same_bytes(source, destination));
+  ASSERT_TRUE(times.start && times.end);
+  // The copy is done when upload() returns, so both are already passed.
+  const std::optional<SteadyClock::time_point> start = times.start->time(), end = times.end->time();
+  ASSERT_TRUE(start && end);
+  EXPECT_LE(before, *start);
+  EXPECT_LT(*start, *end);
+  EXPECT_LE(*end, after);
+}
+
+TEST(CpuBackend, ComputeTimestampsAreTheHostClockNow) {
+  using SteadyClock = std::chrono::steady_clock;
+  const SteadyClock::time_point before = SteadyClock::now();
+  const Timestamp timestamp = backend_for(Device::cpu()).compute_timestamp();
+  const SteadyClock::time_point after = SteadyClock::now();
+  const std::optional<SteadyClock::time_point> time = timestamp->time();
+  ASSERT_TRUE(time);
+  EXPECT_LE(before, *time);
+  EXPECT_LE(*time, after);
 }
 
 }  // namespace

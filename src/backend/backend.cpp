@@ -9,6 +9,14 @@ namespace canvas {
 
 namespace {
 
+class HostTimestamp final : public DeviceTimestamp {
+ public:
+  std::optional<std::chrono::steady_clock::time_point> time() override { return time_; }
+
+ private:
+  std::chrono::steady_clock::time_point time_ = std::chrono::steady_clock::now();
+};
+
 struct BackendRegistry {
   std::mutex mutex;
   std::vector<std::unique_ptr<Backend>> backends;
@@ -23,6 +31,10 @@ BackendRegistry& registry() {
 }
 
 }  // namespace
+
+Timestamp host_timestamp() {
+  return std::make_shared<HostTimestamp>();
+}
 
 Backend& backend_for(Device device) {
   BackendRegistry& reg = registry();

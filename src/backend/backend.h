@@ -3,7 +3,9 @@
 // outputs are contiguous unless a method says otherwise.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,26 @@ class DeviceFence {
 };
 using Fence = std::shared_ptr<DeviceFence>;
 
+// A point in a device's queued work, read on the host's steady clock once the device has passed it: the
+// profiler times asynchronous device work with these, since host clock readings around it would time its
+// queuing instead.
+class DeviceTimestamp {
+ public:
+  virtual ~DeviceTimestamp() = default;
+  // When the device passed this point, or nullopt while it has not. Never waits for the device.
+  virtual std::optional<std::chrono::steady_clock::time_point> time() = 0;
+};
+using Timestamp = std::shared_ptr<DeviceTimestamp>;
+
+// The host's clock now, for backends whose work has finished when the call queuing it returns.
+Timestamp host_timestamp();
+
+// When the device began and finished one upload's copies.
+struct UploadTimes {
+  Timestamp start;
+  Timestamp end;
+};
+
 // One host-to-device copy of a weight: the destination is a contiguous device tensor with the source's
 // dtype and element count.
 struct UploadCopy {
@@ -37,7 +59,8 @@ class UploadQueue {
   virtual ~UploadQueue() = default;
   // Queues `copies` to start once the device has passed `reuse_after` (a compute fence guarding the
   // destination's previous contents; null to start at once). The returned fence completes with them.
-  virtual Fence upload(std::vector<UploadCopy> copies, const Fence& reuse_after) = 0;
+  // `times`, for profiling, receives timestamps around the copies; null times nothing and costs nothing.
+  virtual Fence upload(std::vector<UploadCopy> copies, const Fence& reuse_after, UploadTimes* times) = 0;
   // Compute queued after this call waits for `fence`.
   virtual void compute_wait(const Fence& fence) = 0;
   // A fence that completes when the compute queued so far has finished.
@@ -67,6 +90,8 @@ class Backend {
   virtual int64_t scratch_reserve_bytes() const = 0;
   // staging_bytes caps the pinned host memory the queue may hold to stage sources that are not pinned.
   virtual std::unique_ptr<UploadQueue> create_upload_queue(int64_t staging_bytes) = 0;
+  // A timestamp of the point the compute queued so far will have reached, for profiling.
+  virtual Timestamp compute_timestamp() = 0;
 
   // dst may be a strided view; shapes match; dtypes may differ.
   virtual void copy(const Tensor& src, Tensor& dst) = 0;

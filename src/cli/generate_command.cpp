@@ -11,6 +11,7 @@
 #include "memory/profiler.h"
 #include "pipeline/components.h"
 #include "pipeline/generation_metadata.h"
+#include "pipeline/recovery.h"
 #include "pipeline/text_to_image.h"
 #include "util/format.h"
 
@@ -100,6 +101,9 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
   command->add_option("--profile", options.profile,
                       "Write a memory and time profile of the job to this .json file, and its plot beside it "
                       "as .svg");
+  command->add_flag("--forget-recoveries", options.forget_recoveries,
+                    "Start from the top of the recovery ladder instead of where an earlier job with the "
+                    "same settings ran out of memory");
   command->add_option("--output", options.output, "Where to write the PNG")->required();
 }
 
@@ -154,8 +158,9 @@ int run_generate(const GenerateOptions& options) {
     for (const std::string& line : plan.describe()) std::fprintf(stderr, "%s\n", line.c_str());
   };
   observers.on_recovery = [](const std::string& recovery) {
-    std::fprintf(stderr, "\nRecovered from an allocation failure: %s\n", recovery.c_str());
+    std::fprintf(stderr, "\nMemory recovery: %s\n", recovery.c_str());
   };
+  if (options.forget_recoveries) RecoveryMemory::forget(recovery_key(components, request));
   observers.profiler = profiler.get();
   TextToImageResult result = text_to_image(components, request, observers);
   progress.finish();

@@ -23,6 +23,7 @@ struct GenerateOptions {
   std::optional<double> vram_budget_gib;
   std::optional<double> ram_budget_gib;
   std::optional<std::string> profile;
+  bool forget_recoveries = false;
   std::string output;
 };
 

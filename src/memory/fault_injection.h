@@ -1,5 +1,6 @@
 // Allocation failures on demand, to test that every allocation site fails cleanly and that jobs recover.
-// CANVAS_FAIL_ALLOC=N fails the Nth allocation of the process (counting from 1, over every allocator);
+// CANVAS_FAIL_ALLOC=N fails the Nth allocation of the process (counting from 1, over every allocator but
+// the meta device's, whose dry runs hold no memory);
 // CANVAS_FAIL_ALLOC=random:SEED:P fails each allocation with probability P, the same ones for the same
 // seed. Unset, it costs one relaxed atomic increment per allocation.
 #pragma once

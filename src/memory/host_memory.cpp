@@ -181,15 +181,20 @@ HostMemoryInfo host_memory_info() {
   const std::string status = read_text("/proc/self/status").value_or("");
   info.process_rss_bytes = parse_proc_kib_field(status, "VmRSS").value_or(0);
   info.process_peak_rss_bytes = parse_proc_kib_field(status, "VmHWM").value_or(0);
-  // An address-space limit fails allocations (mmap included) once the process's mappings reach it.
-  rlimit address_space{};
-  if (getrlimit(RLIMIT_AS, &address_space) == 0 && address_space.rlim_cur != RLIM_INFINITY) {
-    const int64_t limit =
-        static_cast<int64_t>(std::min<rlim_t>(address_space.rlim_cur, std::numeric_limits<int64_t>::max()));
-    const int64_t mapped = parse_proc_kib_field(status, "VmSize").value_or(0);
-    info.total_bytes = std::min(info.total_bytes, limit);
-    info.available_bytes = std::min(info.available_bytes, std::max<int64_t>(0, limit - mapped));
-  }
+  // An address-space limit fails allocations (mmap included) once the process's mappings reach it; a
+  // data limit once its private writable memory (VmData: the heap and anonymous mappings, not the
+  // mapped checkpoint) does.
+  auto narrow_by_rlimit = [&](int resource, std::string_view counted_field) {
+    rlimit limit{};
+    if (getrlimit(resource, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
+    const int64_t bytes =
+        static_cast<int64_t>(std::min<rlim_t>(limit.rlim_cur, std::numeric_limits<int64_t>::max()));
+    const int64_t counted = parse_proc_kib_field(status, counted_field).value_or(0);
+    info.total_bytes = std::min(info.total_bytes, bytes);
+    info.available_bytes = std::min(info.available_bytes, std::max<int64_t>(0, bytes - counted));
+  };
+  narrow_by_rlimit(RLIMIT_AS, "VmSize");
+  narrow_by_rlimit(RLIMIT_DATA, "VmData");
   info.available_bytes = std::clamp<int64_t>(info.available_bytes, 0, info.total_bytes);
   return info;
 }

@@ -1,6 +1,6 @@
 // How much host memory this process can still get, as the memory planner needs it: the kernel's view
-// (/proc/meminfo) narrowed by the container's cgroup limit and the process's address-space rlimit, which
-// are what actually end a run that asks for too much.
+// (/proc/meminfo) narrowed by the container's cgroup limit and the process's address-space and data
+// rlimits, which are what actually end a run that asks for too much.
 #pragma once
 
 #include <cstdint>

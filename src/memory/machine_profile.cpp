@@ -90,7 +90,6 @@ MachineProfile measure(Device device, DType activation_dtype, const std::string&
   if (device.is_cpu()) {
     profile.host_to_device_pinned_bytes_per_s = profile.host_memcpy_bytes_per_s;
     profile.host_to_device_pageable_bytes_per_s = profile.host_memcpy_bytes_per_s;
-    profile.host_pin_bytes_per_s = profile.host_memcpy_bytes_per_s;
     profile.host_to_device_staged_bytes_per_s = profile.host_memcpy_bytes_per_s;
     return profile;
   }
@@ -100,16 +99,12 @@ MachineProfile measure(Device device, DType activation_dtype, const std::string&
   Allocator* pinned_allocator = registered_pinned_host_allocator();
   check(pinned_allocator != nullptr,
         "machine_profile: no pinned host allocator is registered for " + device.str());
-  const auto pin_start = std::chrono::steady_clock::now();
   Tensor pinned = Tensor::from_buffer(pinned_allocator->allocate(bytes), {bytes}, DType::U8);
   backend_for(Device::cpu()).transfer(pageable, pinned);
-  const double pin_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - pin_start).count();
-  profile.host_pin_bytes_per_s = static_cast<double>(bytes) / std::max(pin_seconds, 1e-9);
   profile.host_to_device_pinned_bytes_per_s = transfer_bytes_per_s(backend, pinned, on_device);
   std::unique_ptr<UploadQueue> queue = backend.create_upload_queue(bytes);
   const double staged_seconds = seconds_per_run(backend, [&] {
-    queue->compute_wait(queue->upload({{pageable, on_device}}, nullptr));
+    queue->compute_wait(queue->upload({{pageable, on_device}}, nullptr, /*times=*/nullptr));
   });
   profile.host_to_device_staged_bytes_per_s = static_cast<double>(bytes) / staged_seconds;
   return profile;
@@ -169,8 +164,7 @@ json MachineProfile::to_json() const {
           {"host_to_device_pinned_bytes_per_s", host_to_device_pinned_bytes_per_s},
           {"host_to_device_pageable_bytes_per_s", host_to_device_pageable_bytes_per_s},
           {"host_to_device_staged_bytes_per_s", host_to_device_staged_bytes_per_s},
-          {"host_memcpy_bytes_per_s", host_memcpy_bytes_per_s},
-          {"host_pin_bytes_per_s", host_pin_bytes_per_s}};
+          {"host_memcpy_bytes_per_s", host_memcpy_bytes_per_s}};
 }
 
 MachineProfile MachineProfile::from_json(const json& object) {
@@ -183,7 +177,6 @@ MachineProfile MachineProfile::from_json(const json& object) {
       positive_figure(object, "host_to_device_pageable_bytes_per_s");
   profile.host_to_device_staged_bytes_per_s = positive_figure(object, "host_to_device_staged_bytes_per_s");
   profile.host_memcpy_bytes_per_s = positive_figure(object, "host_memcpy_bytes_per_s");
-  profile.host_pin_bytes_per_s = positive_figure(object, "host_pin_bytes_per_s");
   return profile;
 }
 

@@ -24,9 +24,6 @@ struct MachineProfile {
   // Streaming weights from ordinary host memory through the backend's upload queue (pinned staging).
   double host_to_device_staged_bytes_per_s = 0;
   double host_memcpy_bytes_per_s = 0;  // host to host, on the CPU backend's threads
-  // Making a pinned copy of pageable data: allocating page-locked memory and filling it. What keeping
-  // streamed weights pinned costs once; on the CPU device, the memcpy figure.
-  double host_pin_bytes_per_s = 0;
 
   nlohmann::json to_json() const;
   // Throws canvas::Error when the key or a figure is missing, or a figure is not positive and finite.

@@ -48,21 +48,20 @@ struct Rates {
   double compute_flops;  // per second
   double stream_bytes;   // streamed weights, per second
   double place_bytes;    // placing weights from the checkpoint, per second
-  double pin_bytes;      // copying into pinned host memory, per second
   bool overlapped;       // copies run beside compute
 };
 
-Rates rates_for(const MachineFacts& machine, bool pinned) {
+Rates rates_for(const MachineFacts& machine) {
   const MachineProfile& p = machine.profile;
   Rates rates{};
   rates.compute_flops = std::max(p.gemm_flops_per_s, 1.0);
-  rates.pin_bytes = std::max(p.host_memcpy_bytes_per_s, 1.0);
   if (machine.device_is_host) {
-    rates.stream_bytes = rates.place_bytes = rates.pin_bytes;
+    rates.stream_bytes = rates.place_bytes = std::max(p.host_memcpy_bytes_per_s, 1.0);
     rates.overlapped = false;
   } else {
-    rates.stream_bytes =
-        std::max(pinned ? p.host_to_device_pinned_bytes_per_s : p.host_to_device_staged_bytes_per_s, 1.0);
+    // Streamed weights go from the mapped checkpoint through the upload queue's pinned staging ring:
+    // pinned host memory is only ever that ring, never a copy of the model.
+    rates.stream_bytes = std::max(p.host_to_device_staged_bytes_per_s, 1.0);
     rates.place_bytes = std::max(p.host_to_device_pageable_bytes_per_s, 1.0);
     rates.overlapped = true;
   }
@@ -89,11 +88,13 @@ std::optional<ComponentPlan> plan_component(const ComponentFacts& facts, const M
   const int64_t activations = facts.activation_bytes + facts.job_cache_bytes;
   const int reads = std::max(1, facts.passes / std::max(1, facts.passes_per_weight_read));
   const double compute_per_read =
-      facts.flops_per_pass * facts.passes_per_weight_read / rates_for(machine, false).compute_flops;
+      facts.flops_per_pass * facts.passes_per_weight_read / rates_for(machine).compute_flops;
 
   if (layout.residency == Residency::Mapped) {
     plan.resident_blocks = blocks;
-    plan.phase_peak_bytes = activations;
+    // Off a host-only device, a mapped component runs on the CPU (a recovery's last rung for the VAE):
+    // nothing of it is on the device.
+    plan.phase_peak_bytes = machine.device_is_host ? activations : 0;
     plan.predicted_pass_s = compute_per_read;
     plan.predicted_phase_s = reads * compute_per_read;
     if (plan.phase_peak_bytes > available) return std::nullopt;
@@ -135,26 +136,13 @@ std::optional<ComponentPlan> plan_component(const ComponentFacts& facts, const M
   for (int i = 0; i < blocks; ++i)
     if (!resident_at(i, resident)) streamed_per_read += facts.blocks[i].bytes[precision];
   const int64_t streamed_once = resident == blocks ? 0 : once_bytes(facts, layout.precision, 0);
-  auto phase_seconds = [&](bool pinned, double& pass_seconds) {
-    const Rates rates = rates_for(machine, pinned);
-    const double copy_per_read = static_cast<double>(streamed_per_read) / rates.stream_bytes;
-    pass_seconds =
-        rates.overlapped ? std::max(compute_per_read, copy_per_read) : compute_per_read + copy_per_read;
-    const double placing = static_cast<double>(plan.placed_bytes - ring_bytes(resident)) / rates.place_bytes;
-    const double once = static_cast<double>(streamed_once) / rates_for(machine, false).stream_bytes;
-    const double pinning = pinned ? static_cast<double>(streamed_per_read) / rates.pin_bytes : 0.0;
-    return reads * pass_seconds + placing + once + pinning;
-  };
-  plan.predicted_phase_s = phase_seconds(false, plan.predicted_pass_s);
-  // Pinned copies of the streamed weights, when host memory allows and the job reads them often enough
-  // to repay making them: DMA straight from them is the fastest source there is.
-  const bool can_pin = !machine.device_is_host && streamed_per_read > 0 &&
-                       streamed_per_read + streamed_once <= machine.host_budget / 2;
-  double pinned_pass_s = 0;
-  if (can_pin && phase_seconds(true, pinned_pass_s) < plan.predicted_phase_s) {
-    plan.pinned_source = true;
-    plan.predicted_phase_s = phase_seconds(true, plan.predicted_pass_s);
-  }
+  const Rates rates = rates_for(machine);
+  const double copy_per_read = static_cast<double>(streamed_per_read) / rates.stream_bytes;
+  plan.predicted_pass_s =
+      rates.overlapped ? std::max(compute_per_read, copy_per_read) : compute_per_read + copy_per_read;
+  const double placing = static_cast<double>(plan.placed_bytes - ring_bytes(resident)) / rates.place_bytes;
+  const double once = static_cast<double>(streamed_once) / rates.stream_bytes;
+  plan.predicted_phase_s = reads * plan.predicted_pass_s + placing + once;
   return plan;
 }
 
@@ -364,15 +352,14 @@ std::vector<std::string> MemoryPlan::describe() const {
   for (const ComponentPlan& part : components) {
     std::string placement;
     if (part.residency == Residency::Mapped) {
-      placement = "mapped from the checkpoint";
+      placement = device.is_cpu() ? "mapped from the checkpoint" : "on the CPU, from host memory";
     } else {
       placement = std::string(residency_name(part.residency)) + ", " + std::to_string(part.resident_blocks) +
                   " blocks on the device";
       if (part.streamed_blocks > 0 && part.resident_blocks > 0) placement += " (interleaved)";
       if (part.streamed_blocks > 0) {
         placement += ", " + std::to_string(part.streamed_blocks) + " streamed through " +
-                     std::to_string(part.slots) + " slots from " +
-                     (part.pinned_source ? "pinned host memory" : "the checkpoint via pinned staging");
+                     std::to_string(part.slots) + " slots from the checkpoint via pinned staging";
       }
     }
     std::snprintf(text, sizeof(text), "  %-12s %s, %s weights, peak %s, %.3f s/%s", part.name.c_str(),
@@ -393,7 +380,6 @@ nlohmann::json MemoryPlan::to_json() const {
                      {"resident_blocks", part.resident_blocks},
                      {"streamed_blocks", part.streamed_blocks},
                      {"slots", part.slots},
-                     {"pinned_source", part.pinned_source},
                      {"placed_bytes", part.placed_bytes},
                      {"phase_peak_bytes", part.phase_peak_bytes},
                      {"predicted_pass_s", part.predicted_pass_s},
@@ -444,6 +430,23 @@ MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const Mach
   plan->quality = quality;
   plan->chosen = request.strategy == Strategy::Auto ? matching_preset(*plan) : request.strategy;
   return *plan;
+}
+
+MemoryPlan evaluate_plan(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
+                         const MemoryPlan& layout) {
+  check(layout.components.size() == components.size(), "evaluate_plan: the layout does not match the facts");
+  std::vector<Layout> layouts;
+  for (const ComponentPlan& part : layout.components)
+    layouts.push_back({part.residency, part.precision, part.resident_blocks});
+  MachineFacts unlimited = machine;
+  unlimited.device_budget = std::numeric_limits<int64_t>::max() / 4;
+  MemoryPlan plan = *assemble(components, unlimited, layouts);
+  plan.strategy = layout.strategy;
+  plan.chosen = matching_preset(plan);
+  plan.quality = layout.quality;
+  plan.device_budget = layout.device_budget;
+  plan.host_budget = layout.host_budget;
+  return plan;
 }
 
 }  // namespace canvas

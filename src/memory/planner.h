@@ -81,7 +81,6 @@ struct ComponentPlan {
   int resident_blocks = 0;  // which ones: block_is_resident; the others stream
   int streamed_blocks = 0;
   int slots = 0;                 // device slots of the stream ring
-  bool pinned_source = false;    // streamed weights are copied once into pinned host memory
   int64_t placed_bytes = 0;      // weights on the device during the phase, ring included
   int64_t phase_peak_bytes = 0;  // everything on the device at the phase's worst point
   double predicted_pass_s = 0;   // one pass (one step for the transformer)
@@ -110,5 +109,10 @@ struct MemoryPlan {
 // the memory it needs and a strategy that would fit, if any.
 MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
                        const PlanRequest& request);
+
+// The figures (bytes placed, peaks, predicted times) of `layout`'s arrangement (each component's
+// residency, precision and resident blocks), whatever the budget: for a plan a recovery narrowed.
+MemoryPlan evaluate_plan(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
+                         const MemoryPlan& layout);
 
 }  // namespace canvas

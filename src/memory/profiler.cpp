@@ -170,7 +170,11 @@ Profiler::~Profiler() {
 }
 
 double Profiler::now_s() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  return seconds_at(std::chrono::steady_clock::now());
+}
+
+double Profiler::seconds_at(std::chrono::steady_clock::time_point time) const {
+  return std::chrono::duration<double>(time - start_).count();
 }
 
 void Profiler::record_allocation(Channel& channel, int64_t in_use_after) {
@@ -275,6 +279,29 @@ void Profiler::record_interval(const std::string& lane, const std::string& name,
   intervals_.push_back({lane, name, start_s, end_s});
 }
 
+void Profiler::record_interval(const std::string& lane, const std::string& name, Timestamp start,
+                               Timestamp end) {
+  std::lock_guard lock(intervals_mutex_);
+  pending_.push_back({lane, name, std::move(start), std::move(end)});
+  // Oldest first, so intervals_ keeps the order recorded and a call asks the device only up to the first
+  // interval it has not passed; the rest wait for a later call, or for to_json().
+  while (!pending_.empty()) {
+    std::optional<Interval> interval = resolve(pending_.front());
+    if (!interval) break;
+    intervals_.push_back(std::move(*interval));
+    pending_.pop_front();
+  }
+}
+
+std::optional<Profiler::Interval> Profiler::resolve(const PendingInterval& pending) const {
+  // The end first: until the device has passed it, the start need not be asked.
+  const std::optional<std::chrono::steady_clock::time_point> end = pending.end->time();
+  if (!end) return std::nullopt;
+  const std::optional<std::chrono::steady_clock::time_point> start = pending.start->time();
+  if (!start) return std::nullopt;
+  return Interval{pending.lane, pending.name, seconds_at(*start), seconds_at(*end)};
+}
+
 json Profiler::phases_json() const {
   const double now = now_s();
   std::vector<Phase> phases;
@@ -374,12 +401,16 @@ json Profiler::to_json() const {
   profile["phases"] = phases_json();
   json intervals = json::array();
   {
-    std::lock_guard lock(intervals_mutex_);
-    for (const Interval& interval : intervals_) {
+    auto add = [&intervals](const Interval& interval) {
       intervals.push_back({{"lane", interval.lane},
                            {"name", interval.name},
                            {"start", interval.start},
                            {"end", interval.end}});
+    };
+    std::lock_guard lock(intervals_mutex_);
+    for (const Interval& interval : intervals_) add(interval);
+    for (const PendingInterval& pending : pending_) {
+      if (std::optional<Interval> interval = resolve(pending)) add(*interval);
     }
   }
   const std::vector<Span1D> copy = lane_spans(intervals, "copy");

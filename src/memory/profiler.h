@@ -7,16 +7,19 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "backend/backend.h"
 #include "memory/allocator.h"
 
 namespace canvas {
@@ -69,6 +72,9 @@ class Profiler {
   // An interval measured elsewhere, in now_s() seconds, on a named lane: "copy" and "compute" feed the
   // overlap figure and the plot's lanes.
   void record_interval(const std::string& lane, const std::string& name, double start_s, double end_s);
+  // An interval of device work between two device timestamps. It is read once the device has passed
+  // both, so recording never waits for the device; to_json() leaves out those it has not passed yet.
+  void record_interval(const std::string& lane, const std::string& name, Timestamp start, Timestamp end);
 
   // Seconds since the profiler started, on the steady clock.
   double now_s() const;
@@ -80,7 +86,7 @@ class Profiler {
   //   allocation_peaks: {bucket_s, devices: [[[t, max, last], ...]]}   (one triple per busy bucket)
   //   phases: [{name, depth, start, end, open?, attributes, start_device_bytes, peak_device_bytes,
   //             start_host_rss, peak_host_rss}]                        (by start; open ones end now)
-  //   intervals: [{lane, name, start, end}]
+  //   intervals: [{lane, name, start, end}]           (those timed on the device in the order recorded)
   //   summary: {duration_s, peak_allocated, peak_used (null unless asked), peak_host_rss, copy_s,
   //             compute_s, copy_compute_overlap (null without copies)}
   // Host RSS is sampled, so a phase shorter than the sample interval reports the level last sampled.
@@ -137,6 +143,12 @@ class Profiler {
     double start;
     double end;
   };
+  struct PendingInterval {
+    std::string lane;
+    std::string name;
+    Timestamp start;
+    Timestamp end;
+  };
   struct Watch {
     Allocator* allocator;
     std::function<void(const AllocationEvent&)> previous;
@@ -146,6 +158,9 @@ class Profiler {
   void take_sample(bool ask_devices);
   void sample_loop();
   nlohmann::json phases_json() const;
+  double seconds_at(std::chrono::steady_clock::time_point time) const;
+  // The interval once the device has passed both ends.
+  std::optional<Interval> resolve(const PendingInterval& pending) const;
 
   std::vector<Device> devices_;
   ProfileOptions options_;
@@ -158,6 +173,7 @@ class Profiler {
   std::vector<Phase> phases_;
   mutable std::mutex intervals_mutex_;
   std::vector<Interval> intervals_;
+  std::deque<PendingInterval> pending_;  // oldest first
   mutable std::mutex samples_mutex_;
   std::vector<Sample> samples_;
 

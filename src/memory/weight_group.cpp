@@ -33,6 +33,10 @@ int64_t WeightGroup::bytes() const {
   return total;
 }
 
+std::string WeightGroup::label() const {
+  return owner.block < 0 ? owner.component : owner.component + " block " + std::to_string(owner.block);
+}
+
 int64_t WeightGroup::slot_bytes() const {
   int64_t total = 0;
   for (const Tensor* tensor : tensors) total += aligned(tensor->nbytes());

@@ -19,6 +19,8 @@ struct WeightGroup {
   // Bytes of the group laid out in one device slot, each tensor aligned for vector loads.
   int64_t slot_bytes() const;
   bool empty() const { return tensors.empty(); }
+  // Its name in a profile, e.g. "transformer block 17".
+  std::string label() const;
 };
 
 // Offset of each tensor in a slot laid out as slot_bytes() describes.

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "memory/profiler.h"
+
 namespace canvas {
 
 int64_t WeightStreamer::ring_bytes(const std::vector<WeightGroup>& groups, int slots) {
@@ -11,8 +13,8 @@ int64_t WeightStreamer::ring_bytes(const std::vector<WeightGroup>& groups, int s
 }
 
 WeightStreamer::WeightStreamer(Device device, std::vector<WeightGroup> groups, int slots, bool cyclic,
-                               const std::string& component, int64_t staging_bytes)
-    : device_(device), groups_(std::move(groups)), cyclic_(cyclic) {
+                               const std::string& component, int64_t staging_bytes, Profiler* profiler)
+    : device_(device), groups_(std::move(groups)), profiler_(profiler), cyclic_(cyclic) {
   check(slots >= 1, "a weight stream needs at least one slot");
   for (const WeightGroup& group : groups_) {
     std::vector<Tensor> host;
@@ -54,7 +56,10 @@ void WeightStreamer::fill() {
                                                     offsets_[index][i])});
       bytes_uploaded_ += source.nbytes();
     }
-    Fence done = queue_->upload(std::move(copies), slots_[slot].reuse_after);
+    UploadTimes times;
+    Fence done = queue_->upload(std::move(copies), slots_[slot].reuse_after, profiler_ ? &times : nullptr);
+    if (profiler_)
+      profiler_->record_interval("copy", group.label(), std::move(times.start), std::move(times.end));
     slots_[slot].free = false;
     pending_.push_back({index, slot, std::move(done)});
     next_upload_ = (next_upload_ + 1) % groups_.size();

@@ -15,12 +15,15 @@
 
 namespace canvas {
 
+class Profiler;
+
 class WeightStreamer {
  public:
   // `groups` hold host tensors (contiguous, in the dtype the device computes with). `slots` >= 1 device
-  // slots of the largest group's slot_bytes(), charged to {component, -1, Staging}.
+  // slots of the largest group's slot_bytes(), charged to {component, -1, Staging}. A `profiler` gets
+  // each upload as a "copy" interval named by its group's label(); null records nothing.
   WeightStreamer(Device device, std::vector<WeightGroup> groups, int slots, bool cyclic,
-                 const std::string& component, int64_t staging_bytes);
+                 const std::string& component, int64_t staging_bytes, Profiler* profiler);
   ~WeightStreamer();
   WeightStreamer(const WeightStreamer&) = delete;
   WeightStreamer& operator=(const WeightStreamer&) = delete;
@@ -59,6 +62,7 @@ class WeightStreamer {
   std::vector<std::vector<int64_t>> offsets_;
   std::vector<Slot> slots_;
   std::unique_ptr<UploadQueue> queue_;
+  Profiler* profiler_;
   std::deque<Upload> pending_;
   bool cyclic_;
   size_t next_upload_ = 0;

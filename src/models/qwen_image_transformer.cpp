@@ -142,6 +142,15 @@ BlockModulation QwenImageTransformerBlock::modulation(const Tensor& temb) const 
   return {img_mod_1(activated), txt_mod_1(text_rows)};
 }
 
+Tensor chunked_feed_forward(const FeedForward& ff, const Tensor& x, int64_t chunk_size) {
+  const int64_t tokens = x.dim(1);
+  if (chunk_size <= 0 || tokens <= chunk_size) return ff.forward(x);
+  std::vector<Tensor> outputs;
+  for (int64_t start = 0; start < tokens; start += chunk_size)
+    outputs.push_back(ff.forward(x.slice(1, start, std::min(start + chunk_size, tokens))));
+  return ops::concat(outputs, 1);
+}
+
 std::pair<Tensor, Tensor> QwenImageTransformerBlock::forward(const Tensor& image, const Tensor& text,
                                                              const Tensor& joint_key_mask,
                                                              const BlockModulation& modulation,
@@ -165,14 +174,15 @@ std::pair<Tensor, Tensor> QwenImageTransformerBlock::forward(const Tensor& image
 
   Tensor img_modulated2 = modulate_image(ops::layer_norm(image_hidden, {}, {}, eps), img_params, 3, dim,
                                          zero_cond_t, image_tokens_of_target);
-  image_hidden = gated_add_image(image_hidden, img_params, 5, dim, img_mlp.forward(img_modulated2),
-                                 zero_cond_t, image_tokens_of_target);
+  image_hidden = gated_add_image(image_hidden, img_params, 5, dim,
+                                 chunked_feed_forward(img_mlp, img_modulated2, ff_chunk_size), zero_cond_t,
+                                 image_tokens_of_target);
 
   Tensor txt_modulated2 =
       ops::modulate(ops::layer_norm(text_hidden, {}, {}, eps), modulation_chunk(txt_params, 3, dim),
                     modulation_chunk(txt_params, 4, dim));
-  text_hidden =
-      ops::gated_add(text_hidden, modulation_chunk(txt_params, 5, dim), txt_mlp.forward(txt_modulated2));
+  text_hidden = ops::gated_add(text_hidden, modulation_chunk(txt_params, 5, dim),
+                               chunked_feed_forward(txt_mlp, txt_modulated2, ff_chunk_size));
   return {text_hidden, image_hidden};
 }
 
@@ -395,6 +405,15 @@ Tensor QwenImageTransformer2DModel::block_timestep_embedding(const Tensor& times
   std::vector<float> values = timestep.to_floats();
   values.resize(values.size() * 2, 0.0f);
   return timestep_embedding(Tensor::from_floats(values, {static_cast<int64_t>(values.size())}), dtype);
+}
+
+void QwenImageTransformer2DModel::enable_forward_chunking(int64_t chunk_size) {
+  check(chunk_size >= 0, "feed-forward chunk size must not be negative, got " + std::to_string(chunk_size));
+  for (QwenImageTransformerBlock& block : transformer_blocks_) block.ff_chunk_size = chunk_size;
+}
+
+int64_t QwenImageTransformer2DModel::forward_chunk_size() const {
+  return transformer_blocks_.empty() ? 0 : transformer_blocks_.front().ff_chunk_size;
 }
 
 Tensor QwenImageTransformer2DModel::finish(const Tensor& image, const Tensor& block_temb) const {

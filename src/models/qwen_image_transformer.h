@@ -73,12 +73,17 @@ struct FeedForward {
   Tensor forward(const Tensor& x) const { return net_2(ops::gelu_tanh(net_0_proj(x))); }
 };
 
+// diffusers' _chunked_feed_forward over the token dimension: the 4 x dim hidden activation exists for
+// `chunk_size` tokens at a time. Every token's arithmetic is unchanged.
+Tensor chunked_feed_forward(const FeedForward& ff, const Tensor& x, int64_t chunk_size);
+
 struct QwenImageTransformerBlock {
   nn::Linear img_mod_1, txt_mod_1;
   QwenImageAttention attn;
   FeedForward img_mlp, txt_mlp;
   float eps = 1e-6f;
   bool zero_cond_t = false;
+  int64_t ff_chunk_size = 0;  // tokens per feed-forward chunk, 0 for all at once (enable_forward_chunking)
 
   BlockModulation modulation(const Tensor& temb) const;
   // image_tokens_of_target: with zero_cond_t, how many leading image tokens belong to the generated image.
@@ -126,6 +131,11 @@ class QwenImageTransformer2DModel {
   // constructor loads. Memory planning and the synthetic-checkpoint tool count bytes from it.
   static std::vector<std::pair<std::string, Shape>> parameter_shapes(
       const QwenImageTransformerConfig& config);
+
+  // Runs every block's feed-forward `chunk_size` tokens at a time (0: all at once), lowering the
+  // activation peak for the same result.
+  void enable_forward_chunking(int64_t chunk_size);
+  int64_t forward_chunk_size() const;
 
   const QwenImageTransformerConfig& config() const { return config_; }
   std::vector<QwenImageTransformerBlock>& blocks() { return transformer_blocks_; }

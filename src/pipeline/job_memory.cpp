@@ -268,7 +268,7 @@ ComponentFacts transformer_facts(QwenImageComponents& components, const TextToIm
   return denoise;
 }
 
-ComponentFacts vae_facts(QwenImageComponents& components, const TextToImageRequest& request) {
+ComponentFacts vae_facts(QwenImageComponents& components, const TextToImageRequest& request, bool tiled) {
   const int64_t scale = components.vae_scale_factor();
   const int64_t latent_height = 2 * (request.height / (scale * 2));
   const int64_t latent_width = 2 * (request.width / (scale * 2));
@@ -283,7 +283,12 @@ ComponentFacts vae_facts(QwenImageComponents& components, const TextToImageReque
     decode.activation_bytes = measure_activation_peak([&] {
       Tensor latents = Tensor::empty({1, vae.config().z_dim, latent_height, latent_width},
                                      components.vae_dtype, Device::meta());
-      vae.decode(vae.denormalize_latents(latents));
+      Tensor normalized = vae.denormalize_latents(latents);
+      if (tiled) {
+        vae.tiled_decode(normalized, VaeTiling{});
+      } else {
+        vae.decode(normalized);
+      }
     });
   }
   return decode;
@@ -292,22 +297,29 @@ ComponentFacts vae_facts(QwenImageComponents& components, const TextToImageReque
 }  // namespace
 
 std::vector<ComponentFacts> text_to_image_facts(QwenImageComponents& components,
-                                                const TextToImageRequest& request) {
+                                                const TextToImageRequest& request, bool vae_tiling) {
   std::vector<int64_t> text_tokens;
   ComponentFacts text = text_encoder_facts(components, request, text_tokens);
-  return {text, transformer_facts(components, request, text_tokens), vae_facts(components, request)};
+  return {text, transformer_facts(components, request, text_tokens),
+          vae_facts(components, request, vae_tiling)};
 }
 
-JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImageRequest& request) {
-  std::string key = job_key(request, components.memory_options);
+JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImageRequest& request,
+                              const Degradation& degradation) {
+  std::string key = job_key(request, components.memory_options) + "/" + degradation.to_json().dump();
   if (components.memory && components.memory->job_key == key) return *components.memory;
   // The previous arrangement goes first: its device memory is part of what the new plan may use.
   components.memory.reset();
   components.restore_host_weights();
+  components.transformer->enable_forward_chunking(degradation.feed_forward_chunk);
 
-  std::vector<ComponentFacts> facts = text_to_image_facts(components, request);
+  std::vector<ComponentFacts> facts = text_to_image_facts(components, request, degradation.vae_tiling);
   MachineFacts machine = machine_facts(components);
   MemoryPlan plan = plan_memory(facts, machine, components.memory_options.plan);
+  if (degradation.any()) {
+    apply_degradation(degradation, plan);
+    plan = evaluate_plan(facts, machine, plan);
+  }
 
   const Device device = components.device;
   convert_host_weights(*components.text_encoder, device, components.activation_dtype);
@@ -316,6 +328,8 @@ JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImage
   quantize_transformer(*components.transformer, plan.component("transformer").precision);
 
   auto memory = std::make_unique<JobMemory>();
+  memory->facts = std::move(facts);
+  memory->machine = machine;
   memory->plan = plan;
   memory->job_key = key;
   memory->text_encoder = std::make_unique<ComponentPlacement>(
@@ -326,6 +340,24 @@ JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImage
       std::make_unique<ComponentPlacement>(device, vae_weights(*components.vae), plan.component("vae"));
   components.memory = std::move(memory);
   return *components.memory;
+}
+
+}  // namespace canvas
+
+namespace canvas {
+
+std::string recovery_key(const QwenImageComponents& components, const TextToImageRequest& request) {
+  return backend_for(components.device).description() + "|" + components.layout.root.string() + "|" +
+         std::string(dtype_name(components.activation_dtype)) + "|" +
+         job_key(request, components.memory_options);
+}
+
+void store_transformer_weights(QwenImageComponents& components, WeightPrecision precision) {
+  const int64_t chunk = components.transformer->forward_chunk_size();
+  *components.transformer = *components.loaded_transformer;
+  convert_host_weights(*components.transformer, components.device, components.activation_dtype);
+  quantize_transformer(*components.transformer, precision);
+  components.transformer->enable_forward_chunking(chunk);
 }
 
 }  // namespace canvas

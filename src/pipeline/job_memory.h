@@ -8,6 +8,7 @@
 
 #include "memory/planner.h"
 #include "pipeline/model_placement.h"
+#include "pipeline/recovery.h"
 
 namespace canvas {
 
@@ -25,6 +26,9 @@ struct MemoryOptions {
 
 // The weights' arrangement for the current job's shape; kept for the next job when that plans the same.
 struct JobMemory {
+  // What the plan was made from, for re-evaluating it when a recovery narrows it.
+  std::vector<ComponentFacts> facts;
+  MachineFacts machine;
   MemoryPlan plan;
   std::string job_key;
   std::unique_ptr<ComponentPlacement> text_encoder, transformer, vae;
@@ -35,14 +39,23 @@ ComponentWeights text_encoder_weights(Qwen2_5_VLTextModel& model);
 ComponentWeights transformer_weights(QwenImageTransformer2DModel& model);
 ComponentWeights vae_weights(AutoencoderKLQwenImage& model);
 
-// The planner's facts for this job. Dry-runs each phase on the meta device.
+// The planner's facts for this job. Dry-runs each phase on the meta device, the VAE tiled or not.
 std::vector<ComponentFacts> text_to_image_facts(QwenImageComponents& components,
-                                                const TextToImageRequest& request);
+                                                const TextToImageRequest& request, bool vae_tiling = false);
 // The free device memory and host memory the plan may use, and the machine's measured speeds.
 MachineFacts machine_facts(const QwenImageComponents& components);
 
 // Plans the job and arranges the weights, reusing the previous arrangement when the job has the same
-// shape. Throws canvas::Error when no plan fits (see plan_memory).
-JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImageRequest& request);
+// shape. `degradation` is where the recovery ladder starts the job: the dry runs measure its chunking
+// and tiling, and the plan is narrowed to it. Throws canvas::Error when no plan fits (see plan_memory).
+JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImageRequest& request,
+                              const Degradation& degradation = {});
+
+// Names what a job's recoveries are remembered by: the machine, the model and the job's settings.
+std::string recovery_key(const QwenImageComponents& components, const TextToImageRequest& request);
+
+// Stores the transformer's host weights in `precision`, from the loaded checkpoint again. Its
+// arrangement must have been released.
+void store_transformer_weights(QwenImageComponents& components, WeightPrecision precision);
 
 }  // namespace canvas

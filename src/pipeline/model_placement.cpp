@@ -1,15 +1,12 @@
 #include "pipeline/model_placement.h"
 
 #include <algorithm>
-#include <cstring>
-
-#include "memory/host_memory.h"
 
 namespace canvas {
 
 namespace {
 
-// Pinned staging for streamed weights that are not pinned themselves: room for two groups, so the host
+// Pinned staging for streamed weights (the only pinned memory a plan uses): room for two groups, so the host
 // copies the next group while the one before waits for its slot, within a cap on page-locked memory.
 int64_t staging_bytes(const std::vector<WeightGroup>& groups) {
   constexpr int64_t kCap = int64_t{2} << 30;
@@ -42,8 +39,23 @@ ComponentPlacement::~ComponentPlacement() {
 }
 
 void ComponentPlacement::begin_phase(bool once_read_done) {
+  if (in_phase_) return;
   phase_start_bytes_ = streamed_since_placed();
-  if (plan_.residency == Residency::Mapped || !placed_.empty()) return;
+  if (plan_.residency != Residency::Mapped && placed_.empty()) {
+    try {
+      place(once_read_done);
+    } catch (...) {
+      // Nothing half-placed stays behind: a retry begins the phase from scratch.
+      once_stream_.reset();
+      pass_stream_.reset();
+      placed_.clear();
+      throw;
+    }
+  }
+  in_phase_ = true;
+}
+
+void ComponentPlacement::place(bool once_read_done) {
   const int blocks = static_cast<int>(weights_.blocks.size());
   const bool all_resident = plan_.resident_blocks == blocks;
   placed_.emplace_back(weights_.shared);
@@ -55,13 +67,12 @@ void ComponentPlacement::begin_phase(bool once_read_done) {
   for (PlacedGroup& group : placed_) group.place(device_);
 
   if (all_resident) return;
-  if (plan_.pinned_source && !pinned_) pin_streamed_blocks();
   // The once-read weights go first and their ring is freed before the passes' ring is made, so the
   // phase never holds both.
   if (!weights_.once_blocks.empty() && !once_read_done) {
     once_stream_ = std::make_unique<WeightStreamer>(device_, weights_.once_blocks, plan_.slots,
                                                     /*cyclic=*/false, weights_.name,
-                                                    staging_bytes(weights_.once_blocks));
+                                                    staging_bytes(weights_.once_blocks), profiler_);
   } else {
     start_pass_stream();
   }
@@ -71,33 +82,13 @@ void ComponentPlacement::start_pass_stream() {
   std::vector<WeightGroup> streamed;
   for (size_t i = 0; i < weights_.blocks.size(); ++i)
     if (!block_resident_[i]) streamed.push_back(weights_.blocks[i]);
-  // Pinned sources go to the copy engine directly and need no staging.
-  const int64_t staging = plan_.pinned_source ? 0 : staging_bytes(streamed);
+  const int64_t staging = staging_bytes(streamed);
   pass_stream_ = std::make_unique<WeightStreamer>(device_, std::move(streamed), plan_.slots, /*cyclic=*/true,
-                                                  weights_.name, staging);
-}
-
-void ComponentPlacement::pin_streamed_blocks() {
-  Allocator* pinned = registered_pinned_host_allocator();
-  pinned_ = true;
-  if (pinned == nullptr) return;
-  for (size_t i = 0; i < weights_.blocks.size(); ++i) {
-    if (block_resident_[i]) continue;
-    const WeightGroup& group = weights_.blocks[i];
-    for (Tensor* tensor : group.tensors) {
-      // A plain copy per tensor on purpose: on the H200 host this pinned 1.2 GB/s out of the mapped
-      // checkpoint, while one allocation per block filled over the thread pool managed 0.24 GB/s
-      // (probably page faults of the mapping contending across threads).
-      Tensor source = tensor->contiguous();
-      Tensor copy =
-          Tensor::from_buffer(pinned->allocate(source.nbytes(), group.owner), source.shape(), source.dtype());
-      std::memcpy(copy.raw_data(), source.raw_data(), static_cast<size_t>(source.nbytes()));
-      *tensor = std::move(copy);
-    }
-  }
+                                                  weights_.name, staging, profiler_);
 }
 
 void ComponentPlacement::end_phase() {
+  in_phase_ = false;
   if (plan_.residency == Residency::Resident) return;
   bytes_streamed_before_ = streamed_since_placed();
   once_stream_.reset();
@@ -105,21 +96,41 @@ void ComponentPlacement::end_phase() {
   placed_.clear();
 }
 
+void ComponentPlacement::set_profiler(Profiler* profiler) {
+  profiler_ = profiler;
+  backend_ = profiler ? &backend_for(device_) : nullptr;
+  compute_start_.reset();
+}
+
+void ComponentPlacement::start_compute() {
+  if (profiler_) compute_start_ = backend_->compute_timestamp();
+}
+
+void ComponentPlacement::record_compute(const WeightGroup& block) {
+  if (!compute_start_) return;
+  profiler_->record_interval("compute", block.label(), std::move(compute_start_),
+                             backend_->compute_timestamp());
+}
+
 void ComponentPlacement::before_block(int index) {
   if (pass_stream_ && stream_index_[index] >= 0)
     pass_stream_->acquire(static_cast<size_t>(stream_index_[index]));
+  start_compute();
 }
 
 void ComponentPlacement::after_block(int index) {
+  record_compute(weights_.blocks[index]);
   if (pass_stream_ && stream_index_[index] >= 0)
     pass_stream_->release(static_cast<size_t>(stream_index_[index]));
 }
 
 void ComponentPlacement::before_once(int index) {
   if (once_stream_) once_stream_->acquire(index);
+  start_compute();
 }
 
 void ComponentPlacement::after_once(int index) {
+  record_compute(weights_.once_blocks[index]);
   if (!once_stream_) return;
   once_stream_->release(index);
   // The once-read weights are done for the job: their ring goes back before the passes begin.

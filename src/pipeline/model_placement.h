@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "memory/planner.h"
+#include "memory/profiler.h"
 #include "memory/weight_streamer.h"
 #include "models/nn.h"
 
@@ -29,10 +30,14 @@ class ComponentPlacement : public nn::BlockGate {
 
   // Puts the shared weights and resident blocks on the device and starts streaming the first blocks.
   // `once_read_done`: the job has already read the once-read weights (a placement replacing another
-  // mid-phase), so they are not streamed again.
+  // mid-phase), so they are not streamed again. Within a phase a second call does nothing; a call that
+  // throws leaves nothing placed.
   void begin_phase(bool once_read_done = false);
   // An offloaded component gives its device memory back; a resident one keeps it for the next job.
   void end_phase();
+  // Records each block's compute from here on as a "compute" interval, and each upload of the streams
+  // begun after this call (so before begin_phase) as a "copy" interval; null records nothing.
+  void set_profiler(Profiler* profiler);
 
   // Around each block of a pass (nn::BlockGate).
   void before_block(int index) override;
@@ -41,15 +46,18 @@ class ComponentPlacement : public nn::BlockGate {
   void before_once(int index);
   void after_once(int index);
 
+  bool in_phase() const { return in_phase_; }
   const ComponentPlan& plan() const { return plan_; }
   // Weight bytes copied to the device since the current (or last) phase began.
   int64_t bytes_streamed() const;
 
  private:
+  void place(bool once_read_done);
   void start_pass_stream();
   int64_t streamed_since_placed() const;
-  // Copies the streamed blocks into pinned host memory, once: the device then reads them directly.
-  void pin_streamed_blocks();
+  // Before a block's compute is queued, after its weights were waited for; and after it.
+  void start_compute();
+  void record_compute(const WeightGroup& block);
 
   Device device_;
   ComponentWeights weights_;
@@ -62,7 +70,10 @@ class ComponentPlacement : public nn::BlockGate {
   std::unique_ptr<WeightStreamer> once_stream_;
   int64_t bytes_streamed_before_ = 0;  // by streams already closed
   int64_t phase_start_bytes_ = 0;
-  bool pinned_ = false;
+  Profiler* profiler_ = nullptr;
+  Backend* backend_ = nullptr;  // for the compute timestamps, when profiled
+  Timestamp compute_start_;
+  bool in_phase_ = false;
 };
 
 }  // namespace canvas

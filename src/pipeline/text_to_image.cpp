@@ -7,6 +7,7 @@
 #include "pipeline/flow_match_scheduler.h"
 #include "pipeline/latent_packing.h"
 #include "pipeline/prompt_encoder.h"
+#include "pipeline/recovery_ladder.h"
 #include "pipeline/torch_generator.h"
 #include "pipeline/transformer_executor.h"
 
@@ -71,31 +72,6 @@ class ArrangementGuard {
   bool completed_ = false;
 };
 
-// The recovery ladder's rung for the transformer: half of its resident blocks stream instead, through
-// pinned staging (no new pinned copies mid-job). Returns what the job now does, or nullopt when every
-// block already streams or the weights are used in place.
-std::optional<std::string> stream_more_blocks(QwenImageComponents& components, JobMemory& memory) {
-  ComponentPlan plan = memory.transformer->plan();
-  if (plan.residency == Residency::Mapped || plan.resident_blocks == 0) return std::nullopt;
-  const int blocks = plan.resident_blocks + plan.streamed_blocks;
-  plan.residency = Residency::Offloaded;
-  plan.resident_blocks /= 2;
-  plan.streamed_blocks = blocks - plan.resident_blocks;
-  plan.slots = std::max(plan.slots, 2);
-  plan.pinned_source = false;
-  // The old arrangement's memory goes back before the new one asks for any.
-  memory.transformer.reset();
-  backend_for(components.device).release_cached_memory();
-  memory.transformer = std::make_unique<ComponentPlacement>(
-      components.device, transformer_weights(*components.transformer), plan);
-  memory.transformer->begin_phase(/*once_read_done=*/true);
-  for (ComponentPlan& part : memory.plan.components) {
-    if (part.name == plan.name) part = plan;
-  }
-  return "transformer: " + std::to_string(plan.resident_blocks) + " blocks on the device, " +
-         std::to_string(plan.streamed_blocks) + " streamed";
-}
-
 }  // namespace
 
 TextToImageResult text_to_image(QwenImageComponents& components, const TextToImageRequest& request,
@@ -107,108 +83,111 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
   auto span = [profiler](const char* name, PhaseAttributes attributes = {}) {
     return profiler ? profiler->span(name, std::move(attributes)) : Profiler::Span();
   };
-  TextToImageResult result;
-  Clock::time_point phase_start = Clock::now();
-  JobMemory& memory = [&]() -> JobMemory& {
-    Profiler::Span phase = span("plan");
-    return prepare_job_memory(components, request);
-  }();
-  BudgetScope budget(allocator_for(components.device), components.memory_options.device_budget_bytes);
-  result.plan = memory.plan;
-  // The job's peak, not the planning's or an earlier job's.
-  allocator_for(components.device).reset_peak();
-  result.timings.plan_s = seconds_since(phase_start);
-  if (observers.on_plan) observers.on_plan(memory.plan);
-
-  phase_start = Clock::now();
-  PromptEmbedding positive, negative;
-  {
-    Profiler::Span phase = span("text_encode");
-    ComponentPlacement& placement = *memory.text_encoder;
-    placement.begin_phase();
-    QwenImagePromptEncoder prompt_encoder(components.tokenizer, *components.text_encoder, &placement);
-    OwnerScope owner({"text_encoder", -1, MemoryRole::Activations});
-    positive = prompt_encoder.encode(request.prompt, request.max_sequence_length, dtype);
-    result.used_cfg = request.cfg_scale > 1.0f;
-    if (result.used_cfg) {
-      result.negative_prompt = request.negative_prompt.value_or(" ");
-      negative = prompt_encoder.encode(result.negative_prompt, request.max_sequence_length, dtype);
-    }
-    placement.end_phase();
-  }
-  result.timings.text_encode_s = seconds_since(phase_start);
-
-  phase_start = Clock::now();
   const QwenImageTransformerConfig& transformer_config = components.transformer->config();
   const int64_t latent_channels = transformer_config.in_channels / 4;
   const int64_t scale = components.vae_scale_factor();
   const int64_t latent_height = 2 * (request.height / (scale * 2));
   const int64_t latent_width = 2 * (request.width / (scale * 2));
+  const std::vector<ImageShape> img_shapes = {{1, latent_height / 2, latent_width / 2}};
+
+  TextToImageResult result;
+  RecoveryLadder ladder(components, recovery_key(components, request), img_shapes[0].tokens(),
+                        observers.on_recovery);
+  Clock::time_point phase_start = Clock::now();
+  ladder.run(JobPhase::Plan, "plan", [&] {
+    Profiler::Span phase = span("plan");
+    prepare_job_memory(components, request, ladder.degradation());
+  });
+  // The arrangement may be rebuilt by a recovery: always reached through the components.
+  auto memory = [&components]() -> JobMemory& { return *components.memory; };
+  BudgetScope budget(allocator_for(components.device), components.memory_options.device_budget_bytes);
+  // The job's peak, not the planning's or an earlier job's.
+  allocator_for(components.device).reset_peak();
+  result.timings.plan_s = seconds_since(phase_start);
+  if (observers.on_plan) observers.on_plan(memory().plan);
+
+  phase_start = Clock::now();
+  PromptEmbedding positive, negative;
+  result.used_cfg = request.cfg_scale > 1.0f;
+  if (result.used_cfg) result.negative_prompt = request.negative_prompt.value_or(" ");
+  {
+    Profiler::Span phase = span("text_encode");
+    ladder.run(JobPhase::TextEncode, "text encoder", [&] {
+      ComponentPlacement& placement = *memory().text_encoder;
+      placement.set_profiler(profiler);
+      placement.begin_phase();
+      QwenImagePromptEncoder prompt_encoder(components.tokenizer, *components.text_encoder, &placement);
+      OwnerScope owner({"text_encoder", -1, MemoryRole::Activations});
+      positive = prompt_encoder.encode(request.prompt, request.max_sequence_length, dtype);
+      if (result.used_cfg)
+        negative = prompt_encoder.encode(result.negative_prompt, request.max_sequence_length, dtype);
+    });
+    memory().text_encoder->end_phase();
+  }
+  result.timings.text_encode_s = seconds_since(phase_start);
+
+  phase_start = Clock::now();
   Tensor latents;
   {
     Profiler::Span phase = span("denoise");
-    memory.transformer->begin_phase();
     OwnerScope owner({"transformer", -1, MemoryRole::Activations});
-    TorchGenerator generator(request.seed);
-    Tensor noise = generator.randn({1, 1, latent_channels, latent_height, latent_width});
-    latents = pack_latents(noise.view({1, latent_channels, latent_height, latent_width}))
-                  .to(dtype)
-                  .to(components.device);
-    const std::vector<ImageShape> img_shapes = {{1, latent_height / 2, latent_width / 2}};
-
     FlowMatchEulerDiscreteScheduler scheduler(components.scheduler_config);
-    double mu = FlowMatchEulerDiscreteScheduler::calculate_shift(latents.dim(1), components.scheduler_config);
-    scheduler.set_timesteps(request.steps, mu);
+    const int64_t image_tokens = img_shapes[0].tokens();
+    scheduler.set_timesteps(request.steps, FlowMatchEulerDiscreteScheduler::calculate_shift(
+                                               image_tokens, components.scheduler_config));
     const std::vector<float>& timesteps = scheduler.timesteps();
-
-    const QwenImageTransformer2DModel& transformer = *components.transformer;
-    // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
-    std::vector<TransformerCondition> conditions = {
-        {positive.embeds,
-         {},
-         transformer.rotary(img_shapes, positive.embeds.dim(1), components.device, dtype)}};
-    if (result.used_cfg) {
-      conditions.push_back(
-          {negative.embeds,
-           {},
-           transformer.rotary(img_shapes, negative.embeds.dim(1), components.device, dtype)});
-    }
-    TransformerExecutor executor(transformer, *memory.transformer, img_shapes, dtype);
     std::vector<float> sigma_timesteps;
     // The reference passes t / 1000 in the latents' dtype.
     for (float timestep : timesteps) sigma_timesteps.push_back(timestep / 1000.0f);
-    executor.precompute_modulation(sigma_timesteps);
-    int64_t bytes_streamed_before_recovery = 0;
+
+    const QwenImageTransformer2DModel& transformer = *components.transformer;
+    TransformerExecutor executor(transformer, *memory().transformer, img_shapes, dtype);
+    std::vector<TransformerCondition> conditions;
+    ladder.run(JobPhase::Denoise, "denoise setup", [&] {
+      TorchGenerator generator(request.seed);
+      Tensor noise = generator.randn({1, 1, latent_channels, latent_height, latent_width});
+      latents = pack_latents(noise.view({1, latent_channels, latent_height, latent_width}))
+                    .to(dtype)
+                    .to(components.device);
+      // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
+      conditions = {{positive.embeds,
+                     {},
+                     transformer.rotary(img_shapes, positive.embeds.dim(1), components.device, dtype)}};
+      if (result.used_cfg) {
+        conditions.push_back(
+            {negative.embeds,
+             {},
+             transformer.rotary(img_shapes, negative.embeds.dim(1), components.device, dtype)});
+      }
+      memory().transformer->set_profiler(profiler);
+      memory().transformer->begin_phase();
+      executor.set_placement(*memory().transformer);
+      executor.precompute_modulation(sigma_timesteps);
+    });
 
     for (int step = 0; step < static_cast<int>(timesteps.size()); ++step) {
       Profiler::Span step_span = span("step", {{"step", step + 1}});
       Clock::time_point step_start = Clock::now();
-      std::vector<Tensor> predictions;
-      // An allocation failure re-runs the step, from the same latents, one rung lower.
-      for (;;) {
-        try {
-          predictions = executor.predict(step, latents, conditions);
-          break;
-        } catch (const OutOfMemoryError& error) {
-          int64_t streamed_before = memory.transformer->bytes_streamed();
-          std::optional<std::string> rung = stream_more_blocks(components, memory);
-          if (!rung) throw;
-          executor.set_placement(*memory.transformer);
-          bytes_streamed_before_recovery += streamed_before;
-          result.recoveries.push_back("step " + std::to_string(step + 1) + ": " + error.what() + " -> " +
-                                      *rung);
-          if (observers.on_recovery) observers.on_recovery(result.recoveries.back());
-        }
-      }
-      Tensor prediction = result.used_cfg
-                              ? guided_prediction(predictions[0], predictions[1], request.cfg_scale)
-                              : predictions[0];
-      latents = scheduler.step(prediction, step, latents);
+      Tensor next_latents;
+      // A retry starts again from `latents`, which only a completed step replaces.
+      ladder.run(JobPhase::Denoise, "step " + std::to_string(step + 1), [&] {
+        ComponentPlacement& placement = *memory().transformer;
+        // A placement the ladder rebuilt is new to the profiler and to the executor.
+        if (!placement.in_phase()) placement.set_profiler(profiler);
+        placement.begin_phase(/*once_read_done=*/true);
+        executor.set_placement(placement);
+        std::vector<Tensor> predictions = executor.predict(step, latents, conditions);
+        Tensor prediction = result.used_cfg
+                                ? guided_prediction(predictions[0], predictions[1], request.cfg_scale)
+                                : predictions[0];
+        next_latents = scheduler.step(prediction, step, latents);
+      });
+      latents = next_latents;
       result.timings.step_s.push_back(seconds_since(step_start));
       if (observers.on_step) observers.on_step(step + 1, static_cast<int>(timesteps.size()));
     }
-    memory.transformer->end_phase();
-    result.bytes_streamed = bytes_streamed_before_recovery + memory.transformer->bytes_streamed();
+    memory().transformer->end_phase();
+    result.bytes_streamed = ladder.bytes_streamed_by_replaced() + memory().transformer->bytes_streamed();
   }
   result.latents = latents;
   result.timings.denoise_s = seconds_since(phase_start);
@@ -216,22 +195,29 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
   phase_start = Clock::now();
   {
     Profiler::Span phase = span("vae_decode");
-    ComponentPlacement& placement = *memory.vae;
-    placement.begin_phase();
-    OwnerScope vae_owner({"vae", -1, MemoryRole::Activations});
-    Tensor unpacked = unpack_latents(latents, latent_height, latent_width);
-    Tensor decoded =
-        components.vae->decode(components.vae->denormalize_latents(unpacked.to(components.vae_dtype)));
-    // VaeImageProcessor.postprocess: [-1, 1] -> [0, 1], clamped, channels last. x * 0.5 is exact, so
-    // this rounds as the reference's x / 2 + 0.5 does.
-    Tensor channels_last = decoded.select(0, 0).permute({1, 2, 0}).contiguous();
-    std::vector<float> values = channels_last.to_floats();
-    for (float& value : values) value = std::clamp(value * 0.5f + 0.5f, 0.0f, 1.0f);
-    result.image = Tensor::from_floats(values, channels_last.shape());
-    placement.end_phase();
+    ladder.run(JobPhase::VaeDecode, "vae decode", [&] {
+      const bool on_cpu = ladder.degradation().vae_on_cpu;
+      memory().vae->set_profiler(profiler);
+      memory().vae->begin_phase();
+      OwnerScope vae_owner({"vae", -1, MemoryRole::Activations});
+      Tensor unpacked = unpack_latents(latents, latent_height, latent_width).to(components.vae_dtype);
+      if (on_cpu) unpacked = unpacked.to(Device::cpu());
+      Tensor normalized = components.vae->denormalize_latents(unpacked);
+      Tensor decoded = ladder.degradation().vae_tiling ? components.vae->tiled_decode(normalized, VaeTiling{})
+                                                       : components.vae->decode(normalized);
+      // VaeImageProcessor.postprocess: [-1, 1] -> [0, 1], clamped, channels last. x * 0.5 is exact, so
+      // this rounds as the reference's x / 2 + 0.5 does.
+      Tensor channels_last = decoded.select(0, 0).permute({1, 2, 0}).contiguous();
+      std::vector<float> values = channels_last.to_floats();
+      for (float& value : values) value = std::clamp(value * 0.5f + 0.5f, 0.0f, 1.0f);
+      result.image = Tensor::from_floats(values, channels_last.shape());
+    });
+    memory().vae->end_phase();
   }
   result.timings.vae_decode_s = seconds_since(phase_start);
-  result.plan = memory.plan;
+  result.plan = memory().plan;
+  result.recoveries = ladder.recoveries();
+  ladder.remember();
   arrangement.complete();
   return result;
 }

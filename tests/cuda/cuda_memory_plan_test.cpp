@@ -32,7 +32,7 @@ TEST_F(CudaMemoryPlan, UploadQueueCopiesPageableAndPinnedSources) {
   std::memcpy(pinned.raw_data(), pageable.raw_data(), static_cast<size_t>(pageable.nbytes()));
   Tensor first = Tensor::empty(pageable.shape(), DType::F32, kGpu);
   Tensor second = Tensor::empty(pageable.shape(), DType::F32, kGpu);
-  Fence done = queue->upload({{pageable, first}, {pinned, second}}, nullptr);
+  Fence done = queue->upload({{pageable, first}, {pinned, second}}, nullptr, /*times=*/nullptr);
   queue->compute_wait(done);
   EXPECT_EQ(first.to_floats(), values);
   EXPECT_EQ(second.to_floats(), values);

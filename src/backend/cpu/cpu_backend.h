@@ -10,7 +10,7 @@ namespace canvas {
 // handed out and waiting on one is a no-op.
 class CpuUploadQueue final : public UploadQueue {
  public:
-  Fence upload(std::vector<UploadCopy> copies, const Fence& reuse_after) override;
+  Fence upload(std::vector<UploadCopy> copies, const Fence& reuse_after, UploadTimes* times) override;
   void compute_wait(const Fence& fence) override {}
   Fence compute_fence() override;
 };
@@ -25,6 +25,8 @@ class CpuBackend final : public Backend {
   int64_t scratch_reserve_bytes() const override;
   // Host tensors are already where the CPU computes: the queue copies at once and ignores staging_bytes.
   std::unique_ptr<UploadQueue> create_upload_queue(int64_t staging_bytes) override;
+  // Ops return once their work is done, so the host's clock is the device's.
+  Timestamp compute_timestamp() override { return host_timestamp(); }
 
   void copy(const Tensor& src, Tensor& dst) override;
   void fill_zero(Tensor& dst) override;

@@ -32,12 +32,14 @@ void check_copy(const UploadCopy& copy, size_t index) {
 
 }  // namespace
 
-Fence CpuUploadQueue::upload(std::vector<UploadCopy> copies, const Fence& reuse_after) {
+Fence CpuUploadQueue::upload(std::vector<UploadCopy> copies, const Fence& reuse_after, UploadTimes* times) {
   // Every copy is checked before any runs, so a rejected batch leaves all destinations untouched.
   for (size_t i = 0; i < copies.size(); ++i) check_copy(copies[i], i);
+  Timestamp start = times ? host_timestamp() : nullptr;
   for (const UploadCopy& copy : copies) {
     cpu::parallel_copy_bytes(copy.destination.raw_data(), copy.source.raw_data(), copy.source.nbytes());
   }
+  if (times) *times = {std::move(start), host_timestamp()};
   return compute_fence();
 }
 

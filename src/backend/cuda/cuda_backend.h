@@ -21,6 +21,7 @@ const std::string& cuda_unavailable_reason();
 Allocator& pinned_host_allocator();
 
 struct CudaContext;  // handles, streams and workspaces; defined in cuda_context.h
+class CudaClock;     // device timestamps; defined in cuda_timestamp.h
 
 class CudaBackend final : public Backend {
  public:
@@ -34,6 +35,7 @@ class CudaBackend final : public Backend {
   void release_cached_memory() override;
   int64_t scratch_reserve_bytes() const override;
   std::unique_ptr<UploadQueue> create_upload_queue(int64_t staging_bytes) override;
+  Timestamp compute_timestamp() override;
 
   void copy(const Tensor& src, Tensor& dst) override;
   void fill_zero(Tensor& dst) override;
@@ -68,6 +70,7 @@ class CudaBackend final : public Backend {
  private:
   int device_index_;
   std::unique_ptr<CudaContext> context_;
+  std::unique_ptr<CudaClock> clock_;
 };
 
 }  // namespace canvas

@@ -8,6 +8,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_backend_support.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/cuda_timestamp.h"
 #include "memory/host_memory.h"
 
 namespace canvas {
@@ -171,7 +172,9 @@ Allocator& pinned_host_allocator() {
 }
 
 CudaBackend::CudaBackend(int device_index)
-    : device_index_(device_index), context_(std::make_unique<CudaContext>()) {
+    : device_index_(device_index),
+      context_(std::make_unique<CudaContext>()),
+      clock_(std::make_unique<CudaClock>(device_index)) {
   cuda::DeviceGuard guard(device_index);
   CudaContext& context = *context_;
   context.device = device_index;

@@ -18,6 +18,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_backend_support.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/cuda_timestamp.h"
 
 namespace canvas {
 
@@ -83,8 +84,8 @@ void parallel_memcpy(void* destination, const void* source, size_t bytes, int th
 
 class CudaUploadQueue final : public UploadQueue {
  public:
-  CudaUploadQueue(int device, CudaContext& context, int64_t staging_bytes)
-      : device_(device), context_(context) {
+  CudaUploadQueue(int device, CudaContext& context, CudaClock& clock, int64_t staging_bytes)
+      : device_(device), context_(context), clock_(clock) {
     OwnerScope owner({"upload_queue", -1, MemoryRole::Staging});
     ring_ = pinned_host_allocator().allocate(std::max<int64_t>(staging_bytes, int64_t{8} << 20));
     copy_threads_ = static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
@@ -102,15 +103,21 @@ class CudaUploadQueue final : public UploadQueue {
     for (const StagedRange& range : in_flight_) (void)cudaEventDestroy(range.drained);
   }
 
-  Fence upload(std::vector<UploadCopy> copies, const Fence& reuse_after) override {
+  Fence upload(std::vector<UploadCopy> copies, const Fence& reuse_after, UploadTimes* times) override {
     auto done = std::make_shared<CudaFence>();
+    std::shared_ptr<CudaTimestamp> start, end;
+    if (times) {
+      start = clock_.timestamp();
+      end = clock_.timestamp();
+      *times = {start, end};
+    }
     // Slots come from the compute stream's pool: with nothing to reuse yet, the copy still waits for the
     // compute stream to reach this point, where the slot's allocation is ordered.
     std::shared_ptr<CudaFence> after = std::static_pointer_cast<CudaFence>(reuse_after);
     if (!after) after = std::static_pointer_cast<CudaFence>(compute_fence());
     {
       std::lock_guard lock(mutex_);
-      jobs_.push_back({std::move(copies), std::move(after), done});
+      jobs_.push_back({std::move(copies), std::move(after), done, std::move(start), std::move(end)});
     }
     work_.notify_one();
     return done;
@@ -135,6 +142,7 @@ class CudaUploadQueue final : public UploadQueue {
     std::vector<UploadCopy> copies;
     std::shared_ptr<CudaFence> reuse_after;
     std::shared_ptr<CudaFence> done;
+    std::shared_ptr<CudaTimestamp> start, end;  // null unless timed
   };
   // A stretch of the staging ring the copy engine has yet to finish reading.
   struct StagedRange {
@@ -160,7 +168,11 @@ class CudaUploadQueue final : public UploadQueue {
           jobs_.pop_front();
         }
         CANVAS_CUDA_CHECK(cudaStreamWaitEvent(context_.copy_stream, job.reuse_after->event(), 0));
+        // The start is where the copy stream turns to this upload (its slot free, earlier copies done);
+        // a staged source's first chunk may still be on its way from the host then.
+        if (job.start) job.start->record(context_.copy_stream);
         for (const UploadCopy& copy : job.copies) upload_one(copy);
+        if (job.end) job.end->record(context_.copy_stream);
         job.done->record(context_.copy_stream);
       }
     } catch (...) {
@@ -216,6 +228,7 @@ class CudaUploadQueue final : public UploadQueue {
 
   int device_;
   CudaContext& context_;
+  CudaClock& clock_;
   std::shared_ptr<Buffer> ring_;
   int64_t ring_position_ = 0;
   std::deque<StagedRange> in_flight_;  // oldest first, in ring order
@@ -231,7 +244,7 @@ class CudaUploadQueue final : public UploadQueue {
 }  // namespace
 
 std::unique_ptr<UploadQueue> CudaBackend::create_upload_queue(int64_t staging_bytes) {
-  return std::make_unique<CudaUploadQueue>(device_index_, *context_, staging_bytes);
+  return std::make_unique<CudaUploadQueue>(device_index_, *context_, *clock_, staging_bytes);
 }
 
 }  // namespace canvas

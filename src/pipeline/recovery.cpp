@@ -1,0 +1,182 @@
+#include "pipeline/recovery.h"
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+#include "memory/machine_profile.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+
+namespace canvas {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kMemoryFile = "recoveries.json";
+
+ComponentPlan* find_component(MemoryPlan& plan, std::string_view name) {
+  for (ComponentPlan& part : plan.components)
+    if (part.name == name) return &part;
+  return nullptr;
+}
+
+void cap_resident_blocks(ComponentPlan* part, std::optional<int> cap) {
+  if (part == nullptr || !cap || part->residency == Residency::Mapped || part->resident_blocks <= *cap)
+    return;
+  const int blocks = part->resident_blocks + part->streamed_blocks;
+  part->residency = Residency::Offloaded;
+  part->resident_blocks = std::max(0, *cap);
+  part->streamed_blocks = blocks - part->resident_blocks;
+  part->slots = std::max(part->slots, 2);
+}
+
+WeightPrecision parse_precision(const std::string& name) {
+  for (WeightPrecision precision : {WeightPrecision::Lossless, WeightPrecision::Fp8, WeightPrecision::Nf4})
+    if (precision_name(precision) == name) return precision;
+  throw Error("unknown weight precision '" + name + "'");
+}
+
+std::mutex& memory_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+// Degradations of this process when there is no cache directory.
+std::map<std::string, Degradation>& process_memory() {
+  static std::map<std::string, Degradation> remembered;
+  return remembered;
+}
+
+// The remembered degradations by key; an unreadable or malformed file counts as empty, since it only
+// ever saves a job a few failed attempts.
+json read_memory(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) return json::object();
+  json parsed = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return parsed.is_object() ? parsed : json::object();
+}
+
+}  // namespace
+
+bool Degradation::any() const {
+  return *this != Degradation{};
+}
+
+std::vector<std::string> Degradation::describe() const {
+  std::vector<std::string> lines;
+  if (text_encoder_resident_blocks) {
+    lines.push_back("text_encoder: at most " + std::to_string(*text_encoder_resident_blocks) +
+                    " layers on the device");
+  }
+  if (transformer_resident_blocks) {
+    lines.push_back("transformer: at most " + std::to_string(*transformer_resident_blocks) +
+                    " blocks on the device");
+  }
+  if (feed_forward_chunk > 0)
+    lines.push_back("transformer: feed-forward in chunks of " + std::to_string(feed_forward_chunk) +
+                    " tokens");
+  if (transformer_precision != WeightPrecision::Lossless)
+    lines.push_back("transformer: " + std::string(precision_name(transformer_precision)) + " weights");
+  if (vae_tiling) lines.push_back("vae: tiled decode");
+  if (vae_on_cpu) lines.push_back("vae: decodes on the CPU");
+  return lines;
+}
+
+json Degradation::to_json() const {
+  json out = json::object();
+  if (text_encoder_resident_blocks) out["text_encoder_resident_blocks"] = *text_encoder_resident_blocks;
+  if (transformer_resident_blocks) out["transformer_resident_blocks"] = *transformer_resident_blocks;
+  if (feed_forward_chunk > 0) out["feed_forward_chunk"] = feed_forward_chunk;
+  if (transformer_precision != WeightPrecision::Lossless)
+    out["transformer_precision"] = precision_name(transformer_precision);
+  if (vae_tiling) out["vae_tiling"] = true;
+  if (vae_on_cpu) out["vae_on_cpu"] = true;
+  return out;
+}
+
+Degradation Degradation::from_json(const json& in) {
+  check(in.is_object(), "a remembered recovery must be a JSON object");
+  Degradation degradation;
+  try {
+    if (in.contains("text_encoder_resident_blocks"))
+      degradation.text_encoder_resident_blocks = in.at("text_encoder_resident_blocks").get<int>();
+    if (in.contains("transformer_resident_blocks"))
+      degradation.transformer_resident_blocks = in.at("transformer_resident_blocks").get<int>();
+    degradation.feed_forward_chunk = in.value("feed_forward_chunk", int64_t{0});
+    if (in.contains("transformer_precision"))
+      degradation.transformer_precision = parse_precision(in.at("transformer_precision").get<std::string>());
+    degradation.vae_tiling = in.value("vae_tiling", false);
+    degradation.vae_on_cpu = in.value("vae_on_cpu", false);
+  } catch (const json::exception& error) {
+    throw Error(std::string("malformed remembered recovery: ") + error.what());
+  }
+  check(degradation.feed_forward_chunk >= 0 && degradation.text_encoder_resident_blocks.value_or(0) >= 0 &&
+            degradation.transformer_resident_blocks.value_or(0) >= 0,
+        "malformed remembered recovery: negative sizes");
+  return degradation;
+}
+
+void apply_degradation(const Degradation& degradation, MemoryPlan& plan) {
+  cap_resident_blocks(find_component(plan, "text_encoder"), degradation.text_encoder_resident_blocks);
+  ComponentPlan* transformer = find_component(plan, "transformer");
+  cap_resident_blocks(transformer, degradation.transformer_resident_blocks);
+  if (transformer != nullptr && degradation.transformer_precision > transformer->precision)
+    transformer->precision = degradation.transformer_precision;
+  if (ComponentPlan* vae = find_component(plan, "vae"); vae != nullptr && degradation.vae_on_cpu) {
+    *vae = ComponentPlan{.name = "vae", .residency = Residency::Mapped};
+  }
+}
+
+std::optional<Degradation> RecoveryMemory::recall(const std::string& key) {
+  std::lock_guard lock(memory_mutex());
+  const std::filesystem::path dir = canvas_cache_dir();
+  if (dir.empty()) {
+    auto found = process_memory().find(key);
+    return found == process_memory().end() ? std::nullopt : std::optional(found->second);
+  }
+  json remembered = read_memory(dir / kMemoryFile);
+  if (!remembered.contains(key)) return std::nullopt;
+  try {
+    return Degradation::from_json(remembered.at(key));
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+bool RecoveryMemory::remember(const std::string& key, const Degradation& degradation) {
+  std::lock_guard lock(memory_mutex());
+  const std::filesystem::path dir = canvas_cache_dir();
+  if (dir.empty()) {
+    if (degradation.any()) {
+      process_memory()[key] = degradation;
+    } else {
+      process_memory().erase(key);
+    }
+    return true;
+  }
+  json remembered = read_memory(dir / kMemoryFile);
+  if (degradation.any()) {
+    remembered[key] = degradation.to_json();
+  } else if (remembered.contains(key)) {
+    remembered.erase(key);
+  } else {
+    return true;
+  }
+  std::error_code created;
+  std::filesystem::create_directories(dir, created);
+  try {
+    write_file_atomically(dir / kMemoryFile, remembered.dump(2));
+  } catch (const Error&) {
+    return false;
+  }
+  return true;
+}
+
+bool RecoveryMemory::forget(const std::string& key) {
+  return remember(key, Degradation{});
+}
+
+}  // namespace canvas

@@ -1,0 +1,216 @@
+#include "pipeline/recovery_ladder.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "backend/backend.h"
+#include "pipeline/components.h"
+#include "util/format.h"
+
+namespace canvas {
+
+namespace {
+
+// Token chunks below this cost more in launches than they save in memory.
+constexpr int64_t kSmallestChunk = 64;
+
+ComponentPlan& plan_of(MemoryPlan& plan, const std::string& name) {
+  for (ComponentPlan& part : plan.components)
+    if (part.name == name) return part;
+  throw Error("the memory plan has no component " + name);
+}
+
+std::string blocks_line(const std::string& component, const ComponentPlan& plan, const char* unit) {
+  return component + ": " + std::to_string(plan.resident_blocks) + " " + unit + " on the device, " +
+         std::to_string(plan.streamed_blocks) + " streamed";
+}
+
+const char* phase_name(JobPhase phase) {
+  switch (phase) {
+    case JobPhase::Plan:
+      return "planning";
+    case JobPhase::TextEncode:
+      return "text encoding";
+    case JobPhase::Denoise:
+      return "denoising";
+    case JobPhase::VaeDecode:
+      return "VAE decoding";
+  }
+  return "job";
+}
+
+// The component whose arrangement a phase runs on.
+const char* component_of(JobPhase phase) {
+  switch (phase) {
+    case JobPhase::Plan:
+      return nullptr;
+    case JobPhase::TextEncode:
+      return "text_encoder";
+    case JobPhase::Denoise:
+      return "transformer";
+    case JobPhase::VaeDecode:
+      return "vae";
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+RecoveryLadder::RecoveryLadder(QwenImageComponents& components, std::string memory_key, int64_t image_tokens,
+                               std::function<void(const std::string&)> on_recovery)
+    : components_(components),
+      memory_key_(std::move(memory_key)),
+      image_tokens_(image_tokens),
+      on_recovery_(std::move(on_recovery)) {
+  if (std::optional<Degradation> remembered = RecoveryMemory::recall(memory_key_)) {
+    degradation_ = remembered_ = *remembered;
+    std::string line = "starting where an earlier job with these settings recovered:";
+    for (const std::string& rung : remembered_.describe()) line += " [" + rung + "]";
+    recoveries_.push_back(line);
+    if (on_recovery_) on_recovery_(line);
+  }
+}
+
+void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::function<void()>& attempt) {
+  using Clock = std::chrono::steady_clock;
+  bool released = false;
+  for (;;) {
+    const Clock::time_point attempt_start = Clock::now();
+    try {
+      attempt();
+      return;
+    } catch (const OutOfMemoryError& error) {
+      const Clock::time_point failed_at = Clock::now();
+      std::string rung;
+      const bool released_only = !released;
+      if (released_only) {
+        released = true;
+        rung = "released cached memory";
+      } else {
+        rung = lower(phase);
+        if (rung.empty()) {
+          const int64_t needed = error.in_use_bytes() + error.requested_bytes();
+          throw OutOfMemoryError(
+              std::string(phase_name(phase)) + " (" + where +
+                  ") does not fit even on the lowest rung of the recovery ladder: it needed at least " +
+                  format_bytes(needed) +
+                  (error.limit_bytes() >= 0 ? " with " + format_bytes(error.limit_bytes()) + " available"
+                                            : std::string()) +
+                  " (" + error.what() + ")",
+              error.requested_bytes(), error.in_use_bytes(), error.limit_bytes());
+        }
+      }
+      // A failure can leave the phase's streams part way round their rings: a rung that kept the plan
+      // still rebuilds the arrangement.
+      if (const char* component = component_of(phase); component && released_only && components_.memory)
+        rearrange(component, plan_of(components_.memory->plan, component));
+      backend_for(components_.device).release_cached_memory();
+      // What the failure cost: the attempt's work lost, and rearranging the weights for the retry.
+      char cost[96];
+      std::snprintf(cost, sizeof(cost), " (%.2f s lost, %.2f s to rearrange)",
+                    std::chrono::duration<double>(failed_at - attempt_start).count(),
+                    std::chrono::duration<double>(Clock::now() - failed_at).count());
+      recoveries_.push_back(where + ": " + error.what() + " -> " + rung + cost);
+      if (on_recovery_) on_recovery_(recoveries_.back());
+    }
+  }
+}
+
+std::string RecoveryLadder::lower(JobPhase phase) {
+  if (!components_.memory) return {};
+  switch (phase) {
+    case JobPhase::Plan:
+      return {};
+    case JobPhase::TextEncode:
+      return lower_text_encoder();
+    case JobPhase::Denoise:
+      return lower_transformer();
+    case JobPhase::VaeDecode:
+      return lower_vae();
+  }
+  return {};
+}
+
+void RecoveryLadder::rearrange(const std::string& component, const ComponentPlan& plan) {
+  JobMemory& memory = *components_.memory;
+  std::unique_ptr<ComponentPlacement>& placement = component == "text_encoder"  ? memory.text_encoder
+                                                   : component == "transformer" ? memory.transformer
+                                                                                : memory.vae;
+  if (placement) bytes_streamed_by_replaced_ += placement->bytes_streamed();
+  placement.reset();
+  backend_for(components_.device).release_cached_memory();
+  ComponentWeights weights = component == "text_encoder"  ? text_encoder_weights(*components_.text_encoder)
+                             : component == "transformer" ? transformer_weights(*components_.transformer)
+                                                          : vae_weights(*components_.vae);
+  placement = std::make_unique<ComponentPlacement>(components_.device, std::move(weights), plan);
+  plan_of(memory.plan, component) = plan;
+  memory.plan = evaluate_plan(memory.facts, memory.machine, memory.plan);
+}
+
+std::string RecoveryLadder::lower_text_encoder() {
+  ComponentPlan plan = plan_of(components_.memory->plan, "text_encoder");
+  if (plan.residency == Residency::Mapped || plan.resident_blocks == 0) return {};
+  degradation_.text_encoder_resident_blocks = plan.resident_blocks / 2;
+  MemoryPlan narrowed = components_.memory->plan;
+  apply_degradation(degradation_, narrowed);
+  rearrange("text_encoder", plan_of(narrowed, "text_encoder"));
+  return blocks_line("text_encoder", plan_of(narrowed, "text_encoder"), "layers");
+}
+
+std::string RecoveryLadder::lower_transformer() {
+  MemoryPlan narrowed = components_.memory->plan;
+  ComponentPlan plan = plan_of(narrowed, "transformer");
+  std::string taken;
+  if (plan.residency != Residency::Mapped && plan.resident_blocks > 0) {
+    degradation_.transformer_resident_blocks = plan.resident_blocks / 2;
+    apply_degradation(degradation_, narrowed);
+    taken = blocks_line("transformer", plan_of(narrowed, "transformer"), "blocks");
+  } else if (const int64_t chunk = degradation_.feed_forward_chunk == 0
+                                       ? std::max(kSmallestChunk, image_tokens_ / 4)
+                                       : degradation_.feed_forward_chunk / 4;
+             chunk >= kSmallestChunk && chunk < image_tokens_ &&
+             (degradation_.feed_forward_chunk == 0 || chunk < degradation_.feed_forward_chunk)) {
+    degradation_.feed_forward_chunk = chunk;
+    components_.transformer->enable_forward_chunking(chunk);
+    taken = "transformer: feed-forward in chunks of " + std::to_string(chunk) + " tokens";
+  } else {
+    const Quality quality = components_.memory->plan.quality;
+    WeightPrecision next = plan.precision;
+    if (plan.precision == WeightPrecision::Lossless && quality != Quality::Lossless) {
+      next = WeightPrecision::Fp8;
+    } else if (plan.precision == WeightPrecision::Fp8 && quality == Quality::FourBit) {
+      next = WeightPrecision::Nf4;
+    }
+    if (next == plan.precision) return {};
+    degradation_.transformer_precision = next;
+    apply_degradation(degradation_, narrowed);
+    // The placement points into the host weights it replaces: it goes first.
+    bytes_streamed_by_replaced_ += components_.memory->transformer->bytes_streamed();
+    components_.memory->transformer.reset();
+    store_transformer_weights(components_, next);
+    taken = "transformer: " + std::string(precision_name(next)) + " weights";
+  }
+  rearrange("transformer", plan_of(narrowed, "transformer"));
+  return taken;
+}
+
+std::string RecoveryLadder::lower_vae() {
+  if (!degradation_.vae_tiling) {
+    degradation_.vae_tiling = true;
+    rearrange("vae", plan_of(components_.memory->plan, "vae"));
+    return "vae: tiled decode";
+  }
+  if (degradation_.vae_on_cpu || components_.device.is_cpu()) return {};
+  degradation_.vae_on_cpu = true;
+  MemoryPlan narrowed = components_.memory->plan;
+  apply_degradation(degradation_, narrowed);
+  rearrange("vae", plan_of(narrowed, "vae"));
+  return "vae: decodes on the CPU";
+}
+
+void RecoveryLadder::remember() const {
+  if (degradation_ != remembered_) RecoveryMemory::remember(memory_key_, degradation_);
+}
+
+}  // namespace canvas

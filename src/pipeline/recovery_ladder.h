@@ -1,0 +1,57 @@
+// Runs a job's phases under the recovery ladder (pipeline/recovery.h): each attempt that runs out of
+// memory is retried after releasing cached memory, then one rung lower, until a rung fits or none is
+// left. The weights' arrangement (QwenImageComponents::memory) is rebuilt for each retry, since a
+// failure can leave a stream part way round its ring.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "pipeline/recovery.h"
+
+namespace canvas {
+
+struct QwenImageComponents;
+
+enum class JobPhase { Plan, TextEncode, Denoise, VaeDecode };
+
+class RecoveryLadder {
+ public:
+  // `memory_key` names the job's settings (see recovery_key); what an earlier job with them needed is
+  // where this one starts. `image_tokens` sizes the token chunks.
+  RecoveryLadder(QwenImageComponents& components, std::string memory_key, int64_t image_tokens,
+                 std::function<void(const std::string&)> on_recovery);
+
+  // Runs `attempt` until it completes. Throws OutOfMemoryError naming what `where` needed once the
+  // phase has no rung left; any other error passes through at once.
+  void run(JobPhase phase, const std::string& where, const std::function<void()>& attempt);
+
+  const Degradation& degradation() const { return degradation_; }
+  // Each failure recovered from and what was done, in order; a remembered start comes first.
+  const std::vector<std::string>& recoveries() const { return recoveries_; }
+  // Weight bytes streamed by arrangements the ladder replaced.
+  int64_t bytes_streamed_by_replaced() const { return bytes_streamed_by_replaced_; }
+  // Remembers the rungs taken for the next job with the same settings.
+  void remember() const;
+
+ private:
+  // Takes `phase`'s next rung; a description of it, or empty when none is left.
+  std::string lower(JobPhase phase);
+  // Replaces a component's arrangement with one for `plan` (the old one's memory going back first).
+  void rearrange(const std::string& component, const ComponentPlan& plan);
+  std::string lower_text_encoder();
+  std::string lower_transformer();
+  std::string lower_vae();
+
+  QwenImageComponents& components_;
+  std::string memory_key_;
+  int64_t image_tokens_;
+  std::function<void(const std::string&)> on_recovery_;
+  Degradation degradation_;
+  Degradation remembered_;
+  std::vector<std::string> recoveries_;
+  int64_t bytes_streamed_by_replaced_ = 0;
+};
+
+}  // namespace canvas

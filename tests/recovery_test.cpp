@@ -1,0 +1,219 @@
+// The recovery ladder on the tiny model, on the CPU: the budgeted CPU allocator stands in for a device
+// that another process squeezes part way through a job. Lossless rungs must leave the image
+// bit-identical, the others within their measured error, and a job with no rung left must fail naming
+// what it needed. What a job needed is remembered for the next one with the same settings.
+#include <gtest/gtest.h>
+
+#include "backend/backend.h"
+#include "pipeline/recovery_ladder.h"
+#include "pipeline/text_to_image.h"
+#include "test_util.h"
+
+namespace canvas {
+namespace {
+
+class Recovery : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setenv("CANVAS_CACHE_DIR", test::scratch_dir("recovery_cache").c_str(), 1);
+    components_ =
+        new QwenImageComponents(load_qwen_image(test::source_path("models/tiny-qwen-image"), Device::cpu()));
+    request_ = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
+    clean_ = new TextToImageResult(text_to_image(*components_, request_));
+  }
+  static void TearDownTestSuite() {
+    delete clean_;
+    delete components_;
+  }
+  void SetUp() override { reset(Strategy::Bf16Full); }
+
+  // A fresh start: no arrangement, nothing remembered, a device budget the plan fits easily.
+  static void reset(Strategy strategy, Quality quality = Quality::Lossless) {
+    components_->memory.reset();
+    components_->restore_host_weights();
+    components_->memory_options = {};
+    components_->memory_options.plan.strategy = strategy;
+    components_->memory_options.plan.quality = quality;
+    components_->memory_options.device_budget_bytes = int64_t{1} << 30;
+    RecoveryMemory::forget(recovery_key(*components_, request_));
+  }
+
+  // Runs the job; after step `squeeze_after` the device's budget shrinks to what is in use plus
+  // `headroom`, as if another process took the rest, until that process lets go after the last step.
+  static TextToImageResult squeezed_job(int squeeze_after, int64_t headroom = 0) {
+    JobObservers observers;
+    observers.on_step = [&](int done, int total) {
+      Allocator& device = allocator_for(Device::cpu());
+      if (done == squeeze_after) device.set_budget(device.in_use() + headroom);
+      if (done == total) device.set_budget(components_->memory_options.device_budget_bytes);
+    };
+    return text_to_image(*components_, request_, observers);
+  }
+
+  static bool took(const TextToImageResult& result, const std::string& rung) {
+    for (const std::string& line : result.recoveries)
+      if (line.find(rung) != std::string::npos) return true;
+    return false;
+  }
+
+  static QwenImageComponents* components_;
+  static TextToImageRequest request_;
+  static TextToImageResult* clean_;
+};
+
+QwenImageComponents* Recovery::components_ = nullptr;
+TextToImageRequest Recovery::request_;
+TextToImageResult* Recovery::clean_ = nullptr;
+
+TEST_F(Recovery, SqueezeMidJobStreamsMoreBlocksAndKeepsTheImage) {
+  const ComponentPlan resident = text_to_image(*components_, request_).plan.component("transformer");
+  reset(Strategy::Bf16Full);
+  TextToImageResult result = squeezed_job(1);
+  for (const std::string& line : result.recoveries) std::printf("[ recovery ] %s\n", line.c_str());
+  EXPECT_TRUE(took(result, "step 2: ")) << "the squeeze after step 1 must hit step 2";
+  EXPECT_TRUE(took(result, "released cached memory"));
+  EXPECT_TRUE(took(result, "streamed"));
+  // The plan recorded is the narrowed one, its figures evaluated again.
+  const ComponentPlan& transformer = result.plan.component("transformer");
+  EXPECT_GT(transformer.streamed_blocks, 0);
+  EXPECT_LT(transformer.placed_bytes, resident.placed_bytes);
+  EXPECT_EQ(static_cast<int>(result.timings.step_s.size()), request_.steps);
+  EXPECT_TRUE(test::bit_identical(result.latents, clean_->latents));
+  EXPECT_TRUE(test::bit_identical(result.image, clean_->image));
+}
+
+TEST_F(Recovery, TheNextJobWithTheSameSettingsStartsWhereTheLastRecovered) {
+  TextToImageResult squeezed = squeezed_job(1);
+  const int resident = squeezed.plan.component("transformer").resident_blocks;
+  ASSERT_LT(resident, static_cast<int>(components_->transformer->blocks().size()));
+  std::optional<Degradation> remembered = RecoveryMemory::recall(recovery_key(*components_, request_));
+  ASSERT_TRUE(remembered.has_value());
+  EXPECT_EQ(remembered->transformer_resident_blocks, resident);
+
+  // A new process would read the same file: drop the arrangement to plan from scratch.
+  components_->memory.reset();
+  components_->restore_host_weights();
+  TextToImageResult next = text_to_image(*components_, request_);
+  ASSERT_FALSE(next.recoveries.empty());
+  EXPECT_NE(next.recoveries[0].find("starting where an earlier job"), std::string::npos)
+      << next.recoveries[0];
+  EXPECT_EQ(next.plan.component("transformer").resident_blocks, resident);
+  EXPECT_TRUE(test::bit_identical(next.image, clean_->image));
+
+  // Other settings are not affected, and forgetting starts from the top again.
+  RecoveryMemory::forget(recovery_key(*components_, request_));
+  components_->memory.reset();
+  components_->restore_host_weights();
+  TextToImageResult fresh = text_to_image(*components_, request_);
+  EXPECT_TRUE(fresh.recoveries.empty());
+  EXPECT_EQ(fresh.plan.component("transformer").streamed_blocks, 0);
+}
+
+TEST_F(Recovery, NoRungLeftFailsNamingTheMemoryNeeded) {
+  // Everything streams already and nothing lossy is allowed: the ladder runs out.
+  reset(Strategy::SequentialOffload);
+  JobObservers observers;
+  observers.on_step = [](int done, int) {
+    Allocator& device = allocator_for(Device::cpu());
+    if (done == 1) device.set_budget(device.in_use());
+  };
+  std::string message = test::error_of([&] { text_to_image(*components_, request_, observers); });
+  EXPECT_NE(message.find("lowest rung"), std::string::npos) << message;
+  EXPECT_NE(message.find("needed at least"), std::string::npos) << message;
+  EXPECT_NE(message.find("step 2"), std::string::npos) << message;
+  // The failed job left the model as it was.
+  reset(Strategy::Bf16Full);
+  EXPECT_TRUE(test::bit_identical(text_to_image(*components_, request_).image, clean_->image));
+}
+
+TEST_F(Recovery, FeedForwardChunksGiveTheSameTokens) {
+  // The chunking rung changes how many tokens each GEMM sees, not any token's arithmetic.
+  Degradation chunked;
+  chunked.feed_forward_chunk = 5;
+  ASSERT_TRUE(RecoveryMemory::remember(recovery_key(*components_, request_), chunked));
+  TextToImageResult result = text_to_image(*components_, request_);
+  EXPECT_EQ(components_->transformer->forward_chunk_size(), 5);
+  EXPECT_LE(test::relative_error(result.latents, clean_->latents), 1e-6);
+  EXPECT_LE(test::relative_error(result.image, clean_->image), 1e-6);
+}
+
+TEST_F(Recovery, LowerPrecisionOnlyAsFarAsQualityAllows) {
+  Degradation fp8;
+  fp8.transformer_precision = WeightPrecision::Fp8;
+  reset(Strategy::Bf16Full, Quality::Fp8);
+  ASSERT_TRUE(RecoveryMemory::remember(recovery_key(*components_, request_), fp8));
+  TextToImageResult result = text_to_image(*components_, request_);
+  EXPECT_EQ(result.plan.component("transformer").precision, WeightPrecision::Fp8);
+  const double error = test::relative_error(result.latents, clean_->latents);
+  EXPECT_GT(error, 0.0);
+  EXPECT_LE(error, 5e-2);
+
+  // Squeezed to half a step's activations with everything streaming, lossless quality ends the ladder
+  // before any quantization...
+  reset(Strategy::SequentialOffload, Quality::Lossless);
+  const ComponentPlan streamed = text_to_image(*components_, request_).plan.component("transformer");
+  const int64_t headroom = (streamed.phase_peak_bytes - streamed.placed_bytes) / 2;
+  reset(Strategy::SequentialOffload, Quality::Lossless);
+  EXPECT_NE(test::error_of([&] { squeezed_job(1, headroom); }).find("lowest rung"), std::string::npos);
+  // ...while fp8 quality lets the streamed weights' ring shrink instead.
+  reset(Strategy::SequentialOffload, Quality::Fp8);
+  TextToImageResult squeezed = squeezed_job(1, headroom);
+  EXPECT_TRUE(took(squeezed, "fp8 weights"));
+  EXPECT_EQ(squeezed.plan.component("transformer").precision, WeightPrecision::Fp8);
+  EXPECT_LE(test::relative_error(squeezed.latents, clean_->latents), 5e-2);
+}
+
+TEST_F(Recovery, VaeSqueezeDecodesInTiles) {
+  // Large enough for the default 256-pixel tiles to split the image 3 x 3.
+  TextToImageRequest request = request_;
+  request.width = request.height = 512;
+  const TextToImageResult clean = text_to_image(*components_, request);
+  // What each way of decoding these latents really takes on the CPU, its scratch included.
+  Allocator& device = allocator_for(Device::cpu());
+  auto peak_of = [&](const std::function<void()>& decode) {
+    device.reset_peak();
+    const int64_t before = device.in_use();
+    decode();
+    return device.peak() - before;
+  };
+  AutoencoderKLQwenImage& vae = *components_->vae;
+  Tensor latents = Tensor::zeros({1, vae.config().z_dim, 64, 64}, DType::F32);
+  const int64_t whole = peak_of([&] { vae.decode(latents); });
+  const int64_t tiled = peak_of([&] { vae.tiled_decode(latents, VaeTiling{}); });
+  ASSERT_LT(tiled * 3 / 2, whole);
+  reset(Strategy::Bf16Full);
+  RecoveryMemory::forget(recovery_key(*components_, request));
+  JobObservers observers;
+  observers.on_step = [&](int done, int total) {
+    if (done == total) device.set_budget(device.in_use() + (whole + tiled) / 2);
+  };
+  TextToImageResult result = text_to_image(*components_, request, observers);
+  EXPECT_TRUE(took(result, "vae: tiled decode"));
+  EXPECT_TRUE(test::bit_identical(result.latents, clean.latents));
+  // Tiles blend across their overlaps, so the image moves a little, as the reference's tiled decode does.
+  const double error = test::relative_error(result.image, clean.image);
+  std::printf("[ recovery ] tiled VAE image rel error %.3g\n", error);
+  EXPECT_GT(error, 0.0);
+  EXPECT_LE(error, 5e-2);
+  RecoveryMemory::forget(recovery_key(*components_, request));
+}
+
+TEST_F(Recovery, DegradationsRoundTripAndRejectMalformedMemories) {
+  Degradation all;
+  all.text_encoder_resident_blocks = 1;
+  all.transformer_resident_blocks = 3;
+  all.feed_forward_chunk = 256;
+  all.transformer_precision = WeightPrecision::Nf4;
+  all.vae_tiling = true;
+  all.vae_on_cpu = true;
+  EXPECT_EQ(Degradation::from_json(all.to_json()), all);
+  EXPECT_EQ(all.describe().size(), 6u);
+  EXPECT_FALSE(Degradation{}.any());
+  EXPECT_THROW(Degradation::from_json(nlohmann::json::array()), Error);
+  EXPECT_THROW(Degradation::from_json({{"feed_forward_chunk", -4}}), Error);
+  EXPECT_THROW(Degradation::from_json({{"transformer_precision", "fp4"}}), Error);
+  EXPECT_THROW(Degradation::from_json({{"vae_tiling", "yes"}}), Error);
+}
+
+}  // namespace
+}  // namespace canvas
