@@ -108,6 +108,34 @@ print("RESULT " + json.dumps({"budget": sys.argv[1], "off_s_per_step": off, "on_
 PY
   done
 fi
+# Mid-job pressure: under a ballast leaving PRESSURE_BUDGET GiB free, the plan stage's job (8 steps, with
+# --profile) runs undisturbed, then while bench/reference/pressure.py takes all but PRESSURE_LEAVE GiB of
+# the free memory as soon as the job has placed PRESSURE_TRIGGER GiB, then once more with the grabber
+# gone (starting from the rungs the squeezed job needed).
+if [ "$stage" = pressure ]; then
+  synth_full
+  python3 bench/reference/ballast.py "${PRESSURE_BUDGET:-24}" > /tmp/ballast.log 2>&1 &
+  ballast=$!
+  for _ in $(seq 120); do grep -q READY /tmp/ballast.log && break; sleep 0.5; done
+  cat /tmp/ballast.log
+  pressure_job() {  # pressure_job LABEL ARGS...
+    local label=$1; shift
+    timeout 400 "$BIN/canvas" generate --model /tmp/synth-full --device cuda --prompt "a lighthouse at dusk" \
+      --width 1024 --height 1024 --steps 8 --cfg-scale 4 --seed 1 "$@" \
+      --profile "$OUT/$label.json" --output "$OUT/$label.png" > "$OUT/$label.log" 2>&1
+    grep -E "^plan|^  |Memory recovery|Time:|Memory:|rror" "$OUT/$label.log" | cut -c1-400
+    [ -f "$OUT/$label.png" ] && python3 bench/png_report.py "$OUT/$label.png" "$label" | tee -a "$OUT/plans.jsonl" | cut -c1-300
+  }
+  pressure_job undisturbed --forget-recoveries
+  python3 bench/reference/pressure.py "${PRESSURE_TRIGGER:-4}" "${PRESSURE_LEAVE:-1}" > "$OUT/grabber.log" 2>&1 &
+  grabber=$!
+  for _ in $(seq 120); do grep -q READY "$OUT/grabber.log" && break; sleep 0.5; done
+  pressure_job pressure --forget-recoveries
+  cat "$OUT/grabber.log"
+  kill $grabber; wait $grabber 2>/dev/null
+  pressure_job remembered
+  kill $ballast; wait $ballast 2>/dev/null
+fi
 if [ "$stage" = e2e ]; then
   # Whole text-to-image at 1328² / 50 steps / CFG 4 on a complete full-size synthetic model (58 GB on disk).
   df -h /tmp | tail -1
