@@ -200,8 +200,10 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
       memory().vae->set_profiler(profiler);
       memory().vae->begin_phase();
       OwnerScope vae_owner({"vae", -1, MemoryRole::Activations});
-      Tensor unpacked = unpack_latents(latents, latent_height, latent_width).to(components.vae_dtype);
-      if (on_cpu) unpacked = unpacked.to(Device::cpu());
+      // On the CPU rung nothing more may be asked of the device, not even for unpacking.
+      Tensor unpacked =
+          unpack_latents(on_cpu ? latents.to(Device::cpu()) : latents, latent_height, latent_width)
+              .to(components.vae_dtype);
       Tensor normalized = components.vae->denormalize_latents(unpacked);
       Tensor decoded = ladder.degradation().vae_tiling ? components.vae->tiled_decode(normalized, VaeTiling{})
                                                        : components.vae->decode(normalized);

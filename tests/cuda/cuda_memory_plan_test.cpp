@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "backend/cuda/cuda_backend.h"
+#include "pipeline/recovery_ladder.h"
 #include "pipeline/text_to_image.h"
 #include "test_util.h"
 
@@ -57,6 +58,31 @@ TEST_F(CudaMemoryPlan, StreamedPlansMatchTheResidentPlanExactly) {
       EXPECT_GT(streamed.bytes_streamed, 0);
     }
   }
+}
+
+TEST_F(CudaMemoryPlan, VaeWithNoRoomOnTheDeviceDecodesOnTheCpu) {
+  QwenImageComponents components = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu);
+  TextToImageRequest request = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
+  components.memory_options.plan.strategy = Strategy::ModelOffload;
+  components.memory_options.device_budget_bytes = int64_t{1} << 30;
+  RecoveryMemory::forget(recovery_key(components, request));
+  const TextToImageResult clean = text_to_image(components, request);
+  // After the last step the device has no room left: neither the whole decode nor its tiles fit.
+  JobObservers observers;
+  observers.on_step = [](int done, int total) {
+    if (done == total) allocator_for(kGpu).set_budget(0);
+  };
+  TextToImageResult result = text_to_image(components, request, observers);
+  RecoveryMemory::forget(recovery_key(components, request));
+  ASSERT_FALSE(result.recoveries.empty());
+  EXPECT_NE(result.recoveries.back().find("vae: decodes on the CPU"), std::string::npos)
+      << result.recoveries.back();
+  EXPECT_EQ(result.plan.component("vae").residency, Residency::Mapped);
+  EXPECT_TRUE(test::bit_identical(result.latents, clean.latents));
+  // The same f32 decode, on the other device.
+  const double error = test::relative_error(result.image, clean.image);
+  std::printf("[ recovery ] VAE on the CPU against the GPU's: image rel error %.3g\n", error);
+  EXPECT_LE(error, 1e-3);
 }
 
 }  // namespace
