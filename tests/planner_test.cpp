@@ -173,5 +173,25 @@ TEST_F(FullSizePlanner, ForcedPresetThatCannotFitSaysWhatWould) {
   }
 }
 
+TEST_F(FullSizePlanner, WeightCopiesCountAgainstTheHostBudget) {
+  // The bf16 checkpoint is used as mapped by a lossless GPU plan; fp8 keeps a quantized copy of every
+  // block linear (20.3 B weights, a byte each) in host memory for the job.
+  MachineFacts machine = h200(24 * kGiB);
+  EXPECT_EQ(plan_memory(*facts_, machine, {}).host_copy_bytes, 0);
+  const PlanRequest fp8{Strategy::Fp8, Quality::Fp8};
+  const int64_t copies = plan_memory(*facts_, machine, fp8).host_copy_bytes;
+  EXPECT_GT(copies, 18 * kGiB);
+  EXPECT_LT(copies, 20 * kGiB);
+
+  machine.host_budget = 8 * kGiB;
+  const std::string message = test::error_of([&] { plan_memory(*facts_, machine, fp8); });
+  EXPECT_NE(message.find("of host memory for its converted or quantized copies"), std::string::npos)
+      << message;
+  // auto, allowed fp8, takes what the host can hold instead.
+  const MemoryPlan fitted = plan_memory(*facts_, machine, {Strategy::Auto, Quality::Fp8});
+  EXPECT_EQ(fitted.component("transformer").precision, WeightPrecision::Lossless);
+  EXPECT_EQ(fitted.host_copy_bytes, 0);
+}
+
 }  // namespace
 }  // namespace canvas

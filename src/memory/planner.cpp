@@ -184,10 +184,13 @@ std::optional<MemoryPlan> assemble(const std::vector<ComponentFacts>& components
     if (!part) return std::nullopt;
     ComponentPlan placed = *part;
     placed.phase_peak_bytes += others;
+    plan.host_copy_bytes += components[i].host_copy_bytes[static_cast<int>(layouts[i].precision)];
     plan.predicted_peak_bytes = std::max(plan.predicted_peak_bytes, placed.phase_peak_bytes);
     plan.predicted_total_s += placed.predicted_phase_s;
     plan.components.push_back(std::move(placed));
   }
+  // The copies live in host memory for the whole job, beside whatever the page cache keeps mapped.
+  if (plan.host_copy_bytes > machine.host_budget) return std::nullopt;
   return plan;
 }
 
@@ -343,11 +346,13 @@ std::vector<std::string> MemoryPlan::describe() const {
   std::vector<std::string> lines;
   char text[256];
   const bool matched = strategy == Strategy::Auto && chosen != Strategy::Auto;
-  std::snprintf(text, sizeof(text), "plan: strategy %s%s%s, quality %s, %s budget %s, host budget %s",
+  std::snprintf(text, sizeof(text),
+                "plan: strategy %s%s%s, quality %s, %s budget %s, host budget %s (weight copies %s)",
                 std::string(strategy_name(strategy)).c_str(), matched ? " -> " : "",
                 matched ? std::string(strategy_name(chosen)).c_str() : "",
                 std::string(quality_name(quality)).c_str(), device.str().c_str(),
-                format_bytes(device_budget).c_str(), format_bytes(host_budget).c_str());
+                format_bytes(device_budget).c_str(), format_bytes(host_budget).c_str(),
+                format_bytes(host_copy_bytes).c_str());
   lines.push_back(text);
   for (const ComponentPlan& part : components) {
     std::string placement;
@@ -391,6 +396,7 @@ nlohmann::json MemoryPlan::to_json() const {
           {"device", device.str()},
           {"device_budget_bytes", device_budget},
           {"host_budget_bytes", host_budget},
+          {"host_copy_bytes", host_copy_bytes},
           {"predicted_peak_bytes", predicted_peak_bytes},
           {"predicted_total_s", predicted_total_s},
           {"components", parts},
@@ -406,6 +412,17 @@ MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const Mach
 
   std::optional<MemoryPlan> plan = best_plan(components, machine, request.strategy, quality);
   if (!plan) {
+    MachineFacts roomy_host = machine;
+    roomy_host.host_budget = std::numeric_limits<int64_t>::max() / 4;
+    if (std::optional<MemoryPlan> host_bound = best_plan(components, roomy_host, request.strategy, quality)) {
+      throw Error("strategy " + std::string(strategy_name(request.strategy)) + " needs " +
+                  format_bytes(host_bound->host_copy_bytes) +
+                  " of host memory for its converted or quantized copies of the weights, but the host budget "
+                  "is " +
+                  format_bytes(machine.host_budget) +
+                  " (free host memory, raise --ram-budget, or use a lossless plan of a checkpoint stored in "
+                  "the compute dtype, which needs no copies)");
+    }
     std::string message = "strategy " + std::string(strategy_name(request.strategy)) + " needs " +
                           format_bytes(bytes_needed(components, machine, request.strategy, quality)) +
                           " on " + machine.device.str() + " but the budget is " +
@@ -439,7 +456,7 @@ MemoryPlan evaluate_plan(const std::vector<ComponentFacts>& components, const Ma
   for (const ComponentPlan& part : layout.components)
     layouts.push_back({part.residency, part.precision, part.resident_blocks});
   MachineFacts unlimited = machine;
-  unlimited.device_budget = std::numeric_limits<int64_t>::max() / 4;
+  unlimited.device_budget = unlimited.host_budget = std::numeric_limits<int64_t>::max() / 4;
   MemoryPlan plan = *assemble(components, unlimited, layouts);
   plan.strategy = layout.strategy;
   plan.chosen = matching_preset(plan);

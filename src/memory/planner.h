@@ -45,7 +45,10 @@ struct ComponentFacts {
   std::string name;
   int64_t shared_bytes = 0;  // weights outside the blocks, always placed during the phase
   std::vector<BlockFacts> blocks;
-  bool quantizable = false;      // whether Fp8 / Nf4 apply to the blocks
+  bool quantizable = false;  // whether Fp8 / Nf4 apply to the blocks
+  // Host memory the arrangement's own copies of the weights take (converted to the placed dtype, or
+  // quantized), by the blocks' precision; weights used as mapped from the checkpoint cost nothing.
+  int64_t host_copy_bytes[kWeightPrecisions] = {};
   int64_t activation_bytes = 0;  // the phase's activation peak, measured by a dry run
   int64_t job_cache_bytes = 0;   // what the phase keeps for the whole job (precomputed modulation)
   double flops_per_pass = 0;     // multiply-adds x 2 of one pass
@@ -96,6 +99,7 @@ struct MemoryPlan {
   int64_t host_budget = 0;
   std::vector<ComponentPlan> components;  // in phase order
   int64_t predicted_peak_bytes = 0;
+  int64_t host_copy_bytes = 0;  // host memory taken by the weights' converted and quantized copies
   double predicted_total_s = 0;
 
   const ComponentPlan& component(std::string_view name) const;

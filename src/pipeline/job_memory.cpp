@@ -49,6 +49,23 @@ int64_t quantized_bytes(const Tensor& tensor, WeightPrecision precision) {
   return (elements + 1) / 2 + (elements + 63) / 64 * static_cast<int64_t>(sizeof(float));
 }
 
+// Adds the host memory the arrangement's own copies of a model's weights take, by the precision of the
+// transformer blocks: weights converted to their placed dtype, and the linears quantization replaces
+// (those `in_blocks` says are in quantized blocks). Weights used as mapped cost nothing.
+template <typename Model>
+void count_host_copies(Model& model, Device device, DType compute_dtype,
+                       const std::function<bool(const std::string&)>& in_blocks, ComponentFacts& facts) {
+  model.visit([&](const std::string& name, Tensor& tensor) {
+    const DType placed = placed_dtype(tensor, name, device, compute_dtype);
+    const int64_t converted = placed != tensor.dtype() ? storage_bytes(placed, tensor.numel()) : 0;
+    const bool quantized = in_blocks(name) && is_quantized_in_blocks(name, tensor);
+    facts.host_copy_bytes[0] += converted;
+    for (int p = 1; p < kWeightPrecisions; ++p)
+      facts.host_copy_bytes[p] +=
+          quantized ? quantized_bytes(tensor, static_cast<WeightPrecision>(p)) : converted;
+  });
+}
+
 template <typename Visit>
 BlockFacts block_facts(const Visit& visit, Device device, DType compute_dtype, bool quantizable) {
   BlockFacts facts;
@@ -171,6 +188,8 @@ ComponentFacts text_encoder_facts(QwenImageComponents& components, const TextToI
   Qwen2_5_VLTextModel& text_encoder = *components.text_encoder;
   text.name = "text_encoder";
   text.shared_bytes = shared_bytes([&](const auto& v) { text_encoder.visit_shared(v); }, device, dtype);
+  count_host_copies(
+      text_encoder, device, dtype, [](const std::string&) { return false; }, text);
   for (auto& layer : text_encoder.layers())
     text.blocks.push_back(block_facts([&](const auto& v) { layer.visit("", v); }, device, dtype, false));
   text.passes = guided ? 2 : 1;
@@ -209,6 +228,9 @@ ComponentFacts transformer_facts(QwenImageComponents& components, const TextToIm
   denoise.name = "transformer";
   denoise.quantizable = true;
   denoise.shared_bytes = shared_bytes([&](const auto& v) { transformer.visit_shared(v); }, device, dtype);
+  count_host_copies(
+      transformer, device, dtype,
+      [](const std::string& name) { return name.starts_with("transformer_blocks."); }, denoise);
   for (auto& block : transformer.blocks()) {
     BlockFacts every_step = block_facts(
         [&](const nn::ParameterVisitor& v) {
@@ -277,6 +299,8 @@ ComponentFacts vae_facts(QwenImageComponents& components, const TextToImageReque
   decode.name = "vae";
   decode.shared_bytes =
       shared_bytes([&](const auto& v) { vae.visit(v); }, components.device, components.vae_dtype);
+  count_host_copies(
+      vae, components.device, components.vae_dtype, [](const std::string&) { return false; }, decode);
   {
     nn::MetaWeightsScope meta(vae, "vae");
     OwnerScope owner({"vae", -1, MemoryRole::Activations});
