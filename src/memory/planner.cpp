@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <utility>
 
 #include "util/error.h"
 #include "util/format.h"
@@ -340,6 +341,10 @@ const ComponentPlan& MemoryPlan::component(std::string_view name) const {
   for (const ComponentPlan& part : components)
     if (part.name == name) return part;
   throw Error("the memory plan has no component '" + std::string(name) + "'");
+}
+
+ComponentPlan& MemoryPlan::component(std::string_view name) {
+  return const_cast<ComponentPlan&>(std::as_const(*this).component(name));
 }
 
 std::vector<std::string> MemoryPlan::describe() const {

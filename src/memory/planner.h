@@ -102,7 +102,9 @@ struct MemoryPlan {
   int64_t host_copy_bytes = 0;  // host memory taken by the weights' converted and quantized copies
   double predicted_total_s = 0;
 
+  // Throws canvas::Error when the plan has no such component.
   const ComponentPlan& component(std::string_view name) const;
+  ComponentPlan& component(std::string_view name);
   double predicted_step_s() const { return component("transformer").predicted_pass_s; }
   // One line per component, for the console and the image metadata.
   std::vector<std::string> describe() const;

@@ -17,20 +17,13 @@ using json = nlohmann::json;
 
 constexpr const char* kMemoryFile = "recoveries.json";
 
-ComponentPlan* find_component(MemoryPlan& plan, std::string_view name) {
-  for (ComponentPlan& part : plan.components)
-    if (part.name == name) return &part;
-  return nullptr;
-}
-
-void cap_resident_blocks(ComponentPlan* part, std::optional<int> cap) {
-  if (part == nullptr || !cap || part->residency == Residency::Mapped || part->resident_blocks <= *cap)
-    return;
-  const int blocks = part->resident_blocks + part->streamed_blocks;
-  part->residency = Residency::Offloaded;
-  part->resident_blocks = std::max(0, *cap);
-  part->streamed_blocks = blocks - part->resident_blocks;
-  part->slots = std::max(part->slots, 2);
+void cap_resident_blocks(ComponentPlan& part, std::optional<int> cap) {
+  if (!cap || part.residency == Residency::Mapped || part.resident_blocks <= *cap) return;
+  const int blocks = part.resident_blocks + part.streamed_blocks;
+  part.residency = Residency::Offloaded;
+  part.resident_blocks = std::max(0, *cap);
+  part.streamed_blocks = blocks - part.resident_blocks;
+  part.slots = std::max(part.slots, 2);
 }
 
 WeightPrecision parse_precision(const std::string& name) {
@@ -120,14 +113,13 @@ Degradation Degradation::from_json(const json& in) {
 }
 
 void apply_degradation(const Degradation& degradation, MemoryPlan& plan) {
-  cap_resident_blocks(find_component(plan, "text_encoder"), degradation.text_encoder_resident_blocks);
-  ComponentPlan* transformer = find_component(plan, "transformer");
+  cap_resident_blocks(plan.component("text_encoder"), degradation.text_encoder_resident_blocks);
+  ComponentPlan& transformer = plan.component("transformer");
   cap_resident_blocks(transformer, degradation.transformer_resident_blocks);
-  if (transformer != nullptr && degradation.transformer_precision > transformer->precision)
-    transformer->precision = degradation.transformer_precision;
-  if (ComponentPlan* vae = find_component(plan, "vae"); vae != nullptr && degradation.vae_on_cpu) {
-    *vae = ComponentPlan{.name = "vae", .residency = Residency::Mapped};
-  }
+  if (degradation.transformer_precision > transformer.precision)
+    transformer.precision = degradation.transformer_precision;
+  if (degradation.vae_on_cpu)
+    plan.component("vae") = ComponentPlan{.name = "vae", .residency = Residency::Mapped};
 }
 
 std::optional<Degradation> RecoveryMemory::recall(const std::string& key) {

@@ -15,12 +15,6 @@ namespace {
 // Token chunks below this cost more in launches than they save in memory.
 constexpr int64_t kSmallestChunk = 64;
 
-ComponentPlan& plan_of(MemoryPlan& plan, const std::string& name) {
-  for (ComponentPlan& part : plan.components)
-    if (part.name == name) return part;
-  throw Error("the memory plan has no component " + name);
-}
-
 std::string blocks_line(const std::string& component, const ComponentPlan& plan, const char* unit) {
   return component + ": " + std::to_string(plan.resident_blocks) + " " + unit + " on the device, " +
          std::to_string(plan.streamed_blocks) + " streamed";
@@ -104,7 +98,7 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
       // A failure can leave the phase's streams part way round their rings: a rung that kept the plan
       // still rebuilds the arrangement.
       if (const char* component = component_of(phase); component && released_only && components_.memory)
-        rearrange(component, plan_of(components_.memory->plan, component));
+        rearrange(component, components_.memory->plan.component(component));
       backend_for(components_.device).release_cached_memory();
       // What the failure cost: the attempt's work lost, and rearranging the weights for the retry.
       char cost[96];
@@ -132,7 +126,7 @@ std::string RecoveryLadder::lower(JobPhase phase) {
   return {};
 }
 
-void RecoveryLadder::rearrange(const std::string& component, const ComponentPlan& plan) {
+void RecoveryLadder::rearrange(const std::string& component, ComponentPlan plan) {
   JobMemory& memory = *components_.memory;
   std::unique_ptr<ComponentPlacement>& placement = component == "text_encoder"  ? memory.text_encoder
                                                    : component == "transformer" ? memory.transformer
@@ -144,28 +138,28 @@ void RecoveryLadder::rearrange(const std::string& component, const ComponentPlan
                              : component == "transformer" ? transformer_weights(*components_.transformer)
                                                           : vae_weights(*components_.vae);
   placement = std::make_unique<ComponentPlacement>(components_.device, std::move(weights), plan);
-  plan_of(memory.plan, component) = plan;
+  memory.plan.component(component) = plan;
   memory.plan = evaluate_plan(memory.facts, memory.machine, memory.plan);
 }
 
 std::string RecoveryLadder::lower_text_encoder() {
-  ComponentPlan plan = plan_of(components_.memory->plan, "text_encoder");
+  ComponentPlan plan = components_.memory->plan.component("text_encoder");
   if (plan.residency == Residency::Mapped || plan.resident_blocks == 0) return {};
   degradation_.text_encoder_resident_blocks = plan.resident_blocks / 2;
   MemoryPlan narrowed = components_.memory->plan;
   apply_degradation(degradation_, narrowed);
-  rearrange("text_encoder", plan_of(narrowed, "text_encoder"));
-  return blocks_line("text_encoder", plan_of(narrowed, "text_encoder"), "layers");
+  rearrange("text_encoder", narrowed.component("text_encoder"));
+  return blocks_line("text_encoder", narrowed.component("text_encoder"), "layers");
 }
 
 std::string RecoveryLadder::lower_transformer() {
   MemoryPlan narrowed = components_.memory->plan;
-  ComponentPlan plan = plan_of(narrowed, "transformer");
+  ComponentPlan plan = narrowed.component("transformer");
   std::string taken;
   if (plan.residency != Residency::Mapped && plan.resident_blocks > 0) {
     degradation_.transformer_resident_blocks = plan.resident_blocks / 2;
     apply_degradation(degradation_, narrowed);
-    taken = blocks_line("transformer", plan_of(narrowed, "transformer"), "blocks");
+    taken = blocks_line("transformer", narrowed.component("transformer"), "blocks");
   } else if (const int64_t chunk = degradation_.feed_forward_chunk == 0
                                        ? std::max(kSmallestChunk, image_tokens_ / 4)
                                        : degradation_.feed_forward_chunk / 4;
@@ -191,21 +185,21 @@ std::string RecoveryLadder::lower_transformer() {
     store_transformer_weights(components_, next);
     taken = "transformer: " + std::string(precision_name(next)) + " weights";
   }
-  rearrange("transformer", plan_of(narrowed, "transformer"));
+  rearrange("transformer", narrowed.component("transformer"));
   return taken;
 }
 
 std::string RecoveryLadder::lower_vae() {
   if (!degradation_.vae_tiling) {
     degradation_.vae_tiling = true;
-    rearrange("vae", plan_of(components_.memory->plan, "vae"));
+    rearrange("vae", components_.memory->plan.component("vae"));
     return "vae: tiled decode";
   }
   if (degradation_.vae_on_cpu || components_.device.is_cpu()) return {};
   degradation_.vae_on_cpu = true;
   MemoryPlan narrowed = components_.memory->plan;
   apply_degradation(degradation_, narrowed);
-  rearrange("vae", plan_of(narrowed, "vae"));
+  rearrange("vae", narrowed.component("vae"));
   return "vae: decodes on the CPU";
 }
 

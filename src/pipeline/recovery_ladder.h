@@ -39,7 +39,7 @@ class RecoveryLadder {
   // Takes `phase`'s next rung; a description of it, or empty when none is left.
   std::string lower(JobPhase phase);
   // Replaces a component's arrangement with one for `plan` (the old one's memory going back first).
-  void rearrange(const std::string& component, const ComponentPlan& plan);
+  void rearrange(const std::string& component, ComponentPlan plan);
   std::string lower_text_encoder();
   std::string lower_transformer();
   std::string lower_vae();
