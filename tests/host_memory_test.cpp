@@ -203,22 +203,22 @@ TEST(HostMemoryInfo, DataLimitNarrowsWhatIsAvailable) {
 
 TEST(HostMemoryLimit, GeneratesUnderADataLimitSmallerThanTheModel) {
   // A synthetic model with few blocks whose f32 weights the CPU uses in place from the mapping: under a
-  // data rlimit (which counts the heap and anonymous memory, not mapped files) of a third of its size,
-  // with --ram-budget below its size, the job still runs, reading the weights from the page cache.
+  // data rlimit (which counts the heap and anonymous memory, not mapped files) well below its size, with
+  // --ram-budget below its size, the job still runs, reading the weights from the page cache.
   namespace fs = std::filesystem;
   const fs::path folder = test::scratch_dir("host-memory-limit") / "model";
   test::CommandResult written = test::run_built_program(
       "tools/canvas-synthetic-checkpoint",
       "--output " + folder.string() +
-          " --layers 2 --heads 2 --text-layers 2 --text-heads 8 --vae-base-dim 4 --dtype f32");
+          " --layers 2 --heads 2 --text-layers 2 --text-heads 12 --vae-base-dim 4 --dtype f32");
   ASSERT_EQ(written.exit_code, 0) << written.output;
   int64_t model_bytes = 0;
   for (const fs::directory_entry& entry : fs::recursive_directory_iterator(folder))
     if (entry.path().extension() == ".safetensors") model_bytes += static_cast<int64_t>(entry.file_size());
-  const int64_t limit = model_bytes / 3;
-  // OpenBLAS maps 128 MiB work buffers and retries forever when that fails: the limit leaves room for
-  // them beside the process's own needs.
-  ASSERT_GT(limit, 384 * kMiB) << "the model must dwarf the process's own needs";
+  // Room for the process itself: the libraries' data (about 190 MiB in the CUDA build), OpenBLAS's
+  // 128 MiB work buffers (it retries forever when it cannot map one) and the machine profile's buffers.
+  const int64_t limit = int64_t{1} << 30;
+  ASSERT_GT(model_bytes, 2 * limit) << "the model must dwarf the process's own needs";
 
   const fs::path image = folder.parent_path() / "generated.png";
   test::CommandResult generated = test::run_command(
