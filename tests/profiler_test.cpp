@@ -290,6 +290,25 @@ TEST(Profiler, SummaryNamesThePhaseOfThePeak) {
   EXPECT_EQ(text.find("copy time"), std::string::npos) << text;
 }
 
+TEST(Profiler, EventsAreTimedSummarizedAndDrawn) {
+  Profiler profiler({});
+  const double before = profiler.now_s();
+  profiler.event("recovery: step 2 -> <fewer blocks>");
+  profiler.event("recovery: step 3");
+  const nlohmann::json profile = profiler.to_json();
+  ASSERT_EQ(profile["events"].size(), 2u);
+  EXPECT_EQ(profile["events"][0]["name"], "recovery: step 2 -> <fewer blocks>");
+  EXPECT_GE(profile["events"][0]["t"].get<double>(), before);
+  EXPECT_LE(profile["events"][0]["t"].get<double>(), profile["events"][1]["t"].get<double>());
+  std::string text;
+  for (const std::string& line : profiler.summary_lines()) text += line + "\n";
+  EXPECT_NE(text.find("2 event(s), the first at"), std::string::npos) << text;
+  // Drawn with their names as tooltips, escaped.
+  const std::string svg = render_profile_svg(profile);
+  EXPECT_NE(svg.find("<title>recovery: step 2 -&gt; &lt;fewer blocks&gt;</title>"), std::string::npos);
+  EXPECT_NE(svg.find("<title>recovery: step 3</title>"), std::string::npos);
+}
+
 TEST(Profiler, WritesJsonAndSvgFiles) {
   const std::filesystem::path dir = test::scratch_dir("profiler");
   Profiler profiler({}, fast_sampling());

@@ -40,8 +40,10 @@ class Recovery : public ::testing::Test {
 
   // Runs the job; after step `squeeze_after` the device's budget shrinks to what is in use plus
   // `headroom`, as if another process took the rest, until that process lets go after the last step.
-  static TextToImageResult squeezed_job(int squeeze_after, int64_t headroom = 0) {
+  static TextToImageResult squeezed_job(int squeeze_after, int64_t headroom = 0,
+                                        Profiler* profiler = nullptr) {
     JobObservers observers;
+    observers.profiler = profiler;
     observers.on_step = [&](int done, int total) {
       Allocator& device = allocator_for(Device::cpu());
       if (done == squeeze_after) device.set_budget(device.in_use() + headroom);
@@ -68,8 +70,13 @@ TextToImageResult* Recovery::clean_ = nullptr;
 TEST_F(Recovery, SqueezeMidJobStreamsMoreBlocksAndKeepsTheImage) {
   const ComponentPlan resident = text_to_image(*components_, request_).plan.component("transformer");
   reset(Strategy::Bf16Full);
-  TextToImageResult result = squeezed_job(1);
+  Profiler profiler({});
+  TextToImageResult result = squeezed_job(1, 0, &profiler);
   for (const std::string& line : result.recoveries) std::printf("[ recovery ] %s\n", line.c_str());
+  // Each recovery is an event on the job's timeline too.
+  const nlohmann::json events = profiler.to_json()["events"];
+  ASSERT_EQ(events.size(), result.recoveries.size());
+  EXPECT_EQ(events.back()["name"], "recovery: " + result.recoveries.back());
   EXPECT_TRUE(took(result, "step 2: ")) << "the squeeze after step 1 must hit step 2";
   EXPECT_TRUE(took(result, "released cached memory"));
   EXPECT_TRUE(took(result, "streamed"));

@@ -225,6 +225,18 @@ void draw_lanes(std::string& svg, const json& intervals, const Scale& scale) {
   }
 }
 
+// Events as dashed red lines across the plot, named in a tooltip.
+void draw_events(std::string& svg, const json& events, const Scale& scale) {
+  for (const json& event : events) {
+    const double x = scale.x(event["t"]);
+    svg += format(
+               "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#d62728\" "
+               "stroke-dasharray=\"3 3\"><title>",
+               x, kTop, x, kBottom) +
+           xml_escape(event["name"].get<std::string>()) + "</title></line>\n";
+  }
+}
+
 void draw_legend(std::string& svg, const std::vector<Series>& series) {
   constexpr double kCharWidth = 6.5, kSwatch = 22, kPadding = 14;
   double width = 0;
@@ -270,6 +282,7 @@ std::string render_profile_svg(const json& profile) {
     svg += polyline_points(line, scale) + "\"/>\n";
   }
   draw_lanes(svg, profile["intervals"], scale);
+  draw_events(svg, profile.value("events", json::array()), scale);
   draw_legend(svg, series);
   return svg + "</svg>\n";
 }

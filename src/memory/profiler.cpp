@@ -119,6 +119,10 @@ std::vector<std::string> summary_from_json(const json& profile) {
                   100.0 * summary["copy_compute_overlap"].get<double>());
     lines.push_back(overlap);
   }
+  if (const json events = profile.value("events", json::array()); !events.empty()) {
+    lines.push_back(std::to_string(events.size()) + " event(s), the first at " +
+                    seconds_text(events[0]["t"]) + ": " + events[0]["name"].get<std::string>());
+  }
   return lines;
 }
 
@@ -268,6 +272,12 @@ void Profiler::end(const std::string& name) {
   phases_.push_back(std::move(phase));
 }
 
+void Profiler::event(const std::string& name) {
+  const double t = now_s();
+  std::lock_guard lock(phases_mutex_);
+  events_.push_back({name, t});
+}
+
 Profiler::Span Profiler::span(std::string name, PhaseAttributes attributes) {
   begin(name, std::move(attributes));
   return Span(this, std::move(name));
@@ -399,6 +409,12 @@ json Profiler::to_json() const {
   summary["peak_host_rss"] = peak_rss;
 
   profile["phases"] = phases_json();
+  json events = json::array();
+  {
+    std::lock_guard lock(phases_mutex_);
+    for (const Event& event : events_) events.push_back({{"name", event.name}, {"t", event.t}});
+  }
+  profile["events"] = std::move(events);
   json intervals = json::array();
   {
     auto add = [&intervals](const Interval& interval) {

@@ -69,6 +69,9 @@ class Profiler {
   };
   Span span(std::string name, PhaseAttributes attributes = {});
 
+  // A moment worth seeing on the timeline, e.g. a recovery from an allocation failure, at now_s().
+  void event(const std::string& name);
+
   // An interval measured elsewhere, in now_s() seconds, on a named lane: "copy" and "compute" feed the
   // overlap figure and the plot's lanes.
   void record_interval(const std::string& lane, const std::string& name, double start_s, double end_s);
@@ -87,12 +90,13 @@ class Profiler {
   //   phases: [{name, depth, start, end, open?, attributes, start_device_bytes, peak_device_bytes,
   //             start_host_rss, peak_host_rss}]                        (by start; open ones end now)
   //   intervals: [{lane, name, start, end}]           (those timed on the device in the order recorded)
+  //   events: [{name, t}]                                                 (in the order recorded)
   //   summary: {duration_s, peak_allocated, peak_used (null unless asked), peak_host_rss, copy_s,
   //             compute_s, copy_compute_overlap (null without copies)}
   // Host RSS is sampled, so a phase shorter than the sample interval reports the level last sampled.
   nlohmann::json to_json() const;
-  // At most 8 lines: duration, peaks per device and of host RSS with the phase they fell in, top-level
-  // phase durations, copy/compute overlap.
+  // At most 9 lines: duration, peaks per device and of host RSS with the phase they fell in, top-level
+  // phase durations, copy/compute overlap, events.
   std::vector<std::string> summary_lines() const;
   // Both write a temporary file and rename it over `path`.
   void write_json(const std::filesystem::path& path) const;
@@ -143,6 +147,10 @@ class Profiler {
     double start;
     double end;
   };
+  struct Event {
+    std::string name;
+    double t;
+  };
   struct PendingInterval {
     std::string lane;
     std::string name;
@@ -171,6 +179,7 @@ class Profiler {
   mutable std::mutex phases_mutex_;
   std::vector<Phase> open_phases_;
   std::vector<Phase> phases_;
+  std::vector<Event> events_;  // under phases_mutex_
   mutable std::mutex intervals_mutex_;
   std::vector<Interval> intervals_;
   std::deque<PendingInterval> pending_;  // oldest first

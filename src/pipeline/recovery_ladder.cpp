@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "backend/backend.h"
+#include "memory/profiler.h"
 #include "pipeline/components.h"
 #include "util/format.h"
 
@@ -52,11 +53,12 @@ const char* component_of(JobPhase phase) {
 }  // namespace
 
 RecoveryLadder::RecoveryLadder(QwenImageComponents& components, std::string memory_key, int64_t image_tokens,
-                               std::function<void(const std::string&)> on_recovery)
+                               std::function<void(const std::string&)> on_recovery, Profiler* profiler)
     : components_(components),
       memory_key_(std::move(memory_key)),
       image_tokens_(image_tokens),
-      on_recovery_(std::move(on_recovery)) {
+      on_recovery_(std::move(on_recovery)),
+      profiler_(profiler) {
   if (std::optional<Degradation> remembered = RecoveryMemory::recall(memory_key_)) {
     degradation_ = remembered_ = *remembered;
     std::string line = "starting where an earlier job with these settings recovered:";
@@ -106,6 +108,7 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
                     std::chrono::duration<double>(failed_at - attempt_start).count(),
                     std::chrono::duration<double>(Clock::now() - failed_at).count());
       recoveries_.push_back(where + ": " + error.what() + " -> " + rung + cost);
+      if (profiler_) profiler_->event("recovery: " + recoveries_.back());
       if (on_recovery_) on_recovery_(recoveries_.back());
     }
   }

@@ -13,15 +13,17 @@
 namespace canvas {
 
 struct QwenImageComponents;
+class Profiler;
 
 enum class JobPhase { Plan, TextEncode, Denoise, VaeDecode };
 
 class RecoveryLadder {
  public:
   // `memory_key` names the job's settings (see recovery_key); what an earlier job with them needed is
-  // where this one starts. `image_tokens` sizes the token chunks.
+  // where this one starts. `image_tokens` sizes the token chunks. Each recovery is also an event on
+  // `profiler`'s timeline, when there is one.
   RecoveryLadder(QwenImageComponents& components, std::string memory_key, int64_t image_tokens,
-                 std::function<void(const std::string&)> on_recovery);
+                 std::function<void(const std::string&)> on_recovery, Profiler* profiler = nullptr);
 
   // Runs `attempt` until it completes. Throws OutOfMemoryError naming what `where` needed once the
   // phase has no rung left; any other error passes through at once.
@@ -48,6 +50,7 @@ class RecoveryLadder {
   std::string memory_key_;
   int64_t image_tokens_;
   std::function<void(const std::string&)> on_recovery_;
+  Profiler* profiler_;
   Degradation degradation_;
   Degradation remembered_;
   std::vector<std::string> recoveries_;

@@ -92,7 +92,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
 
   TextToImageResult result;
   RecoveryLadder ladder(components, recovery_key(components, request), img_shapes[0].tokens(),
-                        observers.on_recovery);
+                        observers.on_recovery, profiler);
   Clock::time_point phase_start = Clock::now();
   ladder.run(JobPhase::Plan, "plan", [&] {
     Profiler::Span phase = span("plan");
