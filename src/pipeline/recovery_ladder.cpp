@@ -129,26 +129,61 @@ std::string RecoveryLadder::lower(JobPhase phase) {
   return {};
 }
 
-void RecoveryLadder::rearrange(const std::string& component, ComponentPlan plan) {
+std::unique_ptr<ComponentPlacement>& RecoveryLadder::placement_of(const std::string& component) {
   JobMemory& memory = *components_.memory;
-  std::unique_ptr<ComponentPlacement>& placement = component == "text_encoder"  ? memory.text_encoder
-                                                   : component == "transformer" ? memory.transformer
-                                                                                : memory.vae;
+  return component == "text_encoder"  ? memory.text_encoder
+         : component == "transformer" ? memory.transformer
+                                      : memory.vae;
+}
+
+void RecoveryLadder::release(const std::string& component) {
+  std::unique_ptr<ComponentPlacement>& placement = placement_of(component);
   if (placement) bytes_streamed_by_replaced_ += placement->bytes_streamed();
   placement.reset();
   backend_for(components_.device).release_cached_memory();
+}
+
+void RecoveryLadder::rearrange(const std::string& component, ComponentPlan plan) {
+  release(component);
   ComponentWeights weights = component == "text_encoder"  ? text_encoder_weights(*components_.text_encoder)
                              : component == "transformer" ? transformer_weights(*components_.transformer)
                                                           : vae_weights(*components_.vae);
-  placement = std::make_unique<ComponentPlacement>(components_.device, std::move(weights), plan);
+  placement_of(component) =
+      std::make_unique<ComponentPlacement>(components_.device, std::move(weights), plan);
+  JobMemory& memory = *components_.memory;
   memory.plan.component(component) = plan;
   memory.plan = evaluate_plan(memory.facts, memory.machine, memory.plan);
+}
+
+int RecoveryLadder::resident_blocks_that_fit(const std::string& component) {
+  release(component);
+  const Device device = components_.device;
+  Backend& backend = backend_for(device);
+  const Allocator& allocator = allocator_for(device);
+  int64_t free_bytes = backend.memory_info().free_bytes - backend.scratch_reserve_bytes();
+  if (std::optional<int64_t> budget = allocator.budget())
+    free_bytes = std::min(free_bytes, *budget - allocator.in_use());
+  const JobMemory& memory = *components_.memory;
+  int64_t activations = 0;
+  for (const ComponentFacts& facts : memory.facts)
+    if (facts.name == component) activations = facts.activation_bytes + facts.job_cache_bytes;
+  MemoryPlan trial = memory.plan;
+  for (int resident = trial.component(component).resident_blocks - 1; resident > 0; --resident) {
+    ComponentPlan& part = trial.component(component);
+    const int blocks = part.resident_blocks + part.streamed_blocks;
+    part.residency = Residency::Offloaded;
+    part.resident_blocks = resident;
+    part.streamed_blocks = blocks - resident;
+    const MemoryPlan evaluated = evaluate_plan(memory.facts, memory.machine, trial);
+    if (evaluated.component(component).placed_bytes + activations <= free_bytes) return resident;
+  }
+  return 0;
 }
 
 std::string RecoveryLadder::lower_text_encoder() {
   ComponentPlan plan = components_.memory->plan.component("text_encoder");
   if (plan.residency == Residency::Mapped || plan.resident_blocks == 0) return {};
-  degradation_.text_encoder_resident_blocks = plan.resident_blocks / 2;
+  degradation_.text_encoder_resident_blocks = resident_blocks_that_fit("text_encoder");
   MemoryPlan narrowed = components_.memory->plan;
   apply_degradation(degradation_, narrowed);
   rearrange("text_encoder", narrowed.component("text_encoder"));
@@ -160,7 +195,7 @@ std::string RecoveryLadder::lower_transformer() {
   ComponentPlan plan = narrowed.component("transformer");
   std::string taken;
   if (plan.residency != Residency::Mapped && plan.resident_blocks > 0) {
-    degradation_.transformer_resident_blocks = plan.resident_blocks / 2;
+    degradation_.transformer_resident_blocks = resident_blocks_that_fit("transformer");
     apply_degradation(degradation_, narrowed);
     taken = blocks_line("transformer", narrowed.component("transformer"), "blocks");
   } else if (const int64_t chunk = degradation_.feed_forward_chunk == 0

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 namespace canvas {
 
 struct QwenImageComponents;
+class ComponentPlacement;
 class Profiler;
 
 enum class JobPhase { Plan, TextEncode, Denoise, VaeDecode };
@@ -40,8 +42,14 @@ class RecoveryLadder {
  private:
   // Takes `phase`'s next rung; a description of it, or empty when none is left.
   std::string lower(JobPhase phase);
+  std::unique_ptr<ComponentPlacement>& placement_of(const std::string& component);
+  // Drops a component's arrangement and gives its memory back to the device.
+  void release(const std::string& component);
   // Replaces a component's arrangement with one for `plan` (the old one's memory going back first).
   void rearrange(const std::string& component, ComponentPlan plan);
+  // The most of a component's blocks (fewer than now) that the device's free memory holds beside its
+  // activations, with its arrangement released; 0 when even one does not fit.
+  int resident_blocks_that_fit(const std::string& component);
   std::string lower_text_encoder();
   std::string lower_transformer();
   std::string lower_vae();
