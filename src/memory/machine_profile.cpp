@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -13,7 +12,7 @@
 #include "backend/backend.h"
 #include "io/json_config.h"
 #include "memory/host_memory.h"
-#include "util/atomic_file.h"
+#include "util/json_cache.h"
 
 namespace canvas {
 
@@ -116,10 +115,8 @@ json empty_cache() {
 
 // The cache file's contents, or an empty cache when the file is missing, corrupt or of another version.
 json read_cache(const std::filesystem::path& file) {
-  std::ifstream stream(file);
-  if (!stream) return empty_cache();
-  json cache = json::parse(stream, nullptr, /*allow_exceptions=*/false);
-  const bool usable = cache.is_object() && cache.contains("version") && cache["version"] == kCacheVersion &&
+  json cache = read_json_cache(file);
+  const bool usable = cache.contains("version") && cache["version"] == kCacheVersion &&
                       cache.contains("profiles") && cache["profiles"].is_object();
   return usable ? cache : empty_cache();
 }
@@ -139,16 +136,6 @@ std::optional<MachineProfile> cached_profile(const json& cache, const std::strin
 
 // Readers (other processes included) see the old cache or the new one. Failures leave the cache as it
 // was: it only saves time.
-void write_cache(const std::filesystem::path& file, const json& cache) {
-  std::error_code ignored;
-  std::filesystem::create_directories(file.parent_path(), ignored);
-  try {
-    write_file_atomically(file, cache.dump(2) + "\n");
-  } catch (const Error&) {
-    // An unwritable cache costs only the next run's measurement.
-  }
-}
-
 double positive_figure(const json& object, const char* name) {
   const double value = config_float(object, name, "machine profile");
   check(std::isfinite(value) && value > 0, std::string("machine profile: ") + name +
@@ -206,7 +193,8 @@ MachineProfile machine_profile(Device device, DType activation_dtype) {
   MachineProfile profile = measure(device, activation_dtype, key);
   if (!dir.empty()) {
     cache["profiles"][key] = profile.to_json();
-    write_cache(dir / kCacheFile, cache);
+    // An unwritable cache costs only the next run's measurement.
+    write_json_cache(dir / kCacheFile, cache);
   }
   return profile;
 }

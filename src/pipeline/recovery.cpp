@@ -1,13 +1,12 @@
 #include "pipeline/recovery.h"
 
 #include <algorithm>
-#include <fstream>
 #include <map>
 #include <mutex>
 
 #include "memory/machine_profile.h"
-#include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/json_cache.h"
 
 namespace canvas {
 
@@ -41,15 +40,6 @@ std::mutex& memory_mutex() {
 std::map<std::string, Degradation>& process_memory() {
   static std::map<std::string, Degradation> remembered;
   return remembered;
-}
-
-// The remembered degradations by key; an unreadable or malformed file counts as empty, since it only
-// ever saves a job a few failed attempts.
-json read_memory(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) return json::object();
-  json parsed = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  return parsed.is_object() ? parsed : json::object();
 }
 
 }  // namespace
@@ -129,7 +119,7 @@ std::optional<Degradation> RecoveryMemory::recall(const std::string& key) {
     auto found = process_memory().find(key);
     return found == process_memory().end() ? std::nullopt : std::optional(found->second);
   }
-  json remembered = read_memory(dir / kMemoryFile);
+  json remembered = read_json_cache(dir / kMemoryFile);
   if (!remembered.contains(key)) return std::nullopt;
   try {
     return Degradation::from_json(remembered.at(key));
@@ -149,7 +139,7 @@ bool RecoveryMemory::remember(const std::string& key, const Degradation& degrada
     }
     return true;
   }
-  json remembered = read_memory(dir / kMemoryFile);
+  json remembered = read_json_cache(dir / kMemoryFile);
   if (degradation.any()) {
     remembered[key] = degradation.to_json();
   } else if (remembered.contains(key)) {
@@ -157,14 +147,7 @@ bool RecoveryMemory::remember(const std::string& key, const Degradation& degrada
   } else {
     return true;
   }
-  std::error_code created;
-  std::filesystem::create_directories(dir, created);
-  try {
-    write_file_atomically(dir / kMemoryFile, remembered.dump(2));
-  } catch (const Error&) {
-    return false;
-  }
-  return true;
+  return write_json_cache(dir / kMemoryFile, remembered);
 }
 
 bool RecoveryMemory::forget(const std::string& key) {
