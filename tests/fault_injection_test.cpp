@@ -29,8 +29,7 @@ class FaultInjection : public ::testing::Test {
   // What a failed job leaves: no arrangement, the checkpoint's weights; and nothing remembered, so that
   // each job starts from the top of the ladder.
   void drop_arrangement() {
-    components_->memory.reset();
-    components_->restore_host_weights();
+    components_->drop_arrangement();
     RecoveryMemory::forget(recovery_key(*components_, request_));
   }
   // The clean job's result, and in `allocations` how many allocations a job from a dropped arrangement

@@ -29,8 +29,7 @@ class Recovery : public ::testing::Test {
 
   // A fresh start: no arrangement, nothing remembered, a device budget the plan fits easily.
   static void reset(Strategy strategy, Quality quality = Quality::Lossless) {
-    components_->memory.reset();
-    components_->restore_host_weights();
+    components_->drop_arrangement();
     components_->memory_options = {};
     components_->memory_options.plan.strategy = strategy;
     components_->memory_options.plan.quality = quality;
@@ -98,8 +97,7 @@ TEST_F(Recovery, TheNextJobWithTheSameSettingsStartsWhereTheLastRecovered) {
   EXPECT_EQ(remembered->transformer_resident_blocks, resident);
 
   // A new process would read the same file: drop the arrangement to plan from scratch.
-  components_->memory.reset();
-  components_->restore_host_weights();
+  components_->drop_arrangement();
   TextToImageResult next = text_to_image(*components_, request_);
   ASSERT_FALSE(next.recoveries.empty());
   EXPECT_NE(next.recoveries[0].find("starting where an earlier job"), std::string::npos)
@@ -109,8 +107,7 @@ TEST_F(Recovery, TheNextJobWithTheSameSettingsStartsWhereTheLastRecovered) {
 
   // Other settings are not affected, and forgetting starts from the top again.
   RecoveryMemory::forget(recovery_key(*components_, request_));
-  components_->memory.reset();
-  components_->restore_host_weights();
+  components_->drop_arrangement();
   TextToImageResult fresh = text_to_image(*components_, request_);
   EXPECT_TRUE(fresh.recoveries.empty());
   EXPECT_EQ(fresh.plan.component("transformer").streamed_blocks, 0);

@@ -11,8 +11,8 @@ QwenImageComponents::~QwenImageComponents() {
   memory.reset();
 }
 
-void QwenImageComponents::restore_host_weights() {
-  check(memory == nullptr, "the weights' arrangement must be released before restoring them");
+void QwenImageComponents::drop_arrangement() {
+  memory.reset();
   if (loaded_text_encoder) *text_encoder = *loaded_text_encoder;
   if (loaded_transformer) *transformer = *loaded_transformer;
   if (loaded_vae) *vae = *loaded_vae;

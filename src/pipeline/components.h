@@ -42,8 +42,9 @@ struct QwenImageComponents {
   QwenImageComponents(QwenImageComponents&&) = default;
   QwenImageComponents& operator=(QwenImageComponents&&) = default;
   ~QwenImageComponents();
-  // Gives the working models their loaded weights back. The arrangement must be released first.
-  void restore_host_weights();
+  // Drops the weights' arrangement (the arrangement points into the models: it goes first) and gives the
+  // working models their loaded weights back, so the next job plans from the checkpoint.
+  void drop_arrangement();
 
   // Pixels per latent cell: 2 ^ (number of VAE downsamples).
   int64_t vae_scale_factor() const;

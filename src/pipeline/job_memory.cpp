@@ -333,8 +333,7 @@ JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImage
   std::string key = job_key(request, components.memory_options) + "/" + degradation.to_json().dump();
   if (components.memory && components.memory->job_key == key) return *components.memory;
   // The previous arrangement goes first: its device memory is part of what the new plan may use.
-  components.memory.reset();
-  components.restore_host_weights();
+  components.drop_arrangement();
   components.transformer->enable_forward_chunking(degradation.feed_forward_chunk);
 
   std::vector<ComponentFacts> facts = text_to_image_facts(components, request, degradation.vae_tiling);

@@ -60,8 +60,7 @@ class ArrangementGuard {
   explicit ArrangementGuard(QwenImageComponents& components) : components_(components) {}
   ~ArrangementGuard() {
     if (completed_) return;
-    components_.memory.reset();
-    components_.restore_host_weights();
+    components_.drop_arrangement();
   }
   ArrangementGuard(const ArrangementGuard&) = delete;
   ArrangementGuard& operator=(const ArrangementGuard&) = delete;
