@@ -19,6 +19,13 @@ std::string model_argument() {
   return "--model " + test::source_path("models/tiny-qwen-image").string();
 }
 
+// A two-step 32x32 job writing `output`, with CANVAS_FAIL_ALLOC set to `fail_alloc`.
+test::CommandResult small_job_failing(const std::string& fail_alloc, const std::filesystem::path& output) {
+  return test::run_command("CANVAS_FAIL_ALLOC='" + fail_alloc + "' " +
+                           test::built_program("src/canvas").string() + " generate " + model_argument() +
+                           " --prompt x --steps 2 --width 32 --height 32 --output " + output.string());
+}
+
 TEST(Cli, GenerateWritesPngWithReproducibleMetadata) {
   auto output = test::scratch_dir("cli-generate") / "fox.png";
   test::CommandResult result = run_canvas(
@@ -94,11 +101,7 @@ TEST(Cli, ProfileWritesJsonPlotAndSummary) {
 
 TEST(Cli, InjectedAllocationFailureIsRecoveredAndRecorded) {
   auto output = test::scratch_dir("cli-fault-recovered") / "fox.png";
-  setenv("CANVAS_FAIL_ALLOC", "300", 1);
-  test::CommandResult recovered =
-      run_canvas("generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 --output " +
-                 output.string());
-  unsetenv("CANVAS_FAIL_ALLOC");
+  test::CommandResult recovered = small_job_failing("300", output);
   ASSERT_EQ(recovered.exit_code, 0) << recovered.output;
   EXPECT_NE(recovered.output.find("Memory recovery: "), std::string::npos) << recovered.output;
   EXPECT_NE(recovered.output.find("injected allocation failure (CANVAS_FAIL_ALLOC=300)"), std::string::npos)
@@ -110,15 +113,8 @@ TEST(Cli, InjectedAllocationFailureIsRecoveredAndRecorded) {
 
 TEST(Cli, UnrecoverableAllocationFailureFailsClearlyAndWritesNothing) {
   auto output = test::scratch_dir("cli-fault") / "fox.png";
-  setenv("CANVAS_FAIL_ALLOC", "random:1:1", 1);
-  test::CommandResult failed =
-      run_canvas("generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 --output " +
-                 output.string());
-  setenv("CANVAS_FAIL_ALLOC", "every", 1);
-  test::CommandResult malformed =
-      run_canvas("generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 --output " +
-                 output.string());
-  unsetenv("CANVAS_FAIL_ALLOC");
+  test::CommandResult failed = small_job_failing("random:1:1", output);
+  test::CommandResult malformed = small_job_failing("every", output);
   EXPECT_NE(failed.exit_code, 0);
   EXPECT_NE(failed.output.find("injected allocation failure (CANVAS_FAIL_ALLOC=random:1:1)"),
             std::string::npos)
