@@ -80,6 +80,42 @@ TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
       << bad.output;
 }
 
+TEST(Cli, DevicesSpreadTheJobAndThePlanSaysWhere) {
+  // cpu:1 is a simulated pool: host memory under an allocator of its own.
+  auto output = test::scratch_dir("cli-devices") / "fox.png";
+  test::CommandResult result = run_canvas("generate " + model_argument() +
+                                          " --prompt 'a red fox' --steps 2 --width 32 --height 32 --seed 3 "
+                                          "--devices cpu:0,cpu:1 --parallel sequence --output " +
+                                          output.string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("parallelism sequence, cpu budget"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("sequence parallel over cpu, cpu:1"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("cpu:1 peak"), std::string::npos) << result.output;
+  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(output)));
+  EXPECT_EQ(json.at("device"), "cpu,cpu:1");
+  EXPECT_EQ(json.at("memory_plan").at("parallelism"), "sequence");
+  EXPECT_EQ(json.at("memory_plan").at("pools").size(), 2u);
+}
+
+TEST(Cli, BadDeviceListsAndParallelismFailClearly) {
+  auto output = test::scratch_dir("cli-devices-bad") / "fox.png";
+  const std::string job = "generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--devices cpu:0,cpu:0", "--devices names cpu twice"},
+      {"--devices 0,", "--devices needs a comma-separated list"},
+      {"--devices cpu:0,cuda:1", "--devices mixes cpu and cuda:1"},
+      {"--devices cpu:0,gpu7", "unknown device 'gpu7'"},
+      {"--parallel pipeline", "parallelism pipeline needs several devices"},
+      {"--devices cpu:0,cpu:1 --parallel sideways", "unknown parallelism 'sideways': use auto, none"},
+  };
+  for (const auto& [arguments, message] : cases) {
+    test::CommandResult bad = run_canvas(job + arguments + " --output " + output.string());
+    EXPECT_NE(bad.exit_code, 0) << arguments;
+    EXPECT_NE(bad.output.find(message), std::string::npos) << arguments << ": " << bad.output;
+    EXPECT_FALSE(std::filesystem::exists(output)) << arguments;
+  }
+}
+
 TEST(Cli, ProfileWritesJsonPlotAndSummary) {
   auto folder = test::scratch_dir("cli-profile");
   test::CommandResult result = run_canvas(

@@ -88,6 +88,30 @@ TEST_F(Recovery, SqueezeMidJobStreamsMoreBlocksAndKeepsTheImage) {
   EXPECT_TRUE(test::bit_identical(result.image, clean_->image));
 }
 
+TEST_F(Recovery, ASqueezeOnOneDeviceOfASequenceSplitStreamsOnEveryDeviceAndKeepsTheResult) {
+  const Device second{DeviceType::CPU, 1};
+  components_->memory_options.extra_devices = {second};
+  components_->memory_options.plan.parallelism = Parallelism::Sequence;
+  const TextToImageResult unsqueezed = text_to_image(*components_, request_);
+  JobObservers observers;
+  observers.on_step = [&](int done, int total) {
+    Allocator& device = allocator_for(second);
+    if (done == 1) device.set_budget(device.in_use());
+    if (done == total) device.set_budget(components_->memory_options.device_budget_bytes);
+  };
+  TextToImageResult result = text_to_image(*components_, request_, observers);
+  for (const std::string& line : result.recoveries) std::printf("[ recovery ] %s\n", line.c_str());
+  EXPECT_TRUE(took(result, "step 2: "));
+  const ComponentPlan& transformer = result.plan.component("transformer");
+  ASSERT_EQ(transformer.spread, Spread::Sequence);
+  ASSERT_EQ(transformer.shares.size(), 2u);
+  // The devices run the blocks in lock step, so both stream what the squeezed one cannot hold.
+  EXPECT_GT(transformer.streamed_blocks, 0);
+  for (const DeviceShare& share : transformer.shares)
+    EXPECT_EQ(share.resident_blocks, transformer.resident_blocks);
+  EXPECT_TRUE(test::bit_identical(result.image, unsqueezed.image));
+}
+
 TEST_F(Recovery, TheNextJobWithTheSameSettingsStartsWhereTheLastRecovered) {
   TextToImageResult squeezed = squeezed_job(1);
   const int resident = squeezed.plan.component("transformer").resident_blocks;

@@ -12,6 +12,7 @@
 
 #include "io/json_config.h"
 #include "io/model_layout.h"
+#include "pipeline/transformer_executor.h"
 
 namespace canvas::test {
 
@@ -189,6 +190,36 @@ bool bit_identical(const Tensor& a, const Tensor& b) {
   Tensor host_a = a.to(Device::cpu()).contiguous(), host_b = b.to(Device::cpu()).contiguous();
   return host_a.shape() == host_b.shape() && host_a.dtype() == host_b.dtype() &&
          std::memcmp(host_a.raw_data(), host_b.raw_data(), static_cast<size_t>(host_a.nbytes())) == 0;
+}
+
+Tensor sequence_parallel_forward(QwenImageTransformer2DModel& model, const std::vector<Device>& devices,
+                                 const Tensor& hidden_states, const Tensor& encoder_hidden_states,
+                                 const Tensor& encoder_hidden_states_mask, float timestep,
+                                 const std::vector<ImageShape>& img_shapes) {
+  ComponentPlan plan;
+  plan.name = "transformer";
+  plan.residency = Residency::Mapped;
+  plan.spread = Spread::Sequence;
+  std::vector<ComponentWeights> replicas;
+  for (const Device& device : devices) {
+    DeviceShare share;
+    share.device = device;
+    share.blocks = share.resident_blocks = static_cast<int>(model.blocks().size());
+    plan.shares.push_back(share);
+    replicas.push_back(transformer_weights(model));
+  }
+  ComponentPlacement placement(devices.front(), std::move(replicas), plan);
+  const DType dtype = hidden_states.dtype();
+  TransformerExecutor executor(std::vector<const QwenImageTransformer2DModel*>(devices.size(), &model),
+                               placement, img_shapes, dtype);
+  placement.begin_phase();
+  executor.precompute_modulation({timestep});
+  const TransformerCondition condition{
+      encoder_hidden_states, encoder_hidden_states_mask,
+      model.rotary(img_shapes, encoder_hidden_states.dim(1), devices.front(), dtype)};
+  Tensor prediction = executor.predict(0, hidden_states, {condition}).front();
+  placement.end_phase();
+  return prediction;
 }
 
 }  // namespace canvas::test

@@ -76,6 +76,14 @@ class TestComponent {
   ComponentWeights weights_;
 };
 
+// The transformer's prediction (forward's) with its tokens split across `devices` by the sequence-parallel
+// executor; devices may repeat (ranks sharing a GPU exchange by copies). The weights must already be where
+// the ranks compute: the placement is mapped and moves nothing.
+Tensor sequence_parallel_forward(QwenImageTransformer2DModel& model, const std::vector<Device>& devices,
+                                 const Tensor& hidden_states, const Tensor& encoder_hidden_states,
+                                 const Tensor& encoder_hidden_states_mask, float timestep,
+                                 const std::vector<ImageShape>& img_shapes);
+
 // ||actual - expected||_2 / ||expected||_2 over all elements; shapes must match.
 double relative_error(const Tensor& actual, const Tensor& expected);
 double max_abs_difference(const Tensor& actual, const Tensor& expected);

@@ -43,7 +43,7 @@ Backend& backend_for(Device device) {
     if (backend->device() == device) return *backend;
   }
   if (device.is_cpu()) {
-    reg.backends.push_back(std::make_unique<CpuBackend>());
+    reg.backends.push_back(std::make_unique<CpuBackend>(device.index));
     return *reg.backends.back();
   }
   if (device.is_meta()) throw Error("no backend for device meta: call register_meta_backend() first");

@@ -1,9 +1,11 @@
 #include "cli/generate_command.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <sstream>
 
 #include "cli/progress_bar.h"
 #include "io/png_image.h"
@@ -23,16 +25,45 @@ namespace canvas::cli {
 
 namespace {
 
+// A non-negative index after `prefix`, or nullopt.
+std::optional<int> device_index(const std::string& name, const std::string& prefix) {
+  if (name.rfind(prefix, 0) != 0) return std::nullopt;
+  const std::string digits = name.substr(prefix.size());
+  if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoi(digits);
+}
+
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::cpu();
   if (name == "cuda") return Device::cuda(0);
-  if (name.rfind("cuda:", 0) == 0) {
-    try {
-      return Device::cuda(std::stoi(name.substr(5)));
-    } catch (const std::exception&) {
-    }
-  }
+  if (std::optional<int> index = device_index(name, "cuda:")) return Device::cuda(*index);
   throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
+}
+
+// --devices: CUDA indices ("0,1"), or device names; cpu:N names simulated pools (host memory with a budget
+// of its own) for trying multi-device plans without GPUs.
+std::vector<Device> parse_device_list(const std::string& list) {
+  check(!list.empty() && list.back() != ',' && list.front() != ',',
+        "--devices needs a comma-separated list, e.g. 0,1; got '" + list + "'");
+  std::vector<Device> devices;
+  std::stringstream stream(list);
+  std::string entry;
+  while (std::getline(stream, entry, ',')) {
+    if (std::optional<int> index = device_index(entry, "")) {
+      devices.push_back(Device::cuda(*index));
+    } else if (std::optional<int> host = device_index(entry, "cpu:")) {
+      devices.push_back({DeviceType::CPU, *host});
+    } else {
+      devices.push_back(parse_device(entry));
+    }
+    check(std::count(devices.begin(), devices.end(), devices.back()) == 1,
+          "--devices names " + devices.back().str() + " twice");
+    check(devices.back().type == devices.front().type, "--devices mixes " + devices.front().str() + " and " +
+                                                           devices.back().str() +
+                                                           ": name devices of one kind");
+  }
+  return devices;
 }
 
 std::optional<DType> parse_precision(const std::optional<std::string>& name) {
@@ -83,6 +114,15 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
       ->capture_default_str();
   command->add_option("--seed", options.seed, "Random seed (default: a random one, recorded in the image)");
   command->add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  command->add_option("--devices", options.devices,
+                      "Several devices to spread the job over, the first holding the latents: CUDA indices "
+                      "(0,1) or names (cuda:0,cuda:1; cpu:0,cpu:1 simulates pools in host memory)");
+  command
+      ->add_option("--parallel", options.parallel,
+                   "How to use several --devices: auto, none (the first only), components (each component "
+                   "whole on one device), pipeline (the transformer's blocks split across devices) or "
+                   "sequence (each device a share of the tokens)")
+      ->capture_default_str();
   command->add_option("--precision", options.precision,
                       "Activation precision: f32, bf16 or f16 (default: f32 on the CPU, bf16 on a GPU)");
   command
@@ -124,17 +164,18 @@ int run_generate(const GenerateOptions& options) {
   request.width = options.width;
   request.height = options.height;
   request.seed = options.seed ? *options.seed : std::random_device{}();
-  Device device = parse_device(options.device);
+  std::vector<Device> devices = options.devices ? parse_device_list(*options.devices)
+                                                : std::vector<Device>{parse_device(options.device)};
+  const Device device = devices.front();
   std::optional<DType> precision = parse_precision(options.precision);
-  prepare_device(device);
+  for (const Device& each : devices) prepare_device(each);
   std::optional<std::filesystem::path> profile_path;
   if (options.profile) {
     profile_path = *options.profile;
     check(profile_path->extension() == ".json",
           "--profile must name a .json file, got '" + *options.profile + "'");
   }
-  std::unique_ptr<Profiler> profiler =
-      profile_path ? std::make_unique<Profiler>(std::vector<Device>{device}) : nullptr;
+  std::unique_ptr<Profiler> profiler = profile_path ? std::make_unique<Profiler>(devices) : nullptr;
   std::optional<Profiler::Span> load_span;
   if (profiler) load_span.emplace(profiler->span("load"));
 
@@ -142,6 +183,8 @@ int run_generate(const GenerateOptions& options) {
   MemoryOptions memory;
   memory.plan.strategy = parse_strategy(options.strategy);
   memory.plan.quality = parse_quality(options.quality);
+  memory.plan.parallelism = parse_parallelism(options.parallel);
+  memory.extra_devices.assign(devices.begin() + 1, devices.end());
   memory.device_budget_bytes = budget_bytes(options.vram_budget_gib, "--vram-budget");
   memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
   QwenImageComponents components = load_qwen_image(options.model, device, precision);
@@ -167,13 +210,17 @@ int run_generate(const GenerateOptions& options) {
 
   GenerationRecord record;
   record.model = options.model;
-  record.device = device.str();
+  std::string peaks;
+  for (const Device& each : devices) {
+    record.device += (record.device.empty() ? "" : ",") + each.str();
+    record.device_peak_bytes = std::max(record.device_peak_bytes, allocator_for(each).peak());
+    peaks += (peaks.empty() ? "" : ", ") + each.str() + " peak " + format_bytes(allocator_for(each).peak());
+  }
   record.precision = std::string(dtype_name(components.activation_dtype));
   record.request = request;
   record.result = &result;
   record.load_s = load_s;
   record.total_s = std::chrono::duration<double>(Clock::now() - start).count();
-  record.device_peak_bytes = allocator_for(device).peak();
   record.host_peak_rss_bytes = host_memory_info().process_peak_rss_bytes;
   RgbImage image;
   image.height = result.image.dim(0);
@@ -196,8 +243,7 @@ int run_generate(const GenerateOptions& options) {
                result.used_cfg ? "" : ", no guidance", load_s, result.timings.plan_s,
                result.timings.text_encode_s, result.timings.denoise_s, result.timings.vae_decode_s,
                record.total_s);
-  std::fprintf(stderr, "Memory: %s peak %s (planned %s), host peak RSS %s, %s of weights streamed\n",
-               device.str().c_str(), format_bytes(record.device_peak_bytes).c_str(),
+  std::fprintf(stderr, "Memory: %s (planned %s), host peak RSS %s, %s of weights streamed\n", peaks.c_str(),
                format_bytes(result.plan.predicted_peak_bytes).c_str(),
                format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
   if (profiler) {

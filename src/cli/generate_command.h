@@ -17,6 +17,8 @@ struct GenerateOptions {
   int64_t height = 1024;
   std::optional<uint64_t> seed;
   std::string device = "cpu";
+  std::optional<std::string> devices;
+  std::string parallel = "auto";
   std::optional<std::string> precision;
   std::string strategy = "auto";
   std::string quality = "lossless";

@@ -168,7 +168,7 @@ Allocator& allocator_for(Device device) {
   }
   if (device.is_cpu()) {
     reg.allocators.emplace_back(
-        device, std::make_unique<Allocator>(device, "cpu", std::make_unique<HostMemorySource>()));
+        device, std::make_unique<Allocator>(device, device.str(), std::make_unique<HostMemorySource>()));
     return *reg.allocators.back().second;
   }
   if (device.is_meta()) throw Error("no allocator for device meta: call register_meta_backend() first");

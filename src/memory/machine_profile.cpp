@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -197,6 +198,20 @@ MachineProfile machine_profile(Device device, DType activation_dtype) {
     write_json_cache(dir / kCacheFile, cache);
   }
   return profile;
+}
+
+double interconnect_bytes_per_s(Device from, Device to) {
+  static std::mutex mutex;
+  static std::map<std::pair<std::string, std::string>, double> measured;
+  std::lock_guard lock(mutex);
+  const auto key = std::make_pair(from.str(), to.str());
+  if (auto found = measured.find(key); found != measured.end()) return found->second;
+  OwnerScope scope(MemoryOwner{"machine_profile", -1, MemoryRole::Scratch});
+  // 16 MiB: past the copy's fixed costs, within the smallest pools.
+  const Tensor source = patterned({int64_t{8} << 20}, DType::BF16, from);
+  Backend& receiver = backend_for(to);
+  const double seconds = seconds_per_run(receiver, [&] { (void)source.to(to); });
+  return measured[key] = static_cast<double>(source.nbytes()) / seconds;
 }
 
 }  // namespace canvas

@@ -40,4 +40,8 @@ std::filesystem::path canvas_cache_dir();
 // unreadable or corrupt cache is measured over and rewritten; one that cannot be written is left alone.
 MachineProfile machine_profile(Device device, DType activation_dtype);
 
+// Bytes per second copied from `from` to `to` (two devices of one host: GPU peer copies, or host memory
+// for simulated pools), measured once per process and pair.
+double interconnect_bytes_per_s(Device from, Device to);
+
 }  // namespace canvas

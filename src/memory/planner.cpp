@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <utility>
 
+#include "memory/plan_candidates.h"
 #include "util/error.h"
 #include "util/format.h"
 
@@ -13,49 +13,26 @@ namespace canvas {
 
 namespace {
 
+using planning::kAllBlocks;
+using planning::kAsManyAsFit;
+using planning::Layout;
+
 // Two slots let one block's copy run while the block before it computes; a third adds nothing when
 // copies are slower than compute and only takes memory from resident blocks.
 constexpr int kStreamSlots = 2;
-
-template <typename Enum, size_t N>
-Enum parse_name(std::string_view name, const std::pair<Enum, std::string_view> (&names)[N],
-                const char* what) {
-  std::string valid;
-  for (const auto& [value, text] : names) {
-    if (text == name) return value;
-    valid += (valid.empty() ? "" : ", ") + std::string(text);
-  }
-  throw Error("unknown " + std::string(what) + " '" + std::string(name) + "': use " + valid);
-}
-
-constexpr std::pair<Strategy, std::string_view> kStrategyNames[] = {
-    {Strategy::Auto, "auto"},
-    {Strategy::Bf16Full, "bf16_full"},
-    {Strategy::Fp8, "fp8"},
-    {Strategy::Nf4, "nf4"},
-    {Strategy::ModelOffload, "model_offload"},
-    {Strategy::SequentialOffload, "sequential_offload"}};
-constexpr std::pair<Quality, std::string_view> kQualityNames[] = {
-    {Quality::Lossless, "lossless"}, {Quality::Fp8, "fp8"}, {Quality::FourBit, "4bit"}};
-
-// How a component's weights are laid out during its phase.
-struct Layout {
-  Residency residency;
-  WeightPrecision precision;
-  int resident_blocks;  // -1: as many as fit
-};
-
 struct Rates {
   double compute_flops;  // per second
   double stream_bytes;   // streamed weights, per second
   double place_bytes;    // placing weights from the checkpoint, per second
-  bool overlapped;       // copies run beside compute
+  double device_to_device_bytes;
+  bool overlapped;  // copies run beside compute
 };
 
 Rates rates_for(const MachineFacts& machine) {
   const MachineProfile& p = machine.profile;
   Rates rates{};
   rates.compute_flops = std::max(p.gemm_flops_per_s, 1.0);
+  rates.device_to_device_bytes = std::max(machine.interconnect_bytes_per_s, 1.0);
   if (machine.device_is_host) {
     rates.stream_bytes = rates.place_bytes = std::max(p.host_memcpy_bytes_per_s, 1.0);
     rates.overlapped = false;
@@ -69,122 +46,278 @@ Rates rates_for(const MachineFacts& machine) {
   return rates;
 }
 
-int64_t once_bytes(const ComponentFacts& facts, WeightPrecision precision, int from_block) {
-  int64_t total = 0;
-  for (size_t i = static_cast<size_t>(from_block); i < facts.blocks.size(); ++i)
-    total += facts.blocks[i].once_bytes[static_cast<int>(precision)];
-  return total;
+// One share's arrangement and its cost: weights placed, and the time to copy what streams.
+struct ShareCost {
+  DeviceShare share;
+  double copy_per_read_s = 0;  // streamed weights of one read of the blocks
+  double setup_s = 0;          // placing the weights and streaming the once-read ones
+};
+
+// Blocks [first, first + count) of `facts` on pool `pool` with `resident` of them placed (kAsManyAsFit:
+// as many as `available` holds beside `activations`), or nullopt when it cannot fit.
+std::optional<ShareCost> plan_share(const ComponentFacts& facts, const MachineFacts& machine,
+                                    WeightPrecision precision_value, int first, int count, int resident,
+                                    bool holds_shared, int pool, int64_t available, int64_t activations) {
+  const int precision = static_cast<int>(precision_value);
+  const BlockFacts* blocks = facts.blocks.data() + first;
+  auto resident_at = [&](int index, int placed) { return block_is_resident(index, count, placed); };
+  // The stream ring: slots for the largest streamed block or once-read part.
+  auto ring_bytes = [&](int placed) {
+    if (placed >= count) return int64_t{0};
+    int64_t largest = 0;
+    for (int i = 0; i < count; ++i) {
+      largest = std::max(largest, blocks[i].once_bytes[precision]);
+      if (!resident_at(i, placed)) largest = std::max(largest, blocks[i].bytes[precision]);
+    }
+    return largest * kStreamSlots;
+  };
+  auto once_bytes = [&] {
+    int64_t total = 0;
+    for (int i = 0; i < count; ++i) total += blocks[i].once_bytes[precision];
+    return total;
+  };
+  auto placed_bytes = [&](int placed) {
+    int64_t total = (holds_shared ? facts.shared_bytes : 0) + ring_bytes(placed);
+    for (int i = 0; i < count; ++i)
+      if (resident_at(i, placed)) total += blocks[i].bytes[precision];
+    // Placed shares keep their once-read weights; streamed ones pass them through the ring.
+    if (placed >= count) total += once_bytes();
+    return total;
+  };
+
+  int placed = resident == kAsManyAsFit ? count : std::min(resident, count);
+  if (resident == kAsManyAsFit) {
+    while (placed > 0 && placed_bytes(placed) + activations > available) --placed;
+  }
+  ShareCost cost;
+  DeviceShare& share = cost.share;
+  share.device = machine.pools()[static_cast<size_t>(pool)].device;
+  share.pool = pool;
+  share.first_block = first;
+  share.blocks = count;
+  share.resident_blocks = placed;
+  share.streamed_blocks = count - placed;
+  share.slots = share.streamed_blocks > 0 ? kStreamSlots : 0;
+  share.holds_shared = holds_shared;
+  share.placed_bytes = placed_bytes(placed);
+  share.phase_peak_bytes = share.placed_bytes + activations;
+  if (share.phase_peak_bytes > available) return std::nullopt;
+
+  int64_t streamed_per_read = 0;
+  for (int i = 0; i < count; ++i)
+    if (!resident_at(i, placed)) streamed_per_read += blocks[i].bytes[precision];
+  const Rates rates = rates_for(machine);
+  cost.copy_per_read_s = static_cast<double>(streamed_per_read) / rates.stream_bytes;
+  const double placing = static_cast<double>(share.placed_bytes - ring_bytes(placed)) / rates.place_bytes;
+  const double once = placed == count ? 0.0 : static_cast<double>(once_bytes()) / rates.stream_bytes;
+  cost.setup_s = placing + once;
+  return cost;
 }
 
-// The component's plan with `layout` given `available` device bytes for its phase, or nullopt when
-// it cannot fit. `other_resident` is what other components keep on the device meanwhile.
-std::optional<ComponentPlan> plan_component(const ComponentFacts& facts, const MachineFacts& machine,
-                                            const Layout& layout, int64_t available) {
-  const int precision = static_cast<int>(layout.precision);
-  const int blocks = static_cast<int>(facts.blocks.size());
+// The component's totals from its shares, and its predicted times from the shares' costs. `compute_per_read`
+// and `exchange_per_read` are one read's compute and device-to-device traffic.
+ComponentPlan summarize(const ComponentFacts& facts, const Layout& layout,
+                        const std::vector<ShareCost>& costs, double compute_per_read,
+                        double exchange_per_read, const Rates& rates) {
   ComponentPlan plan;
   plan.name = facts.name;
   plan.residency = layout.residency;
   plan.precision = layout.precision;
-  const int64_t activations = facts.activation_bytes + facts.job_cache_bytes;
+  plan.spread = layout.spread;
+  double copy_per_read = 0, setup = 0;
+  for (const ShareCost& cost : costs) {
+    const DeviceShare& share = cost.share;
+    plan.shares.push_back(share);
+    plan.phase_peak_bytes = std::max(plan.phase_peak_bytes, share.phase_peak_bytes);
+    setup = std::max(setup, cost.setup_s);
+    if (layout.spread == Spread::Sequence) {
+      // Every device holds the same arrangement; their streams share the host's copy bandwidth.
+      plan.resident_blocks = share.resident_blocks;
+      plan.streamed_blocks = share.streamed_blocks;
+      plan.slots = share.slots;
+      plan.placed_bytes = std::max(plan.placed_bytes, share.placed_bytes);
+      copy_per_read += cost.copy_per_read_s;
+    } else {
+      plan.resident_blocks += share.resident_blocks;
+      plan.streamed_blocks += share.streamed_blocks;
+      plan.slots = std::max(plan.slots, share.slots);
+      plan.placed_bytes += share.placed_bytes;
+      copy_per_read = std::max(copy_per_read, cost.copy_per_read_s);
+    }
+  }
+  // A pipeline's devices take their turns, so their compute adds up as on one device; each share's
+  // copies overlap its own compute.
+  double pass =
+      rates.overlapped ? std::max(compute_per_read, copy_per_read) : compute_per_read + copy_per_read;
+  pass += exchange_per_read;
+  plan.predicted_pass_s = pass;
   const int reads = std::max(1, facts.passes / std::max(1, facts.passes_per_weight_read));
-  const double compute_per_read =
-      facts.flops_per_pass * facts.passes_per_weight_read / rates_for(machine).compute_flops;
+  plan.predicted_phase_s = reads * pass + setup;
+  return plan;
+}
+
+// Splits `blocks` into one run per pool, in pool order: each takes as many as it holds whole beside the
+// activations (the last takes the rest), so the fewest blocks stream.
+std::vector<int> pipeline_split(const ComponentFacts& facts, const MachineFacts& machine,
+                                WeightPrecision precision, const std::vector<int64_t>& available,
+                                int64_t activations) {
+  const int blocks = static_cast<int>(facts.blocks.size());
+  const int pools = static_cast<int>(available.size());
+  std::vector<int> split;
+  int first = 0;
+  for (int pool = 0; pool < pools && first < blocks; ++pool) {
+    int count = blocks - first;
+    // Leave at least one block for each pool after this one.
+    const int later_pools = pools - pool - 1;
+    count = std::max(1, count - later_pools);
+    if (pool + 1 < pools) {
+      while (count > 1 && !plan_share(facts, machine, precision, first, count, kAllBlocks, pool == 0, pool,
+                                      available[pool], activations))
+        --count;
+    }
+    split.push_back(count);
+    first += count;
+  }
+  return split;
+}
+
+// The component's plan with `layout`, given each pool's `available` device bytes for its phase, or
+// nullopt when it cannot fit.
+std::optional<ComponentPlan> plan_component(const ComponentFacts& facts, const MachineFacts& machine,
+                                            const Layout& layout, const std::vector<int64_t>& available) {
+  const int blocks = static_cast<int>(facts.blocks.size());
+  const int64_t activations = facts.activation_bytes + facts.job_cache_bytes;
+  const Rates rates = rates_for(machine);
+  const double compute_per_read = facts.flops_per_pass * facts.passes_per_weight_read / rates.compute_flops;
 
   if (layout.residency == Residency::Mapped) {
+    ComponentPlan plan;
+    plan.name = facts.name;
+    plan.residency = Residency::Mapped;
+    plan.precision = layout.precision;
     plan.resident_blocks = blocks;
     // Off a host-only device, a mapped component runs on the CPU (a recovery's last rung for the VAE):
     // nothing of it is on the device.
     plan.phase_peak_bytes = machine.device_is_host ? activations : 0;
     plan.predicted_pass_s = compute_per_read;
-    plan.predicted_phase_s = reads * compute_per_read;
-    if (plan.phase_peak_bytes > available) return std::nullopt;
+    plan.predicted_phase_s =
+        std::max(1, facts.passes / std::max(1, facts.passes_per_weight_read)) * compute_per_read;
+    if (plan.phase_peak_bytes > available[0]) return std::nullopt;
+    if (machine.device_is_host) {
+      DeviceShare share;
+      share.device = machine.device;
+      share.blocks = share.resident_blocks = blocks;
+      share.phase_peak_bytes = activations;
+      plan.shares.push_back(share);
+    }
     return plan;
   }
 
-  auto resident_at = [&](int index, int resident) { return block_is_resident(index, blocks, resident); };
-  // The stream ring: slots for the largest streamed block or once-read part.
-  auto ring_bytes = [&](int resident) {
-    if (resident >= blocks) return int64_t{0};
-    int64_t largest = 0;
-    for (int i = 0; i < blocks; ++i) {
-      largest = std::max(largest, facts.blocks[i].once_bytes[precision]);
-      if (!resident_at(i, resident)) largest = std::max(largest, facts.blocks[i].bytes[precision]);
+  std::vector<ShareCost> costs;
+  switch (layout.spread) {
+    case Spread::One: {
+      auto cost = plan_share(facts, machine, layout.precision, 0, blocks, layout.resident_blocks, true,
+                             layout.pool, available[static_cast<size_t>(layout.pool)], activations);
+      if (!cost) return std::nullopt;
+      costs.push_back(*cost);
+      return summarize(facts, layout, costs, compute_per_read, 0.0, rates);
     }
-    return largest * kStreamSlots;
-  };
-  auto placed_bytes = [&](int resident) {
-    int64_t total = facts.shared_bytes + ring_bytes(resident);
-    for (int i = 0; i < blocks; ++i)
-      if (resident_at(i, resident)) total += facts.blocks[i].bytes[precision];
-    // Placed components keep their once-read weights; streamed ones pass them through the ring.
-    if (resident >= blocks) total += once_bytes(facts, layout.precision, 0);
-    return total;
-  };
-
-  int resident = layout.resident_blocks < 0 ? blocks : std::min(layout.resident_blocks, blocks);
-  if (layout.resident_blocks < 0) {
-    while (resident > 0 && placed_bytes(resident) + activations > available) --resident;
+    case Spread::Pipeline: {
+      std::vector<int> split = layout.share_blocks.empty()
+                                   ? pipeline_split(facts, machine, layout.precision, available, activations)
+                                   : layout.share_blocks;
+      if (split.size() < 2) return std::nullopt;
+      int first = 0;
+      for (size_t pool = 0; pool < split.size(); ++pool) {
+        const int resident =
+            layout.share_resident.empty() ? layout.resident_blocks : layout.share_resident[pool];
+        auto cost = plan_share(facts, machine, layout.precision, first, split[pool], resident, pool == 0,
+                               static_cast<int>(pool), available[pool], activations);
+        if (!cost) return std::nullopt;
+        costs.push_back(*cost);
+        first += split[pool];
+      }
+      // Each boundary hands the hidden state on, and the last device hands it back for the final layers.
+      const double exchange = static_cast<double>(split.size()) * facts.passes_per_weight_read *
+                              static_cast<double>(facts.boundary_bytes) / rates.device_to_device_bytes;
+      return summarize(facts, layout, costs, compute_per_read, exchange, rates);
+    }
+    case Spread::Sequence: {
+      const int devices = static_cast<int>(available.size());
+      if (facts.attention_heads % devices != 0 || facts.sequence_devices != devices) return std::nullopt;
+      for (int pool = 0; pool < devices; ++pool) {
+        auto cost = plan_share(facts, machine, layout.precision, 0, blocks, layout.resident_blocks, true,
+                               pool, available[static_cast<size_t>(pool)],
+                               facts.sequence_activation_bytes + facts.job_cache_bytes);
+        if (!cost) return std::nullopt;
+        costs.push_back(*cost);
+      }
+      // The blocks' own resident counts must agree: the devices run them in lock step.
+      const int resident = std::min_element(costs.begin(), costs.end(), [](const auto& a, const auto& b) {
+                             return a.share.resident_blocks < b.share.resident_blocks;
+                           })->share.resident_blocks;
+      if (layout.resident_blocks == kAsManyAsFit) {
+        for (ShareCost& cost : costs) {
+          if (cost.share.resident_blocks == resident) continue;
+          cost = *plan_share(facts, machine, layout.precision, 0, blocks, resident, true, cost.share.pool,
+                             available[static_cast<size_t>(cost.share.pool)],
+                             facts.sequence_activation_bytes + facts.job_cache_bytes);
+        }
+      }
+      // Per block and pass, each device sends all but its own share of its tokens' queries, keys, values
+      // and attention output; the devices send at once.
+      const double per_device = static_cast<double>(facts.boundary_bytes) / devices * (devices - 1) / devices;
+      const double exchange = static_cast<double>(blocks) * 4.0 * per_device * facts.passes_per_weight_read /
+                              rates.device_to_device_bytes;
+      return summarize(facts, layout, costs, compute_per_read / devices, exchange, rates);
+    }
   }
-  plan.resident_blocks = resident;
-  plan.streamed_blocks = blocks - resident;
-  plan.slots = plan.streamed_blocks > 0 ? kStreamSlots : 0;
-  plan.placed_bytes = placed_bytes(resident);
-  plan.phase_peak_bytes = plan.placed_bytes + activations;
-  if (plan.phase_peak_bytes > available) return std::nullopt;
-
-  int64_t streamed_per_read = 0;
-  for (int i = 0; i < blocks; ++i)
-    if (!resident_at(i, resident)) streamed_per_read += facts.blocks[i].bytes[precision];
-  const int64_t streamed_once = resident == blocks ? 0 : once_bytes(facts, layout.precision, 0);
-  const Rates rates = rates_for(machine);
-  const double copy_per_read = static_cast<double>(streamed_per_read) / rates.stream_bytes;
-  plan.predicted_pass_s =
-      rates.overlapped ? std::max(compute_per_read, copy_per_read) : compute_per_read + copy_per_read;
-  const double placing = static_cast<double>(plan.placed_bytes - ring_bytes(resident)) / rates.place_bytes;
-  const double once = static_cast<double>(streamed_once) / rates.stream_bytes;
-  plan.predicted_phase_s = reads * plan.predicted_pass_s + placing + once;
-  return plan;
+  return std::nullopt;
 }
 
-bool precision_allowed(WeightPrecision precision, Quality quality) {
-  switch (precision) {
-    case WeightPrecision::Lossless:
-      return true;
-    case WeightPrecision::Fp8:
-      return quality != Quality::Lossless;
-    case WeightPrecision::Nf4:
-      return quality == Quality::FourBit;
-  }
-  return false;
+// The device bytes a share holds on each pool while its component is resident.
+void add_placed(const ComponentPlan& plan, std::vector<int64_t>& per_pool) {
+  for (const DeviceShare& share : plan.shares)
+    per_pool[static_cast<size_t>(share.pool)] += share.placed_bytes;
 }
 
-// A whole plan: every component's layout, with phases either sharing the device (all resident) or
-// each having it to itself (offloaded between phases).
+// A whole plan: every component's layout. Resident components hold their weights on their devices through
+// every phase; each phase has the rest of each device.
 std::optional<MemoryPlan> assemble(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
                                    const std::vector<Layout>& layouts) {
+  const std::vector<DevicePool> pools = machine.pools();
+  const size_t pool_count = pools.size();
+  std::vector<int64_t> budgets;
+  for (const DevicePool& pool : pools) budgets.push_back(pool.budget);
+
   MemoryPlan plan;
   plan.device = machine.device;
   plan.device_budget = machine.device_budget;
   plan.host_budget = machine.host_budget;
-  // Resident components hold their weights through every phase; each phase gets what they leave.
-  std::vector<int64_t> resident_bytes(components.size(), 0);
+  for (const DevicePool& pool : pools) plan.pools.push_back({pool.device, pool.budget, 0});
+  std::vector<std::vector<int64_t>> resident_bytes(components.size(), std::vector<int64_t>(pool_count, 0));
   for (size_t i = 0; i < components.size(); ++i) {
     if (layouts[i].residency != Residency::Resident) continue;
-    std::optional<ComponentPlan> part =
-        plan_component(components[i], machine, layouts[i], machine.device_budget);
+    std::optional<ComponentPlan> part = plan_component(components[i], machine, layouts[i], budgets);
     if (!part) return std::nullopt;
-    resident_bytes[i] = part->placed_bytes;
+    add_placed(*part, resident_bytes[i]);
   }
-  int64_t resident_total = 0;
-  for (int64_t bytes : resident_bytes) resident_total += bytes;
   for (size_t i = 0; i < components.size(); ++i) {
-    const int64_t others = resident_total - resident_bytes[i];
-    std::optional<ComponentPlan> part =
-        plan_component(components[i], machine, layouts[i], machine.device_budget - others);
+    std::vector<int64_t> others(pool_count, 0), available = budgets;
+    for (size_t j = 0; j < components.size(); ++j) {
+      if (j == i) continue;
+      for (size_t p = 0; p < pool_count; ++p) others[p] += resident_bytes[j][p];
+    }
+    for (size_t p = 0; p < pool_count; ++p) available[p] -= others[p];
+    std::optional<ComponentPlan> part = plan_component(components[i], machine, layouts[i], available);
     if (!part) return std::nullopt;
     ComponentPlan placed = *part;
-    placed.phase_peak_bytes += others;
+    std::vector<int64_t> phase_peak = others;
+    for (const DeviceShare& share : placed.shares)
+      phase_peak[static_cast<size_t>(share.pool)] += share.phase_peak_bytes;
+    placed.phase_peak_bytes = *std::max_element(phase_peak.begin(), phase_peak.end());
+    for (size_t p = 0; p < pool_count; ++p)
+      plan.pools[p].predicted_peak_bytes = std::max(plan.pools[p].predicted_peak_bytes, phase_peak[p]);
     plan.host_copy_bytes += components[i].host_copy_bytes[static_cast<int>(layouts[i].precision)];
     plan.predicted_peak_bytes = std::max(plan.predicted_peak_bytes, placed.phase_peak_bytes);
     plan.predicted_total_s += placed.predicted_phase_s;
@@ -195,71 +328,31 @@ std::optional<MemoryPlan> assemble(const std::vector<ComponentFacts>& components
   return plan;
 }
 
-std::vector<Layout> uniform(size_t count, Residency residency, int resident_blocks) {
-  return std::vector<Layout>(count, Layout{residency, WeightPrecision::Lossless, resident_blocks});
-}
-
-// The layouts a strategy allows; auto gets every combination worth comparing.
-std::vector<std::vector<Layout>> candidates(const std::vector<ComponentFacts>& components,
-                                            const MachineFacts& machine, Strategy strategy, Quality quality) {
-  const size_t n = components.size();
-  auto with_transformer_precision = [&](std::vector<Layout> layouts, WeightPrecision precision, int blocks) {
-    for (size_t i = 0; i < n; ++i) {
-      if (components[i].quantizable) layouts[i] = {layouts[i].residency, precision, blocks};
-    }
-    return layouts;
-  };
-  switch (strategy) {
-    case Strategy::Bf16Full:
-      return {uniform(n, Residency::Resident, -2)};
-    case Strategy::ModelOffload:
-      return {uniform(n, Residency::Offloaded, -2)};
-    case Strategy::SequentialOffload:
-      return {uniform(n, Residency::Offloaded, 0)};
-    case Strategy::Fp8:
-    case Strategy::Nf4: {
-      WeightPrecision precision = strategy == Strategy::Fp8 ? WeightPrecision::Fp8 : WeightPrecision::Nf4;
-      return {with_transformer_precision(uniform(n, Residency::Resident, -2), precision, -2),
-              with_transformer_precision(uniform(n, Residency::Offloaded, -1), precision, -2)};
-    }
-    case Strategy::Auto:
-      break;
-  }
-  std::vector<std::vector<Layout>> all;
-  if (machine.device_is_host) all.push_back(uniform(n, Residency::Mapped, -2));
-  for (WeightPrecision precision : {WeightPrecision::Lossless, WeightPrecision::Fp8, WeightPrecision::Nf4}) {
-    if (!precision_allowed(precision, quality)) continue;
-    all.push_back(with_transformer_precision(uniform(n, Residency::Resident, -2), precision, -2));
-    all.push_back(with_transformer_precision(uniform(n, Residency::Offloaded, -1), precision, -1));
-  }
-  return all;
-}
-
-// -2 in a layout means "all blocks", which plan_component reads as a count past the end.
-void expand_all_blocks(std::vector<Layout>& layouts) {
-  for (Layout& layout : layouts) {
-    if (layout.resident_blocks == -2) layout.resident_blocks = std::numeric_limits<int>::max();
-  }
-}
-
 std::optional<MemoryPlan> best_plan(const std::vector<ComponentFacts>& components,
-                                    const MachineFacts& machine, Strategy strategy, Quality quality) {
+                                    const MachineFacts& machine, Strategy strategy, Quality quality,
+                                    Parallelism parallelism) {
+  const int pools = static_cast<int>(machine.pools().size());
   std::optional<MemoryPlan> best;
-  for (std::vector<Layout> layouts : candidates(components, machine, strategy, quality)) {
-    expand_all_blocks(layouts);
-    std::optional<MemoryPlan> plan = assemble(components, machine, layouts);
-    // Ties go to the earlier candidate: lossless before quantized, resident before offloaded.
-    if (plan && (!best || plan->predicted_total_s < best->predicted_total_s * 0.999)) best = std::move(plan);
+  for (const std::vector<Layout>& base : planning::strategy_layouts(components, machine, strategy, quality)) {
+    for (const std::vector<Layout>& layouts :
+         planning::device_layouts(components, base, pools, parallelism)) {
+      std::optional<MemoryPlan> plan = assemble(components, machine, layouts);
+      // Ties go to the earlier candidate: lossless before quantized, resident before offloaded, one device
+      // before several.
+      if (plan && (!best || plan->predicted_total_s < best->predicted_total_s * 0.999))
+        best = std::move(plan);
+    }
   }
   return best;
 }
 
 // The device bytes a strategy needs here, ignoring the budget: for the error message.
 int64_t bytes_needed(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
-                     Strategy strategy, Quality quality) {
+                     Strategy strategy, Quality quality, Parallelism parallelism) {
   MachineFacts unlimited = machine;
   unlimited.device_budget = std::numeric_limits<int64_t>::max() / 4;
-  std::optional<MemoryPlan> plan = best_plan(components, unlimited, strategy, quality);
+  for (DevicePool& pool : unlimited.extra_pools) pool.budget = unlimited.device_budget;
+  std::optional<MemoryPlan> plan = best_plan(components, unlimited, strategy, quality, parallelism);
   return plan ? plan->predicted_peak_bytes : 0;
 }
 
@@ -282,46 +375,43 @@ Strategy matching_preset(const MemoryPlan& plan) {
   return Strategy::Auto;
 }
 
-}  // namespace
+std::string pools_text(const MachineFacts& machine) {
+  std::string text;
+  for (const DevicePool& pool : machine.pools())
+    text += (text.empty() ? "" : " + ") + pool.device.str() + " " + format_bytes(pool.budget);
+  return text;
+}
 
-std::string_view strategy_name(Strategy strategy) {
-  for (const auto& [value, text] : kStrategyNames)
-    if (value == strategy) return text;
-  return "?";
-}
-std::string_view quality_name(Quality quality) {
-  for (const auto& [value, text] : kQualityNames)
-    if (value == quality) return text;
-  return "?";
-}
-std::string_view residency_name(Residency residency) {
-  switch (residency) {
-    case Residency::Mapped:
-      return "mapped";
-    case Residency::Resident:
-      return "resident";
-    case Residency::Offloaded:
-      return "offloaded";
+// The layout a plan was made with, its resident blocks as the plan now has them (a recovery may have
+// lowered a component's total: a pipeline's shares give up blocks in proportion).
+Layout layout_of(const ComponentPlan& part) {
+  Layout layout(part.residency, part.precision, part.resident_blocks);
+  layout.spread = part.spread;
+  if (!part.shares.empty()) layout.pool = part.shares.front().pool;
+  if (part.spread != Spread::Pipeline) return layout;
+  int planned = 0;
+  for (const DeviceShare& share : part.shares) {
+    layout.share_blocks.push_back(share.blocks);
+    layout.share_resident.push_back(share.resident_blocks);
+    planned += share.resident_blocks;
   }
-  return "?";
-}
-std::string_view precision_name(WeightPrecision precision) {
-  switch (precision) {
-    case WeightPrecision::Lossless:
-      return "lossless";
-    case WeightPrecision::Fp8:
-      return "fp8";
-    case WeightPrecision::Nf4:
-      return "nf4";
+  if (part.resident_blocks < planned) {
+    int left = part.resident_blocks;
+    for (int& resident : layout.share_resident) {
+      resident = static_cast<int>(int64_t{resident} * part.resident_blocks / planned);
+      left -= resident;
+    }
+    for (size_t s = 0; s < layout.share_resident.size() && left > 0; ++s) {
+      const int room = std::min(left, layout.share_blocks[s] - layout.share_resident[s]);
+      layout.share_resident[s] += room;
+      left -= room;
+    }
   }
-  return "?";
+  layout.resident_blocks = 0;  // the shares' counts apply
+  return layout;
 }
-Strategy parse_strategy(std::string_view name) {
-  return parse_name(name, kStrategyNames, "strategy");
-}
-Quality parse_quality(std::string_view name) {
-  return parse_name(name, kQualityNames, "quality");
-}
+
+}  // namespace
 
 int64_t ComponentFacts::block_bytes(WeightPrecision precision) const {
   int64_t total = 0;
@@ -337,89 +427,27 @@ bool block_is_resident(int index, int blocks, int resident) {
   return (int64_t{index} + 1) * streamed / blocks == int64_t{index} * streamed / blocks;
 }
 
-const ComponentPlan& MemoryPlan::component(std::string_view name) const {
-  for (const ComponentPlan& part : components)
-    if (part.name == name) return part;
-  throw Error("the memory plan has no component '" + std::string(name) + "'");
-}
-
-ComponentPlan& MemoryPlan::component(std::string_view name) {
-  return const_cast<ComponentPlan&>(std::as_const(*this).component(name));
-}
-
-std::vector<std::string> MemoryPlan::describe() const {
-  std::vector<std::string> lines;
-  char text[256];
-  const bool matched = strategy == Strategy::Auto && chosen != Strategy::Auto;
-  std::snprintf(text, sizeof(text),
-                "plan: strategy %s%s%s, quality %s, %s budget %s, host budget %s (weight copies %s)",
-                std::string(strategy_name(strategy)).c_str(), matched ? " -> " : "",
-                matched ? std::string(strategy_name(chosen)).c_str() : "",
-                std::string(quality_name(quality)).c_str(), device.str().c_str(),
-                format_bytes(device_budget).c_str(), format_bytes(host_budget).c_str(),
-                format_bytes(host_copy_bytes).c_str());
-  lines.push_back(text);
-  for (const ComponentPlan& part : components) {
-    std::string placement;
-    if (part.residency == Residency::Mapped) {
-      placement = device.is_cpu() ? "mapped from the checkpoint" : "on the CPU, from host memory";
-    } else {
-      placement = std::string(residency_name(part.residency)) + ", " + std::to_string(part.resident_blocks) +
-                  " blocks on the device";
-      if (part.streamed_blocks > 0 && part.resident_blocks > 0) placement += " (interleaved)";
-      if (part.streamed_blocks > 0) {
-        placement += ", " + std::to_string(part.streamed_blocks) + " streamed through " +
-                     std::to_string(part.slots) + " slots from the checkpoint via pinned staging";
-      }
-    }
-    std::snprintf(text, sizeof(text), "  %-12s %s, %s weights, peak %s, %.3f s/%s", part.name.c_str(),
-                  placement.c_str(), std::string(precision_name(part.precision)).c_str(),
-                  format_bytes(part.phase_peak_bytes).c_str(), part.predicted_pass_s,
-                  part.name == "transformer" ? "step" : "pass");
-    lines.push_back(text);
-  }
-  return lines;
-}
-
-nlohmann::json MemoryPlan::to_json() const {
-  nlohmann::json parts = nlohmann::json::array();
-  for (const ComponentPlan& part : components) {
-    parts.push_back({{"name", part.name},
-                     {"residency", residency_name(part.residency)},
-                     {"precision", precision_name(part.precision)},
-                     {"resident_blocks", part.resident_blocks},
-                     {"streamed_blocks", part.streamed_blocks},
-                     {"slots", part.slots},
-                     {"placed_bytes", part.placed_bytes},
-                     {"phase_peak_bytes", part.phase_peak_bytes},
-                     {"predicted_pass_s", part.predicted_pass_s},
-                     {"predicted_phase_s", part.predicted_phase_s}});
-  }
-  return {{"strategy", strategy_name(strategy)},
-          {"chosen", strategy_name(chosen)},
-          {"quality", quality_name(quality)},
-          {"device", device.str()},
-          {"device_budget_bytes", device_budget},
-          {"host_budget_bytes", host_budget},
-          {"host_copy_bytes", host_copy_bytes},
-          {"predicted_peak_bytes", predicted_peak_bytes},
-          {"predicted_total_s", predicted_total_s},
-          {"components", parts},
-          {"lines", describe()}};
-}
-
 MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
                        const PlanRequest& request) {
   // A forced quantized preset is consent to its precision.
   Quality quality = request.quality;
   if (request.strategy == Strategy::Fp8 && quality == Quality::Lossless) quality = Quality::Fp8;
   if (request.strategy == Strategy::Nf4) quality = Quality::FourBit;
+  const Parallelism parallelism = request.parallelism;
+  if (machine.extra_pools.empty() &&
+      (parallelism == Parallelism::Components || parallelism == Parallelism::Pipeline ||
+       parallelism == Parallelism::Sequence)) {
+    throw Error("parallelism " + std::string(parallelism_name(parallelism)) +
+                " needs several devices, but the plan has only " + machine.device.str() +
+                " (name them with --devices, e.g. --devices 0,1)");
+  }
 
-  std::optional<MemoryPlan> plan = best_plan(components, machine, request.strategy, quality);
+  std::optional<MemoryPlan> plan = best_plan(components, machine, request.strategy, quality, parallelism);
   if (!plan) {
     MachineFacts roomy_host = machine;
     roomy_host.host_budget = std::numeric_limits<int64_t>::max() / 4;
-    if (std::optional<MemoryPlan> host_bound = best_plan(components, roomy_host, request.strategy, quality)) {
+    if (std::optional<MemoryPlan> host_bound =
+            best_plan(components, roomy_host, request.strategy, quality, parallelism)) {
       throw Error("strategy " + std::string(strategy_name(request.strategy)) + " needs " +
                   format_bytes(host_bound->host_copy_bytes) +
                   " of host memory for its converted or quantized copies of the weights, but the host budget "
@@ -428,28 +456,35 @@ MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const Mach
                   " (free host memory, raise --ram-budget, or use a lossless plan of a checkpoint stored in "
                   "the compute dtype, which needs no copies)");
     }
-    std::string message = "strategy " + std::string(strategy_name(request.strategy)) + " needs " +
-                          format_bytes(bytes_needed(components, machine, request.strategy, quality)) +
-                          " on " + machine.device.str() + " but the budget is " +
-                          format_bytes(machine.device_budget);
+    std::string what = "strategy " + std::string(strategy_name(request.strategy));
+    if (!machine.extra_pools.empty())
+      what += " with parallelism " + std::string(parallelism_name(parallelism));
+    const std::string needed =
+        format_bytes(bytes_needed(components, machine, request.strategy, quality, parallelism));
+    std::string message =
+        machine.extra_pools.empty()
+            ? what + " needs " + needed + " on " + machine.device.str() + " but the budget is " +
+                  format_bytes(machine.device_budget)
+            : what + " needs " + needed + " on its fullest device but the budgets are " + pools_text(machine);
     // Lossless presets first: a suggestion should not lower the quality unasked.
     std::string fits;
     for (Strategy other : {Strategy::ModelOffload, Strategy::SequentialOffload, Strategy::Bf16Full,
                            Strategy::Fp8, Strategy::Nf4}) {
-      if (other != request.strategy && best_plan(components, machine, other, quality)) {
+      if (other != request.strategy && best_plan(components, machine, other, quality, parallelism)) {
         fits = std::string(strategy_name(other));
         break;
       }
     }
     message += fits.empty() ? "; no strategy fits: the smallest plan (sequential_offload) needs " +
                                   format_bytes(bytes_needed(components, machine, Strategy::SequentialOffload,
-                                                            Quality::Lossless)) +
+                                                            Quality::Lossless, parallelism)) +
                                   " (lower the resolution, or free device memory)"
                             : "; --strategy " + fits + " fits (or use --strategy auto)";
     throw Error(message);
   }
   plan->strategy = request.strategy;
   plan->quality = quality;
+  plan->parallelism = parallelism;
   plan->chosen = request.strategy == Strategy::Auto ? matching_preset(*plan) : request.strategy;
   return *plan;
 }
@@ -458,16 +493,21 @@ MemoryPlan evaluate_plan(const std::vector<ComponentFacts>& components, const Ma
                          const MemoryPlan& layout) {
   check(layout.components.size() == components.size(), "evaluate_plan: the layout does not match the facts");
   std::vector<Layout> layouts;
-  for (const ComponentPlan& part : layout.components)
-    layouts.push_back({part.residency, part.precision, part.resident_blocks});
+  for (const ComponentPlan& part : layout.components) layouts.push_back(layout_of(part));
   MachineFacts unlimited = machine;
   unlimited.device_budget = unlimited.host_budget = std::numeric_limits<int64_t>::max() / 4;
-  MemoryPlan plan = *assemble(components, unlimited, layouts);
+  for (DevicePool& pool : unlimited.extra_pools) pool.budget = unlimited.device_budget;
+  std::optional<MemoryPlan> evaluated = assemble(components, unlimited, layouts);
+  check(evaluated.has_value(), "evaluate_plan: the layout cannot be arranged on these devices");
+  MemoryPlan plan = *evaluated;
   plan.strategy = layout.strategy;
   plan.chosen = matching_preset(plan);
   plan.quality = layout.quality;
+  plan.parallelism = layout.parallelism;
   plan.device_budget = layout.device_budget;
   plan.host_budget = layout.host_budget;
+  const std::vector<DevicePool> pools = machine.pools();
+  for (size_t p = 0; p < plan.pools.size() && p < pools.size(); ++p) plan.pools[p].budget = pools[p].budget;
   return plan;
 }
 

@@ -6,6 +6,11 @@
 // whole job or offloaded: on the device only during its own phase. Within its phase, a component's
 // first blocks can be placed and the rest streamed through a ring of device slots, copies overlapping
 // compute. On a host-only device weights can also stay mapped from the checkpoint, costing nothing.
+//
+// With several devices (--devices) each is a memory pool of its own: a component can run on any of them,
+// the transformer's blocks can be split across them (a pipeline: activations pass device to device), or
+// every device can hold the transformer and take a share of the tokens (sequence parallel: attention
+// heads exchanged all-to-all).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -26,14 +31,23 @@ enum class Residency { Mapped, Resident, Offloaded };
 // dtype's on a GPU); the others are the quantized storages of tensor/quantize.h.
 enum class WeightPrecision { Lossless, Fp8, Nf4 };
 inline constexpr int kWeightPrecisions = 3;
+// Which ways of using several devices a plan may take: none (the first device only), whole components on
+// different devices, the transformer's blocks split across devices, or its tokens split across them.
+enum class Parallelism { Auto, None, Components, Pipeline, Sequence };
+// How one component uses the devices: on one, its blocks split across several, or on each of several
+// with a share of the tokens.
+enum class Spread { One, Pipeline, Sequence };
 
 std::string_view strategy_name(Strategy strategy);
 std::string_view quality_name(Quality quality);
 std::string_view residency_name(Residency residency);
 std::string_view precision_name(WeightPrecision precision);
+std::string_view parallelism_name(Parallelism parallelism);
+std::string_view spread_name(Spread spread);
 // Throws canvas::Error listing the valid names.
 Strategy parse_strategy(std::string_view name);
 Quality parse_quality(std::string_view name);
+Parallelism parse_parallelism(std::string_view name);
 
 // A block's weights by precision (index WeightPrecision); zero where the precision does not apply.
 struct BlockFacts {
@@ -55,21 +69,42 @@ struct ComponentFacts {
   int passes = 1;                // passes in the job (prompts, steps x guidance halves, images)
   // Passes that read the blocks' weights once between them (the guidance halves of one step).
   int passes_per_weight_read = 1;
+  // Spreading over several devices. boundary_bytes is the hidden state one pass hands from a block to the
+  // next (what a pipeline split sends between devices, and what each attention exchange moves).
+  bool pipeline_splittable = false;
+  int attention_heads = 0;  // heads a sequence-parallel split shares out; 0 when it cannot run so
+  int64_t boundary_bytes = 0;
+  // Each device's activation peak when the tokens are split across `sequence_devices` devices, measured by a
+  // dry run of the split forward; 0 when not measured.
+  int64_t sequence_activation_bytes = 0;
+  int sequence_devices = 0;
 
   int64_t block_bytes(WeightPrecision precision) const;
 };
 
-struct MachineFacts {
+// A device a plan may use, and the bytes it may take there.
+struct DevicePool {
   Device device;
-  int64_t device_budget = 0;  // bytes the plan may use on the device
-  int64_t host_budget = 0;    // bytes of host RAM the plan may pin or copy into
+  int64_t budget = 0;
+};
+
+struct MachineFacts {
+  Device device;                        // the primary device: the latents and the scheduler live there
+  int64_t device_budget = 0;            // bytes the plan may use on it
+  std::vector<DevicePool> extra_pools;  // further devices the plan may spread over (--devices)
+  int64_t host_budget = 0;              // bytes of host RAM the plan may pin or copy into
   bool device_is_host = false;
-  MachineProfile profile;
+  MachineProfile profile;               // of the primary device; the others are taken to be alike
+  double interconnect_bytes_per_s = 0;  // device-to-device copies between pools, measured
+
+  // The primary device's pool first.
+  std::vector<DevicePool> pools() const;
 };
 
 struct PlanRequest {
   Strategy strategy = Strategy::Auto;
   Quality quality = Quality::Lossless;
+  Parallelism parallelism = Parallelism::Auto;
 };
 
 // Whether block `index` of `blocks` stays on the device when `resident` of them do. The streamed ones
@@ -77,29 +112,59 @@ struct PlanRequest {
 // blocks compute instead of queueing behind the copy before it.
 bool block_is_resident(int index, int blocks, int resident);
 
+// A component's part on one device: blocks [first_block, first_block + blocks), of which resident_blocks
+// stay there (block_is_resident within the share) and the rest stream.
+struct DeviceShare {
+  Device device;
+  int pool = 0;  // index into MachineFacts::pools()
+  int first_block = 0;
+  int blocks = 0;
+  int resident_blocks = 0;
+  int streamed_blocks = 0;
+  int slots = 0;
+  bool holds_shared = true;  // the weights outside the blocks (embedders, final layers)
+  int64_t placed_bytes = 0;
+  int64_t phase_peak_bytes = 0;  // on this device, this phase's own (other components' not counted)
+};
+
 struct ComponentPlan {
   std::string name;
   Residency residency = Residency::Offloaded;
   WeightPrecision precision = WeightPrecision::Lossless;
+  // Totals over the shares (for Spread::Sequence, each device's: they hold the same arrangement).
   int resident_blocks = 0;  // which ones: block_is_resident; the others stream
   int streamed_blocks = 0;
   int slots = 0;                 // device slots of the stream ring
   int64_t placed_bytes = 0;      // weights on the device during the phase, ring included
-  int64_t phase_peak_bytes = 0;  // everything on the device at the phase's worst point
+  int64_t phase_peak_bytes = 0;  // everything on the fullest device at the phase's worst point
   double predicted_pass_s = 0;   // one pass (one step for the transformer)
   double predicted_phase_s = 0;  // all passes plus placing the weights
+  Spread spread = Spread::One;
+  std::vector<DeviceShare> shares;  // in block order; one unless spread
+
+  // Where the component runs (its first share); `fallback` when it has none (a CPU-mapped component).
+  Device device_or(Device fallback) const { return shares.empty() ? fallback : shares.front().device; }
+};
+
+// What a plan puts on each device at its fullest.
+struct PoolUse {
+  Device device;
+  int64_t budget = 0;
+  int64_t predicted_peak_bytes = 0;
 };
 
 struct MemoryPlan {
   Strategy strategy = Strategy::Auto;
   Strategy chosen = Strategy::Auto;  // the preset an auto plan matches, or Auto for a mixed plan
   Quality quality = Quality::Lossless;
+  Parallelism parallelism = Parallelism::Auto;
   Device device;
   int64_t device_budget = 0;
   int64_t host_budget = 0;
   std::vector<ComponentPlan> components;  // in phase order
-  int64_t predicted_peak_bytes = 0;
-  int64_t host_copy_bytes = 0;  // host memory taken by the weights' converted and quantized copies
+  std::vector<PoolUse> pools;             // the primary device first
+  int64_t predicted_peak_bytes = 0;       // on the fullest device
+  int64_t host_copy_bytes = 0;            // host memory taken by the weights' converted and quantized copies
   double predicted_total_s = 0;
 
   // Throws canvas::Error when the plan has no such component.
@@ -117,7 +182,7 @@ MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const Mach
                        const PlanRequest& request);
 
 // The figures (bytes placed, peaks, predicted times) of `layout`'s arrangement (each component's
-// residency, precision and resident blocks), whatever the budget: for a plan a recovery narrowed.
+// residency, precision, devices and resident blocks), whatever the budget: for a plan a recovery narrowed.
 MemoryPlan evaluate_plan(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
                          const MemoryPlan& layout);
 

@@ -105,10 +105,18 @@ QwenImageTransformerConfig QwenImageTransformerConfig::from_file(const std::file
   return from_json(read_json_file(config_json), config_json.string());
 }
 
-std::pair<Tensor, Tensor> QwenImageAttention::forward(const Tensor& image, const Tensor& text,
-                                                      const Tensor& joint_key_mask,
-                                                      const QwenImageRotary& rotary) const {
-  int64_t batch = image.dim(0), image_tokens = image.dim(1), text_tokens = text.dim(1);
+Tensor joint_attention(const JointProjections& projections, const Tensor& joint_key_mask) {
+  const Tensor& query = projections.query;
+  const int64_t batch = query.dim(0), tokens = query.dim(1), heads = query.dim(2), head_dim = query.dim(3);
+  Tensor joint = ops::attention(query.transpose(1, 2), projections.key.transpose(1, 2),
+                                projections.value.transpose(1, 2), ops::AttentionMask{joint_key_mask, false},
+                                1.0f / std::sqrt(static_cast<float>(head_dim)));
+  return joint.transpose(1, 2).reshape({batch, tokens, heads * head_dim});
+}
+
+JointProjections QwenImageAttention::project(const Tensor& image, const Tensor& text,
+                                             const QwenImageRotary& rotary) const {
+  int64_t batch = image.dim(0);
   auto heads_of = [&](const nn::Linear& projection, const Tensor& x) {
     return projection(x).view({batch, x.dim(1), heads, head_dim});
   };
@@ -120,19 +128,23 @@ std::pair<Tensor, Tensor> QwenImageAttention::forward(const Tensor& image, const
                                ops::RopeLayout::Interleaved);
   Tensor txt_key = ops::rope(norm_added_k(heads_of(add_k_proj, text)), rotary.text_cos, rotary.text_sin,
                              ops::RopeLayout::Interleaved);
-
   // Joint attention over [text, image].
   Tensor queries[] = {txt_query, img_query};
   Tensor keys[] = {txt_key, img_key};
   Tensor values[] = {heads_of(add_v_proj, text), heads_of(to_v, image)};
-  Tensor joint =
-      ops::attention(ops::concat(queries, 1).transpose(1, 2), ops::concat(keys, 1).transpose(1, 2),
-                     ops::concat(values, 1).transpose(1, 2), ops::AttentionMask{joint_key_mask, false},
-                     1.0f / std::sqrt(static_cast<float>(head_dim)));
-  joint = joint.transpose(1, 2).reshape({batch, text_tokens + image_tokens, heads * head_dim});
-  Tensor image_out = to_out_0(joint.slice(1, text_tokens, text_tokens + image_tokens));
+  return {ops::concat(queries, 1), ops::concat(keys, 1), ops::concat(values, 1)};
+}
+
+std::pair<Tensor, Tensor> QwenImageAttention::project_out(const Tensor& joint, int64_t text_tokens) const {
+  Tensor image_out = to_out_0(joint.slice(1, text_tokens, joint.dim(1)));
   Tensor text_out = to_add_out(joint.slice(1, 0, text_tokens));
   return {image_out, text_out};
+}
+
+std::pair<Tensor, Tensor> QwenImageAttention::forward(const Tensor& image, const Tensor& text,
+                                                      const Tensor& joint_key_mask,
+                                                      const QwenImageRotary& rotary) const {
+  return project_out(joint_attention(project(image, text, rotary), joint_key_mask), text.dim(1));
 }
 
 BlockModulation QwenImageTransformerBlock::modulation(const Tensor& temb) const {
@@ -156,17 +168,31 @@ std::pair<Tensor, Tensor> QwenImageTransformerBlock::forward(const Tensor& image
                                                              const BlockModulation& modulation,
                                                              const QwenImageRotary& rotary,
                                                              int64_t image_tokens_of_target) const {
+  JointProjections projections = attention_inputs(image, text, modulation, rotary, image_tokens_of_target);
+  return attention_residual(image, text, joint_attention(projections, joint_key_mask), modulation,
+                            image_tokens_of_target);
+}
+
+JointProjections QwenImageTransformerBlock::attention_inputs(const Tensor& image, const Tensor& text,
+                                                             const BlockModulation& modulation,
+                                                             const QwenImageRotary& rotary,
+                                                             int64_t image_tokens_of_target) const {
+  int64_t dim = image.dim(-1);
+  Tensor img_modulated = modulate_image(ops::layer_norm(image, {}, {}, eps), modulation.image, 0, dim,
+                                        zero_cond_t, image_tokens_of_target);
+  Tensor txt_modulated =
+      ops::modulate(ops::layer_norm(text, {}, {}, eps), modulation_chunk(modulation.text, 0, dim),
+                    modulation_chunk(modulation.text, 1, dim));
+  return attn.project(img_modulated, txt_modulated, rotary);
+}
+
+std::pair<Tensor, Tensor> QwenImageTransformerBlock::attention_residual(
+    const Tensor& image, const Tensor& text, const Tensor& attention, const BlockModulation& modulation,
+    int64_t image_tokens_of_target) const {
   int64_t dim = image.dim(-1);
   const Tensor& img_params = modulation.image;
   const Tensor& txt_params = modulation.text;
-
-  Tensor img_modulated = modulate_image(ops::layer_norm(image, {}, {}, eps), img_params, 0, dim, zero_cond_t,
-                                        image_tokens_of_target);
-  Tensor txt_modulated =
-      ops::modulate(ops::layer_norm(text, {}, {}, eps), modulation_chunk(txt_params, 0, dim),
-                    modulation_chunk(txt_params, 1, dim));
-  auto [img_attn_output, txt_attn_output] =
-      attn.forward(img_modulated, txt_modulated, joint_key_mask, rotary);
+  auto [img_attn_output, txt_attn_output] = attn.project_out(attention, text.dim(1));
 
   Tensor image_hidden =
       gated_add_image(image, img_params, 2, dim, img_attn_output, zero_cond_t, image_tokens_of_target);
@@ -381,23 +407,30 @@ QwenImageBlockInputs QwenImageTransformer2DModel::embed(const Tensor& hidden_sta
   check(rope.image_cos.dim(0) == image_tokens && rope.text_cos.dim(0) == encoder_hidden_states.dim(1),
         "rotary tables for " + std::to_string(rope.image_cos.dim(0)) + " image and " +
             std::to_string(rope.text_cos.dim(0)) + " text tokens do not fit this input");
-  Device device = img_in_.weight.device();
   QwenImageBlockInputs inputs;
-  inputs.image = img_in_(hidden_states.to(device));
-  inputs.text = txt_in_(txt_norm_(encoder_hidden_states.to(device)));
+  std::tie(inputs.image, inputs.text) = embed_tokens(hidden_states, encoder_hidden_states);
   inputs.target_tokens = img_shapes.front().tokens();
-  // The text mask as a key mask over the joint [text, image] sequence, built once for every block.
-  if (encoder_hidden_states_mask.defined()) {
-    std::vector<float> values = encoder_hidden_states_mask.to_floats();
-    const int64_t batch = hidden_states.dim(0), text_tokens = encoder_hidden_states.dim(1);
-    std::vector<float> joint(static_cast<size_t>(batch * (text_tokens + image_tokens)), 1.0f);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::copy_n(values.begin() + b * text_tokens, text_tokens,
-                  joint.begin() + b * (text_tokens + image_tokens));
-    }
-    inputs.joint_key_mask = Tensor::from_floats(joint, {batch, text_tokens + image_tokens}).to(device);
-  }
+  inputs.joint_key_mask = joint_key_mask(encoder_hidden_states_mask, image_tokens, img_in_.weight.device());
   return inputs;
+}
+
+std::pair<Tensor, Tensor> QwenImageTransformer2DModel::embed_tokens(
+    const Tensor& hidden_states, const Tensor& encoder_hidden_states) const {
+  Device device = img_in_.weight.device();
+  return {img_in_(hidden_states.to(device)), txt_in_(txt_norm_(encoder_hidden_states.to(device)))};
+}
+
+Tensor QwenImageTransformer2DModel::joint_key_mask(const Tensor& mask, int64_t image_tokens,
+                                                   Device device) const {
+  if (!mask.defined()) return {};
+  // Built once for every block: the text mask, then every image token attended.
+  std::vector<float> values = mask.to_floats();
+  const int64_t batch = mask.dim(0), text_tokens = mask.dim(1);
+  std::vector<float> joint(static_cast<size_t>(batch * (text_tokens + image_tokens)), 1.0f);
+  for (int64_t b = 0; b < batch; ++b)
+    std::copy_n(values.begin() + b * text_tokens, text_tokens,
+                joint.begin() + b * (text_tokens + image_tokens));
+  return Tensor::from_floats(joint, {batch, text_tokens + image_tokens}).to(device);
 }
 
 Tensor QwenImageTransformer2DModel::block_timestep_embedding(const Tensor& timestep, DType dtype) const {

@@ -56,16 +56,30 @@ struct QwenImageBlockInputs {
   int64_t target_tokens = 0;
 };
 
+// The joint attention's queries, keys and values over [text, image]: [B, tokens, heads, head_dim] each.
+struct JointProjections {
+  Tensor query, key, value;
+};
+
+// Scaled dot-product attention over [B, tokens, heads, head_dim] projections (any number of heads: a
+// sequence-parallel device attends with its share), returning [B, tokens, heads * head_dim].
+// joint_key_mask: [B, tokens] keys that may be attended, undefined when all may.
+Tensor joint_attention(const JointProjections& projections, const Tensor& joint_key_mask);
+
 struct QwenImageAttention {
   nn::Linear to_q, to_k, to_v, to_out_0;
   nn::Linear add_q_proj, add_k_proj, add_v_proj, to_add_out;
   nn::RMSNorm norm_q, norm_k, norm_added_q, norm_added_k;
   int64_t heads = 0, head_dim = 0;
 
-  // joint_key_mask: [B, text + image] keys that may be attended, undefined when all may.
-  // Returns {image output, text output}.
+  // Returns {image output, text output}: project, joint_attention, project_out.
   std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& joint_key_mask,
                                     const QwenImageRotary& rotary) const;
+  // The projections of these text and image tokens, normed and rotated (rotary rows for these tokens).
+  JointProjections project(const Tensor& image, const Tensor& text, const QwenImageRotary& rotary) const;
+  // to_out / to_add_out of the attention output [B, text + image tokens, dim], text first.
+  // Returns {image output, text output}.
+  std::pair<Tensor, Tensor> project_out(const Tensor& joint, int64_t text_tokens) const;
 };
 
 struct FeedForward {
@@ -91,6 +105,15 @@ struct QwenImageTransformerBlock {
   std::pair<Tensor, Tensor> forward(const Tensor& image, const Tensor& text, const Tensor& joint_key_mask,
                                     const BlockModulation& modulation, const QwenImageRotary& rotary,
                                     int64_t image_tokens_of_target) const;
+  // forward in two halves around joint_attention, for executors that run the attention across devices:
+  // the norm, modulation and projections before it, and the output projections, residuals and
+  // feed-forward after it (`attention`: [B, text + image tokens, dim], text first).
+  JointProjections attention_inputs(const Tensor& image, const Tensor& text,
+                                    const BlockModulation& modulation, const QwenImageRotary& rotary,
+                                    int64_t image_tokens_of_target) const;
+  std::pair<Tensor, Tensor> attention_residual(const Tensor& image, const Tensor& text,
+                                               const Tensor& attention, const BlockModulation& modulation,
+                                               int64_t image_tokens_of_target) const;
   // Stores every linear layer's weight in `format`; the attention's RMSNorms stay as they are.
   void quantize_weights(WeightFormat format);
   void visit(const std::string& prefix, const nn::ParameterVisitor& visitor);
@@ -119,6 +142,11 @@ class QwenImageTransformer2DModel {
                              const Tensor& encoder_hidden_states_mask,
                              const std::vector<ImageShape>& img_shapes,
                              const QwenImageRotary& rotary_tables) const;
+  // img_in, and txt_norm + txt_in, of any run of tokens (a sequence-parallel device's share): {image, text}.
+  std::pair<Tensor, Tensor> embed_tokens(const Tensor& hidden_states,
+                                         const Tensor& encoder_hidden_states) const;
+  // The text mask [B, T] as a key mask over the joint [text, image] sequence; undefined when `mask` is.
+  Tensor joint_key_mask(const Tensor& mask, int64_t image_tokens, Device device) const;
   // The embedding the blocks' modulation reads: with zero_cond_t, rows [t, 0].
   Tensor block_timestep_embedding(const Tensor& timestep, DType dtype) const;
   // norm_out (from the block embedding) and proj_out.

@@ -105,7 +105,10 @@ bool is_modulation(const std::string& name) {
 // What a plan depends on: the job's shape and the memory options.
 std::string job_key(const TextToImageRequest& request, const MemoryOptions& options) {
   auto budget = [](const std::optional<int64_t>& bytes) { return bytes ? std::to_string(*bytes) : "-"; };
+  std::string devices;
+  for (const Device& device : options.extra_devices) devices += device.str() + ",";
   return std::string(strategy_name(options.plan.strategy)) + "/" +
+         std::string(parallelism_name(options.plan.parallelism)) + "/" + devices + "/" +
          std::string(quality_name(options.plan.quality)) + "/" + budget(options.device_budget_bytes) + "/" +
          budget(options.host_budget_bytes) + "/" + std::to_string(request.width) + "x" +
          std::to_string(request.height) + "/" + std::to_string(request.steps) + "/" +
@@ -152,6 +155,23 @@ ComponentWeights vae_weights(AutoencoderKLQwenImage& model) {
   return {"vae", group_of("vae", -1, [&](const auto& v) { model.visit(v); }), {}, {}};
 }
 
+namespace {
+
+// The bytes a plan may use on `device`: the budget asked for, else what is free, less the backend's scratch
+// (outside what a dry run of the ops sees).
+int64_t device_budget(Device device, const MemoryOptions& options, const HostMemoryInfo& host) {
+  Backend& backend = backend_for(device);
+  const int64_t scratch = backend.scratch_reserve_bytes();
+  // A budget is the allocator's limit for the job; what is already held counts against it.
+  if (options.device_budget_bytes)
+    return *options.device_budget_bytes - allocator_for(device).in_use() - scratch;
+  if (device.is_cpu()) return host.available_bytes - scratch;
+  backend.release_cached_memory();
+  return backend.memory_info().free_bytes - scratch;
+}
+
+}  // namespace
+
 MachineFacts machine_facts(const QwenImageComponents& components) {
   const MemoryOptions& options = components.memory_options;
   MachineFacts machine;
@@ -159,20 +179,17 @@ MachineFacts machine_facts(const QwenImageComponents& components) {
   machine.device_is_host = components.device.is_cpu();
   HostMemoryInfo host = host_memory_info();
   machine.host_budget = options.host_budget_bytes.value_or(host.available_bytes);
-  // The backend's scratch is outside what a dry run of the ops sees, so the plan leaves room for it.
-  Backend& backend = backend_for(components.device);
-  const int64_t scratch = backend.scratch_reserve_bytes();
-  if (options.device_budget_bytes) {
-    // The budget is the allocator's limit for the job; what is already held counts against it.
-    machine.device_budget =
-        *options.device_budget_bytes - allocator_for(components.device).in_use() - scratch;
-  } else if (machine.device_is_host) {
-    machine.device_budget = host.available_bytes - scratch;
-  } else {
-    backend.release_cached_memory();
-    machine.device_budget = backend.memory_info().free_bytes - scratch;
+  machine.device_budget = device_budget(components.device, options, host);
+  for (const Device& device : options.extra_devices) {
+    check(device.type == components.device.type && device != components.device,
+          "--devices must name distinct devices of one kind, got " + components.device.str() + " and " +
+              device.str());
+    machine.extra_pools.push_back({device, device_budget(device, options, host)});
   }
   machine.profile = machine_profile(components.device, components.activation_dtype);
+  if (!machine.extra_pools.empty())
+    machine.interconnect_bytes_per_s =
+        interconnect_bytes_per_s(components.device, options.extra_devices.front());
   return machine;
 }
 
@@ -215,6 +232,45 @@ ComponentFacts text_encoder_facts(QwenImageComponents& components, const TextToI
                 [&](const std::string&, Tensor& t) { layer_parameters += static_cast<double>(t.numel()); });
   text.flops_per_pass = 2.0 * templated_tokens * layer_parameters;
   return text;
+}
+
+// One device's activation peak when `devices` devices share the tokens: a dry run of the split forward with
+// every device on the meta device, whose peak holds all of theirs at once.
+int64_t sequence_parallel_activation_peak(QwenImageTransformer2DModel& transformer,
+                                          const std::vector<ImageShape>& img_shapes,
+                                          const std::vector<int64_t>& text_tokens, int steps, DType dtype,
+                                          int devices) {
+  const QwenImageTransformerConfig& config = transformer.config();
+  nn::MetaWeightsScope meta(transformer, "transformer");
+  ComponentPlan mapped;
+  mapped.name = "transformer";
+  mapped.residency = Residency::Mapped;
+  mapped.spread = Spread::Sequence;
+  std::vector<ComponentWeights> replicas;
+  for (int d = 0; d < devices; ++d) {
+    DeviceShare share;
+    share.device = Device::meta();
+    share.blocks = share.resident_blocks = static_cast<int>(transformer.blocks().size());
+    mapped.shares.push_back(share);
+    replicas.push_back(transformer_weights(transformer));
+  }
+  ComponentPlacement no_streaming(Device::meta(), std::move(replicas), mapped);
+  OwnerScope owner({"transformer", -1, MemoryRole::Activations});
+  const int64_t peak = measure_activation_peak([&] {
+    TransformerExecutor executor(std::vector<const QwenImageTransformer2DModel*>(devices, &transformer),
+                                 no_streaming, img_shapes, dtype);
+    executor.precompute_modulation(std::vector<float>(static_cast<size_t>(steps), 1.0f));
+    std::vector<TransformerCondition> conditions;
+    for (int64_t tokens : text_tokens) {
+      conditions.push_back({Tensor::empty({1, tokens, config.joint_attention_dim}, dtype, Device::meta()),
+                            {},
+                            transformer.rotary(img_shapes, tokens, Device::meta(), dtype)});
+    }
+    Tensor latents =
+        Tensor::empty({1, img_shapes.front().tokens(), config.in_channels}, dtype, Device::meta());
+    executor.predict(0, latents, conditions);
+  });
+  return (peak + devices - 1) / devices;
 }
 
 ComponentFacts transformer_facts(QwenImageComponents& components, const TextToImageRequest& request,
@@ -265,7 +321,7 @@ ComponentFacts transformer_facts(QwenImageComponents& components, const TextToIm
     ComponentPlacement no_streaming(Device::meta(), transformer_weights(transformer), mapped);
     OwnerScope owner({"transformer", -1, MemoryRole::Activations});
     denoise.activation_bytes = measure_activation_peak([&] {
-      TransformerExecutor executor(transformer, no_streaming, img_shapes, dtype);
+      TransformerExecutor executor({&transformer}, no_streaming, img_shapes, dtype);
       executor.precompute_modulation(std::vector<float>(static_cast<size_t>(request.steps), 1.0f));
       std::vector<TransformerCondition> conditions;
       for (int64_t tokens : text_tokens) {
@@ -287,6 +343,17 @@ ComponentFacts transformer_facts(QwenImageComponents& components, const TextToIm
         static_cast<double>(config.num_layers) * (2.0 * joint * 12.0 * dim * dim + 4.0 * joint * joint * dim);
   }
   denoise.flops_per_pass = flops / static_cast<double>(text_tokens.size());
+
+  const int64_t longest_text = *std::max_element(text_tokens.begin(), text_tokens.end());
+  denoise.boundary_bytes = storage_bytes(dtype, (image_tokens + longest_text) * config.inner_dim());
+  denoise.pipeline_splittable = true;
+  const int devices = 1 + static_cast<int>(components.memory_options.extra_devices.size());
+  if (!config.zero_cond_t && devices > 1 && config.num_attention_heads % devices == 0) {
+    denoise.attention_heads = static_cast<int>(config.num_attention_heads);
+    denoise.sequence_devices = devices;
+    denoise.sequence_activation_bytes = sequence_parallel_activation_peak(
+        transformer, img_shapes, text_tokens, request.steps, dtype, devices);
+  }
   return denoise;
 }
 
@@ -350,19 +417,62 @@ JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImage
   convert_host_weights(*components.vae, device, components.vae_dtype);
   quantize_transformer(*components.transformer, plan.component("transformer").precision);
 
-  auto memory = std::make_unique<JobMemory>();
-  memory->facts = std::move(facts);
-  memory->machine = machine;
-  memory->plan = plan;
-  memory->job_key = key;
-  memory->text_encoder = std::make_unique<ComponentPlacement>(
-      device, text_encoder_weights(*components.text_encoder), plan.component("text_encoder"));
-  memory->transformer = std::make_unique<ComponentPlacement>(
-      device, transformer_weights(*components.transformer), plan.component("transformer"));
-  memory->vae =
-      std::make_unique<ComponentPlacement>(device, vae_weights(*components.vae), plan.component("vae"));
-  components.memory = std::move(memory);
-  return *components.memory;
+  components.memory = std::make_unique<JobMemory>();
+  JobMemory& memory = *components.memory;
+  memory.facts = std::move(facts);
+  memory.machine = machine;
+  memory.plan = plan;
+  memory.job_key = key;
+  for (const char* component : {"text_encoder", "transformer", "vae"})
+    arrange_component(components, component, plan.component(component));
+  return memory;
+}
+
+void arrange_component(QwenImageComponents& components, const std::string& component,
+                       const ComponentPlan& plan) {
+  JobMemory& memory = *components.memory;
+  const Device device = components.device;
+  if (component == "text_encoder") {
+    memory.text_encoder =
+        std::make_unique<ComponentPlacement>(device, text_encoder_weights(*components.text_encoder), plan);
+  } else if (component == "vae") {
+    memory.vae = std::make_unique<ComponentPlacement>(device, vae_weights(*components.vae), plan);
+  } else {
+    check(component == "transformer", "no component named '" + component + "' to arrange");
+    memory.transformer.reset();
+    memory.transformer_replicas.clear();
+    if (plan.spread != Spread::Sequence) {
+      memory.transformer =
+          std::make_unique<ComponentPlacement>(device, transformer_weights(*components.transformer), plan);
+      return;
+    }
+    // Copies of the model share its host weights; each device's placement swaps in its own device copies.
+    std::vector<ComponentWeights> replicas{transformer_weights(*components.transformer)};
+    for (size_t share = 1; share < plan.shares.size(); ++share) {
+      memory.transformer_replicas.push_back(
+          std::make_unique<QwenImageTransformer2DModel>(*components.transformer));
+      replicas.push_back(transformer_weights(*memory.transformer_replicas.back()));
+    }
+    memory.transformer = std::make_unique<ComponentPlacement>(device, std::move(replicas), plan);
+  }
+}
+
+std::vector<const QwenImageTransformer2DModel*> JobMemory::transformers(
+    const QwenImageComponents& components) const {
+  std::vector<const QwenImageTransformer2DModel*> models{components.transformer.get()};
+  for (const auto& replica : transformer_replicas) models.push_back(replica.get());
+  return models;
+}
+
+std::vector<Device> JobMemory::devices() const {
+  std::vector<Device> all;
+  for (const DevicePool& pool : machine.pools()) all.push_back(pool.device);
+  return all;
+}
+
+void release_cached_memory(const JobMemory& memory, Device primary) {
+  backend_for(primary).release_cached_memory();
+  for (const DevicePool& pool : memory.machine.extra_pools) backend_for(pool.device).release_cached_memory();
 }
 
 }  // namespace canvas

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "memory/planner.h"
+#include "models/qwen_image_transformer.h"
 #include "pipeline/model_placement.h"
 #include "pipeline/recovery.h"
 
@@ -20,8 +21,10 @@ struct TextToImageRequest;
 
 struct MemoryOptions {
   PlanRequest plan;
-  std::optional<int64_t> device_budget_bytes;  // replaces the measured free device memory
+  std::optional<int64_t> device_budget_bytes;  // replaces the measured free memory of each device
   std::optional<int64_t> host_budget_bytes;    // replaces the measured available host memory
+  // Devices beside the components' own that plans may spread over (--devices); all of the same type.
+  std::vector<Device> extra_devices;
 };
 
 // The weights' arrangement for the current job's shape; kept for the next job when that plans the same.
@@ -31,7 +34,15 @@ struct JobMemory {
   MachineFacts machine;
   MemoryPlan plan;
   std::string job_key;
+  // A sequence-parallel transformer's copies for its further devices (sharing the host weights). Declared
+  // before the placements, which point into them and so must go first.
+  std::vector<std::unique_ptr<QwenImageTransformer2DModel>> transformer_replicas;
   std::unique_ptr<ComponentPlacement> text_encoder, transformer, vae;
+
+  // The transformer once per device of its placement (the model itself first).
+  std::vector<const QwenImageTransformer2DModel*> transformers(const QwenImageComponents& components) const;
+  // Every device the plan uses, the primary first.
+  std::vector<Device> devices() const;
 };
 
 // Each component's weights split the way its executor reads them (blocks, once-read parts, the rest).
@@ -50,6 +61,14 @@ MachineFacts machine_facts(const QwenImageComponents& components);
 // and tiling, and the plan is narrowed to it. Throws canvas::Error when no plan fits (see plan_memory).
 JobMemory& prepare_job_memory(QwenImageComponents& components, const TextToImageRequest& request,
                               const Degradation& degradation = {});
+
+// Arranges `component`'s weights as `plan` says, in place of its current arrangement (which must have been
+// released), making the transformer's replicas for a sequence-parallel plan.
+void arrange_component(QwenImageComponents& components, const std::string& component,
+                       const ComponentPlan& plan);
+
+// Hands every device's cached memory back to its driver.
+void release_cached_memory(const JobMemory& memory, Device primary);
 
 // Names what a job's recoveries are remembered by: the machine, the model and the job's settings.
 std::string recovery_key(const QwenImageComponents& components, const TextToImageRequest& request);

@@ -1,155 +1,131 @@
 #include "pipeline/model_placement.h"
 
-#include <algorithm>
-
 namespace canvas {
 
 namespace {
 
-// Pinned staging for streamed weights (the only pinned memory a plan uses): room for two groups, so the host
-// copies the next group while the one before waits for its slot, within a cap on page-locked memory.
-int64_t staging_bytes(const std::vector<WeightGroup>& groups) {
-  constexpr int64_t kCap = int64_t{2} << 30;
-  int64_t largest = 0;
-  for (const WeightGroup& group : groups) largest = std::max(largest, group.bytes());
-  return std::min(2 * largest, kCap);
+// The blocks [first, first + count) of `weights` (with its once-read parts), and its weights outside the
+// blocks only when `with_shared`.
+ComponentWeights share_of(const ComponentWeights& weights, int first, int count, bool with_shared) {
+  ComponentWeights share{weights.name, {}, {}, {}};
+  share.shared = with_shared ? weights.shared : WeightGroup{weights.shared.owner, {}};
+  share.blocks.assign(weights.blocks.begin() + first, weights.blocks.begin() + first + count);
+  if (!weights.once_blocks.empty())
+    share.once_blocks.assign(weights.once_blocks.begin() + first,
+                             weights.once_blocks.begin() + first + count);
+  return share;
+}
+
+// The whole component on `device`, as a plan without shares describes it.
+DeviceShare whole(Device device, const ComponentPlan& plan, int blocks) {
+  DeviceShare share;
+  share.device = device;
+  share.blocks = blocks;
+  share.resident_blocks = plan.residency == Residency::Mapped ? blocks : plan.resident_blocks;
+  share.streamed_blocks = plan.residency == Residency::Mapped ? 0 : plan.streamed_blocks;
+  share.slots = plan.slots;
+  return share;
 }
 
 }  // namespace
 
 ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan)
-    : device_(device), weights_(std::move(weights)), plan_(plan) {
-  check(plan_.resident_blocks + plan_.streamed_blocks == static_cast<int>(weights_.blocks.size()) ||
-            plan_.residency == Residency::Mapped,
-        "the memory plan for " + weights_.name + " does not match its " +
-            std::to_string(weights_.blocks.size()) + " blocks");
-  const int blocks = static_cast<int>(weights_.blocks.size());
-  for (int i = 0; i < blocks; ++i) {
-    const bool resident =
-        plan_.residency == Residency::Mapped || block_is_resident(i, blocks, plan_.resident_blocks);
-    block_resident_.push_back(resident);
-    stream_index_.push_back(resident ? -1 : streamed_count_++);
+    : plan_(plan) {
+  check(plan.spread != Spread::Sequence,
+        "a sequence-parallel plan for " + weights.name + " needs one replica of its weights per device");
+  const int blocks = static_cast<int>(weights.blocks.size());
+  if (plan.spread == Spread::One || plan.residency == Residency::Mapped) {
+    // The plan's own counts, which a recovery may have narrowed since the share was planned.
+    add_share(plan.device_or(device), weights, whole(plan.device_or(device), plan, blocks));
+    return;
+  }
+  int covered = 0;
+  for (const DeviceShare& share : plan.shares) {
+    check(
+        share.first_block == covered && share.blocks >= 0 && covered + share.blocks <= blocks,
+        "the memory plan for " + weights.name + " does not match its " + std::to_string(blocks) + " blocks");
+    add_share(share.device, weights, share);
+    covered += share.blocks;
+  }
+  check(covered == blocks,
+        "the memory plan for " + weights.name + " does not match its " + std::to_string(blocks) + " blocks");
+}
+
+ComponentPlacement::ComponentPlacement(Device device, std::vector<ComponentWeights> replicas,
+                                       const ComponentPlan& plan)
+    : plan_(plan) {
+  check(plan.spread == Spread::Sequence && replicas.size() == plan.shares.size() && !replicas.empty(),
+        "a sequence-parallel placement needs one replica of the weights per device of its plan");
+  // Every device holds the arrangement the plan's counts give (a recovery may have narrowed them).
+  for (size_t i = 0; i < replicas.size(); ++i) {
+    const int blocks = static_cast<int>(replicas[i].blocks.size());
+    add_share(plan.shares[i].device, replicas[i], whole(plan.shares[i].device, plan, blocks));
   }
 }
 
-ComponentPlacement::~ComponentPlacement() {
-  once_stream_.reset();
-  pass_stream_.reset();
-  placed_.clear();
+void ComponentPlacement::add_share(Device device, const ComponentWeights& weights, const DeviceShare& share) {
+  ComponentPlan share_plan;
+  share_plan.name = plan_.name;
+  share_plan.residency = plan_.residency;
+  share_plan.precision = plan_.precision;
+  share_plan.resident_blocks = share.resident_blocks;
+  share_plan.streamed_blocks = share.streamed_blocks;
+  share_plan.slots = share.slots;
+  shares_.push_back(std::make_unique<DevicePlacement>(
+      device, share_of(weights, share.first_block, share.blocks, share.holds_shared), share_plan));
+  devices_.push_back(device);
+  first_block_.push_back(share.first_block);
 }
 
 void ComponentPlacement::begin_phase(bool once_read_done) {
-  if (in_phase_) return;
-  phase_start_bytes_ = streamed_since_placed();
-  if (plan_.residency != Residency::Mapped && placed_.empty()) {
-    try {
-      place(once_read_done);
-    } catch (...) {
-      // Nothing half-placed stays behind: a retry begins the phase from scratch.
-      once_stream_.reset();
-      pass_stream_.reset();
-      placed_.clear();
-      throw;
-    }
-  }
+  for (auto& share : shares_) share->begin_phase(once_read_done);
   in_phase_ = true;
-}
-
-void ComponentPlacement::place(bool once_read_done) {
-  const int blocks = static_cast<int>(weights_.blocks.size());
-  const bool all_resident = plan_.resident_blocks == blocks;
-  placed_.emplace_back(weights_.shared);
-  for (int i = 0; i < blocks; ++i)
-    if (block_resident_[i]) placed_.emplace_back(weights_.blocks[i]);
-  if (all_resident) {
-    for (const WeightGroup& group : weights_.once_blocks) placed_.emplace_back(group);
-  }
-  for (PlacedGroup& group : placed_) group.place(device_);
-
-  if (all_resident) return;
-  // The once-read weights go first and their ring is freed before the passes' ring is made, so the
-  // phase never holds both.
-  if (!weights_.once_blocks.empty() && !once_read_done) {
-    once_stream_ = std::make_unique<WeightStreamer>(device_, weights_.once_blocks, plan_.slots,
-                                                    /*cyclic=*/false, weights_.name,
-                                                    staging_bytes(weights_.once_blocks), profiler_);
-  } else {
-    start_pass_stream();
-  }
-}
-
-void ComponentPlacement::start_pass_stream() {
-  std::vector<WeightGroup> streamed;
-  for (size_t i = 0; i < weights_.blocks.size(); ++i)
-    if (!block_resident_[i]) streamed.push_back(weights_.blocks[i]);
-  const int64_t staging = staging_bytes(streamed);
-  pass_stream_ = std::make_unique<WeightStreamer>(device_, std::move(streamed), plan_.slots, /*cyclic=*/true,
-                                                  weights_.name, staging, profiler_);
 }
 
 void ComponentPlacement::end_phase() {
   in_phase_ = false;
-  if (plan_.residency == Residency::Resident) return;
-  bytes_streamed_before_ = streamed_since_placed();
-  once_stream_.reset();
-  pass_stream_.reset();
-  placed_.clear();
+  for (auto& share : shares_) share->end_phase();
 }
 
 void ComponentPlacement::set_profiler(Profiler* profiler) {
-  profiler_ = profiler;
-  backend_ = profiler ? &backend_for(device_) : nullptr;
-  compute_start_.reset();
+  for (auto& share : shares_) share->set_profiler(profiler);
 }
 
-void ComponentPlacement::start_compute() {
-  if (profiler_) compute_start_ = backend_->compute_timestamp();
-}
-
-void ComponentPlacement::record_compute(const WeightGroup& block) {
-  if (!compute_start_) return;
-  profiler_->record_interval("compute", block.label(), std::move(compute_start_),
-                             backend_->compute_timestamp());
+template <typename Gate>
+void ComponentPlacement::gate(int index, Gate&& call) {
+  if (plan_.spread == Spread::Sequence) {
+    for (auto& share : shares_) call(*share, index);
+    return;
+  }
+  size_t share = shares_.size() - 1;
+  while (share > 0 && index < first_block_[share]) --share;
+  call(*shares_[share], index - first_block_[share]);
 }
 
 void ComponentPlacement::before_block(int index) {
-  if (pass_stream_ && stream_index_[index] >= 0)
-    pass_stream_->acquire(static_cast<size_t>(stream_index_[index]));
-  start_compute();
+  gate(index, [](DevicePlacement& share, int local) { share.before_block(local); });
 }
-
 void ComponentPlacement::after_block(int index) {
-  record_compute(weights_.blocks[index]);
-  if (pass_stream_ && stream_index_[index] >= 0)
-    pass_stream_->release(static_cast<size_t>(stream_index_[index]));
+  gate(index, [](DevicePlacement& share, int local) { share.after_block(local); });
 }
-
 void ComponentPlacement::before_once(int index) {
-  if (once_stream_) once_stream_->acquire(index);
-  start_compute();
+  gate(index, [](DevicePlacement& share, int local) { share.before_once(local); });
 }
-
 void ComponentPlacement::after_once(int index) {
-  record_compute(weights_.once_blocks[index]);
-  if (!once_stream_) return;
-  once_stream_->release(index);
-  // The once-read weights are done for the job: their ring goes back before the passes begin.
-  if (index + 1 == static_cast<int>(once_stream_->size())) {
-    bytes_streamed_before_ += once_stream_->bytes_uploaded();
-    once_stream_.reset();
-    start_pass_stream();
-  }
+  gate(index, [](DevicePlacement& share, int local) { share.after_once(local); });
 }
 
 int64_t ComponentPlacement::bytes_streamed() const {
-  return streamed_since_placed() - phase_start_bytes_;
+  int64_t total = 0;
+  for (const auto& share : shares_) total += share->bytes_streamed();
+  return total;
 }
 
-int64_t ComponentPlacement::streamed_since_placed() const {
-  int64_t total = bytes_streamed_before_;
-  if (pass_stream_) total += pass_stream_->bytes_uploaded();
-  if (once_stream_) total += once_stream_->bytes_uploaded();
-  return total;
+Device ComponentPlacement::device_of_block(int index) const {
+  if (plan_.spread == Spread::Sequence) return devices_.front();
+  size_t share = devices_.size() - 1;
+  while (share > 0 && index < first_block_[share]) --share;
+  return devices_[share];
 }
 
 }  // namespace canvas

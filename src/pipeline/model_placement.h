@@ -1,78 +1,54 @@
-// A loaded model's weights arranged as its memory plan says: during its phase a component's shared
-// weights and first blocks are on the device and the rest stream through a ring; between phases an
-// offloaded component gives its device memory back.
+// A loaded model's weights arranged as its memory plan says, on one device or several: each of the
+// component's shares (memory/planner.h DeviceShare) is a DevicePlacement, and the blocks of a pass are
+// gated on the share that holds them. With sequence parallelism every device holds a replica of the
+// weights of its own, and every block is gated on all of them.
 #pragma once
 
 #include <memory>
-#include <optional>
-#include <string>
 #include <vector>
 
-#include "memory/planner.h"
-#include "memory/profiler.h"
-#include "memory/weight_streamer.h"
-#include "models/nn.h"
+#include "pipeline/device_placement.h"
 
 namespace canvas {
 
-// A component's weights split the way its executor reads them.
-struct ComponentWeights {
-  std::string name;
-  WeightGroup shared;                    // outside the blocks
-  std::vector<WeightGroup> blocks;       // read by every pass
-  std::vector<WeightGroup> once_blocks;  // read once per job, before the passes (may be empty)
-};
-
 class ComponentPlacement : public nn::BlockGate {
  public:
+  // `device` is where a plan without shares (made by hand, or mapped off the host) puts the component.
   ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan);
-  ~ComponentPlacement() override;
+  // Spread::Sequence: one set of weights per share, each device's own replica.
+  ComponentPlacement(Device device, std::vector<ComponentWeights> replicas, const ComponentPlan& plan);
 
-  // Puts the shared weights and resident blocks on the device and starts streaming the first blocks.
-  // `once_read_done`: the job has already read the once-read weights (a placement replacing another
-  // mid-phase), so they are not streamed again. Within a phase a second call does nothing; a call that
-  // throws leaves nothing placed.
+  // Places every share (see DevicePlacement::begin_phase). A share that throws leaves nothing of itself
+  // placed; the shares before it stay as they are until end_phase or destruction.
   void begin_phase(bool once_read_done = false);
-  // An offloaded component gives its device memory back; a resident one keeps it for the next job.
   void end_phase();
-  // Records each block's compute from here on as a "compute" interval, and each upload of the streams
-  // begun after this call (so before begin_phase) as a "copy" interval; null records nothing.
   void set_profiler(Profiler* profiler);
 
-  // Around each block of a pass (nn::BlockGate).
   void before_block(int index) override;
   void after_block(int index) override;
-  // Around each block's once-read weights, in block order, once per job.
   void before_once(int index);
   void after_once(int index);
 
   bool in_phase() const { return in_phase_; }
   const ComponentPlan& plan() const { return plan_; }
-  // Weight bytes copied to the device since the current (or last) phase began.
   int64_t bytes_streamed() const;
+  // Where the component's weights outside the blocks are, and where it starts computing.
+  Device device() const { return devices_.front(); }
+  // Where block `index` computes (for a sequence-parallel component, on every device: the first is given).
+  Device device_of_block(int index) const;
+  // Each share's device, in share order.
+  const std::vector<Device>& devices() const { return devices_; }
 
  private:
-  void place(bool once_read_done);
-  void start_pass_stream();
-  int64_t streamed_since_placed() const;
-  // Before a block's compute is queued, after its weights were waited for; and after it.
-  void start_compute();
-  void record_compute(const WeightGroup& block);
+  void add_share(Device device, const ComponentWeights& weights, const DeviceShare& share);
+  // The share holding block `index` and the block's index within it; every share for Spread::Sequence.
+  template <typename Gate>
+  void gate(int index, Gate&& call);
 
-  Device device_;
-  ComponentWeights weights_;
   ComponentPlan plan_;
-  std::vector<bool> block_resident_;
-  std::vector<int> stream_index_;  // each block's group in the pass stream, -1 when resident
-  int streamed_count_ = 0;
-  std::vector<PlacedGroup> placed_;
-  std::unique_ptr<WeightStreamer> pass_stream_;
-  std::unique_ptr<WeightStreamer> once_stream_;
-  int64_t bytes_streamed_before_ = 0;  // by streams already closed
-  int64_t phase_start_bytes_ = 0;
-  Profiler* profiler_ = nullptr;
-  Backend* backend_ = nullptr;  // for the compute timestamps, when profiled
-  Timestamp compute_start_;
+  std::vector<std::unique_ptr<DevicePlacement>> shares_;
+  std::vector<Device> devices_;
+  std::vector<int> first_block_;
   bool in_phase_ = false;
 };
 

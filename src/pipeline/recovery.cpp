@@ -108,8 +108,12 @@ void apply_degradation(const Degradation& degradation, MemoryPlan& plan) {
   cap_resident_blocks(transformer, degradation.transformer_resident_blocks);
   if (degradation.transformer_precision > transformer.precision)
     transformer.precision = degradation.transformer_precision;
-  if (degradation.vae_on_cpu)
-    plan.component("vae") = ComponentPlan{.name = "vae", .residency = Residency::Mapped};
+  if (degradation.vae_on_cpu) {
+    ComponentPlan on_cpu;
+    on_cpu.name = "vae";
+    on_cpu.residency = Residency::Mapped;
+    plan.component("vae") = on_cpu;
+  }
 }
 
 std::optional<Degradation> RecoveryMemory::recall(const std::string& key) {

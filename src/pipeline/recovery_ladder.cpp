@@ -101,7 +101,7 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
       // still rebuilds the arrangement.
       if (const char* component = component_of(phase); component && released_only && components_.memory)
         rearrange(component, components_.memory->plan.component(component));
-      backend_for(components_.device).release_cached_memory();
+      release_cached_memory();
       // What the failure cost: the attempt's work lost, and rearranging the weights for the retry.
       char cost[96];
       std::snprintf(cost, sizeof(cost), " (%.2f s lost, %.2f s to rearrange)",
@@ -140,16 +140,20 @@ void RecoveryLadder::release(const std::string& component) {
   std::unique_ptr<ComponentPlacement>& placement = placement_of(component);
   if (placement) bytes_streamed_by_replaced_ += placement->bytes_streamed();
   placement.reset();
-  backend_for(components_.device).release_cached_memory();
+  release_cached_memory();
+}
+
+void RecoveryLadder::release_cached_memory() {
+  if (components_.memory) {
+    canvas::release_cached_memory(*components_.memory, components_.device);
+  } else {
+    backend_for(components_.device).release_cached_memory();
+  }
 }
 
 void RecoveryLadder::rearrange(const std::string& component, ComponentPlan plan) {
   release(component);
-  ComponentWeights weights = component == "text_encoder"  ? text_encoder_weights(*components_.text_encoder)
-                             : component == "transformer" ? transformer_weights(*components_.transformer)
-                                                          : vae_weights(*components_.vae);
-  placement_of(component) =
-      std::make_unique<ComponentPlacement>(components_.device, std::move(weights), plan);
+  arrange_component(components_, component, plan);
   JobMemory& memory = *components_.memory;
   memory.plan.component(component) = plan;
   memory.plan = evaluate_plan(memory.facts, memory.machine, memory.plan);
@@ -157,16 +161,16 @@ void RecoveryLadder::rearrange(const std::string& component, ComponentPlan plan)
 
 int RecoveryLadder::resident_blocks_that_fit(const std::string& component) {
   release(component);
-  const Device device = components_.device;
-  Backend& backend = backend_for(device);
-  const Allocator& allocator = allocator_for(device);
-  int64_t free_bytes = backend.memory_info().free_bytes - backend.scratch_reserve_bytes();
-  if (std::optional<int64_t> budget = allocator.budget())
-    free_bytes = std::min(free_bytes, *budget - allocator.in_use());
+  // Each device's free memory now, with the component's arrangement gone.
+  auto free_on = [](Device device) {
+    Backend& backend = backend_for(device);
+    const Allocator& allocator = allocator_for(device);
+    int64_t free_bytes = backend.memory_info().free_bytes - backend.scratch_reserve_bytes();
+    if (std::optional<int64_t> budget = allocator.budget())
+      free_bytes = std::min(free_bytes, *budget - allocator.in_use());
+    return free_bytes;
+  };
   const JobMemory& memory = *components_.memory;
-  int64_t activations = 0;
-  for (const ComponentFacts& facts : memory.facts)
-    if (facts.name == component) activations = facts.activation_bytes + facts.job_cache_bytes;
   MemoryPlan trial = memory.plan;
   for (int resident = trial.component(component).resident_blocks - 1; resident > 0; --resident) {
     ComponentPlan& part = trial.component(component);
@@ -175,7 +179,10 @@ int RecoveryLadder::resident_blocks_that_fit(const std::string& component) {
     part.resident_blocks = resident;
     part.streamed_blocks = blocks - resident;
     const MemoryPlan evaluated = evaluate_plan(memory.facts, memory.machine, trial);
-    if (evaluated.component(component).placed_bytes + activations <= free_bytes) return resident;
+    bool fits = true;
+    for (const DeviceShare& share : evaluated.component(component).shares)
+      fits &= share.phase_peak_bytes <= free_on(share.device);
+    if (fits) return resident;
   }
   return 0;
 }

@@ -43,8 +43,9 @@ class RecoveryLadder {
   // Takes `phase`'s next rung; a description of it, or empty when none is left.
   std::string lower(JobPhase phase);
   std::unique_ptr<ComponentPlacement>& placement_of(const std::string& component);
-  // Drops a component's arrangement and gives its memory back to the device.
+  // Drops a component's arrangement and gives its memory back to the devices.
   void release(const std::string& component);
+  void release_cached_memory();
   // Replaces a component's arrangement with one for `plan` (the old one's memory going back first).
   void rearrange(const std::string& component, ComponentPlan plan);
   // The most of a component's blocks (fewer than now) that the device's free memory holds beside its

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <memory>
 
 #include "backend/backend.h"
 #include "pipeline/flow_match_scheduler.h"
@@ -99,9 +100,14 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
   });
   // The arrangement may be rebuilt by a recovery: always reached through the components.
   auto memory = [&components]() -> JobMemory& { return *components.memory; };
-  BudgetScope budget(allocator_for(components.device), components.memory_options.device_budget_bytes);
-  // The job's peak, not the planning's or an earlier job's.
-  allocator_for(components.device).reset_peak();
+  std::vector<std::unique_ptr<BudgetScope>> budgets;
+  for (const Device& device : memory().devices()) {
+    Allocator& allocator = allocator_for(device);
+    budgets.push_back(
+        std::make_unique<BudgetScope>(allocator, components.memory_options.device_budget_bytes));
+    // The job's peak, not the planning's or an earlier job's.
+    allocator.reset_peak();
+  }
   result.timings.plan_s = seconds_since(phase_start);
   if (observers.on_plan) observers.on_plan(memory().plan);
 
@@ -140,7 +146,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
     for (float timestep : timesteps) sigma_timesteps.push_back(timestep / 1000.0f);
 
     const QwenImageTransformer2DModel& transformer = *components.transformer;
-    TransformerExecutor executor(transformer, *memory().transformer, img_shapes, dtype);
+    TransformerExecutor executor(memory().transformers(components), *memory().transformer, img_shapes, dtype);
     std::vector<TransformerCondition> conditions;
     ladder.run(JobPhase::Denoise, "denoise setup", [&] {
       TorchGenerator generator(request.seed);
@@ -160,7 +166,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
       }
       memory().transformer->set_profiler(profiler);
       memory().transformer->begin_phase();
-      executor.set_placement(*memory().transformer);
+      executor.set_placement(*memory().transformer, memory().transformers(components));
       executor.precompute_modulation(sigma_timesteps);
     });
 
@@ -174,7 +180,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
         // A placement the ladder rebuilt is new to the profiler and to the executor.
         if (!placement.in_phase()) placement.set_profiler(profiler);
         placement.begin_phase(/*once_read_done=*/true);
-        executor.set_placement(placement);
+        executor.set_placement(placement, memory().transformers(components));
         std::vector<Tensor> predictions = executor.predict(step, latents, conditions);
         Tensor prediction = result.used_cfg
                                 ? guided_prediction(predictions[0], predictions[1], request.cfg_scale)

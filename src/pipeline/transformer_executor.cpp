@@ -1,48 +1,177 @@
 #include "pipeline/transformer_executor.h"
 
+#include "pipeline/ulysses_attention.h"
+
 namespace canvas {
 
-TransformerExecutor::TransformerExecutor(const QwenImageTransformer2DModel& transformer,
+namespace {
+
+QwenImageRotary rotary_on(const QwenImageRotary& rotary, Device device) {
+  return {rotary.image_cos.to(device), rotary.image_sin.to(device), rotary.text_cos.to(device),
+          rotary.text_sin.to(device)};
+}
+
+// The rotary rows of one device's tokens.
+QwenImageRotary rotary_share(const QwenImageRotary& rotary, const TokenShare& share, Device device) {
+  return {rotary.image_cos.slice(0, share.image_begin, share.image_end).to(device),
+          rotary.image_sin.slice(0, share.image_begin, share.image_end).to(device),
+          rotary.text_cos.slice(0, share.text_begin, share.text_end).to(device),
+          rotary.text_sin.slice(0, share.text_begin, share.text_end).to(device)};
+}
+
+}  // namespace
+
+TransformerExecutor::TransformerExecutor(std::vector<const QwenImageTransformer2DModel*> replicas,
                                          ComponentPlacement& placement, std::vector<ImageShape> img_shapes,
                                          DType dtype)
-    : transformer_(transformer), placement_(&placement), img_shapes_(std::move(img_shapes)), dtype_(dtype) {}
+    : img_shapes_(std::move(img_shapes)), dtype_(dtype) {
+  set_placement(placement, std::move(replicas));
+  if (sequence_parallel()) {
+    check(
+        !replicas_.front()->config().zero_cond_t,
+        "sequence parallelism does not handle zero_cond_t models (Qwen-Image-Edit-2511) yet: their reference "
+        "images' tokens are modulated apart from the generated image's");
+    communicator_ = create_communicator(placement.devices());
+  }
+}
+
+void TransformerExecutor::set_placement(ComponentPlacement& placement,
+                                        std::vector<const QwenImageTransformer2DModel*> replicas) {
+  const size_t expected = placement.plan().spread == Spread::Sequence ? placement.devices().size() : 1;
+  check(replicas.size() == expected, "the transformer executor needs " + std::to_string(expected) +
+                                         " replicas of the transformer for its placement, got " +
+                                         std::to_string(replicas.size()));
+  placement_ = &placement;
+  replicas_ = std::move(replicas);
+}
 
 void TransformerExecutor::precompute_modulation(const std::vector<float>& timesteps) {
-  block_temb_.clear();
-  for (float timestep : timesteps) {
-    block_temb_.push_back(transformer_.block_timestep_embedding(
-        Tensor::from_floats(std::vector<float>{timestep}, {1}), dtype_));
+  const size_t replicas = replicas_.size();
+  const size_t blocks = replicas_.front()->blocks().size();
+  block_temb_.assign(replicas, {});
+  modulation_.assign(replicas, std::vector<std::vector<BlockModulation>>(blocks));
+  for (size_t r = 0; r < replicas; ++r) {
+    for (float timestep : timesteps) {
+      block_temb_[r].push_back(replicas_[r]->block_timestep_embedding(
+          Tensor::from_floats(std::vector<float>{timestep}, {1}), dtype_));
+    }
   }
-  const auto& blocks = transformer_.blocks();
-  modulation_.assign(blocks.size(), {});
-  for (size_t i = 0; i < blocks.size(); ++i) {
+  for (size_t i = 0; i < blocks; ++i) {
     placement_->before_once(static_cast<int>(i));
-    for (const Tensor& temb : block_temb_) modulation_[i].push_back(blocks[i].modulation(temb));
+    for (size_t r = 0; r < replicas; ++r) {
+      const Device device =
+          sequence_parallel() ? placement_->devices()[r] : placement_->device_of_block(static_cast<int>(i));
+      for (const Tensor& temb : block_temb_[r])
+        modulation_[r][i].push_back(replicas_[r]->blocks()[i].modulation(temb.to(device)));
+    }
     placement_->after_once(static_cast<int>(i));
   }
 }
 
 std::vector<Tensor> TransformerExecutor::predict(int step, const Tensor& latents,
                                                  const std::vector<TransformerCondition>& inputs) {
-  check(step >= 0 && step < static_cast<int>(block_temb_.size()),
+  check(step >= 0 && !block_temb_.empty() && step < static_cast<int>(block_temb_.front().size()),
         "transformer step " + std::to_string(step) + " has no precomputed modulation");
+  return sequence_parallel() ? predict_sequence_parallel(step, latents, inputs)
+                             : predict_on_blocks_devices(step, latents, inputs);
+}
+
+std::vector<Tensor> TransformerExecutor::predict_on_blocks_devices(
+    int step, const Tensor& latents, const std::vector<TransformerCondition>& inputs) {
+  const QwenImageTransformer2DModel& transformer = *replicas_.front();
+  const Device home = placement_->device();
   std::vector<QwenImageBlockInputs> states;
-  for (const TransformerCondition& input : inputs)
-    states.push_back(transformer_.embed(latents, input.embeds, input.mask, img_shapes_, input.rotary));
-  const auto& blocks = transformer_.blocks();
+  std::vector<QwenImageRotary> rotary;
+  for (const TransformerCondition& input : inputs) {
+    rotary.push_back(rotary_on(input.rotary, home));
+    states.push_back(transformer.embed(latents, input.embeds, input.mask, img_shapes_, rotary.back()));
+  }
+  Device current = home;
+  const auto& blocks = transformer.blocks();
   for (size_t i = 0; i < blocks.size(); ++i) {
     placement_->before_block(static_cast<int>(i));
+    // A pipeline split hands the hidden states on to the device of the next block.
+    if (const Device device = placement_->device_of_block(static_cast<int>(i)); device != current) {
+      current = device;
+      for (size_t k = 0; k < inputs.size(); ++k) {
+        states[k].image = states[k].image.to(device);
+        states[k].text = states[k].text.to(device);
+        states[k].joint_key_mask =
+            states[k].joint_key_mask.defined() ? states[k].joint_key_mask.to(device) : Tensor();
+        rotary[k] = rotary_on(rotary[k], device);
+      }
+    }
     for (size_t k = 0; k < inputs.size(); ++k) {
       QwenImageBlockInputs& state = states[k];
       std::tie(state.text, state.image) =
-          blocks[i].forward(state.image, state.text, state.joint_key_mask, modulation_[i][step],
-                            inputs[k].rotary, state.target_tokens);
+          blocks[i].forward(state.image, state.text, state.joint_key_mask, modulation_[0][i][step], rotary[k],
+                            state.target_tokens);
     }
     placement_->after_block(static_cast<int>(i));
   }
   std::vector<Tensor> predictions;
   for (const QwenImageBlockInputs& state : states)
-    predictions.push_back(transformer_.finish(state.image, block_temb_[step]));
+    predictions.push_back(
+        transformer.finish(state.image.to(home), block_temb_[0][step]).to(latents.device()));
+  return predictions;
+}
+
+std::vector<Tensor> TransformerExecutor::predict_sequence_parallel(
+    int step, const Tensor& latents, const std::vector<TransformerCondition>& inputs) {
+  const std::vector<Device>& devices = placement_->devices();
+  const size_t count = devices.size();
+  const int64_t image_tokens = latents.dim(1);
+  // Per condition, per device: its tokens' hidden states, rotary rows and the whole sequence's key mask.
+  struct DeviceState {
+    TokenShare share;
+    Tensor image, text, joint_key_mask;
+    QwenImageRotary rotary;
+  };
+  std::vector<std::vector<DeviceState>> states(inputs.size(), std::vector<DeviceState>(count));
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const TransformerCondition& input = inputs[k];
+    std::vector<TokenShare> shares = share_tokens(input.embeds.dim(1), image_tokens, static_cast<int>(count));
+    for (size_t r = 0; r < count; ++r) {
+      DeviceState& state = states[k][r];
+      state.share = shares[r];
+      std::tie(state.image, state.text) =
+          replicas_[r]->embed_tokens(latents.slice(1, state.share.image_begin, state.share.image_end),
+                                     input.embeds.slice(1, state.share.text_begin, state.share.text_end));
+      state.rotary = rotary_share(input.rotary, state.share, devices[r]);
+      state.joint_key_mask = replicas_[r]->joint_key_mask(input.mask, image_tokens, devices[r]);
+    }
+  }
+  const size_t blocks = replicas_.front()->blocks().size();
+  for (size_t i = 0; i < blocks; ++i) {
+    placement_->before_block(static_cast<int>(i));
+    for (std::vector<DeviceState>& condition : states) {
+      std::vector<JointProjections> projections;
+      std::vector<TokenShare> shares;
+      std::vector<Tensor> masks;
+      for (size_t r = 0; r < count; ++r) {
+        DeviceState& state = condition[r];
+        projections.push_back(replicas_[r]->blocks()[i].attention_inputs(
+            state.image, state.text, modulation_[r][i][step], state.rotary, image_tokens));
+        shares.push_back(state.share);
+        masks.push_back(state.joint_key_mask);
+      }
+      std::vector<Tensor> attention = ulysses_attention(*communicator_, projections, shares, masks);
+      for (size_t r = 0; r < count; ++r) {
+        DeviceState& state = condition[r];
+        std::tie(state.text, state.image) = replicas_[r]->blocks()[i].attention_residual(
+            state.image, state.text, attention[r], modulation_[r][i][step], image_tokens);
+      }
+    }
+    placement_->after_block(static_cast<int>(i));
+  }
+  // Each device's final layers on its own image tokens, gathered in token order where the latents are.
+  std::vector<Tensor> predictions;
+  for (const std::vector<DeviceState>& condition : states) {
+    std::vector<Tensor> parts;
+    for (size_t r = 0; r < count; ++r)
+      parts.push_back(replicas_[r]->finish(condition[r].image, block_temb_[r][step]).to(latents.device()));
+    predictions.push_back(ops::concat(parts, 1));
+  }
   return predictions;
 }
 

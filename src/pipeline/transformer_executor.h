@@ -3,11 +3,16 @@
 //    up front, each block's modulation weights read once per job instead of once per step.
 //  - With guidance, the conditional and unconditional inputs pass through each block in turn while
 //    that block's weights are on the device: streamed weights cross the bus once per step, not twice.
+//  - On several devices: a pipeline split hands the hidden states to the device of the next block; a
+//    sequence-parallel placement gives each device a share of the tokens and exchanges attention heads
+//    (pipeline/ulysses_attention.h).
 // Each input's arithmetic is exactly that of QwenImageTransformer2DModel::forward.
 #pragma once
 
+#include <memory>
 #include <vector>
 
+#include "backend/communicator.h"
 #include "models/qwen_image_transformer.h"
 #include "pipeline/model_placement.h"
 
@@ -22,26 +27,37 @@ struct TransformerCondition {
 
 class TransformerExecutor {
  public:
-  // `placement` is between begin_phase and end_phase while the executor runs.
-  TransformerExecutor(const QwenImageTransformer2DModel& transformer, ComponentPlacement& placement,
+  // `replicas`: the transformer whose weights `placement` arranges, one per share for a sequence-parallel
+  // placement (in its device order), else one. `placement` is between begin_phase and end_phase while the
+  // executor runs.
+  TransformerExecutor(std::vector<const QwenImageTransformer2DModel*> replicas, ComponentPlacement& placement,
                       std::vector<ImageShape> img_shapes, DType dtype);
 
   // Computes every block's modulation for the timesteps (t / 1000, as forward takes them).
   void precompute_modulation(const std::vector<float>& timesteps);
-  // The predictions for each condition at `step`, from the same latents.
+  // The predictions for each condition at `step`, from the same latents, on the latents' device.
   std::vector<Tensor> predict(int step, const Tensor& latents,
                               const std::vector<TransformerCondition>& inputs);
-  // Continues with another arrangement of the weights (a recovery's lower rung); the modulation already
-  // computed is kept.
-  void set_placement(ComponentPlacement& placement) { placement_ = &placement; }
+  // Continues with another arrangement of the weights (a recovery's lower rung) over the same devices;
+  // the modulation already computed is kept.
+  void set_placement(ComponentPlacement& placement, std::vector<const QwenImageTransformer2DModel*> replicas);
 
  private:
-  const QwenImageTransformer2DModel& transformer_;
+  bool sequence_parallel() const { return placement_->plan().spread == Spread::Sequence; }
+  std::vector<Tensor> predict_on_blocks_devices(int step, const Tensor& latents,
+                                                const std::vector<TransformerCondition>& inputs);
+  std::vector<Tensor> predict_sequence_parallel(int step, const Tensor& latents,
+                                                const std::vector<TransformerCondition>& inputs);
+
+  std::vector<const QwenImageTransformer2DModel*> replicas_;
   ComponentPlacement* placement_;
   std::vector<ImageShape> img_shapes_;
   DType dtype_;
-  std::vector<Tensor> block_temb_;                        // per step
-  std::vector<std::vector<BlockModulation>> modulation_;  // [block][step]
+  std::unique_ptr<Communicator> communicator_;
+  // Per replica: the block embedding per step, on the replica's first device, and each block's
+  // modulation per step, on the block's device.
+  std::vector<std::vector<Tensor>> block_temb_;
+  std::vector<std::vector<std::vector<BlockModulation>>> modulation_;  // [replica][block][step]
 };
 
 }  // namespace canvas

@@ -21,7 +21,7 @@ struct Device {
   bool is_cuda() const { return type == DeviceType::CUDA; }
   bool is_meta() const { return type == DeviceType::Meta; }
   std::string str() const {
-    if (is_cpu()) return "cpu";
+    if (is_cpu()) return index == 0 ? "cpu" : "cpu:" + std::to_string(index);
     if (is_meta()) return "meta";
     return "cuda:" + std::to_string(index);
   }

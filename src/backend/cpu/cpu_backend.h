@@ -15,9 +15,12 @@ class CpuUploadQueue final : public UploadQueue {
   Fence compute_fence() override;
 };
 
+// Host memory and the host's cores. Indices past 0 (cpu:1, ...) are simulated device pools: host memory
+// under their own allocator, so multi-device placement runs and is checked on machines without GPUs.
 class CpuBackend final : public Backend {
  public:
-  Device device() const override { return Device::cpu(); }
+  explicit CpuBackend(int index = 0) : index_(index) {}
+  Device device() const override { return {DeviceType::CPU, index_}; }
   std::string description() const override;
   void synchronize() override {}
   // The host's available and total memory (memory/host_memory.h), cgroup and rlimit included.
@@ -57,6 +60,9 @@ class CpuBackend final : public Backend {
               Tensor& out) override;
   void upsample_nearest2x(const Tensor& x, Tensor& out) override;
   void embedding(const Tensor& ids, const Tensor& table, Tensor& out) override;
+
+ private:
+  int index_;
 };
 
 }  // namespace canvas

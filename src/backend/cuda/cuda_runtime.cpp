@@ -9,6 +9,7 @@
 #include "backend/cuda/cuda_backend_support.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/cuda_timestamp.h"
+#include "backend/cuda/nccl_communicator.h"
 #include "memory/host_memory.h"
 
 namespace canvas {
@@ -158,6 +159,7 @@ int register_cuda_backends() {
   std::call_once(once, [] {
     count = register_all_devices();
     if (count > 0) register_pinned_host_allocator(&pinned_host_allocator());
+    register_communicator_factory(DeviceType::CUDA, nccl_communicator);
   });
   return count;
 }

@@ -1,0 +1,155 @@
+#include "pipeline/device_placement.h"
+
+#include <algorithm>
+
+namespace canvas {
+
+namespace {
+
+// Pinned staging for streamed weights (the only pinned memory a plan uses): room for two groups, so the host
+// copies the next group while the one before waits for its slot, within a cap on page-locked memory.
+int64_t staging_bytes(const std::vector<WeightGroup>& groups) {
+  constexpr int64_t kCap = int64_t{2} << 30;
+  int64_t largest = 0;
+  for (const WeightGroup& group : groups) largest = std::max(largest, group.bytes());
+  return std::min(2 * largest, kCap);
+}
+
+}  // namespace
+
+DevicePlacement::DevicePlacement(Device device, ComponentWeights weights, const ComponentPlan& plan)
+    : device_(device), weights_(std::move(weights)), plan_(plan) {
+  check(plan_.resident_blocks + plan_.streamed_blocks == static_cast<int>(weights_.blocks.size()) ||
+            plan_.residency == Residency::Mapped,
+        "the memory plan for " + weights_.name + " does not match its " +
+            std::to_string(weights_.blocks.size()) + " blocks");
+  const int blocks = static_cast<int>(weights_.blocks.size());
+  for (int i = 0; i < blocks; ++i) {
+    const bool resident =
+        plan_.residency == Residency::Mapped || block_is_resident(i, blocks, plan_.resident_blocks);
+    block_resident_.push_back(resident);
+    stream_index_.push_back(resident ? -1 : streamed_count_++);
+  }
+}
+
+DevicePlacement::~DevicePlacement() {
+  once_stream_.reset();
+  pass_stream_.reset();
+  placed_.clear();
+}
+
+void DevicePlacement::begin_phase(bool once_read_done) {
+  if (in_phase_) return;
+  phase_start_bytes_ = streamed_since_placed();
+  if (plan_.residency != Residency::Mapped && placed_.empty()) {
+    try {
+      place(once_read_done);
+    } catch (...) {
+      // Nothing half-placed stays behind: a retry begins the phase from scratch.
+      once_stream_.reset();
+      pass_stream_.reset();
+      placed_.clear();
+      throw;
+    }
+  }
+  in_phase_ = true;
+}
+
+void DevicePlacement::place(bool once_read_done) {
+  const int blocks = static_cast<int>(weights_.blocks.size());
+  const bool all_resident = plan_.resident_blocks == blocks;
+  placed_.emplace_back(weights_.shared);
+  for (int i = 0; i < blocks; ++i)
+    if (block_resident_[i]) placed_.emplace_back(weights_.blocks[i]);
+  if (all_resident) {
+    for (const WeightGroup& group : weights_.once_blocks) placed_.emplace_back(group);
+  }
+  for (PlacedGroup& group : placed_) group.place(device_);
+
+  if (all_resident) return;
+  // The once-read weights go first and their ring is freed before the passes' ring is made, so the
+  // phase never holds both.
+  if (!weights_.once_blocks.empty() && !once_read_done) {
+    once_stream_ = std::make_unique<WeightStreamer>(device_, weights_.once_blocks, plan_.slots,
+                                                    /*cyclic=*/false, weights_.name,
+                                                    staging_bytes(weights_.once_blocks), profiler_);
+  } else {
+    start_pass_stream();
+  }
+}
+
+void DevicePlacement::start_pass_stream() {
+  std::vector<WeightGroup> streamed;
+  for (size_t i = 0; i < weights_.blocks.size(); ++i)
+    if (!block_resident_[i]) streamed.push_back(weights_.blocks[i]);
+  const int64_t staging = staging_bytes(streamed);
+  pass_stream_ = std::make_unique<WeightStreamer>(device_, std::move(streamed), plan_.slots, /*cyclic=*/true,
+                                                  weights_.name, staging, profiler_);
+}
+
+void DevicePlacement::end_phase() {
+  in_phase_ = false;
+  if (plan_.residency == Residency::Resident) return;
+  bytes_streamed_before_ = streamed_since_placed();
+  once_stream_.reset();
+  pass_stream_.reset();
+  placed_.clear();
+}
+
+void DevicePlacement::set_profiler(Profiler* profiler) {
+  profiler_ = profiler;
+  backend_ = profiler ? &backend_for(device_) : nullptr;
+  compute_start_.reset();
+}
+
+void DevicePlacement::start_compute() {
+  if (profiler_) compute_start_ = backend_->compute_timestamp();
+}
+
+void DevicePlacement::record_compute(const WeightGroup& block) {
+  if (!compute_start_) return;
+  profiler_->record_interval("compute", block.label(), std::move(compute_start_),
+                             backend_->compute_timestamp());
+}
+
+void DevicePlacement::before_block(int index) {
+  if (pass_stream_ && stream_index_[index] >= 0)
+    pass_stream_->acquire(static_cast<size_t>(stream_index_[index]));
+  start_compute();
+}
+
+void DevicePlacement::after_block(int index) {
+  record_compute(weights_.blocks[index]);
+  if (pass_stream_ && stream_index_[index] >= 0)
+    pass_stream_->release(static_cast<size_t>(stream_index_[index]));
+}
+
+void DevicePlacement::before_once(int index) {
+  if (once_stream_) once_stream_->acquire(index);
+  start_compute();
+}
+
+void DevicePlacement::after_once(int index) {
+  record_compute(weights_.once_blocks[index]);
+  if (!once_stream_) return;
+  once_stream_->release(index);
+  // The once-read weights are done for the job: their ring goes back before the passes begin.
+  if (index + 1 == static_cast<int>(once_stream_->size())) {
+    bytes_streamed_before_ += once_stream_->bytes_uploaded();
+    once_stream_.reset();
+    start_pass_stream();
+  }
+}
+
+int64_t DevicePlacement::bytes_streamed() const {
+  return streamed_since_placed() - phase_start_bytes_;
+}
+
+int64_t DevicePlacement::streamed_since_placed() const {
+  int64_t total = bytes_streamed_before_;
+  if (pass_stream_) total += pass_stream_->bytes_uploaded();
+  if (once_stream_) total += once_stream_->bytes_uploaded();
+  return total;
+}
+
+}  // namespace canvas
