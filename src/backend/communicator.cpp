@@ -5,6 +5,7 @@
 #include <mutex>
 #include <set>
 
+#include "backend/backend.h"
 #include "util/error.h"
 
 namespace canvas {
@@ -42,6 +43,11 @@ FactoryRegistry& factory_registry() {
   return registry;
 }
 
+std::unique_ptr<Communicator> copy_communicator(std::vector<Device> devices) {
+  check(!devices.empty(), "a communicator needs at least one device");
+  return std::make_unique<CopyCommunicator>(std::move(devices));
+}
+
 }  // namespace
 
 void check_all_to_all(const std::vector<Device>& devices, const std::vector<std::vector<Tensor>>& sends) {
@@ -64,11 +70,6 @@ void check_all_to_all(const std::vector<Device>& devices, const std::vector<std:
   }
 }
 
-std::unique_ptr<Communicator> copy_communicator(std::vector<Device> devices) {
-  check(!devices.empty(), "a communicator needs at least one device");
-  return std::make_unique<CopyCommunicator>(std::move(devices));
-}
-
 std::unique_ptr<Communicator> create_communicator(const std::vector<Device>& devices) {
   check(!devices.empty(), "a communicator needs at least one device");
   const std::set<std::pair<DeviceType, int>> distinct = [&] {
@@ -85,6 +86,28 @@ std::unique_ptr<Communicator> create_communicator(const std::vector<Device>& dev
     if (found != registry.factories.end()) return found->second(devices);
   }
   return copy_communicator(devices);
+}
+
+std::shared_ptr<Communicator> shared_communicator(const std::vector<Device>& devices) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<Communicator>> made;
+  std::string key;
+  for (const Device& device : devices) key += device.str() + ",";
+  std::lock_guard lock(mutex);
+  std::shared_ptr<Communicator>& communicator = made[key];
+  if (!communicator) {
+    std::shared_ptr<Communicator> fresh = create_communicator(devices);
+    std::vector<std::vector<Tensor>> sends(devices.size());
+    const std::vector<float> one_value = {0.0f};
+    for (size_t from = 0; from < devices.size(); ++from) {
+      for (size_t to = 0; to < devices.size(); ++to)
+        sends[from].push_back(Tensor::from_floats(one_value, {1}).to(devices[from]));
+    }
+    fresh->all_to_all(sends);
+    for (const Device& device : devices) backend_for(device).synchronize();
+    communicator = std::move(fresh);
+  }
+  return communicator;
 }
 
 void register_communicator_factory(DeviceType type, CommunicatorFactory factory) {

@@ -28,13 +28,15 @@ class Communicator {
 // sending rank's device, all of one dtype. Throws canvas::Error naming what is wrong.
 void check_all_to_all(const std::vector<Device>& devices, const std::vector<std::vector<Tensor>>& sends);
 
-// Exchanges by plain device copies (Tensor::to): ranks on the host (simulated device pools), ranks sharing
-// a device, and the fallback where no collective library is available.
-std::unique_ptr<Communicator> copy_communicator(std::vector<Device> devices);
-
 // A communicator for `devices`: NCCL when they are distinct CUDA devices and the CUDA backend registered
-// a factory for it, device copies otherwise. Throws canvas::Error when the devices' library cannot be used.
+// a factory for it; otherwise plain device copies (Tensor::to), for ranks on the host (simulated device
+// pools) or sharing a device. Throws canvas::Error when the devices' library cannot be used.
 std::unique_ptr<Communicator> create_communicator(const std::vector<Device>& devices);
+
+// The process's communicator for `devices`, made by create_communicator at the first call and kept: a
+// library's setup (NCCL's is about a second, and buffers of its own on each device) is paid once, and done
+// by a first small exchange, so memory measured afterwards no longer counts what the library holds.
+std::shared_ptr<Communicator> shared_communicator(const std::vector<Device>& devices);
 
 using CommunicatorFactory = std::function<std::unique_ptr<Communicator>(const std::vector<Device>&)>;
 // Registers the communicator for sets of distinct devices of `type` (the CUDA backend: NCCL).

@@ -87,8 +87,9 @@ std::string placement_text(const ComponentPlan& part, const MemoryPlan& plan) {
       std::string devices;
       for (const DeviceShare& share : part.shares)
         devices += (devices.empty() ? "" : ", ") + share.device.str();
+      const std::string by = plan.exchange.empty() ? "" : " by " + plan.exchange;
       return residency + ", sequence parallel over " + devices +
-             " (tokens split, attention heads exchanged " + "all-to-all), each with " +
+             " (tokens split, attention heads exchanged all-to-all" + by + "), each with " +
              blocks_text(part.resident_blocks, part.streamed_blocks, part.slots);
     }
   }
@@ -202,6 +203,7 @@ nlohmann::json MemoryPlan::to_json() const {
           {"chosen", strategy_name(chosen)},
           {"quality", quality_name(quality)},
           {"parallelism", parallelism_name(parallelism)},
+          {"exchange", exchange},
           {"device", device.str()},
           {"device_budget_bytes", device_budget},
           {"host_budget_bytes", host_budget},

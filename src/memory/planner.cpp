@@ -294,6 +294,7 @@ std::optional<MemoryPlan> assemble(const std::vector<ComponentFacts>& components
   plan.device = machine.device;
   plan.device_budget = machine.device_budget;
   plan.host_budget = machine.host_budget;
+  plan.exchange = machine.exchange;
   for (const DevicePool& pool : pools) plan.pools.push_back({pool.device, pool.budget, 0});
   std::vector<std::vector<int64_t>> resident_bytes(components.size(), std::vector<int64_t>(pool_count, 0));
   for (size_t i = 0; i < components.size(); ++i) {

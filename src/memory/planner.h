@@ -96,6 +96,7 @@ struct MachineFacts {
   bool device_is_host = false;
   MachineProfile profile;               // of the primary device; the others are taken to be alike
   double interconnect_bytes_per_s = 0;  // device-to-device copies between pools, measured
+  std::string exchange;                 // what carries a sequence-parallel exchange ("nccl 2.28.9")
 
   // The primary device's pool first.
   std::vector<DevicePool> pools() const;
@@ -163,6 +164,7 @@ struct MemoryPlan {
   int64_t host_budget = 0;
   std::vector<ComponentPlan> components;  // in phase order
   std::vector<PoolUse> pools;             // the primary device first
+  std::string exchange;                   // what carries a sequence-parallel exchange
   int64_t predicted_peak_bytes = 0;       // on the fullest device
   int64_t host_copy_bytes = 0;            // host memory taken by the weights' converted and quantized copies
   double predicted_total_s = 0;

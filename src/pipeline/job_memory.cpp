@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "backend/backend.h"
+#include "backend/communicator.h"
 #include "memory/dry_run.h"
 #include "memory/host_memory.h"
 #include "models/meta_weights.h"
@@ -179,6 +180,16 @@ MachineFacts machine_facts(const QwenImageComponents& components) {
   machine.device_is_host = components.device.is_cpu();
   HostMemoryInfo host = host_memory_info();
   machine.host_budget = options.host_budget_bytes.value_or(host.available_bytes);
+  // A sequence-parallel plan's exchange is set up first, so the free memory measured leaves what the
+  // collective library keeps on each device.
+  const bool may_split_tokens =
+      !options.extra_devices.empty() && !components.transformer->config().zero_cond_t &&
+      (options.plan.parallelism == Parallelism::Auto || options.plan.parallelism == Parallelism::Sequence);
+  if (may_split_tokens) {
+    std::vector<Device> devices{components.device};
+    devices.insert(devices.end(), options.extra_devices.begin(), options.extra_devices.end());
+    machine.exchange = shared_communicator(devices)->description();
+  }
   machine.device_budget = device_budget(components.device, options, host);
   for (const Device& device : options.extra_devices) {
     check(device.type == components.device.type && device != components.device,

@@ -31,7 +31,7 @@ TransformerExecutor::TransformerExecutor(std::vector<const QwenImageTransformer2
         !replicas_.front()->config().zero_cond_t,
         "sequence parallelism does not handle zero_cond_t models (Qwen-Image-Edit-2511) yet: their reference "
         "images' tokens are modulated apart from the generated image's");
-    communicator_ = create_communicator(placement.devices());
+    communicator_ = shared_communicator(placement.devices());
   }
 }
 

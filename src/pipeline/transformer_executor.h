@@ -53,7 +53,7 @@ class TransformerExecutor {
   ComponentPlacement* placement_;
   std::vector<ImageShape> img_shapes_;
   DType dtype_;
-  std::unique_ptr<Communicator> communicator_;
+  std::shared_ptr<Communicator> communicator_;
   // Per replica: the block embedding per step, on the replica's first device, and each block's
   // modulation per step, on the block's device.
   std::vector<std::vector<Tensor>> block_temb_;
