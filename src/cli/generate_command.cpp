@@ -135,7 +135,7 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
                    "The lowest weight precision auto may choose: lossless, fp8 or 4bit")
       ->capture_default_str();
   command->add_option("--vram-budget", options.vram_budget_gib,
-                      "GiB of device memory to plan for (default: what the device has free)");
+                      "GiB of device memory to plan for, on each device (default: what each has free)");
   command->add_option("--ram-budget", options.ram_budget_gib,
                       "GiB of host memory to plan for (default: what the host has available)");
   command->add_option("--profile", options.profile,
