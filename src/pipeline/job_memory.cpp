@@ -245,31 +245,35 @@ ComponentFacts text_encoder_facts(QwenImageComponents& components, const TextToI
   return text;
 }
 
-// One device's activation peak when `devices` devices share the tokens: a dry run of the split forward with
-// every device on the meta device, whose peak holds all of theirs at once.
-int64_t sequence_parallel_activation_peak(QwenImageTransformer2DModel& transformer,
-                                          const std::vector<ImageShape>& img_shapes,
-                                          const std::vector<int64_t>& text_tokens, int steps, DType dtype,
-                                          int devices) {
+// The denoising phase's activation peak on one device, measured by a dry run of one step on the meta device.
+// With `devices` > 1 the tokens are shared as a sequence-parallel job shares them, every device on the meta
+// device at once: its peak holds all of theirs, and one device's is the share of it.
+int64_t transformer_activation_peak(QwenImageTransformer2DModel& transformer,
+                                    const std::vector<ImageShape>& img_shapes,
+                                    const std::vector<int64_t>& text_tokens, int steps, DType dtype,
+                                    int devices) {
   const QwenImageTransformerConfig& config = transformer.config();
   nn::MetaWeightsScope meta(transformer, "transformer");
   ComponentPlan mapped;
   mapped.name = "transformer";
   mapped.residency = Residency::Mapped;
-  mapped.spread = Spread::Sequence;
-  std::vector<ComponentWeights> replicas;
-  for (int d = 0; d < devices; ++d) {
+  std::vector<ComponentWeights> replicas{transformer_weights(transformer)};
+  std::unique_ptr<ComponentPlacement> no_streaming;
+  if (devices == 1) {
+    no_streaming = std::make_unique<ComponentPlacement>(Device::meta(), std::move(replicas.front()), mapped);
+  } else {
+    mapped.spread = Spread::Sequence;
     DeviceShare share;
     share.device = Device::meta();
     share.blocks = share.resident_blocks = static_cast<int>(transformer.blocks().size());
-    mapped.shares.push_back(share);
-    replicas.push_back(transformer_weights(transformer));
+    mapped.shares.assign(static_cast<size_t>(devices), share);
+    replicas.resize(static_cast<size_t>(devices), replicas.front());
+    no_streaming = std::make_unique<ComponentPlacement>(Device::meta(), std::move(replicas), mapped);
   }
-  ComponentPlacement no_streaming(Device::meta(), std::move(replicas), mapped);
   OwnerScope owner({"transformer", -1, MemoryRole::Activations});
   const int64_t peak = measure_activation_peak([&] {
     TransformerExecutor executor(std::vector<const QwenImageTransformer2DModel*>(devices, &transformer),
-                                 no_streaming, img_shapes, dtype);
+                                 *no_streaming, img_shapes, dtype);
     executor.precompute_modulation(std::vector<float>(static_cast<size_t>(steps), 1.0f));
     std::vector<TransformerCondition> conditions;
     for (int64_t tokens : text_tokens) {
@@ -324,26 +328,8 @@ ComponentFacts transformer_facts(QwenImageComponents& components, const TextToIm
   const int64_t latent_width = 2 * (request.width / (scale * 2));
   const std::vector<ImageShape> img_shapes = {{1, latent_height / 2, latent_width / 2}};
   const int64_t image_tokens = img_shapes[0].tokens();
-  {
-    nn::MetaWeightsScope meta(transformer, "transformer");
-    ComponentPlan mapped;
-    mapped.name = "transformer";
-    mapped.residency = Residency::Mapped;
-    ComponentPlacement no_streaming(Device::meta(), transformer_weights(transformer), mapped);
-    OwnerScope owner({"transformer", -1, MemoryRole::Activations});
-    denoise.activation_bytes = measure_activation_peak([&] {
-      TransformerExecutor executor({&transformer}, no_streaming, img_shapes, dtype);
-      executor.precompute_modulation(std::vector<float>(static_cast<size_t>(request.steps), 1.0f));
-      std::vector<TransformerCondition> conditions;
-      for (int64_t tokens : text_tokens) {
-        conditions.push_back({Tensor::empty({1, tokens, config.joint_attention_dim}, dtype, Device::meta()),
-                              {},
-                              transformer.rotary(img_shapes, tokens, Device::meta(), dtype)});
-      }
-      Tensor latents = Tensor::empty({1, image_tokens, config.in_channels}, dtype, Device::meta());
-      executor.predict(0, latents, conditions);
-    });
-  }
+  denoise.activation_bytes =
+      transformer_activation_peak(transformer, img_shapes, text_tokens, request.steps, dtype, /*devices=*/1);
   // Per block: the image and text streams' linears (12 dim^2 weights each) on their own tokens, and
   // attention's two L x L x dim products over the joint sequence.
   const double dim = static_cast<double>(config.inner_dim());
@@ -362,8 +348,8 @@ ComponentFacts transformer_facts(QwenImageComponents& components, const TextToIm
   if (!config.zero_cond_t && devices > 1 && config.num_attention_heads % devices == 0) {
     denoise.attention_heads = static_cast<int>(config.num_attention_heads);
     denoise.sequence_devices = devices;
-    denoise.sequence_activation_bytes = sequence_parallel_activation_peak(
-        transformer, img_shapes, text_tokens, request.steps, dtype, devices);
+    denoise.sequence_activation_bytes =
+        transformer_activation_peak(transformer, img_shapes, text_tokens, request.steps, dtype, devices);
   }
   return denoise;
 }
