@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Two H200s of one host (the nvidia-h200-x2 kind): `canvas generate` on the complete full-size synthetic model,
-# CFG 4, on one GPU and split over two (--parallel pipeline, sequence, and the automatic choice), beside
+# CFG 4, on one GPU and split over two (--parallel pipeline, sequence, cfg, and the automatic choice), beside
 # diffusers' transformer on one GPU and with Ulysses context parallelism over two, in the same call. Expects
 # what run_h200.sh expects: .device/bin.tar.xz (portable binaries) and .whl/ (the diffusers wheel).
 #
@@ -10,7 +10,7 @@
 # in X2_BUDGET_S (default 570) seconds is skipped and listed in skipped.txt. Results accumulate in
 # /tmp/x2-results while the machine stays warm; every call returns all of them (PNGs left out) as
 # $OUT/x2_results.tgz, and summary.json beside it: s/step per run and scaling efficiency, single-GPU s/step
-# / (2 x two-GPU s/step). X2_CONFIGS picks our runs (default "single pipeline sequence auto"; empty: none),
+# / (2 x two-GPU s/step). X2_CONFIGS picks our runs (default "single pipeline sequence cfg auto"; empty: none),
 # X2_REFERENCE=0 skips diffusers, X2_STEPS sets the steps (default 6; s/step is the median after the first).
 
 # NVLink multicast stays off, for NCCL and for PyTorch: setting it up can take a shared host's GPUs out of
@@ -67,6 +67,7 @@ ours() {  # ours RES CONFIG: one job, its log and PNG, and LABEL.json with s/ste
     single) args=(--devices 0 --parallel none) ;;
     pipeline) args=(--devices 0,1 --parallel pipeline) ;;
     sequence) args=(--devices 0,1 --parallel sequence) ;;
+    cfg) args=(--devices 0,1 --parallel cfg) ;;
     auto) args=(--devices 0,1) ;;
     *) echo "unknown configuration $config" >&2; return 1 ;;
   esac
@@ -101,7 +102,7 @@ PY
 resolutions=("$@")
 [ $# -eq 0 ] && resolutions=(1328 2048)
 for res in "${resolutions[@]}"; do
-  for config in ${X2_CONFIGS-single pipeline sequence auto}; do ours "$res" "$config"; done
+  for config in ${X2_CONFIGS-single pipeline sequence cfg auto}; do ours "$res" "$config"; done
   if [ "${X2_REFERENCE:-1}" != 0 ]; then
     within 300 python3 -m torch.distributed.run --nproc_per_node 2 bench/reference/diffusers_context_parallel.py \
       --res "$res" --txt 128 --reps 5 > "$RESULTS/reference_$res.log" 2>&1
@@ -131,7 +132,7 @@ summary = {}
 for res in sorted({key[0] for key in ours} | {key[0] for key in reference}):
     single = ours.get((res, "single"), {}).get("s_per_step")
     entry = {"ours": {"single_s_per_step": single}}
-    for config in ("pipeline", "sequence", "auto"):
+    for config in ("pipeline", "sequence", "cfg", "auto"):
         s = ours.get((res, config), {}).get("s_per_step")
         entry["ours"][config] = {"s_per_step": s, "scaling_efficiency": efficiency(single, s)}
     one = reference.get((res, "single"), {}).get("fwd_s")

@@ -25,13 +25,13 @@ class MultiDevicePlanner : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete components_; }
 
-  // Facts of a 50-step CFG 4 job at `side`², measured for two devices.
-  static std::vector<ComponentFacts> facts(int64_t side) {
+  // Facts of a 50-step job at `side`², CFG 4 or without guidance, measured for two devices.
+  static std::vector<ComponentFacts> facts(int64_t side, bool guided = true) {
     TextToImageRequest request;
     request.prompt = "a lighthouse on a cliff at dusk, oil painting";
     request.width = request.height = side;
     request.steps = 50;
-    request.cfg_scale = 4.0f;
+    request.cfg_scale = guided ? 4.0f : 1.0f;
     return text_to_image_facts(*components_, request);
   }
   // Two H200s (figures from bench/RESULTS.md) joined at a peer-copy rate of 300 GB/s (NVLink's order), each
@@ -65,6 +65,19 @@ class MultiDevicePlanner : public ::testing::Test {
   static MachineFacts first_only(MachineFacts machine) {
     machine.extra_pools.clear();
     return machine;
+  }
+  // `job`'s auto plans on one 136 GiB device and on two, checking that the second keeps every block of the
+  // transformer resident on both devices, spread as `spread`.
+  static std::pair<MemoryPlan, MemoryPlan> one_and_two_roomy(const std::vector<ComponentFacts>& job,
+                                                             Spread spread) {
+    MemoryPlan one = plan(job, first_only(two_h200(136)), Parallelism::Auto);
+    MemoryPlan two = plan(job, two_h200(136), Parallelism::Auto);
+    expect_within_budgets(two);
+    const ComponentPlan& transformer = two.component("transformer");
+    EXPECT_EQ(transformer.spread, spread);
+    EXPECT_EQ(transformer.shares.size(), 2u);
+    EXPECT_EQ(transformer.streamed_blocks, 0);
+    return {one, two};
   }
 
   static QwenImageComponents* components_;
@@ -116,25 +129,33 @@ TEST_F(MultiDevicePlanner, ComponentsGoWholeOntoDifferentDevices) {
   EXPECT_EQ(apart.component("transformer").streamed_blocks, 0);
 }
 
-TEST_F(MultiDevicePlanner, SequenceParallelHalvesTheStepAtLargeResolutions) {
-  const std::vector<ComponentFacts> job = facts(2048);
+TEST_F(MultiDevicePlanner, SequenceParallelNearlyHalvesAStepWithoutGuidanceAtLargeResolutions) {
+  const std::vector<ComponentFacts> job = facts(2048, /*guided=*/false);
   const ComponentFacts& transformer_facts = job[1];
   ASSERT_EQ(transformer_facts.sequence_devices, 2);
   // Each device's share of the activations, measured by the split dry run, is well under the whole's.
   EXPECT_LT(transformer_facts.sequence_activation_bytes, 0.75 * transformer_facts.activation_bytes);
   EXPECT_GT(transformer_facts.sequence_activation_bytes, 0.25 * transformer_facts.activation_bytes);
 
-  MemoryPlan one = plan(job, first_only(two_h200(136)), Parallelism::Auto);
-  MemoryPlan two = plan(job, two_h200(136), Parallelism::Auto);
-  expect_within_budgets(two);
-  const ComponentPlan& transformer = two.component("transformer");
-  EXPECT_EQ(transformer.spread, Spread::Sequence);
-  ASSERT_EQ(transformer.shares.size(), 2u);
-  EXPECT_EQ(transformer.streamed_blocks, 0);
+  const auto [one, two] = one_and_two_roomy(job, Spread::Sequence);
   // Half the compute each, plus the exchanges: 4 x 100 MB of each device's hidden states per block.
   EXPECT_LT(two.predicted_step_s(), 0.65 * one.predicted_step_s());
   EXPECT_GT(two.predicted_step_s(), 0.5 * one.predicted_step_s());
   EXPECT_NE(two.describe()[2].find("sequence parallel over cuda:0, cuda:1"), std::string::npos);
+}
+
+TEST_F(MultiDevicePlanner, CfgParallelHalvesAGuidedStepWithoutExchangesInside) {
+  const std::vector<ComponentFacts> job = facts(1024);
+  const auto [one, two] = one_and_two_roomy(job, Spread::Guidance);
+  EXPECT_LT(two.predicted_step_s(), 0.52 * one.predicted_step_s());
+  EXPECT_NE(two.describe()[2].find("CFG parallel over cuda:0, cuda:1"), std::string::npos);
+  // Sequence parallelism, forced, exchanges inside every block and comes out slower.
+  EXPECT_GT(plan(job, two_h200(136), Parallelism::Sequence).predicted_step_s(), two.predicted_step_s());
+  // Without guidance there is one pass per step and nothing to run apart.
+  const std::string message =
+      test::error_of([&] { plan(facts(1024, /*guided=*/false), two_h200(136), Parallelism::Guidance); });
+  EXPECT_NE(message.find("this job has 1 (no guidance: CFG scale 1) and 2 devices"), std::string::npos)
+      << message;
 }
 
 TEST_F(MultiDevicePlanner, SequenceParallelStreamsWhereTheReplicasDoNotFit) {

@@ -232,6 +232,15 @@ TEST_F(MultiDevicePipeline, SequenceParallelStaysWithinTheFp32Tolerance) {
   EXPECT_TRUE(test::bit_identical(streamed.latents, result.latents));
 }
 
+TEST_F(MultiDevicePipeline, CfgParallelRunsEachGuidanceHalfOnItsOwnDeviceBitIdentically) {
+  TextToImageResult result = run(Parallelism::Guidance);
+  const ComponentPlan& transformer = result.plan.component("transformer");
+  ASSERT_EQ(transformer.spread, Spread::Guidance);
+  EXPECT_GT(allocator_for(kSecond).peak(), 0);
+  EXPECT_TRUE(test::bit_identical(result.latents, one_device_->latents));
+  EXPECT_TRUE(test::bit_identical(result.image, one_device_->image));
+}
+
 TEST_F(MultiDevicePipeline, NoneLeavesTheSecondDeviceUntouched) {
   TextToImageResult result = run(Parallelism::None);
   EXPECT_EQ(allocator_for(kSecond).peak(), 0);

@@ -120,8 +120,8 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
   command
       ->add_option("--parallel", options.parallel,
                    "How to use several --devices: auto, none (the first only), components (each component "
-                   "whole on one device), pipeline (the transformer's blocks split across devices) or "
-                   "sequence (each device a share of the tokens)")
+                   "whole on one device), pipeline (the transformer's blocks split across devices), sequence "
+                   "(each device a share of the tokens) or cfg (each guidance half on a device of its own)")
       ->capture_default_str();
   command->add_option("--precision", options.precision,
                       "Activation precision: f32, bf16 or f16 (default: f32 on the CPU, bf16 on a GPU)");

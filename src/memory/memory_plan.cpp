@@ -46,9 +46,12 @@ constexpr std::pair<Parallelism, std::string_view> kParallelismNames[] = {
     {Parallelism::None, "none"},
     {Parallelism::Components, "components"},
     {Parallelism::Pipeline, "pipeline"},
-    {Parallelism::Sequence, "sequence"}};
-constexpr std::pair<Spread, std::string_view> kSpreadNames[] = {
-    {Spread::One, "one"}, {Spread::Pipeline, "pipeline"}, {Spread::Sequence, "sequence"}};
+    {Parallelism::Sequence, "sequence"},
+    {Parallelism::Guidance, "cfg"}};
+constexpr std::pair<Spread, std::string_view> kSpreadNames[] = {{Spread::One, "one"},
+                                                                {Spread::Pipeline, "pipeline"},
+                                                                {Spread::Sequence, "sequence"},
+                                                                {Spread::Guidance, "cfg"}};
 
 std::string blocks_text(int resident, int streamed, int slots) {
   std::string text = std::to_string(resident) + " blocks on the device";
@@ -83,13 +86,17 @@ std::string placement_text(const ComponentPlan& part, const MemoryPlan& plan) {
       }
       return text;
     }
-    case Spread::Sequence: {
+    case Spread::Sequence:
+    case Spread::Guidance: {
       std::string devices;
       for (const DeviceShare& share : part.shares)
         devices += (devices.empty() ? "" : ", ") + share.device.str();
       const std::string by = plan.exchange.empty() ? "" : " by " + plan.exchange;
-      return residency + ", sequence parallel over " + devices +
-             " (tokens split, attention heads exchanged all-to-all" + by + "), each with " +
+      const std::string how = part.spread == Spread::Sequence
+                                  ? "sequence parallel over " + devices +
+                                        " (tokens split, attention heads exchanged all-to-all" + by + ")"
+                                  : "CFG parallel over " + devices + " (one guidance half on each)";
+      return residency + ", " + how + ", each with " +
              blocks_text(part.resident_blocks, part.streamed_blocks, part.slots);
     }
   }

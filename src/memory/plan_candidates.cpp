@@ -16,6 +16,11 @@ bool precision_allowed(WeightPrecision precision, Quality quality) {
   return false;
 }
 
+Layout spread_layout(Layout layout, Spread spread) {
+  layout.spread = spread;
+  return layout;
+}
+
 std::vector<Layout> uniform(size_t count, Residency residency, int resident_blocks) {
   return std::vector<Layout>(count, Layout(residency, WeightPrecision::Lossless, resident_blocks));
 }
@@ -79,18 +84,16 @@ std::vector<std::vector<Layout>> device_layouts(const std::vector<ComponentFacts
       choices[i].push_back(one);
     }
     if (base[i].residency == Residency::Mapped) continue;
+    auto allows = [&](Parallelism way) { return parallelism == Parallelism::Auto || parallelism == way; };
     if (facts.pipeline_splittable && static_cast<int>(facts.blocks.size()) >= pools &&
-        (parallelism == Parallelism::Auto || parallelism == Parallelism::Pipeline)) {
-      Layout split = base[i];
-      split.spread = Spread::Pipeline;
-      choices[i].push_back(split);
+        allows(Parallelism::Pipeline)) {
+      choices[i].push_back(spread_layout(base[i], Spread::Pipeline));
     }
-    if (facts.attention_heads > 0 &&
-        (parallelism == Parallelism::Auto || parallelism == Parallelism::Sequence)) {
-      Layout sequence = base[i];
-      sequence.spread = Spread::Sequence;
-      choices[i].push_back(sequence);
-    }
+    if (facts.attention_heads > 0 && allows(Parallelism::Sequence))
+      choices[i].push_back(spread_layout(base[i], Spread::Sequence));
+    // One guidance half per device: as many devices as passes that share a read of the weights.
+    if (facts.passes_per_weight_read == pools && allows(Parallelism::Guidance))
+      choices[i].push_back(spread_layout(base[i], Spread::Guidance));
   }
   std::vector<size_t> pick(n, 0);
   while (true) {
@@ -104,14 +107,7 @@ std::vector<std::vector<Layout>> device_layouts(const std::vector<ComponentFacts
     const bool wanted = parallelism == Parallelism::Auto         ? (spread || several_pools)
                         : parallelism == Parallelism::Components ? (!spread && several_pools)
                                                                  : spread;
-    const bool spread_matches = [&] {
-      for (const Layout& layout : layouts) {
-        if (parallelism == Parallelism::Pipeline && layout.spread == Spread::Sequence) return false;
-        if (parallelism == Parallelism::Sequence && layout.spread == Spread::Pipeline) return false;
-      }
-      return true;
-    }();
-    if (wanted && spread_matches) all.push_back(std::move(layouts));
+    if (wanted) all.push_back(std::move(layouts));
     size_t i = 0;
     while (i < n && ++pick[i] == choices[i].size()) pick[i++] = 0;
     if (i == n) break;

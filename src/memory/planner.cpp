@@ -130,7 +130,7 @@ ComponentPlan summarize(const ComponentFacts& facts, const Layout& layout,
     plan.shares.push_back(share);
     plan.phase_peak_bytes = std::max(plan.phase_peak_bytes, share.phase_peak_bytes);
     setup = std::max(setup, cost.setup_s);
-    if (layout.spread == Spread::Sequence) {
+    if (is_replicated(layout.spread)) {
       // Every device holds the same arrangement; their streams share the host's copy bandwidth.
       plan.resident_blocks = share.resident_blocks;
       plan.streamed_blocks = share.streamed_blocks;
@@ -242,33 +242,44 @@ std::optional<ComponentPlan> plan_component(const ComponentFacts& facts, const M
                               static_cast<double>(facts.boundary_bytes) / rates.device_to_device_bytes;
       return summarize(facts, layout, costs, compute_per_read, exchange, rates);
     }
-    case Spread::Sequence: {
+    case Spread::Sequence:
+    case Spread::Guidance: {
       const int devices = static_cast<int>(available.size());
-      if (facts.attention_heads % devices != 0 || facts.sequence_devices != devices) return std::nullopt;
+      const bool sequence = layout.spread == Spread::Sequence;
+      if (sequence && (facts.attention_heads % devices != 0 || facts.sequence_devices != devices))
+        return std::nullopt;
+      if (!sequence && facts.passes_per_weight_read != devices) return std::nullopt;
+      // A device running one guidance half holds the activations measured with both: a bound, not a fit.
+      const int64_t device_activations =
+          (sequence ? facts.sequence_activation_bytes : facts.activation_bytes) + facts.job_cache_bytes;
+      auto replica = [&](int pool, int resident) {
+        return plan_share(facts, machine, layout.precision, 0, blocks, resident, true, pool,
+                          available[static_cast<size_t>(pool)], device_activations);
+      };
       for (int pool = 0; pool < devices; ++pool) {
-        auto cost = plan_share(facts, machine, layout.precision, 0, blocks, layout.resident_blocks, true,
-                               pool, available[static_cast<size_t>(pool)],
-                               facts.sequence_activation_bytes + facts.job_cache_bytes);
+        auto cost = replica(pool, layout.resident_blocks);
         if (!cost) return std::nullopt;
         costs.push_back(*cost);
       }
-      // The blocks' own resident counts must agree: the devices run them in lock step.
+      // The devices run the blocks in lock step, so they hold the same ones.
       const int resident = std::min_element(costs.begin(), costs.end(), [](const auto& a, const auto& b) {
                              return a.share.resident_blocks < b.share.resident_blocks;
                            })->share.resident_blocks;
-      if (layout.resident_blocks == kAsManyAsFit) {
-        for (ShareCost& cost : costs) {
-          if (cost.share.resident_blocks == resident) continue;
-          cost = *plan_share(facts, machine, layout.precision, 0, blocks, resident, true, cost.share.pool,
-                             available[static_cast<size_t>(cost.share.pool)],
-                             facts.sequence_activation_bytes + facts.job_cache_bytes);
-        }
+      for (ShareCost& cost : costs) {
+        if (cost.share.resident_blocks == resident) continue;
+        // Fewer blocks can take more memory than all of them: the ring comes with the first streamed one.
+        auto fewer = replica(cost.share.pool, resident);
+        if (!fewer) return std::nullopt;
+        cost = *fewer;
       }
-      // Per block and pass, each device sends all but its own share of its tokens' queries, keys, values
-      // and attention output; the devices send at once.
+      // Sequence: per block and pass, each device sends all but its own share of its tokens' queries, keys,
+      // values and attention output, the devices at once. Guidance: each device's prediction comes back,
+      // smaller than a hidden state.
       const double per_device = static_cast<double>(facts.boundary_bytes) / devices * (devices - 1) / devices;
-      const double exchange = static_cast<double>(blocks) * 4.0 * per_device * facts.passes_per_weight_read /
-                              rates.device_to_device_bytes;
+      const double exchange = sequence
+                                  ? static_cast<double>(blocks) * 4.0 * per_device *
+                                        facts.passes_per_weight_read / rates.device_to_device_bytes
+                                  : static_cast<double>(facts.boundary_bytes) / rates.device_to_device_bytes;
       return summarize(facts, layout, costs, compute_per_read / devices, exchange, rates);
     }
   }
@@ -412,6 +423,33 @@ Layout layout_of(const ComponentPlan& part) {
   return layout;
 }
 
+// A forced way of spreading that no component can take fails here, saying why, rather than as a plan that
+// does not fit.
+void check_parallelism_applies(const std::vector<ComponentFacts>& components, const MachineFacts& machine,
+                               Parallelism parallelism) {
+  const int devices = static_cast<int>(machine.pools().size());
+  auto any = [&](auto&& applies) { return std::any_of(components.begin(), components.end(), applies); };
+  if (parallelism == Parallelism::Guidance) {
+    int halves = 1;
+    for (const ComponentFacts& facts : components) halves = std::max(halves, facts.passes_per_weight_read);
+    check(halves == devices,
+          "parallelism cfg runs one guidance half on each device, so it needs as many devices as "
+          "halves: this job has " +
+              std::to_string(halves) + (halves == 1 ? " (no guidance: CFG scale 1)" : "") + " and " +
+              std::to_string(devices) + " devices");
+  }
+  if (parallelism == Parallelism::Sequence) {
+    check(any([&](const ComponentFacts& facts) {
+            return facts.attention_heads > 0 && facts.attention_heads % devices == 0 &&
+                   facts.sequence_devices == devices;
+          }),
+          "parallelism sequence shares the attention heads among the devices: it needs a transformer whose "
+          "heads "
+          "divide evenly among the " +
+              std::to_string(devices) + " devices, without zero_cond_t (edit models)");
+  }
+}
+
 }  // namespace
 
 int64_t ComponentFacts::block_bytes(WeightPrecision precision) const {
@@ -435,13 +473,12 @@ MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const Mach
   if (request.strategy == Strategy::Fp8 && quality == Quality::Lossless) quality = Quality::Fp8;
   if (request.strategy == Strategy::Nf4) quality = Quality::FourBit;
   const Parallelism parallelism = request.parallelism;
-  if (machine.extra_pools.empty() &&
-      (parallelism == Parallelism::Components || parallelism == Parallelism::Pipeline ||
-       parallelism == Parallelism::Sequence)) {
+  if (machine.extra_pools.empty() && parallelism != Parallelism::Auto && parallelism != Parallelism::None) {
     throw Error("parallelism " + std::string(parallelism_name(parallelism)) +
                 " needs several devices, but the plan has only " + machine.device.str() +
                 " (name them with --devices, e.g. --devices 0,1)");
   }
+  check_parallelism_applies(components, machine, parallelism);
 
   std::optional<MemoryPlan> plan = best_plan(components, machine, request.strategy, quality, parallelism);
   if (!plan) {

@@ -10,7 +10,7 @@
 // With several devices (--devices) each is a memory pool of its own: a component can run on any of them,
 // the transformer's blocks can be split across them (a pipeline: activations pass device to device), or
 // every device can hold the transformer and take a share of the tokens (sequence parallel: attention
-// heads exchanged all-to-all).
+// heads exchanged all-to-all), or, with guidance, one of the guidance halves (CFG parallel).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -32,11 +32,16 @@ enum class Residency { Mapped, Resident, Offloaded };
 enum class WeightPrecision { Lossless, Fp8, Nf4 };
 inline constexpr int kWeightPrecisions = 3;
 // Which ways of using several devices a plan may take: none (the first device only), whole components on
-// different devices, the transformer's blocks split across devices, or its tokens split across them.
-enum class Parallelism { Auto, None, Components, Pipeline, Sequence };
-// How one component uses the devices: on one, its blocks split across several, or on each of several
-// with a share of the tokens.
-enum class Spread { One, Pipeline, Sequence };
+// different devices, the transformer's blocks split across devices, its tokens split across them, or its
+// guidance halves run one per device.
+enum class Parallelism { Auto, None, Components, Pipeline, Sequence, Guidance };
+// How one component uses the devices: on one, its blocks split across several, or on each of several (a
+// replica of its weights on each) with a share of the tokens or one of the guidance halves.
+enum class Spread { One, Pipeline, Sequence, Guidance };
+// Whether every device of the spread holds all of the component's blocks.
+inline bool is_replicated(Spread spread) {
+  return spread == Spread::Sequence || spread == Spread::Guidance;
+}
 
 std::string_view strategy_name(Strategy strategy);
 std::string_view quality_name(Quality quality);
@@ -132,7 +137,7 @@ struct ComponentPlan {
   std::string name;
   Residency residency = Residency::Offloaded;
   WeightPrecision precision = WeightPrecision::Lossless;
-  // Totals over the shares (for Spread::Sequence, each device's: they hold the same arrangement).
+  // Totals over the shares (replicated, each device's: they hold the same arrangement).
   int resident_blocks = 0;  // which ones: block_is_resident; the others stream
   int streamed_blocks = 0;
   int slots = 0;                 // device slots of the stream ring

@@ -438,7 +438,7 @@ void arrange_component(QwenImageComponents& components, const std::string& compo
     check(component == "transformer", "no component named '" + component + "' to arrange");
     memory.transformer.reset();
     memory.transformer_replicas.clear();
-    if (plan.spread != Spread::Sequence) {
+    if (!is_replicated(plan.spread)) {
       memory.transformer =
           std::make_unique<ComponentPlacement>(device, transformer_weights(*components.transformer), plan);
       return;

@@ -31,8 +31,8 @@ DeviceShare whole(Device device, const ComponentPlan& plan, int blocks) {
 
 ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan)
     : plan_(plan) {
-  check(plan.spread != Spread::Sequence,
-        "a sequence-parallel plan for " + weights.name + " needs one replica of its weights per device");
+  check(!is_replicated(plan.spread), "a replicated (sequence or CFG parallel) plan for " + weights.name +
+                                         " needs one replica of its weights per device");
   const int blocks = static_cast<int>(weights.blocks.size());
   if (plan.spread == Spread::One || plan.residency == Residency::Mapped) {
     // The plan's own counts, which a recovery may have narrowed since the share was planned.
@@ -54,8 +54,8 @@ ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, 
 ComponentPlacement::ComponentPlacement(Device device, std::vector<ComponentWeights> replicas,
                                        const ComponentPlan& plan)
     : plan_(plan) {
-  check(plan.spread == Spread::Sequence && replicas.size() == plan.shares.size() && !replicas.empty(),
-        "a sequence-parallel placement needs one replica of the weights per device of its plan");
+  check(is_replicated(plan.spread) && replicas.size() == plan.shares.size() && !replicas.empty(),
+        "a replicated placement needs one replica of the weights per device of its plan");
   // Every device holds the arrangement the plan's counts give (a recovery may have narrowed them).
   for (size_t i = 0; i < replicas.size(); ++i) {
     const int blocks = static_cast<int>(replicas[i].blocks.size());
@@ -93,7 +93,7 @@ void ComponentPlacement::set_profiler(Profiler* profiler) {
 
 template <typename Gate>
 void ComponentPlacement::gate(int index, Gate&& call) {
-  if (plan_.spread == Spread::Sequence) {
+  if (is_replicated(plan_.spread)) {
     for (auto& share : shares_) call(*share, index);
     return;
   }
@@ -122,7 +122,7 @@ int64_t ComponentPlacement::bytes_streamed() const {
 }
 
 Device ComponentPlacement::device_of_block(int index) const {
-  if (plan_.spread == Spread::Sequence) return devices_.front();
+  if (is_replicated(plan_.spread)) return devices_.front();
   size_t share = devices_.size() - 1;
   while (share > 0 && index < first_block_[share]) --share;
   return devices_[share];

@@ -1,6 +1,6 @@
 // A loaded model's weights arranged as its memory plan says, on one device or several: each of the
 // component's shares (memory/planner.h DeviceShare) is a DevicePlacement, and the blocks of a pass are
-// gated on the share that holds them. With sequence parallelism every device holds a replica of the
+// gated on the share that holds them. Sequence and CFG parallelism give every device a replica of the
 // weights of its own, and every block is gated on all of them.
 #pragma once
 
@@ -15,7 +15,7 @@ class ComponentPlacement : public nn::BlockGate {
  public:
   // `device` is where a plan without shares (made by hand, or mapped off the host) puts the component.
   ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan);
-  // Spread::Sequence: one set of weights per share, each device's own replica.
+  // A replicated spread (sequence or guidance parallel): one set of weights per share, each device's own.
   ComponentPlacement(Device device, std::vector<ComponentWeights> replicas, const ComponentPlan& plan);
 
   // Places every share (see DevicePlacement::begin_phase). A share that throws leaves nothing of itself
@@ -34,14 +34,14 @@ class ComponentPlacement : public nn::BlockGate {
   int64_t bytes_streamed() const;
   // Where the component's weights outside the blocks are, and where it starts computing.
   Device device() const { return devices_.front(); }
-  // Where block `index` computes (for a sequence-parallel component, on every device: the first is given).
+  // Where block `index` computes (for a replicated component, on every device: the first is given).
   Device device_of_block(int index) const;
   // Each share's device, in share order.
   const std::vector<Device>& devices() const { return devices_; }
 
  private:
   void add_share(Device device, const ComponentWeights& weights, const DeviceShare& share);
-  // The share holding block `index` and the block's index within it; every share for Spread::Sequence.
+  // The share holding block `index` and the block's index within it; every share when replicated.
   template <typename Gate>
   void gate(int index, Gate&& call);
 

@@ -26,7 +26,7 @@ TransformerExecutor::TransformerExecutor(std::vector<const QwenImageTransformer2
                                          DType dtype)
     : img_shapes_(std::move(img_shapes)), dtype_(dtype) {
   set_placement(placement, std::move(replicas));
-  if (sequence_parallel()) {
+  if (spread() == Spread::Sequence) {
     check(
         !replicas_.front()->config().zero_cond_t,
         "sequence parallelism does not handle zero_cond_t models (Qwen-Image-Edit-2511) yet: their reference "
@@ -37,7 +37,7 @@ TransformerExecutor::TransformerExecutor(std::vector<const QwenImageTransformer2
 
 void TransformerExecutor::set_placement(ComponentPlacement& placement,
                                         std::vector<const QwenImageTransformer2DModel*> replicas) {
-  const size_t expected = placement.plan().spread == Spread::Sequence ? placement.devices().size() : 1;
+  const size_t expected = is_replicated(placement.plan().spread) ? placement.devices().size() : 1;
   check(replicas.size() == expected, "the transformer executor needs " + std::to_string(expected) +
                                          " replicas of the transformer for its placement, got " +
                                          std::to_string(replicas.size()));
@@ -59,8 +59,8 @@ void TransformerExecutor::precompute_modulation(const std::vector<float>& timest
   for (size_t i = 0; i < blocks; ++i) {
     placement_->before_once(static_cast<int>(i));
     for (size_t r = 0; r < replicas; ++r) {
-      const Device device =
-          sequence_parallel() ? placement_->devices()[r] : placement_->device_of_block(static_cast<int>(i));
+      const Device device = is_replicated(spread()) ? placement_->devices()[r]
+                                                    : placement_->device_of_block(static_cast<int>(i));
       for (const Tensor& temb : block_temb_[r])
         modulation_[r][i].push_back(replicas_[r]->blocks()[i].modulation(temb.to(device)));
     }
@@ -72,8 +72,16 @@ std::vector<Tensor> TransformerExecutor::predict(int step, const Tensor& latents
                                                  const std::vector<TransformerCondition>& inputs) {
   check(step >= 0 && !block_temb_.empty() && step < static_cast<int>(block_temb_.front().size()),
         "transformer step " + std::to_string(step) + " has no precomputed modulation");
-  return sequence_parallel() ? predict_sequence_parallel(step, latents, inputs)
-                             : predict_on_blocks_devices(step, latents, inputs);
+  switch (spread()) {
+    case Spread::Sequence:
+      return predict_sequence_parallel(step, latents, inputs);
+    case Spread::Guidance:
+      return predict_guidance_parallel(step, latents, inputs);
+    case Spread::One:
+    case Spread::Pipeline:
+      break;
+  }
+  return predict_on_blocks_devices(step, latents, inputs);
 }
 
 std::vector<Tensor> TransformerExecutor::predict_on_blocks_devices(
@@ -172,6 +180,35 @@ std::vector<Tensor> TransformerExecutor::predict_sequence_parallel(
       parts.push_back(replicas_[r]->finish(condition[r].image, block_temb_[r][step]).to(latents.device()));
     predictions.push_back(ops::concat(parts, 1));
   }
+  return predictions;
+}
+
+std::vector<Tensor> TransformerExecutor::predict_guidance_parallel(
+    int step, const Tensor& latents, const std::vector<TransformerCondition>& inputs) {
+  const std::vector<Device>& devices = placement_->devices();
+  check(inputs.size() == devices.size(),
+        "CFG parallelism runs one guidance half per device: " + std::to_string(devices.size()) +
+            " devices were given " + std::to_string(inputs.size()) + " conditions");
+  std::vector<QwenImageBlockInputs> states;
+  std::vector<QwenImageRotary> rotary;
+  for (size_t r = 0; r < devices.size(); ++r) {
+    rotary.push_back(rotary_on(inputs[r].rotary, devices[r]));
+    states.push_back(replicas_[r]->embed(latents, inputs[r].embeds, inputs[r].mask, img_shapes_, rotary[r]));
+  }
+  const size_t blocks = replicas_.front()->blocks().size();
+  for (size_t i = 0; i < blocks; ++i) {
+    placement_->before_block(static_cast<int>(i));
+    for (size_t r = 0; r < devices.size(); ++r) {
+      QwenImageBlockInputs& state = states[r];
+      std::tie(state.text, state.image) =
+          replicas_[r]->blocks()[i].forward(state.image, state.text, state.joint_key_mask,
+                                            modulation_[r][i][step], rotary[r], state.target_tokens);
+    }
+    placement_->after_block(static_cast<int>(i));
+  }
+  std::vector<Tensor> predictions;
+  for (size_t r = 0; r < devices.size(); ++r)
+    predictions.push_back(replicas_[r]->finish(states[r].image, block_temb_[r][step]).to(latents.device()));
   return predictions;
 }
 

@@ -5,7 +5,7 @@
 //    that block's weights are on the device: streamed weights cross the bus once per step, not twice.
 //  - On several devices: a pipeline split hands the hidden states to the device of the next block; a
 //    sequence-parallel placement gives each device a share of the tokens and exchanges attention heads
-//    (pipeline/ulysses_attention.h).
+//    (pipeline/ulysses_attention.h); a CFG-parallel one runs each guidance half on a device of its own.
 // Each input's arithmetic is exactly that of QwenImageTransformer2DModel::forward.
 #pragma once
 
@@ -27,7 +27,7 @@ struct TransformerCondition {
 
 class TransformerExecutor {
  public:
-  // `replicas`: the transformer whose weights `placement` arranges, one per share for a sequence-parallel
+  // `replicas`: the transformer whose weights `placement` arranges, one per share for a replicated
   // placement (in its device order), else one. `placement` is between begin_phase and end_phase while the
   // executor runs.
   TransformerExecutor(std::vector<const QwenImageTransformer2DModel*> replicas, ComponentPlacement& placement,
@@ -43,10 +43,12 @@ class TransformerExecutor {
   void set_placement(ComponentPlacement& placement, std::vector<const QwenImageTransformer2DModel*> replicas);
 
  private:
-  bool sequence_parallel() const { return placement_->plan().spread == Spread::Sequence; }
+  Spread spread() const { return placement_->plan().spread; }
   std::vector<Tensor> predict_on_blocks_devices(int step, const Tensor& latents,
                                                 const std::vector<TransformerCondition>& inputs);
   std::vector<Tensor> predict_sequence_parallel(int step, const Tensor& latents,
+                                                const std::vector<TransformerCondition>& inputs);
+  std::vector<Tensor> predict_guidance_parallel(int step, const Tensor& latents,
                                                 const std::vector<TransformerCondition>& inputs);
 
   std::vector<const QwenImageTransformer2DModel*> replicas_;

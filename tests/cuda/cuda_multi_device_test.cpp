@@ -1,7 +1,7 @@
 // Several devices on the GPU. Sequence parallelism's split arithmetic runs on one GPU with two or four ranks
 // sharing it (exchanging by copies); with two GPUs, whole jobs are spread over them through NCCL and must
-// match the one-GPU job: bit for bit when blocks or components are split, within the bf16 tolerance when
-// tokens are.
+// match the one-GPU job: bit for bit when blocks, components or guidance halves are split, within the bf16
+// tolerance when tokens are.
 #include <gtest/gtest.h>
 
 #include "backend/cuda/cuda_backend.h"
@@ -60,7 +60,8 @@ TEST_F(CudaMultiDevice, JobsSpreadOverTwoGpusMatchTheOneGpuJob) {
   TextToImageRequest request = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
   const TextToImageResult one = text_to_image(components, request);
   components.memory_options.extra_devices = {Device::cuda(1)};
-  for (Parallelism parallelism : {Parallelism::Components, Parallelism::Pipeline, Parallelism::Sequence}) {
+  for (Parallelism parallelism :
+       {Parallelism::Components, Parallelism::Pipeline, Parallelism::Guidance, Parallelism::Sequence}) {
     SCOPED_TRACE(std::string(parallelism_name(parallelism)));
     components.memory_options.plan.parallelism = parallelism;
     allocator_for(Device::cuda(1)).reset_peak();
