@@ -146,6 +146,13 @@ TEST_F(MultiDevicePlanner, SequenceParallelNearlyHalvesAStepWithoutGuidanceAtLar
 
 TEST_F(MultiDevicePlanner, CfgParallelHalvesAGuidedStepWithoutExchangesInside) {
   const std::vector<ComponentFacts> job = facts(1024);
+  // A device with one guidance half holds less than the two halves' measured peak.
+  const ComponentFacts& transformer_facts = job[1];
+  std::printf("activations: both halves %lld, one half %lld bytes\n",
+              static_cast<long long>(transformer_facts.activation_bytes),
+              static_cast<long long>(transformer_facts.guidance_activation_bytes));
+  EXPECT_GT(transformer_facts.guidance_activation_bytes, 0);
+  EXPECT_LT(transformer_facts.guidance_activation_bytes, transformer_facts.activation_bytes);
   const auto [one, two] = one_and_two_roomy(job, Spread::Guidance);
   EXPECT_LT(two.predicted_step_s(), 0.52 * one.predicted_step_s());
   EXPECT_NE(two.describe()[2].find("CFG parallel over cuda:0, cuda:1"), std::string::npos);

@@ -248,10 +248,11 @@ std::optional<ComponentPlan> plan_component(const ComponentFacts& facts, const M
       const bool sequence = layout.spread == Spread::Sequence;
       if (sequence && (facts.attention_heads % devices != 0 || facts.sequence_devices != devices))
         return std::nullopt;
-      if (!sequence && facts.passes_per_weight_read != devices) return std::nullopt;
-      // A device running one guidance half holds the activations measured with both: a bound, not a fit.
+      if (!sequence && (facts.passes_per_weight_read != devices || facts.guidance_activation_bytes == 0))
+        return std::nullopt;
       const int64_t device_activations =
-          (sequence ? facts.sequence_activation_bytes : facts.activation_bytes) + facts.job_cache_bytes;
+          (sequence ? facts.sequence_activation_bytes : facts.guidance_activation_bytes) +
+          facts.job_cache_bytes;
       auto replica = [&](int pool, int resident) {
         return plan_share(facts, machine, layout.precision, 0, blocks, resident, true, pool,
                           available[static_cast<size_t>(pool)], device_activations);

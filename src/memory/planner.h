@@ -83,6 +83,9 @@ struct ComponentFacts {
   // dry run of the split forward; 0 when not measured.
   int64_t sequence_activation_bytes = 0;
   int sequence_devices = 0;
+  // Each device's activation peak when each runs one of the passes sharing a weight read (a guidance half),
+  // measured by a dry run of one; 0 when not measured.
+  int64_t guidance_activation_bytes = 0;
 
   int64_t block_bytes(WeightPrecision precision) const;
 };

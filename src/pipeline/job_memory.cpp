@@ -351,6 +351,10 @@ ComponentFacts transformer_facts(QwenImageComponents& components, const TextToIm
     denoise.sequence_activation_bytes =
         transformer_activation_peak(transformer, img_shapes, text_tokens, request.steps, dtype, devices);
   }
+  if (devices == denoise.passes_per_weight_read && devices > 1) {
+    denoise.guidance_activation_bytes =
+        transformer_activation_peak(transformer, img_shapes, {longest_text}, request.steps, dtype, 1);
+  }
   return denoise;
 }
 
