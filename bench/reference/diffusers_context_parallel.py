@@ -1,8 +1,7 @@
 """Reference for the two-GPU benchmark: diffusers' QwenImageTransformer2DModel (random bf16 weights, full 20B
 config) timed per forward on one GPU, then with Ulysses context parallelism over every GPU of the torchrun job
 (ContextParallelConfig(ulysses_degree=WORLD_SIZE), transformer.enable_parallelism: each GPU holds all weights
-and a 1/N slice of the sequence). Inputs follow diffusers_transformer_bench.py (batch 1, all-ones text mask);
-its helpers are copied rather than imported because that module runs its benchmark when imported.
+and a 1/N slice of the sequence). Model and inputs come from qwen_transformer_setup.py, as for diffusers_transformer_bench.py.
 Run: torchrun --nproc_per_node 2 diffusers_context_parallel.py --res 1328
 Rank 0 prints one line per mode: RESULT {json}, with fwd_s the median wall time of a forward across all ranks."""
 import argparse
@@ -14,8 +13,8 @@ import time
 if os.environ.get("DIFFUSERS_SRC"): sys.path.insert(0, os.environ["DIFFUSERS_SRC"])
 import torch
 import torch.distributed as dist
-from diffusers import ContextParallelConfig, QwenImageTransformer2DModel
-from diffusers.models.transformers.transformer_qwenimage import QwenEmbedRope
+from diffusers import ContextParallelConfig
+from qwen_transformer_setup import build, inputs
 
 GiB = 1 << 30
 p = argparse.ArgumentParser()
@@ -31,31 +30,6 @@ torch.cuda.set_device(dev)
 dist.init_process_group("nccl", device_id=dev)
 
 
-def build():
-    with torch.device("meta"):
-        m = QwenImageTransformer2DModel(num_layers=a.layers)
-    m = m.to_empty(device=dev).to(torch.bfloat16)
-    m.pos_embed = QwenEmbedRope(theta=10000, axes_dim=[16, 56, 56], scale_rope=True)  # plain-tensor tables: rebuild off meta
-    g = torch.Generator(device=dev).manual_seed(0)
-    with torch.no_grad():
-        for n, t in m.named_parameters():
-            if t.dim() >= 2:
-                t.normal_(0, 0.02, generator=g)
-            else:
-                t.zero_() if n.endswith("bias") else t.fill_(1.0)
-    m.eval()
-    return m
-
-
-def inputs():
-    h = w = a.res // 16
-    g = torch.Generator(device=dev).manual_seed(1)  # the same inputs on every rank
-    x = torch.randn(1, h * w, 64, device=dev, dtype=torch.bfloat16, generator=g)
-    e = torch.randn(1, a.txt, 3584, device=dev, dtype=torch.bfloat16, generator=g)
-    mask = torch.ones(1, a.txt, device=dev, dtype=torch.long)
-    t = torch.full((1,), 0.5, device=dev, dtype=torch.bfloat16)
-    return dict(hidden_states=x, encoder_hidden_states=e, encoder_hidden_states_mask=mask,
-                timestep=t, img_shapes=[[(1, h, w)]], return_dict=False)
 
 
 def timed_forward(m, kw, ranks):
@@ -86,8 +60,8 @@ def measure(m, kw, mode, ranks, **extra):
         print("RESULT " + json.dumps(res), flush=True)
 
 
-m = build()
-kw = inputs()
+m = build(dev, a.layers)
+kw = inputs(dev, a.res, a.txt, torch.Generator(device=dev).manual_seed(1))  # the same inputs on every rank
 measure(m, kw, "single", ranks={0})
 # Plain Ulysses needs the image and text sequences to split evenly; 1328² has 83² = 6889 image tokens.
 uneven = any(n % world for n in ((a.res // 16) ** 2, a.txt))

@@ -6,7 +6,7 @@ Modes: h2d, full, fp8_layerwise, group_block, group_leaf, sequential. Prints one
 import json, os, sys, time, argparse
 if os.environ.get("DIFFUSERS_SRC"): sys.path.insert(0, os.environ["DIFFUSERS_SRC"])
 import torch
-from diffusers import QwenImageTransformer2DModel
+from qwen_transformer_setup import build as build_model, inputs as make_inputs
 
 GiB = 1 << 30
 p = argparse.ArgumentParser()
@@ -19,30 +19,6 @@ p.add_argument("--layers", type=int, default=60)
 a = p.parse_args()
 dev = torch.device("cuda")
 
-def build(device):
-    with torch.device("meta"):
-        m = QwenImageTransformer2DModel(num_layers=a.layers)
-    m = m.to_empty(device=device).to(torch.bfloat16)
-    from diffusers.models.transformers.transformer_qwenimage import QwenEmbedRope
-    m.pos_embed = QwenEmbedRope(theta=10000, axes_dim=[16, 56, 56], scale_rope=True)  # plain-tensor tables: rebuild off meta
-    g = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for n, t in m.named_parameters():
-            if t.dim() >= 2:
-                t.normal_(0, 0.02, generator=g)
-            else:
-                t.zero_() if n.endswith("bias") else t.fill_(1.0)
-    m.eval()
-    return m
-
-def inputs():
-    h = w = a.res // 16
-    x = torch.randn(1, h * w, 64, device=dev, dtype=torch.bfloat16)
-    e = torch.randn(1, a.txt, 3584, device=dev, dtype=torch.bfloat16)
-    mask = torch.ones(1, a.txt, device=dev, dtype=torch.long)
-    t = torch.full((1,), 0.5, device=dev, dtype=torch.bfloat16)
-    return dict(hidden_states=x, encoder_hidden_states=e, encoder_hidden_states_mask=mask,
-                timestep=t, img_shapes=[[(1, h, w)]], return_dict=False)
 
 def ballast():
     free, total = torch.cuda.mem_get_info()
@@ -71,17 +47,17 @@ try:
             res["h2d_GBps_pinned" if pinned else "h2d_GBps_pageable"] = n / (time.time() - t0) / 1e9
         del h, d
     elif a.mode in ("full", "fp8_layerwise"):
-        m = build(dev)
+        m = build_model(dev, a.layers)
         res["params"] = sum(t.numel() for t in m.parameters())
         if a.mode == "fp8_layerwise":
             m.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
         torch.cuda.reset_peak_memory_stats()
         res["weights_GiB_on_gpu"] = torch.cuda.memory_allocated() / GiB
-        res["first_s"], res["fwd_s"] = timeit(m, inputs())
+        res["first_s"], res["fwd_s"] = timeit(m, make_inputs(dev, a.res, a.txt))
         res["peak_GiB"] = torch.cuda.max_memory_allocated() / GiB
     elif a.mode.startswith("group_") or a.mode == "sequential":
         from diffusers.hooks import apply_group_offloading
-        m = build(dev).to("cpu")
+        m = build_model(dev, a.layers).to("cpu")
         torch.cuda.empty_cache()
         b = ballast()
         t0 = time.time()
@@ -97,7 +73,7 @@ try:
         res["setup_s"] = time.time() - t0
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        res["first_s"], res["fwd_s"] = timeit(m, inputs())
+        res["first_s"], res["fwd_s"] = timeit(m, make_inputs(dev, a.res, a.txt))
         res["peak_GiB_excl_ballast"] = (torch.cuda.max_memory_allocated() - base) / GiB
 except Exception as ex:
     res["error"] = f"{type(ex).__name__}: {str(ex)[:300]}"
