@@ -14,13 +14,7 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 class MultiDevicePlanner : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    std::filesystem::path folder = test::scratch_dir("multi_device_planner") / "qwen-image-zeros";
-    test::CommandResult written = test::run_built_program(
-        "tools/canvas-synthetic-checkpoint", "--output " + folder.string() + " --zeros --shard-gib 5");
-    ASSERT_EQ(written.exit_code, 0) << written.output;
-    components_ = new QwenImageComponents(load_qwen_image(folder, Device::cpu()));
-    components_->device = Device::cuda(0);
-    components_->activation_dtype = DType::BF16;
+    components_ = new QwenImageComponents(test::full_size_planning_components("multi_device_planner"));
     components_->memory_options.extra_devices = {Device::cuda(1)};
   }
   static void TearDownTestSuite() { delete components_; }
@@ -37,12 +31,8 @@ class MultiDevicePlanner : public ::testing::Test {
   // Two H200s (figures from bench/RESULTS.md) joined at a peer-copy rate of 300 GB/s (NVLink's order), each
   // with `gib` free.
   static MachineFacts two_h200(int64_t gib, int64_t second_gib = -1) {
-    MachineFacts machine;
-    machine.device = Device::cuda(0);
-    machine.device_budget = gib * kGiB;
+    MachineFacts machine = test::h200_machine(gib * kGiB);
     machine.extra_pools = {{Device::cuda(1), (second_gib < 0 ? gib : second_gib) * kGiB}};
-    machine.host_budget = 100 * kGiB;
-    machine.profile = {"NVIDIA H200 (test)", 767e12, 55e9, 7e9, 15e9, 20e9};
     machine.interconnect_bytes_per_s = 300e9;
     return machine;
   }

@@ -15,14 +15,7 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 class FullSizePlanner : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    std::filesystem::path folder = test::scratch_dir("planner") / "qwen-image-zeros";
-    test::CommandResult written = test::run_built_program(
-        "tools/canvas-synthetic-checkpoint", "--output " + folder.string() + " --zeros --shard-gib 5");
-    ASSERT_EQ(written.exit_code, 0) << written.output;
-    // Loaded for the host, then described as a CUDA job: facts need no GPU, only the placed dtypes.
-    components_ = new QwenImageComponents(load_qwen_image(folder, Device::cpu()));
-    components_->device = Device::cuda(0);
-    components_->activation_dtype = DType::BF16;
+    components_ = new QwenImageComponents(test::full_size_planning_components("planner"));
     TextToImageRequest request;
     request.prompt = "a lighthouse on a cliff at dusk, oil painting";
     request.width = request.height = 1024;
@@ -35,15 +28,7 @@ class FullSizePlanner : public ::testing::Test {
     delete components_;
   }
 
-  // The H200's figures from bench/RESULTS.md (2026-11-28).
-  static MachineFacts h200(int64_t budget_bytes) {
-    MachineFacts machine;
-    machine.device = Device::cuda(0);
-    machine.device_budget = budget_bytes;
-    machine.host_budget = 100 * kGiB;
-    machine.profile = {"NVIDIA H200 (test)", 767e12, 55e9, 7e9, 15e9, 20e9};
-    return machine;
-  }
+  static MachineFacts h200(int64_t budget_bytes) { return test::h200_machine(budget_bytes); }
   static const ComponentFacts& fact(const std::string& name) {
     for (const ComponentFacts& component : *facts_)
       if (component.name == name) return component;

@@ -222,4 +222,24 @@ Tensor sequence_parallel_forward(QwenImageTransformer2DModel& model, const std::
   return prediction;
 }
 
+QwenImageComponents full_size_planning_components(const std::string& name) {
+  const std::filesystem::path folder = scratch_dir(name) / "qwen-image-zeros";
+  const CommandResult written = run_built_program("tools/canvas-synthetic-checkpoint",
+                                                  "--output " + folder.string() + " --zeros --shard-gib 5");
+  check(written.exit_code == 0, "writing the full-size checkpoint failed: " + written.output);
+  QwenImageComponents components = load_qwen_image(folder, Device::cpu());
+  components.device = Device::cuda(0);
+  components.activation_dtype = DType::BF16;
+  return components;
+}
+
+MachineFacts h200_machine(int64_t budget_bytes) {
+  MachineFacts machine;
+  machine.device = Device::cuda(0);
+  machine.device_budget = budget_bytes;
+  machine.host_budget = int64_t{100} << 30;
+  machine.profile = {"NVIDIA H200 (test)", 767e12, 55e9, 7e9, 15e9, 20e9};
+  return machine;
+}
+
 }  // namespace canvas::test

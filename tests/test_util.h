@@ -76,6 +76,13 @@ class TestComponent {
   ComponentWeights weights_;
 };
 
+// The full-size Qwen-Image layout written as a sparse all-zero checkpoint into scratch folder `name`, loaded
+// for the host and described as a bf16 job on cuda:0: planning facts need no GPU, only the placed dtypes.
+QwenImageComponents full_size_planning_components(const std::string& name);
+// One H200 with `budget_bytes` free and 100 GiB of host memory, at the speeds measured on it
+// (bench/RESULTS.md, 2026-11-28): a machine to plan for without one.
+MachineFacts h200_machine(int64_t budget_bytes);
+
 // The transformer's prediction (forward's) with its tokens split across `devices` by the sequence-parallel
 // executor; devices may repeat (ranks sharing a GPU exchange by copies). The weights must already be where
 // the ranks compute: the placement is mapped and moves nothing.
