@@ -17,16 +17,16 @@ int64_t staging_bytes(const std::vector<WeightGroup>& groups) {
 
 }  // namespace
 
-DevicePlacement::DevicePlacement(Device device, ComponentWeights weights, const ComponentPlan& plan)
-    : device_(device), weights_(std::move(weights)), plan_(plan) {
-  check(plan_.resident_blocks + plan_.streamed_blocks == static_cast<int>(weights_.blocks.size()) ||
-            plan_.residency == Residency::Mapped,
+DevicePlacement::DevicePlacement(Residency residency, ComponentWeights weights, const DeviceShare& share)
+    : device_(share.device), weights_(std::move(weights)), residency_(residency), share_(share) {
+  check(share_.resident_blocks + share_.streamed_blocks == static_cast<int>(weights_.blocks.size()) ||
+            residency_ == Residency::Mapped,
         "the memory plan for " + weights_.name + " does not match its " +
             std::to_string(weights_.blocks.size()) + " blocks");
   const int blocks = static_cast<int>(weights_.blocks.size());
   for (int i = 0; i < blocks; ++i) {
     const bool resident =
-        plan_.residency == Residency::Mapped || block_is_resident(i, blocks, plan_.resident_blocks);
+        residency_ == Residency::Mapped || block_is_resident(i, blocks, share_.resident_blocks);
     block_resident_.push_back(resident);
     stream_index_.push_back(resident ? -1 : streamed_count_++);
   }
@@ -41,7 +41,7 @@ DevicePlacement::~DevicePlacement() {
 void DevicePlacement::begin_phase(bool once_read_done) {
   if (in_phase_) return;
   phase_start_bytes_ = streamed_since_placed();
-  if (plan_.residency != Residency::Mapped && placed_.empty()) {
+  if (residency_ != Residency::Mapped && placed_.empty()) {
     try {
       place(once_read_done);
     } catch (...) {
@@ -57,7 +57,7 @@ void DevicePlacement::begin_phase(bool once_read_done) {
 
 void DevicePlacement::place(bool once_read_done) {
   const int blocks = static_cast<int>(weights_.blocks.size());
-  const bool all_resident = plan_.resident_blocks == blocks;
+  const bool all_resident = share_.resident_blocks == blocks;
   placed_.emplace_back(weights_.shared);
   for (int i = 0; i < blocks; ++i)
     if (block_resident_[i]) placed_.emplace_back(weights_.blocks[i]);
@@ -70,7 +70,7 @@ void DevicePlacement::place(bool once_read_done) {
   // The once-read weights go first and their ring is freed before the passes' ring is made, so the
   // phase never holds both.
   if (!weights_.once_blocks.empty() && !once_read_done) {
-    once_stream_ = std::make_unique<WeightStreamer>(device_, weights_.once_blocks, plan_.slots,
+    once_stream_ = std::make_unique<WeightStreamer>(device_, weights_.once_blocks, share_.slots,
                                                     /*cyclic=*/false, weights_.name,
                                                     staging_bytes(weights_.once_blocks), profiler_);
   } else {
@@ -83,13 +83,13 @@ void DevicePlacement::start_pass_stream() {
   for (size_t i = 0; i < weights_.blocks.size(); ++i)
     if (!block_resident_[i]) streamed.push_back(weights_.blocks[i]);
   const int64_t staging = staging_bytes(streamed);
-  pass_stream_ = std::make_unique<WeightStreamer>(device_, std::move(streamed), plan_.slots, /*cyclic=*/true,
+  pass_stream_ = std::make_unique<WeightStreamer>(device_, std::move(streamed), share_.slots, /*cyclic=*/true,
                                                   weights_.name, staging, profiler_);
 }
 
 void DevicePlacement::end_phase() {
   in_phase_ = false;
-  if (plan_.residency == Residency::Resident) return;
+  if (residency_ == Residency::Resident) return;
   bytes_streamed_before_ = streamed_since_placed();
   once_stream_.reset();
   pass_stream_.reset();

@@ -26,9 +26,9 @@ struct ComponentWeights {
 
 class DevicePlacement : public nn::BlockGate {
  public:
-  // `plan` gives the share's residency, resident and streamed blocks and slots; `weights` holds the
-  // share's blocks only, numbered from 0.
-  DevicePlacement(Device device, ComponentWeights weights, const ComponentPlan& plan);
+  // `share` gives the device, the resident and streamed blocks and the slots; `weights` holds the share's
+  // blocks only, numbered from 0. `residency` is the component's.
+  DevicePlacement(Residency residency, ComponentWeights weights, const DeviceShare& share);
   ~DevicePlacement() override;
 
   // Puts the shared weights and resident blocks on the device and starts streaming the first blocks.
@@ -50,7 +50,6 @@ class DevicePlacement : public nn::BlockGate {
   void after_once(int index);
 
   bool in_phase() const { return in_phase_; }
-  const ComponentPlan& plan() const { return plan_; }
   // Weight bytes copied to the device since the current (or last) phase began.
   int64_t bytes_streamed() const;
 
@@ -64,7 +63,8 @@ class DevicePlacement : public nn::BlockGate {
 
   Device device_;
   ComponentWeights weights_;
-  ComponentPlan plan_;
+  Residency residency_;
+  DeviceShare share_;
   std::vector<bool> block_resident_;
   std::vector<int> stream_index_;  // each block's group in the pass stream, -1 when resident
   int streamed_count_ = 0;

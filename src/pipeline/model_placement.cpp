@@ -36,7 +36,7 @@ ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, 
   const int blocks = static_cast<int>(weights.blocks.size());
   if (plan.spread == Spread::One || plan.residency == Residency::Mapped) {
     // The plan's own counts, which a recovery may have narrowed since the share was planned.
-    add_share(plan.device_or(device), weights, whole(plan.device_or(device), plan, blocks));
+    add_share(weights, whole(plan.device_or(device), plan, blocks));
     return;
   }
   int covered = 0;
@@ -44,7 +44,7 @@ ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, 
     check(
         share.first_block == covered && share.blocks >= 0 && covered + share.blocks <= blocks,
         "the memory plan for " + weights.name + " does not match its " + std::to_string(blocks) + " blocks");
-    add_share(share.device, weights, share);
+    add_share(weights, share);
     covered += share.blocks;
   }
   check(covered == blocks,
@@ -59,21 +59,14 @@ ComponentPlacement::ComponentPlacement(Device device, std::vector<ComponentWeigh
   // Every device holds the arrangement the plan's counts give (a recovery may have narrowed them).
   for (size_t i = 0; i < replicas.size(); ++i) {
     const int blocks = static_cast<int>(replicas[i].blocks.size());
-    add_share(plan.shares[i].device, replicas[i], whole(plan.shares[i].device, plan, blocks));
+    add_share(replicas[i], whole(plan.shares[i].device, plan, blocks));
   }
 }
 
-void ComponentPlacement::add_share(Device device, const ComponentWeights& weights, const DeviceShare& share) {
-  ComponentPlan share_plan;
-  share_plan.name = plan_.name;
-  share_plan.residency = plan_.residency;
-  share_plan.precision = plan_.precision;
-  share_plan.resident_blocks = share.resident_blocks;
-  share_plan.streamed_blocks = share.streamed_blocks;
-  share_plan.slots = share.slots;
+void ComponentPlacement::add_share(const ComponentWeights& weights, const DeviceShare& share) {
   shares_.push_back(std::make_unique<DevicePlacement>(
-      device, share_of(weights, share.first_block, share.blocks, share.holds_shared), share_plan));
-  devices_.push_back(device);
+      plan_.residency, share_of(weights, share.first_block, share.blocks, share.holds_shared), share));
+  devices_.push_back(share.device);
   first_block_.push_back(share.first_block);
 }
 

@@ -40,7 +40,7 @@ class ComponentPlacement : public nn::BlockGate {
   const std::vector<Device>& devices() const { return devices_; }
 
  private:
-  void add_share(Device device, const ComponentWeights& weights, const DeviceShare& share);
+  void add_share(const ComponentWeights& weights, const DeviceShare& share);
   // The share holding block `index` and the block's index within it; every share when replicated.
   template <typename Gate>
   void gate(int index, Gate&& call);
