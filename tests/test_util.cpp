@@ -217,7 +217,8 @@ Tensor sequence_parallel_forward(QwenImageTransformer2DModel& model, const std::
   const TransformerCondition condition{
       encoder_hidden_states, encoder_hidden_states_mask,
       model.rotary(img_shapes, encoder_hidden_states.dim(1), devices.front(), dtype)};
-  Tensor prediction = executor.predict(0, hidden_states, {condition}).front();
+  executor.set_conditions({condition});
+  Tensor prediction = executor.predict(0, hidden_states).front();
   placement.end_phase();
   return prediction;
 }

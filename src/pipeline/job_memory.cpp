@@ -283,7 +283,8 @@ int64_t transformer_activation_peak(QwenImageTransformer2DModel& transformer,
     }
     Tensor latents =
         Tensor::empty({1, img_shapes.front().tokens(), config.in_channels}, dtype, Device::meta());
-    executor.predict(0, latents, conditions);
+    executor.set_conditions(std::move(conditions));
+    executor.predict(0, latents);
   });
   return (peak + devices - 1) / devices;
 }

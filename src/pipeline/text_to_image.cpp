@@ -147,7 +147,6 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
 
     const QwenImageTransformer2DModel& transformer = *components.transformer;
     TransformerExecutor executor(memory().transformers(components), *memory().transformer, img_shapes, dtype);
-    std::vector<TransformerCondition> conditions;
     ladder.run(JobPhase::Denoise, "denoise setup", [&] {
       TorchGenerator generator(request.seed);
       Tensor noise = generator.randn({1, 1, latent_channels, latent_height, latent_width});
@@ -155,9 +154,10 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
                     .to(dtype)
                     .to(components.device);
       // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
-      conditions = {{positive.embeds,
-                     {},
-                     transformer.rotary(img_shapes, positive.embeds.dim(1), components.device, dtype)}};
+      std::vector<TransformerCondition> conditions = {
+          {positive.embeds,
+           {},
+           transformer.rotary(img_shapes, positive.embeds.dim(1), components.device, dtype)}};
       if (result.used_cfg) {
         conditions.push_back(
             {negative.embeds,
@@ -167,6 +167,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
       memory().transformer->set_profiler(profiler);
       memory().transformer->begin_phase();
       executor.set_placement(*memory().transformer, memory().transformers(components));
+      executor.set_conditions(std::move(conditions));
       executor.precompute_modulation(sigma_timesteps);
     });
 
@@ -181,7 +182,7 @@ TextToImageResult text_to_image(QwenImageComponents& components, const TextToIma
         if (!placement.in_phase()) placement.set_profiler(profiler);
         placement.begin_phase(/*once_read_done=*/true);
         executor.set_placement(placement, memory().transformers(components));
-        std::vector<Tensor> predictions = executor.predict(step, latents, conditions);
+        std::vector<Tensor> predictions = executor.predict(step, latents);
         Tensor prediction = result.used_cfg
                                 ? guided_prediction(predictions[0], predictions[1], request.cfg_scale)
                                 : predictions[0];

@@ -1,7 +1,5 @@
 #include "pipeline/transformer_executor.h"
 
-#include "pipeline/ulysses_attention.h"
-
 namespace canvas {
 
 namespace {
@@ -68,104 +66,127 @@ void TransformerExecutor::precompute_modulation(const std::vector<float>& timest
   }
 }
 
-std::vector<Tensor> TransformerExecutor::predict(int step, const Tensor& latents,
-                                                 const std::vector<TransformerCondition>& inputs) {
+void TransformerExecutor::set_conditions(std::vector<TransformerCondition> inputs) {
+  const std::vector<Device>& devices = placement_->devices();
+  check(spread() != Spread::Guidance || inputs.size() == devices.size(),
+        "CFG parallelism runs one guidance half per device: " + std::to_string(devices.size()) +
+            " devices were given " + std::to_string(inputs.size()) + " conditions");
+  int64_t image_tokens = 0;
+  for (const ImageShape& shape : img_shapes_) image_tokens += shape.tokens();
+  conditions_ = std::move(inputs);
+  laid_out_.assign(conditions_.size(), {});
+  for (size_t k = 0; k < conditions_.size(); ++k) {
+    const TransformerCondition& input = conditions_[k];
+    const bool sequence = spread() == Spread::Sequence;
+    const std::vector<TokenShare> shares =
+        sequence ? share_tokens(input.embeds.dim(1), image_tokens, static_cast<int>(devices.size()))
+                 : std::vector<TokenShare>(devices.size());
+    for (size_t r = 0; r < devices.size(); ++r) {
+      DeviceCondition laid{devices[r], shares[r], {}, {}};
+      if (sequence) {
+        laid.rotary = rotary_share(input.rotary, laid.share, devices[r]);
+        laid.joint_key_mask = replicas_[r]->joint_key_mask(input.mask, image_tokens, devices[r]);
+      } else {
+        laid.rotary = rotary_on(input.rotary, devices[r]);
+      }
+      laid_out_[k].push_back(std::move(laid));
+    }
+  }
+}
+
+const TransformerExecutor::DeviceCondition& TransformerExecutor::on_device(size_t condition,
+                                                                           Device device) const {
+  for (const DeviceCondition& laid : laid_out_[condition])
+    if (laid.device == device) return laid;
+  throw Error("the transformer's conditions were not laid out on " + device.str());
+}
+
+std::vector<Tensor> TransformerExecutor::predict(int step, const Tensor& latents) {
   check(step >= 0 && !block_temb_.empty() && step < static_cast<int>(block_temb_.front().size()),
         "transformer step " + std::to_string(step) + " has no precomputed modulation");
+  check(!conditions_.empty(), "the transformer executor was given no conditions");
   switch (spread()) {
     case Spread::Sequence:
-      return predict_sequence_parallel(step, latents, inputs);
+      return predict_sequence_parallel(step, latents);
     case Spread::Guidance:
-      return predict_guidance_parallel(step, latents, inputs);
+      return predict_guidance_parallel(step, latents);
     case Spread::One:
     case Spread::Pipeline:
       break;
   }
-  return predict_on_blocks_devices(step, latents, inputs);
+  return predict_on_blocks_devices(step, latents);
 }
 
-std::vector<Tensor> TransformerExecutor::predict_on_blocks_devices(
-    int step, const Tensor& latents, const std::vector<TransformerCondition>& inputs) {
+std::vector<Tensor> TransformerExecutor::predict_on_blocks_devices(int step, const Tensor& latents) {
   const QwenImageTransformer2DModel& transformer = *replicas_.front();
-  const Device home = placement_->device();
+  Device current = placement_->device();
   std::vector<QwenImageBlockInputs> states;
-  std::vector<QwenImageRotary> rotary;
-  for (const TransformerCondition& input : inputs) {
-    rotary.push_back(rotary_on(input.rotary, home));
-    states.push_back(transformer.embed(latents, input.embeds, input.mask, img_shapes_, rotary.back()));
+  for (size_t k = 0; k < conditions_.size(); ++k) {
+    const TransformerCondition& input = conditions_[k];
+    states.push_back(
+        transformer.embed(latents, input.embeds, input.mask, img_shapes_, on_device(k, current).rotary));
   }
-  Device current = home;
   const auto& blocks = transformer.blocks();
   for (size_t i = 0; i < blocks.size(); ++i) {
     placement_->before_block(static_cast<int>(i));
     // A pipeline split hands the hidden states on to the device of the next block.
     if (const Device device = placement_->device_of_block(static_cast<int>(i)); device != current) {
       current = device;
-      for (size_t k = 0; k < inputs.size(); ++k) {
-        states[k].image = states[k].image.to(device);
-        states[k].text = states[k].text.to(device);
-        states[k].joint_key_mask =
-            states[k].joint_key_mask.defined() ? states[k].joint_key_mask.to(device) : Tensor();
-        rotary[k] = rotary_on(rotary[k], device);
+      for (QwenImageBlockInputs& state : states) {
+        state.image = state.image.to(device);
+        state.text = state.text.to(device);
+        if (state.joint_key_mask.defined()) state.joint_key_mask = state.joint_key_mask.to(device);
       }
     }
-    for (size_t k = 0; k < inputs.size(); ++k) {
+    for (size_t k = 0; k < states.size(); ++k) {
       QwenImageBlockInputs& state = states[k];
       std::tie(state.text, state.image) =
-          blocks[i].forward(state.image, state.text, state.joint_key_mask, modulation_[0][i][step], rotary[k],
-                            state.target_tokens);
+          blocks[i].forward(state.image, state.text, state.joint_key_mask, modulation_[0][i][step],
+                            on_device(k, current).rotary, state.target_tokens);
     }
     placement_->after_block(static_cast<int>(i));
   }
   std::vector<Tensor> predictions;
-  for (const QwenImageBlockInputs& state : states)
+  for (const QwenImageBlockInputs& state : states) {
     predictions.push_back(
-        transformer.finish(state.image.to(home), block_temb_[0][step]).to(latents.device()));
+        transformer.finish(state.image.to(placement_->device()), block_temb_[0][step]).to(latents.device()));
+  }
   return predictions;
 }
 
-std::vector<Tensor> TransformerExecutor::predict_sequence_parallel(
-    int step, const Tensor& latents, const std::vector<TransformerCondition>& inputs) {
-  const std::vector<Device>& devices = placement_->devices();
-  const size_t count = devices.size();
+std::vector<Tensor> TransformerExecutor::predict_sequence_parallel(int step, const Tensor& latents) {
+  const size_t count = placement_->devices().size();
   const int64_t image_tokens = latents.dim(1);
-  // Per condition, per device: its tokens' hidden states, rotary rows and the whole sequence's key mask.
+  // Per condition, per device: the hidden states of its tokens.
   struct DeviceState {
-    TokenShare share;
-    Tensor image, text, joint_key_mask;
-    QwenImageRotary rotary;
+    Tensor image, text;
   };
-  std::vector<std::vector<DeviceState>> states(inputs.size(), std::vector<DeviceState>(count));
-  for (size_t k = 0; k < inputs.size(); ++k) {
-    const TransformerCondition& input = inputs[k];
-    std::vector<TokenShare> shares = share_tokens(input.embeds.dim(1), image_tokens, static_cast<int>(count));
+  std::vector<std::vector<DeviceState>> states(conditions_.size(), std::vector<DeviceState>(count));
+  for (size_t k = 0; k < conditions_.size(); ++k) {
     for (size_t r = 0; r < count; ++r) {
-      DeviceState& state = states[k][r];
-      state.share = shares[r];
-      std::tie(state.image, state.text) =
-          replicas_[r]->embed_tokens(latents.slice(1, state.share.image_begin, state.share.image_end),
-                                     input.embeds.slice(1, state.share.text_begin, state.share.text_end));
-      state.rotary = rotary_share(input.rotary, state.share, devices[r]);
-      state.joint_key_mask = replicas_[r]->joint_key_mask(input.mask, image_tokens, devices[r]);
+      const TokenShare& share = laid_out_[k][r].share;
+      std::tie(states[k][r].image, states[k][r].text) =
+          replicas_[r]->embed_tokens(latents.slice(1, share.image_begin, share.image_end),
+                                     conditions_[k].embeds.slice(1, share.text_begin, share.text_end));
     }
   }
   const size_t blocks = replicas_.front()->blocks().size();
   for (size_t i = 0; i < blocks; ++i) {
     placement_->before_block(static_cast<int>(i));
-    for (std::vector<DeviceState>& condition : states) {
+    for (size_t k = 0; k < conditions_.size(); ++k) {
       std::vector<JointProjections> projections;
       std::vector<TokenShare> shares;
       std::vector<Tensor> masks;
       for (size_t r = 0; r < count; ++r) {
-        DeviceState& state = condition[r];
+        const DeviceCondition& laid = laid_out_[k][r];
         projections.push_back(replicas_[r]->blocks()[i].attention_inputs(
-            state.image, state.text, modulation_[r][i][step], state.rotary, image_tokens));
-        shares.push_back(state.share);
-        masks.push_back(state.joint_key_mask);
+            states[k][r].image, states[k][r].text, modulation_[r][i][step], laid.rotary, image_tokens));
+        shares.push_back(laid.share);
+        masks.push_back(laid.joint_key_mask);
       }
       std::vector<Tensor> attention = ulysses_attention(*communicator_, projections, shares, masks);
       for (size_t r = 0; r < count; ++r) {
-        DeviceState& state = condition[r];
+        DeviceState& state = states[k][r];
         std::tie(state.text, state.image) = replicas_[r]->blocks()[i].attention_residual(
             state.image, state.text, attention[r], modulation_[r][i][step], image_tokens);
       }
@@ -183,26 +204,22 @@ std::vector<Tensor> TransformerExecutor::predict_sequence_parallel(
   return predictions;
 }
 
-std::vector<Tensor> TransformerExecutor::predict_guidance_parallel(
-    int step, const Tensor& latents, const std::vector<TransformerCondition>& inputs) {
+std::vector<Tensor> TransformerExecutor::predict_guidance_parallel(int step, const Tensor& latents) {
   const std::vector<Device>& devices = placement_->devices();
-  check(inputs.size() == devices.size(),
-        "CFG parallelism runs one guidance half per device: " + std::to_string(devices.size()) +
-            " devices were given " + std::to_string(inputs.size()) + " conditions");
   std::vector<QwenImageBlockInputs> states;
-  std::vector<QwenImageRotary> rotary;
   for (size_t r = 0; r < devices.size(); ++r) {
-    rotary.push_back(rotary_on(inputs[r].rotary, devices[r]));
-    states.push_back(replicas_[r]->embed(latents, inputs[r].embeds, inputs[r].mask, img_shapes_, rotary[r]));
+    const TransformerCondition& input = conditions_[r];
+    states.push_back(
+        replicas_[r]->embed(latents, input.embeds, input.mask, img_shapes_, laid_out_[r][r].rotary));
   }
   const size_t blocks = replicas_.front()->blocks().size();
   for (size_t i = 0; i < blocks; ++i) {
     placement_->before_block(static_cast<int>(i));
     for (size_t r = 0; r < devices.size(); ++r) {
       QwenImageBlockInputs& state = states[r];
-      std::tie(state.text, state.image) =
-          replicas_[r]->blocks()[i].forward(state.image, state.text, state.joint_key_mask,
-                                            modulation_[r][i][step], rotary[r], state.target_tokens);
+      std::tie(state.text, state.image) = replicas_[r]->blocks()[i].forward(
+          state.image, state.text, state.joint_key_mask, modulation_[r][i][step], laid_out_[r][r].rotary,
+          state.target_tokens);
     }
     placement_->after_block(static_cast<int>(i));
   }

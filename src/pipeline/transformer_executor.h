@@ -15,6 +15,7 @@
 #include "backend/communicator.h"
 #include "models/qwen_image_transformer.h"
 #include "pipeline/model_placement.h"
+#include "pipeline/ulysses_attention.h"
 
 namespace canvas {
 
@@ -35,27 +36,36 @@ class TransformerExecutor {
 
   // Computes every block's modulation for the timesteps (t / 1000, as forward takes them).
   void precompute_modulation(const std::vector<float>& timesteps);
+  // The prompts' conditioning for the job, laid out once on the devices that read it.
+  void set_conditions(std::vector<TransformerCondition> inputs);
   // The predictions for each condition at `step`, from the same latents, on the latents' device.
-  std::vector<Tensor> predict(int step, const Tensor& latents,
-                              const std::vector<TransformerCondition>& inputs);
+  std::vector<Tensor> predict(int step, const Tensor& latents);
   // Continues with another arrangement of the weights (a recovery's lower rung) over the same devices;
   // the modulation already computed is kept.
   void set_placement(ComponentPlacement& placement, std::vector<const QwenImageTransformer2DModel*> replicas);
 
  private:
   Spread spread() const { return placement_->plan().spread; }
-  std::vector<Tensor> predict_on_blocks_devices(int step, const Tensor& latents,
-                                                const std::vector<TransformerCondition>& inputs);
-  std::vector<Tensor> predict_sequence_parallel(int step, const Tensor& latents,
-                                                const std::vector<TransformerCondition>& inputs);
-  std::vector<Tensor> predict_guidance_parallel(int step, const Tensor& latents,
-                                                const std::vector<TransformerCondition>& inputs);
+  // One condition's tables where one of the placement's devices reads them: its rotary rows (for sequence
+  // parallelism, those of the device's share of the tokens) and, split so, the key mask.
+  struct DeviceCondition {
+    Device device;
+    TokenShare share;
+    QwenImageRotary rotary;
+    Tensor joint_key_mask;
+  };
+  const DeviceCondition& on_device(size_t condition, Device device) const;
+  std::vector<Tensor> predict_on_blocks_devices(int step, const Tensor& latents);
+  std::vector<Tensor> predict_sequence_parallel(int step, const Tensor& latents);
+  std::vector<Tensor> predict_guidance_parallel(int step, const Tensor& latents);
 
   std::vector<const QwenImageTransformer2DModel*> replicas_;
   ComponentPlacement* placement_;
   std::vector<ImageShape> img_shapes_;
   DType dtype_;
   std::shared_ptr<Communicator> communicator_;
+  std::vector<TransformerCondition> conditions_;
+  std::vector<std::vector<DeviceCondition>> laid_out_;  // [condition][the placement's devices, in order]
   // Per replica: the block embedding per step, on the replica's first device, and each block's
   // modulation per step, on the block's device.
   std::vector<std::vector<Tensor>> block_temb_;
