@@ -158,6 +158,12 @@ ComponentWeights vae_weights(AutoencoderKLQwenImage& model) {
 
 namespace {
 
+// Whether the transformer's tokens can be shared among `devices` devices (sequence parallelism): its heads
+// divide among them, and no zero_cond_t, whose reference-image tokens are modulated apart.
+bool can_split_tokens(const QwenImageTransformerConfig& config, int devices) {
+  return devices > 1 && !config.zero_cond_t && config.num_attention_heads % devices == 0;
+}
+
 // The bytes a plan may use on `device`: the budget asked for, else what is free, less the backend's scratch
 // (outside what a dry run of the ops sees).
 int64_t device_budget(Device device, const MemoryOptions& options, const HostMemoryInfo& host) {
@@ -182,12 +188,10 @@ MachineFacts machine_facts(const QwenImageComponents& components) {
   machine.host_budget = options.host_budget_bytes.value_or(host.available_bytes);
   // A sequence-parallel plan's exchange is set up first, so the free memory measured leaves what the
   // collective library keeps on each device.
-  const bool may_split_tokens =
-      !options.extra_devices.empty() && !components.transformer->config().zero_cond_t &&
-      (options.plan.parallelism == Parallelism::Auto || options.plan.parallelism == Parallelism::Sequence);
-  if (may_split_tokens) {
-    std::vector<Device> devices{components.device};
-    devices.insert(devices.end(), options.extra_devices.begin(), options.extra_devices.end());
+  std::vector<Device> devices{components.device};
+  devices.insert(devices.end(), options.extra_devices.begin(), options.extra_devices.end());
+  if (can_split_tokens(components.transformer->config(), static_cast<int>(devices.size())) &&
+      (options.plan.parallelism == Parallelism::Auto || options.plan.parallelism == Parallelism::Sequence)) {
     machine.exchange = shared_communicator(devices)->description();
   }
   machine.device_budget = device_budget(components.device, options, host);
@@ -346,7 +350,7 @@ ComponentFacts transformer_facts(QwenImageComponents& components, const TextToIm
   denoise.boundary_bytes = storage_bytes(dtype, (image_tokens + longest_text) * config.inner_dim());
   denoise.pipeline_splittable = true;
   const int devices = 1 + static_cast<int>(components.memory_options.extra_devices.size());
-  if (!config.zero_cond_t && devices > 1 && config.num_attention_heads % devices == 0) {
+  if (can_split_tokens(config, devices)) {
     denoise.attention_heads = static_cast<int>(config.num_attention_heads);
     denoise.sequence_devices = devices;
     denoise.sequence_activation_bytes =
