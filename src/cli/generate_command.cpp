@@ -10,7 +10,7 @@
 #include "cli/progress_bar.h"
 #include "io/png_image.h"
 #include "memory/host_memory.h"
-#include "memory/profiler.h"
+#include "profile/profiler.h"
 #include "pipeline/components.h"
 #include "pipeline/generation_metadata.h"
 #include "pipeline/recovery.h"

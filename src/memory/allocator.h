@@ -12,7 +12,7 @@
 #include <string>
 #include <tuple>
 
-#include "tensor/device.h"
+#include "memory/device.h"
 #include "util/error.h"
 
 namespace canvas {

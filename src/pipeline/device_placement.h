@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "memory/planner.h"
-#include "memory/profiler.h"
-#include "memory/weight_streamer.h"
+#include "planning/planner.h"
+#include "profile/profiler.h"
+#include "planning/weight_streamer.h"
 #include "models/nn.h"
 
 namespace canvas {

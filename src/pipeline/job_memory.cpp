@@ -4,7 +4,7 @@
 
 #include "backend/backend.h"
 #include "backend/communicator.h"
-#include "memory/dry_run.h"
+#include "planning/dry_run.h"
 #include "memory/host_memory.h"
 #include "models/meta_weights.h"
 #include "pipeline/components.h"

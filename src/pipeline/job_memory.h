@@ -6,7 +6,7 @@
 #include <memory>
 #include <optional>
 
-#include "memory/planner.h"
+#include "planning/planner.h"
 #include "models/qwen_image_transformer.h"
 #include "pipeline/model_placement.h"
 #include "pipeline/recovery.h"

@@ -4,7 +4,7 @@
 #include <map>
 #include <mutex>
 
-#include "memory/machine_profile.h"
+#include "planning/machine_profile.h"
 #include "util/error.h"
 #include "util/json_cache.h"
 

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "memory/planner.h"
+#include "planning/planner.h"
 
 namespace canvas {
 

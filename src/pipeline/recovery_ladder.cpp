@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "backend/backend.h"
-#include "memory/profiler.h"
+#include "profile/profiler.h"
 #include "pipeline/components.h"
 #include "util/format.h"
 

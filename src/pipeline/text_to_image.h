@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "memory/profiler.h"
+#include "profile/profiler.h"
 #include "pipeline/components.h"
 
 namespace canvas {

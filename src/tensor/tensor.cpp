@@ -4,7 +4,6 @@
 #include <cstring>
 #include <numeric>
 
-#include "backend/ops.h"
 
 namespace canvas {
 
@@ -24,12 +23,6 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   tensor.shape_ = shape;
   tensor.strides_ = contiguous_strides(shape);
   tensor.dtype_ = dtype;
-  return tensor;
-}
-
-Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
-  Tensor tensor = empty(shape, dtype, device);
-  ops::fill_zero(tensor);
   return tensor;
 }
 
@@ -199,25 +192,6 @@ Tensor Tensor::squeeze(int axis) const {
   result.shape_.erase(result.shape_.begin() + resolved);
   result.strides_.erase(result.strides_.begin() + resolved);
   return result;
-}
-
-Tensor Tensor::contiguous() const {
-  return is_contiguous() ? *this : ops::contiguous(*this);
-}
-
-Tensor Tensor::to(DType dtype) const {
-  return dtype == dtype_ ? *this : ops::cast(*this, dtype);
-}
-
-Tensor Tensor::to(Device device) const {
-  return device == this->device() ? *this : ops::to_device(*this, device);
-}
-
-std::vector<float> Tensor::to_floats() const {
-  Tensor host = to(Device::cpu()).contiguous();
-  std::vector<float> values(static_cast<size_t>(numel()));
-  if (!values.empty()) convert_to_f32(dtype_, host.raw_data(), values.data(), numel());
-  return values;
 }
 
 }  // namespace canvas

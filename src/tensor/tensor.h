@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "memory/allocator.h"
-#include "tensor/device.h"
+#include "memory/device.h"
 #include "tensor/dtype.h"
 #include "tensor/shape.h"
 
@@ -18,6 +18,7 @@ class Tensor {
 
   // Uninitialized storage from the device's allocator, charged to the current owner.
   static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu());
+  // Zero-filled by the device's backend (backend/tensor_compute.cpp).
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu());
   // Wraps existing bytes (e.g. a mapped checkpoint) without copying. Byte offset into the buffer.
   static Tensor from_buffer(std::shared_ptr<Buffer> buffer, const Shape& shape, DType dtype,
@@ -58,6 +59,7 @@ class Tensor {
   Tensor unsqueeze(int axis) const;
   Tensor squeeze(int axis) const;
 
+  // These compute, so they run backend ops: defined in backend/tensor_compute.cpp.
   Tensor contiguous() const;
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;

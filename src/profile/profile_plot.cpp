@@ -1,4 +1,4 @@
-#include "memory/profile_plot.h"
+#include "profile/profile_plot.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "memory/plan_candidates.h"
+#include "planning/plan_candidates.h"
 
 namespace canvas::planning {
 

@@ -1,4 +1,4 @@
-#include "memory/dry_run.h"
+#include "planning/dry_run.h"
 
 #include <mutex>
 

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "memory/machine_profile.h"
-#include "tensor/device.h"
+#include "planning/machine_profile.h"
+#include "memory/device.h"
 
 namespace canvas {
 

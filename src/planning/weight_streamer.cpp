@@ -1,8 +1,8 @@
-#include "memory/weight_streamer.h"
+#include "planning/weight_streamer.h"
 
 #include <algorithm>
 
-#include "memory/profiler.h"
+#include "profile/profiler.h"
 
 namespace canvas {
 

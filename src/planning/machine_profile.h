@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "tensor/device.h"
+#include "memory/device.h"
 #include "tensor/dtype.h"
 
 namespace canvas {

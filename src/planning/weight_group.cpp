@@ -1,4 +1,4 @@
-#include "memory/weight_group.h"
+#include "planning/weight_group.h"
 
 #include <cstring>
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "memory/weight_group.h"
+#include "planning/weight_group.h"
 
 namespace canvas {
 

@@ -1,4 +1,4 @@
-#include "memory/profiler.h"
+#include "profile/profiler.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -9,7 +9,7 @@
 
 #include "backend/backend.h"
 #include "memory/host_memory.h"
-#include "memory/profile_plot.h"
+#include "profile/profile_plot.h"
 #include "util/atomic_file.h"
 #include "util/format.h"
 

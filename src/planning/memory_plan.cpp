@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <utility>
 
-#include "memory/planner.h"
+#include "planning/planner.h"
 #include "util/error.h"
 #include "util/format.h"
 

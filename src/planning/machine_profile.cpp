@@ -1,4 +1,4 @@
-#include "memory/machine_profile.h"
+#include "planning/machine_profile.h"
 
 #include <algorithm>
 #include <chrono>

@@ -1,11 +1,11 @@
-#include "memory/planner.h"
+#include "planning/planner.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
 
-#include "memory/plan_candidates.h"
+#include "planning/plan_candidates.h"
 #include "util/error.h"
 #include "util/format.h"
 

@@ -6,7 +6,7 @@
 #include <limits>
 #include <vector>
 
-#include "memory/planner.h"
+#include "planning/planner.h"
 
 namespace canvas::planning {
 
