@@ -12,41 +12,24 @@
 namespace canvas {
 namespace {
 
-class MemoryPlanPipeline : public ::testing::Test {
+class MemoryPlanPipeline : public test::TinyPipelineSuite {
  protected:
-  static void SetUpTestSuite() {
-    setenv("CANVAS_CACHE_DIR", test::scratch_dir("memory_plan_cache").c_str(), 1);
-    components_ =
-        new QwenImageComponents(load_qwen_image(test::source_path("models/tiny-qwen-image"), Device::cpu()));
-    request_ = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
-    components_->memory_options = {};
-    unconstrained_ = new TextToImageResult(text_to_image(*components_, request_));
+  static MemoryOptions options(Strategy strategy, std::optional<int64_t> device_budget = std::nullopt) {
+    MemoryOptions options;
+    options.plan.strategy = strategy;
+    options.device_budget_bytes = device_budget;
+    return options;
   }
-  static void TearDownTestSuite() {
-    delete unconstrained_;
-    delete components_;
+  static TextToImageResult run(Strategy strategy, std::optional<int64_t> device_budget = std::nullopt,
+                               ArrangementCache* cache = nullptr) {
+    return text_to_image(*model_, request_, options(strategy, device_budget), {}, cache);
   }
-
-  static TextToImageResult run(Strategy strategy, std::optional<int64_t> device_budget = std::nullopt) {
-    components_->memory_options = {};
-    components_->memory_options.plan.strategy = strategy;
-    components_->memory_options.device_budget_bytes = device_budget;
-    return text_to_image(*components_, request_);
-  }
-
-  static QwenImageComponents* components_;
-  static TextToImageResult* unconstrained_;
-  static TextToImageRequest request_;
 };
 
-QwenImageComponents* MemoryPlanPipeline::components_ = nullptr;
-TextToImageResult* MemoryPlanPipeline::unconstrained_ = nullptr;
-TextToImageRequest MemoryPlanPipeline::request_;
-
 TEST_F(MemoryPlanPipeline, UnconstrainedCpuPlanMapsEveryWeight) {
-  for (const ComponentPlan& part : unconstrained_->plan.components)
-    EXPECT_EQ(part.residency, Residency::Mapped) << part.name;
-  EXPECT_EQ(unconstrained_->bytes_streamed, 0);
+  for (const ComponentPlan& part : reference_->plan.components)
+    EXPECT_EQ(part.residency, Residency::Mapped) << component_name(part.component);
+  EXPECT_EQ(reference_->bytes_streamed, 0);
 }
 
 TEST_F(MemoryPlanPipeline, LosslessPresetsAreBitIdentical) {
@@ -54,20 +37,21 @@ TEST_F(MemoryPlanPipeline, LosslessPresetsAreBitIdentical) {
     TextToImageResult result = run(strategy);
     SCOPED_TRACE(std::string(strategy_name(strategy)));
     EXPECT_EQ(result.plan.strategy, strategy);
-    EXPECT_TRUE(test::bit_identical(result.latents, unconstrained_->latents));
-    EXPECT_TRUE(test::bit_identical(result.image, unconstrained_->image));
+    EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
+    EXPECT_TRUE(test::bit_identical(result.image, reference_->image));
     for (const ComponentPlan& part : result.plan.components) EXPECT_NE(part.residency, Residency::Mapped);
   }
 }
 
 TEST_F(MemoryPlanPipeline, SequentialOffloadStreamsEveryBlockEachStep) {
   TextToImageResult result = run(Strategy::SequentialOffload);
-  const ComponentPlan& transformer = result.plan.component("transformer");
+  const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   EXPECT_EQ(transformer.resident_blocks, 0);
-  EXPECT_EQ(transformer.streamed_blocks, static_cast<int>(components_->transformer->blocks().size()));
+  EXPECT_EQ(transformer.streamed_blocks, static_cast<int>(model_->transformer->blocks().size()));
   // Every step's blocks cross once (both guidance halves share them), plus the adaLN weights once.
   int64_t every_step = 0, once = 0;
-  components_->transformer->visit([&](const std::string& name, Tensor& tensor) {
+  QwenImageTransformer2DModel network = *model_->transformer;
+  network.visit([&](const std::string& name, Tensor& tensor) {
     if (!name.starts_with("transformer_blocks.")) return;
     bool modulation =
         name.find(".img_mod.") != std::string::npos || name.find(".txt_mod.") != std::string::npos;
@@ -80,32 +64,34 @@ TEST_F(MemoryPlanPipeline, SequentialOffloadStreamsEveryBlockEachStep) {
 
 TEST_F(MemoryPlanPipeline, AnyMixOfResidentAndStreamedBlocksIsBitIdentical) {
   // The tiny model's blocks are too small for a budget to force a mix, so the mixes are set by hand on
-  // the arrangement a lossless plan made; text_to_image then runs on it.
-  run(Strategy::ModelOffload);
-  JobMemory& memory = *components_->memory;
-  const int transformer_blocks = static_cast<int>(components_->transformer->blocks().size());
-  const int text_layers = static_cast<int>(components_->text_encoder->layers().size());
+  // the arrangement a lossless plan made; the next job of the same shape then runs on it.
+  ArrangementCache cache;
+  run(Strategy::ModelOffload, std::nullopt, &cache);
+  const int transformer_blocks = static_cast<int>(model_->transformer->blocks().size());
+  const int text_layers = static_cast<int>(model_->text_encoder->layers().size());
   ASSERT_GE(transformer_blocks, 2);
   for (int resident = 0; resident < transformer_blocks; ++resident) {
     for (int slots : {1, 2, 3}) {
-      ComponentPlan transformer_plan = memory.plan.component("transformer");
+      WeightArrangement& arrangement = *cache.arrangement;
+      ComponentPlan transformer_plan = arrangement.plan().component(Component::Transformer);
       transformer_plan.resident_blocks = resident;
       transformer_plan.streamed_blocks = transformer_blocks - resident;
       transformer_plan.slots = slots;
-      memory.transformer = std::make_unique<ComponentPlacement>(
-          Device::cpu(), transformer_weights(*components_->transformer), transformer_plan);
-      ComponentPlan text_plan = memory.plan.component("text_encoder");
+      arrangement.release(Component::Transformer);
+      arrangement.arrange(transformer_plan);
+      ComponentPlan text_plan = arrangement.plan().component(Component::TextEncoder);
       text_plan.resident_blocks = text_layers - 1 - std::min(resident, text_layers - 1);
       text_plan.streamed_blocks = text_layers - text_plan.resident_blocks;
       text_plan.slots = slots;
-      memory.text_encoder = std::make_unique<ComponentPlacement>(
-          Device::cpu(), text_encoder_weights(*components_->text_encoder), text_plan);
+      arrangement.release(Component::TextEncoder);
+      arrangement.arrange(text_plan);
 
-      TextToImageResult result = text_to_image(*components_, request_);
+      TextToImageResult result = run(Strategy::ModelOffload, std::nullopt, &cache);
       SCOPED_TRACE("resident blocks " + std::to_string(resident) + ", slots " + std::to_string(slots));
+      ASSERT_EQ(result.plan.component(Component::Transformer).resident_blocks, resident);
       EXPECT_GT(result.bytes_streamed, 0);
-      EXPECT_TRUE(test::bit_identical(result.latents, unconstrained_->latents));
-      EXPECT_TRUE(test::bit_identical(result.image, unconstrained_->image));
+      EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
+      EXPECT_TRUE(test::bit_identical(result.image, reference_->image));
     }
   }
 }
@@ -120,11 +106,8 @@ TEST_F(MemoryPlanPipeline, PlannedPeakBoundsTheMeasuredPeak) {
     planned_peak = std::max(planned_peak, planned_in_use);
   });
   for (Strategy strategy : {Strategy::Bf16Full, Strategy::ModelOffload, Strategy::SequentialOffload}) {
-    components_->memory_options = {};
-    components_->memory_options.plan.strategy = strategy;
-    components_->memory.reset();
     planned_in_use = planned_peak = 0;
-    TextToImageResult result = text_to_image(*components_, request_);
+    TextToImageResult result = run(strategy);
     SCOPED_TRACE(std::string(strategy_name(strategy)));
     // On the CPU device, the inputs the pipeline builds on the host (token ids, noise, rotary tables) are
     // device memory too, which a GPU run would not charge there: a few KiB at this size.
@@ -142,14 +125,14 @@ TEST_F(MemoryPlanPipeline, QuantizedPresetsStayWithinTheirMeasuredError) {
   };
   for (Case c : {Case{Strategy::Fp8, 5e-2}, Case{Strategy::Nf4, 2e-1}}) {
     TextToImageResult result = run(c.strategy);
-    double error = test::relative_error(result.latents, unconstrained_->latents);
+    double error = test::relative_error(result.latents, reference_->latents);
     std::printf("[ quantized ] %s latents rel error %.3g\n", std::string(strategy_name(c.strategy)).c_str(),
                 error);
     EXPECT_GT(error, 0.0);
     EXPECT_LE(error, c.limit);
   }
   // A later lossless job starts again from the checkpoint's weights.
-  EXPECT_TRUE(test::bit_identical(run(Strategy::ModelOffload).latents, unconstrained_->latents));
+  EXPECT_TRUE(test::bit_identical(run(Strategy::ModelOffload).latents, reference_->latents));
 }
 
 TEST_F(MemoryPlanPipeline, ForcedPresetThatCannotFitNamesOneThatDoes) {
@@ -174,7 +157,7 @@ TEST_F(MemoryPlanPipeline, BudgetBelowTheActivationsFailsClearly) {
     EXPECT_NE(std::string(error.what()).find("no strategy fits"), std::string::npos) << error.what();
   }
   // The failed plan changed nothing: the next job runs as before.
-  EXPECT_TRUE(test::bit_identical(run(Strategy::Auto).latents, unconstrained_->latents));
+  EXPECT_TRUE(test::bit_identical(run(Strategy::Auto).latents, reference_->latents));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // placing what the parallelism asks, and for choosing the spread that is fastest for the job.
 #include <gtest/gtest.h>
 
+#include "pipeline/job_facts.h"
 #include "pipeline/text_to_image.h"
 #include "test_util.h"
 
@@ -14,10 +15,9 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 class MultiDevicePlanner : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    components_ = new QwenImageComponents(test::full_size_planning_components("multi_device_planner"));
-    components_->memory_options.extra_devices = {Device::cuda(1)};
+    model_ = new QwenImageModel(test::full_size_planning_model("multi_device_planner"));
   }
-  static void TearDownTestSuite() { delete components_; }
+  static void TearDownTestSuite() { delete model_; }
 
   // Facts of a 50-step job at `side`², CFG 4 or without guidance, measured for two devices.
   static std::vector<ComponentFacts> facts(int64_t side, bool guided = true) {
@@ -26,7 +26,9 @@ class MultiDevicePlanner : public ::testing::Test {
     request.width = request.height = side;
     request.steps = 50;
     request.cfg_scale = guided ? 4.0f : 1.0f;
-    return text_to_image_facts(*components_, request);
+    MemoryOptions options;
+    options.extra_devices = {Device::cuda(1)};
+    return job_facts(*model_, job_geometry(model_->configs, request), request.prompt, options);
   }
   // Two H200s (figures from bench/RESULTS.md) joined at a peer-copy rate of 300 GB/s (NVLink's order), each
   // with `gib` free.
@@ -63,26 +65,26 @@ class MultiDevicePlanner : public ::testing::Test {
     MemoryPlan one = plan(job, first_only(two_h200(136)), Parallelism::Auto);
     MemoryPlan two = plan(job, two_h200(136), Parallelism::Auto);
     expect_within_budgets(two);
-    const ComponentPlan& transformer = two.component("transformer");
+    const ComponentPlan& transformer = two.component(Component::Transformer);
     EXPECT_EQ(transformer.spread, spread);
     EXPECT_EQ(transformer.shares.size(), 2u);
     EXPECT_EQ(transformer.streamed_blocks, 0);
     return {one, two};
   }
 
-  static QwenImageComponents* components_;
+  static QwenImageModel* model_;
 };
 
-QwenImageComponents* MultiDevicePlanner::components_ = nullptr;
+QwenImageModel* MultiDevicePlanner::model_ = nullptr;
 
 TEST_F(MultiDevicePlanner, TwoSmallCardsHoldTheTransformerInsteadOfStreamingIt) {
   // One 24 GiB card streams part of the 40.9 GB transformer every step; two hold all of it.
   const std::vector<ComponentFacts> job = facts(1024);
   MemoryPlan one = plan(job, first_only(two_h200(24)), Parallelism::Auto);
-  ASSERT_GT(one.component("transformer").streamed_blocks, 0);
+  ASSERT_GT(one.component(Component::Transformer).streamed_blocks, 0);
   MemoryPlan two = plan(job, two_h200(24), Parallelism::Auto);
   expect_within_budgets(two);
-  const ComponentPlan& transformer = two.component("transformer");
+  const ComponentPlan& transformer = two.component(Component::Transformer);
   EXPECT_EQ(transformer.streamed_blocks, 0);
   EXPECT_EQ(transformer.spread, Spread::Pipeline);
   EXPECT_LT(two.predicted_step_s(), one.predicted_step_s());
@@ -93,7 +95,7 @@ TEST_F(MultiDevicePlanner, TwoSmallCardsHoldTheTransformerInsteadOfStreamingIt) 
 TEST_F(MultiDevicePlanner, PipelineSplitCoversEveryBlockOnceWithTheSharedWeightsFirst) {
   MemoryPlan split = plan(facts(1024), two_h200(32, 20), Parallelism::Pipeline);
   expect_within_budgets(split);
-  const ComponentPlan& transformer = split.component("transformer");
+  const ComponentPlan& transformer = split.component(Component::Transformer);
   ASSERT_EQ(transformer.shares.size(), 2u);
   EXPECT_EQ(transformer.shares[0].device, Device::cuda(0));
   EXPECT_EQ(transformer.shares[1].device, Device::cuda(1));
@@ -109,14 +111,15 @@ TEST_F(MultiDevicePlanner, PipelineSplitCoversEveryBlockOnceWithTheSharedWeights
 TEST_F(MultiDevicePlanner, ComponentsGoWholeOntoDifferentDevices) {
   MemoryPlan apart = plan(facts(1024), two_h200(48), Parallelism::Components);
   expect_within_budgets(apart);
-  const Device text = apart.component("text_encoder").device_or(Device::cpu());
-  const Device transformer = apart.component("transformer").device_or(Device::cpu());
+  const Device text = apart.component(Component::TextEncoder).device_or(Device::cpu());
+  const Device transformer = apart.component(Component::Transformer).device_or(Device::cpu());
   EXPECT_NE(text, transformer);
-  for (const ComponentPlan& part : apart.components) EXPECT_EQ(part.spread, Spread::One) << part.name;
+  for (const ComponentPlan& part : apart.components)
+    EXPECT_EQ(part.spread, Spread::One) << component_name(part.component);
   // Apart, neither has to leave the device between jobs: both stay resident.
-  EXPECT_EQ(apart.component("text_encoder").residency, Residency::Resident);
-  EXPECT_EQ(apart.component("transformer").residency, Residency::Resident);
-  EXPECT_EQ(apart.component("transformer").streamed_blocks, 0);
+  EXPECT_EQ(apart.component(Component::TextEncoder).residency, Residency::Resident);
+  EXPECT_EQ(apart.component(Component::Transformer).residency, Residency::Resident);
+  EXPECT_EQ(apart.component(Component::Transformer).streamed_blocks, 0);
 }
 
 TEST_F(MultiDevicePlanner, SequenceParallelNearlyHalvesAStepWithoutGuidanceAtLargeResolutions) {
@@ -158,7 +161,7 @@ TEST_F(MultiDevicePlanner, CfgParallelHalvesAGuidedStepWithoutExchangesInside) {
 TEST_F(MultiDevicePlanner, SequenceParallelStreamsWhereTheReplicasDoNotFit) {
   MemoryPlan streamed = plan(facts(1024), two_h200(24), Parallelism::Sequence);
   expect_within_budgets(streamed);
-  const ComponentPlan& transformer = streamed.component("transformer");
+  const ComponentPlan& transformer = streamed.component(Component::Transformer);
   EXPECT_EQ(transformer.spread, Spread::Sequence);
   EXPECT_GT(transformer.streamed_blocks, 0);
   EXPECT_EQ(transformer.shares[0].resident_blocks, transformer.shares[1].resident_blocks);
@@ -167,7 +170,8 @@ TEST_F(MultiDevicePlanner, SequenceParallelStreamsWhereTheReplicasDoNotFit) {
 TEST_F(MultiDevicePlanner, NoneKeepsEverythingOnTheFirstDevice) {
   MemoryPlan first = plan(facts(1024), two_h200(136), Parallelism::None);
   for (const ComponentPlan& part : first.components) {
-    for (const DeviceShare& share : part.shares) EXPECT_EQ(share.device, Device::cuda(0)) << part.name;
+    for (const DeviceShare& share : part.shares)
+      EXPECT_EQ(share.device, Device::cuda(0)) << component_name(part.component);
   }
   EXPECT_EQ(first.pools[1].predicted_peak_bytes, 0);
 }
@@ -194,14 +198,14 @@ TEST_F(MultiDevicePlanner, ANarrowedPipelineKeepsItsSplitAndGivesUpBlocksInPropo
   const MachineFacts machine = two_h200(24);
   MemoryPlan split = plan(job, machine, Parallelism::Pipeline);
   MemoryPlan narrowed = split;
-  narrowed.component("transformer").resident_blocks = 30;
+  narrowed.component(Component::Transformer).resident_blocks = 30;
   MemoryPlan evaluated = evaluate_plan(job, machine, narrowed);
-  const ComponentPlan& transformer = evaluated.component("transformer");
+  const ComponentPlan& transformer = evaluated.component(Component::Transformer);
   ASSERT_EQ(transformer.shares.size(), 2u);
   EXPECT_EQ(transformer.resident_blocks, 30);
   EXPECT_EQ(transformer.streamed_blocks, 30);
   for (size_t s = 0; s < 2; ++s) {
-    const DeviceShare& before = split.component("transformer").shares[s];
+    const DeviceShare& before = split.component(Component::Transformer).shares[s];
     const DeviceShare& after = transformer.shares[s];
     EXPECT_EQ(after.blocks, before.blocks);
     EXPECT_NEAR(after.resident_blocks, before.resident_blocks / 2.0, 1.0);

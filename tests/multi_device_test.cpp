@@ -154,50 +154,29 @@ TEST(SequenceParallelTransformer, MatchesTheReferenceWithAMaskAndUnevenShares) {
   }
 }
 
-class MultiDevicePipeline : public ::testing::Test {
+class MultiDevicePipeline : public test::TinyPipelineSuite {
  protected:
-  static void SetUpTestSuite() {
-    setenv("CANVAS_CACHE_DIR", test::scratch_dir("multi_device_cache").c_str(), 1);
-    components_ =
-        new QwenImageComponents(load_qwen_image(test::source_path("models/tiny-qwen-image"), Device::cpu()));
-    request_ = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
-    components_->memory_options = {};
-    one_device_ = new TextToImageResult(text_to_image(*components_, request_));
-  }
-  static void TearDownTestSuite() {
-    delete one_device_;
-    delete components_;
-  }
-
   static TextToImageResult run(Parallelism parallelism, Strategy strategy = Strategy::Auto) {
-    components_->memory_options = {};
-    components_->memory_options.plan.parallelism = parallelism;
-    components_->memory_options.plan.strategy = strategy;
-    components_->memory_options.extra_devices = {kSecond};
+    MemoryOptions options;
+    options.plan.parallelism = parallelism;
+    options.plan.strategy = strategy;
+    options.extra_devices = {kSecond};
     allocator_for(kSecond).reset_peak();
-    TextToImageResult result = text_to_image(*components_, request_);
+    TextToImageResult result = text_to_image(*model_, request_, options);
     for (const std::string& line : result.plan.describe()) std::printf("  %s\n", line.c_str());
     return result;
   }
-
-  static QwenImageComponents* components_;
-  static TextToImageResult* one_device_;
-  static TextToImageRequest request_;
 };
-
-QwenImageComponents* MultiDevicePipeline::components_ = nullptr;
-TextToImageResult* MultiDevicePipeline::one_device_ = nullptr;
-TextToImageRequest MultiDevicePipeline::request_;
 
 TEST_F(MultiDevicePipeline, PipelineSplitHandsTheHiddenStatesOnAndIsBitIdentical) {
   TextToImageResult result = run(Parallelism::Pipeline);
-  const ComponentPlan& transformer = result.plan.component("transformer");
+  const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   ASSERT_EQ(transformer.spread, Spread::Pipeline);
   ASSERT_EQ(transformer.shares.size(), 2u);
   EXPECT_EQ(transformer.shares[1].device, kSecond);
   EXPECT_GT(allocator_for(kSecond).peak(), 0);
-  EXPECT_TRUE(test::bit_identical(result.latents, one_device_->latents));
-  EXPECT_TRUE(test::bit_identical(result.image, one_device_->image));
+  EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
+  EXPECT_TRUE(test::bit_identical(result.image, reference_->image));
   EXPECT_NE(result.plan.describe()[2].find("pipeline split: cpu blocks 0-0"), std::string::npos);
   EXPECT_NE(result.plan.describe()[2].find("cpu:1 blocks 1-1"), std::string::npos);
 }
@@ -209,17 +188,17 @@ TEST_F(MultiDevicePipeline, ComponentsOnDifferentDevicesAreBitIdentical) {
     devices.insert(part.device_or(Device::cpu()).str());
   EXPECT_EQ(devices.size(), 2u);
   EXPECT_GT(allocator_for(kSecond).peak(), 0);
-  EXPECT_TRUE(test::bit_identical(result.latents, one_device_->latents));
-  EXPECT_TRUE(test::bit_identical(result.image, one_device_->image));
+  EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
+  EXPECT_TRUE(test::bit_identical(result.image, reference_->image));
 }
 
 TEST_F(MultiDevicePipeline, SequenceParallelStaysWithinTheFp32Tolerance) {
   TextToImageResult result = run(Parallelism::Sequence);
-  const ComponentPlan& transformer = result.plan.component("transformer");
+  const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   ASSERT_EQ(transformer.spread, Spread::Sequence);
   EXPECT_GT(allocator_for(kSecond).peak(), 0);
-  const double latents_error = test::relative_error(result.latents, one_device_->latents);
-  const double image_error = test::relative_error(result.image, one_device_->image);
+  const double latents_error = test::relative_error(result.latents, reference_->latents);
+  const double image_error = test::relative_error(result.image, reference_->image);
   std::printf("sequence parallel over 2 devices: latents %.3g, image %.3g from one device\n", latents_error,
               image_error);
   EXPECT_LE(latents_error, 1e-4);
@@ -227,40 +206,40 @@ TEST_F(MultiDevicePipeline, SequenceParallelStaysWithinTheFp32Tolerance) {
 
   // Streaming every block on both devices changes where the weights are, not a bit of the result.
   TextToImageResult streamed = run(Parallelism::Sequence, Strategy::SequentialOffload);
-  EXPECT_EQ(streamed.plan.component("transformer").resident_blocks, 0);
+  EXPECT_EQ(streamed.plan.component(Component::Transformer).resident_blocks, 0);
   EXPECT_GT(streamed.bytes_streamed, 0);
   EXPECT_TRUE(test::bit_identical(streamed.latents, result.latents));
 }
 
 TEST_F(MultiDevicePipeline, CfgParallelRunsEachGuidanceHalfOnItsOwnDeviceBitIdentically) {
   TextToImageResult result = run(Parallelism::Guidance);
-  const ComponentPlan& transformer = result.plan.component("transformer");
+  const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   ASSERT_EQ(transformer.spread, Spread::Guidance);
   EXPECT_GT(allocator_for(kSecond).peak(), 0);
-  EXPECT_TRUE(test::bit_identical(result.latents, one_device_->latents));
-  EXPECT_TRUE(test::bit_identical(result.image, one_device_->image));
+  EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
+  EXPECT_TRUE(test::bit_identical(result.image, reference_->image));
 }
 
 TEST_F(MultiDevicePipeline, NoneLeavesTheSecondDeviceUntouched) {
   TextToImageResult result = run(Parallelism::None);
   EXPECT_EQ(allocator_for(kSecond).peak(), 0);
-  EXPECT_TRUE(test::bit_identical(result.latents, one_device_->latents));
+  EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
 }
 
 TEST_F(MultiDevicePipeline, TheSecondDevicesBudgetIsKept) {
   // Every device gets the same budget (beside the backend's scratch); the split keeps each within it.
   const int64_t budget = backend_for(kSecond).scratch_reserve_bytes() + (int64_t{11} << 20);
-  components_->memory_options = {};
-  components_->memory_options.extra_devices = {kSecond};
-  components_->memory_options.plan.parallelism = Parallelism::Pipeline;
-  components_->memory_options.device_budget_bytes = budget;
+  MemoryOptions options;
+  options.extra_devices = {kSecond};
+  options.plan.parallelism = Parallelism::Pipeline;
+  options.device_budget_bytes = budget;
   allocator_for(Device::cpu()).reset_peak();
   allocator_for(kSecond).reset_peak();
-  TextToImageResult result = text_to_image(*components_, request_);
+  TextToImageResult result = text_to_image(*model_, request_, options);
   for (const PoolUse& pool : result.plan.pools) EXPECT_LE(pool.predicted_peak_bytes, pool.budget);
   EXPECT_GT(allocator_for(kSecond).peak(), 0);
   EXPECT_LE(allocator_for(kSecond).peak(), budget);
-  EXPECT_TRUE(test::bit_identical(result.latents, one_device_->latents));
+  EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
 }
 
 }  // namespace

@@ -13,14 +13,13 @@ namespace {
 class PipelineGolden : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() {
-    components_ =
-        new QwenImageComponents(load_qwen_image(test::source_path("models/tiny-qwen-image"), Device::cpu()));
+    model_ = new QwenImageModel(load_qwen_image(test::source_path("models/tiny-qwen-image"), Device::cpu()));
   }
-  static void TearDownTestSuite() { delete components_; }
-  static QwenImageComponents* components_;
+  static void TearDownTestSuite() { delete model_; }
+  static QwenImageModel* model_;
 };
 
-QwenImageComponents* PipelineGolden::components_ = nullptr;
+QwenImageModel* PipelineGolden::model_ = nullptr;
 
 TEST_P(PipelineGolden, ImageMatchesDiffusers) {
   const std::string folder = "pipeline/" + GetParam();
@@ -28,8 +27,9 @@ TEST_P(PipelineGolden, ImageMatchesDiffusers) {
   WeightSource golden = test::open_golden(folder);
   TextToImageRequest request = test::golden_request(parameters);
   int steps_reported = 0;
-  TextToImageResult result =
-      text_to_image(*components_, request, {[&](int done, int) { steps_reported = done; }, {}, nullptr});
+  JobObservers observers;
+  observers.on_step = [&](int done, int) { steps_reported = done; };
+  TextToImageResult result = text_to_image(*model_, request, {}, observers);
 
   EXPECT_EQ(steps_reported, request.steps);
   EXPECT_EQ(result.used_cfg, parameters.at("do_true_cfg").get<bool>());
@@ -62,10 +62,10 @@ TEST_F(PipelineGolden, SameSeedSameImageDifferentSeedDifferentImage) {
   request.steps = 2;
   request.width = request.height = 32;
   request.seed = 5;
-  std::vector<uint8_t> first = image_to_rgb8(text_to_image(*components_, request).image);
-  std::vector<uint8_t> again = image_to_rgb8(text_to_image(*components_, request).image);
+  std::vector<uint8_t> first = image_to_rgb8(text_to_image(*model_, request, {}).image);
+  std::vector<uint8_t> again = image_to_rgb8(text_to_image(*model_, request, {}).image);
   request.seed = 6;
-  std::vector<uint8_t> other = image_to_rgb8(text_to_image(*components_, request).image);
+  std::vector<uint8_t> other = image_to_rgb8(text_to_image(*model_, request, {}).image);
   EXPECT_EQ(first, again);
   EXPECT_NE(first, other);
 }
@@ -77,20 +77,20 @@ TEST_F(PipelineGolden, BadRequestsAreClearErrors) {
   request.width = 100;  // not a multiple of 16
   request.height = 64;
   try {
-    validate_request(request, *components_);
+    validate_request(request, model_->configs);
     FAIL() << "a width of 100 must be rejected";
   } catch (const Error& error) {
     EXPECT_NE(std::string(error.what()).find("multiples of 16"), std::string::npos) << error.what();
   }
   request.width = 64;
   request.steps = 0;
-  EXPECT_THROW(validate_request(request, *components_), Error);
+  EXPECT_THROW(validate_request(request, model_->configs), Error);
   request.steps = 2;
   request.width = 1 << 20;
-  EXPECT_THROW(validate_request(request, *components_), Error);
+  EXPECT_THROW(validate_request(request, model_->configs), Error);
   request.width = 64;
   request.cfg_scale = NAN;
-  EXPECT_THROW(validate_request(request, *components_), Error);
+  EXPECT_THROW(validate_request(request, model_->configs), Error);
 }
 
 }  // namespace

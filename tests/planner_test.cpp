@@ -4,6 +4,7 @@
 // strategy asks, and for getting no faster as memory shrinks.
 #include <gtest/gtest.h>
 
+#include "pipeline/job_facts.h"
 #include "pipeline/text_to_image.h"
 #include "test_util.h"
 
@@ -15,35 +16,36 @@ constexpr int64_t kGiB = int64_t{1} << 30;
 class FullSizePlanner : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    components_ = new QwenImageComponents(test::full_size_planning_components("planner"));
+    model_ = new QwenImageModel(test::full_size_planning_model("planner"));
     TextToImageRequest request;
     request.prompt = "a lighthouse on a cliff at dusk, oil painting";
     request.width = request.height = 1024;
     request.steps = 50;
     request.cfg_scale = 4.0f;
-    facts_ = new std::vector<ComponentFacts>(text_to_image_facts(*components_, request));
+    facts_ = new std::vector<ComponentFacts>(
+        job_facts(*model_, job_geometry(model_->configs, request), request.prompt, MemoryOptions{}));
   }
   static void TearDownTestSuite() {
     delete facts_;
-    delete components_;
+    delete model_;
   }
 
   static MachineFacts h200(int64_t budget_bytes) { return test::h200_machine(budget_bytes); }
-  static const ComponentFacts& fact(const std::string& name) {
-    for (const ComponentFacts& component : *facts_)
-      if (component.name == name) return component;
-    throw Error("no facts for " + name);
+  static const ComponentFacts& fact(Component component) {
+    for (const ComponentFacts& facts : *facts_)
+      if (facts.component == component) return facts;
+    throw Error("no facts for " + component_label(component));
   }
 
-  static QwenImageComponents* components_;
+  static QwenImageModel* model_;
   static std::vector<ComponentFacts>* facts_;
 };
 
-QwenImageComponents* FullSizePlanner::components_ = nullptr;
+QwenImageModel* FullSizePlanner::model_ = nullptr;
 std::vector<ComponentFacts>* FullSizePlanner::facts_ = nullptr;
 
 TEST_F(FullSizePlanner, WeightBytesComeFromTheCheckpoint) {
-  const ComponentFacts& transformer = fact("transformer");
+  const ComponentFacts& transformer = fact(Component::Transformer);
   ASSERT_EQ(transformer.blocks.size(), 60u);
   // 20,430,401,088 parameters in bf16.
   EXPECT_EQ(transformer.shared_bytes + transformer.block_bytes(WeightPrecision::Lossless),
@@ -57,15 +59,15 @@ TEST_F(FullSizePlanner, WeightBytesComeFromTheCheckpoint) {
   EXPECT_NEAR(block.bytes[static_cast<int>(WeightPrecision::Fp8)] / lossless, 0.5, 0.01);
   EXPECT_NEAR(block.bytes[static_cast<int>(WeightPrecision::Nf4)] / lossless, 0.28, 0.01);
 
-  const ComponentFacts& text = fact("text_encoder");
+  const ComponentFacts& text = fact(Component::TextEncoder);
   ASSERT_EQ(text.blocks.size(), 28u);
   EXPECT_EQ(text.shared_bytes + text.block_bytes(WeightPrecision::Lossless), int64_t{7'070'619'136} * 2);
   EXPECT_FALSE(text.quantizable);
 }
 
 TEST_F(FullSizePlanner, DryRunMeasuresThisJobsActivations) {
-  const int64_t transformer = fact("transformer").activation_bytes;
-  const int64_t vae = fact("vae").activation_bytes;
+  const int64_t transformer = fact(Component::Transformer).activation_bytes;
+  const int64_t vae = fact(Component::Vae).activation_bytes;
   // 4096 image tokens x 3072 wide in bf16 is 24 MiB per tensor: a block holds a few dozen of them, and
   // the job keeps 60 x 50 x 2 modulation rows.
   EXPECT_GT(transformer, 256 << 20);
@@ -73,14 +75,14 @@ TEST_F(FullSizePlanner, DryRunMeasuresThisJobsActivations) {
   // The f32 VAE's 1024x1024 feature maps are 512 MiB each at 128 channels.
   EXPECT_GT(vae, kGiB);
   EXPECT_LT(vae, 16 * kGiB);
-  EXPECT_GT(fact("text_encoder").activation_bytes, 0);
+  EXPECT_GT(fact(Component::TextEncoder).activation_bytes, 0);
 }
 
 TEST_F(FullSizePlanner, UnconstrainedH200HoldsEverythingResident) {
   MemoryPlan plan = plan_memory(*facts_, h200(136 * kGiB), {});
   EXPECT_EQ(plan.chosen, Strategy::Bf16Full);
   EXPECT_LE(plan.predicted_peak_bytes, 136 * kGiB);
-  EXPECT_EQ(plan.component("transformer").streamed_blocks, 0);
+  EXPECT_EQ(plan.component(Component::Transformer).streamed_blocks, 0);
 }
 
 TEST_F(FullSizePlanner, SmallerBudgetsStreamMoreAndAreNeverFaster) {
@@ -93,7 +95,7 @@ TEST_F(FullSizePlanner, SmallerBudgetsStreamMoreAndAreNeverFaster) {
     MemoryPlan plan = plan_memory(*facts_, h200(gib * kGiB), {});
     SCOPED_TRACE(std::to_string(gib) + " GiB");
     for (const std::string& line : plan.describe()) std::printf("  %s\n", line.c_str());
-    const ComponentPlan& transformer = plan.component("transformer");
+    const ComponentPlan& transformer = plan.component(Component::Transformer);
     EXPECT_LE(plan.predicted_peak_bytes, gib * kGiB);
     EXPECT_EQ(transformer.precision, WeightPrecision::Lossless);
     EXPECT_GT(transformer.streamed_blocks, 0);
@@ -103,7 +105,7 @@ TEST_F(FullSizePlanner, SmallerBudgetsStreamMoreAndAreNeverFaster) {
     previous_step = plan.predicted_step_s();
   }
   // At 4 GiB even the text encoder (15 GB) streams.
-  EXPECT_GT(plan_memory(*facts_, h200(4 * kGiB), {}).component("text_encoder").streamed_blocks, 0);
+  EXPECT_GT(plan_memory(*facts_, h200(4 * kGiB), {}).component(Component::TextEncoder).streamed_blocks, 0);
 }
 
 TEST_F(FullSizePlanner, FewBlocksStreamedHideBehindCompute) {
@@ -118,12 +120,12 @@ TEST_F(FullSizePlanner, QualityCeilingLetsAutoPickFp8WhenItAvoidsStreaming) {
   PlanRequest request;
   request.quality = Quality::Fp8;
   MemoryPlan plan = plan_memory(*facts_, h200(24 * kGiB), request);
-  const ComponentPlan& transformer = plan.component("transformer");
+  const ComponentPlan& transformer = plan.component(Component::Transformer);
   EXPECT_EQ(transformer.precision, WeightPrecision::Fp8);
   EXPECT_EQ(transformer.streamed_blocks, 0);
   EXPECT_EQ(plan.chosen, Strategy::Fp8);
   // Lossless stays the default: the same budget without the ceiling keeps bf16 weights.
-  EXPECT_EQ(plan_memory(*facts_, h200(24 * kGiB), {}).component("transformer").precision,
+  EXPECT_EQ(plan_memory(*facts_, h200(24 * kGiB), {}).component(Component::Transformer).precision,
             WeightPrecision::Lossless);
 }
 
@@ -134,13 +136,13 @@ TEST_F(FullSizePlanner, PresetsPlaceAsTheirNamesSay) {
     return plan_memory(*facts_, h200(gib * kGiB), request);
   };
   MemoryPlan sequential = plan_for(Strategy::SequentialOffload, 8);
-  EXPECT_EQ(sequential.component("transformer").resident_blocks, 0);
-  EXPECT_EQ(sequential.component("text_encoder").resident_blocks, 0);
+  EXPECT_EQ(sequential.component(Component::Transformer).resident_blocks, 0);
+  EXPECT_EQ(sequential.component(Component::TextEncoder).resident_blocks, 0);
   MemoryPlan model_offload = plan_for(Strategy::ModelOffload, 48);
-  EXPECT_EQ(model_offload.component("transformer").streamed_blocks, 0);
-  EXPECT_EQ(model_offload.component("transformer").residency, Residency::Offloaded);
+  EXPECT_EQ(model_offload.component(Component::Transformer).streamed_blocks, 0);
+  EXPECT_EQ(model_offload.component(Component::Transformer).residency, Residency::Offloaded);
   MemoryPlan nf4 = plan_for(Strategy::Nf4, 16);
-  EXPECT_EQ(nf4.component("transformer").precision, WeightPrecision::Nf4);
+  EXPECT_EQ(nf4.component(Component::Transformer).precision, WeightPrecision::Nf4);
   EXPECT_EQ(nf4.quality, Quality::FourBit);
 }
 
@@ -174,7 +176,7 @@ TEST_F(FullSizePlanner, WeightCopiesCountAgainstTheHostBudget) {
       << message;
   // auto, allowed fp8, takes what the host can hold instead.
   const MemoryPlan fitted = plan_memory(*facts_, machine, {Strategy::Auto, Quality::Fp8});
-  EXPECT_EQ(fitted.component("transformer").precision, WeightPrecision::Lossless);
+  EXPECT_EQ(fitted.component(Component::Transformer).precision, WeightPrecision::Lossless);
   EXPECT_EQ(fitted.host_copy_bytes, 0);
 }
 

@@ -12,29 +12,22 @@
 namespace canvas {
 namespace {
 
-class Recovery : public ::testing::Test {
+class Recovery : public test::TinyPipelineSuite {
  protected:
-  static void SetUpTestSuite() {
-    setenv("CANVAS_CACHE_DIR", test::scratch_dir("recovery_cache").c_str(), 1);
-    components_ =
-        new QwenImageComponents(load_qwen_image(test::source_path("models/tiny-qwen-image"), Device::cpu()));
-    request_ = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
-    clean_ = new TextToImageResult(text_to_image(*components_, request_));
-  }
-  static void TearDownTestSuite() {
-    delete clean_;
-    delete components_;
-  }
   void SetUp() override { reset(Strategy::Bf16Full); }
 
-  // A fresh start: no arrangement, nothing remembered, a device budget the plan fits easily.
+  // A fresh start: nothing remembered, a device budget the plan fits easily.
   static void reset(Strategy strategy, Quality quality = Quality::Lossless) {
-    components_->drop_arrangement();
-    components_->memory_options = {};
-    components_->memory_options.plan.strategy = strategy;
-    components_->memory_options.plan.quality = quality;
-    components_->memory_options.device_budget_bytes = int64_t{1} << 30;
-    RecoveryMemory::forget(recovery_key(*components_, request_));
+    options_ = {};
+    options_.plan.strategy = strategy;
+    options_.plan.quality = quality;
+    options_.device_budget_bytes = int64_t{1} << 30;
+    RecoveryMemory::forget(recovery_key(*model_, request_, options_));
+  }
+
+  static TextToImageResult run(const TextToImageRequest& request, const JobObservers& observers = {},
+                               ArrangementCache* cache = nullptr) {
+    return text_to_image(*model_, request, options_, observers, cache);
   }
 
   // Runs the job; after step `squeeze_after` the device's budget shrinks to what is in use plus
@@ -46,9 +39,9 @@ class Recovery : public ::testing::Test {
     observers.on_step = [&](int done, int total) {
       Allocator& device = allocator_for(Device::cpu());
       if (done == squeeze_after) device.set_budget(device.in_use() + headroom);
-      if (done == total) device.set_budget(components_->memory_options.device_budget_bytes);
+      if (done == total) device.set_budget(options_.device_budget_bytes);
     };
-    return text_to_image(*components_, request_, observers);
+    return run(request_, observers);
   }
 
   static bool took(const TextToImageResult& result, const std::string& rung) {
@@ -57,17 +50,13 @@ class Recovery : public ::testing::Test {
     return false;
   }
 
-  static QwenImageComponents* components_;
-  static TextToImageRequest request_;
-  static TextToImageResult* clean_;
+  static MemoryOptions options_;
 };
 
-QwenImageComponents* Recovery::components_ = nullptr;
-TextToImageRequest Recovery::request_;
-TextToImageResult* Recovery::clean_ = nullptr;
+MemoryOptions Recovery::options_;
 
 TEST_F(Recovery, SqueezeMidJobStreamsMoreBlocksAndKeepsTheImage) {
-  const ComponentPlan resident = text_to_image(*components_, request_).plan.component("transformer");
+  const ComponentPlan resident = run(request_).plan.component(Component::Transformer);
   reset(Strategy::Bf16Full);
   Profiler profiler({});
   TextToImageResult result = squeezed_job(1, 0, &profiler);
@@ -80,29 +69,29 @@ TEST_F(Recovery, SqueezeMidJobStreamsMoreBlocksAndKeepsTheImage) {
   EXPECT_TRUE(took(result, "released cached memory"));
   EXPECT_TRUE(took(result, "streamed"));
   // The plan recorded is the narrowed one, its figures evaluated again.
-  const ComponentPlan& transformer = result.plan.component("transformer");
+  const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   EXPECT_GT(transformer.streamed_blocks, 0);
   EXPECT_LT(transformer.placed_bytes, resident.placed_bytes);
   EXPECT_EQ(static_cast<int>(result.timings.step_s.size()), request_.steps);
-  EXPECT_TRUE(test::bit_identical(result.latents, clean_->latents));
-  EXPECT_TRUE(test::bit_identical(result.image, clean_->image));
+  EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
+  EXPECT_TRUE(test::bit_identical(result.image, reference_->image));
 }
 
 TEST_F(Recovery, ASqueezeOnOneDeviceOfASequenceSplitStreamsOnEveryDeviceAndKeepsTheResult) {
   const Device second{DeviceType::CPU, 1};
-  components_->memory_options.extra_devices = {second};
-  components_->memory_options.plan.parallelism = Parallelism::Sequence;
-  const TextToImageResult unsqueezed = text_to_image(*components_, request_);
+  options_.extra_devices = {second};
+  options_.plan.parallelism = Parallelism::Sequence;
+  const TextToImageResult unsqueezed = run(request_);
   JobObservers observers;
   observers.on_step = [&](int done, int total) {
     Allocator& device = allocator_for(second);
     if (done == 1) device.set_budget(device.in_use());
-    if (done == total) device.set_budget(components_->memory_options.device_budget_bytes);
+    if (done == total) device.set_budget(options_.device_budget_bytes);
   };
-  TextToImageResult result = text_to_image(*components_, request_, observers);
+  TextToImageResult result = run(request_, observers);
   for (const std::string& line : result.recoveries) std::printf("[ recovery ] %s\n", line.c_str());
   EXPECT_TRUE(took(result, "step 2: "));
-  const ComponentPlan& transformer = result.plan.component("transformer");
+  const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   ASSERT_EQ(transformer.spread, Spread::Sequence);
   ASSERT_EQ(transformer.shares.size(), 2u);
   // The devices run the blocks in lock step, so both stream what the squeezed one cannot hold.
@@ -114,27 +103,25 @@ TEST_F(Recovery, ASqueezeOnOneDeviceOfASequenceSplitStreamsOnEveryDeviceAndKeeps
 
 TEST_F(Recovery, TheNextJobWithTheSameSettingsStartsWhereTheLastRecovered) {
   TextToImageResult squeezed = squeezed_job(1);
-  const int resident = squeezed.plan.component("transformer").resident_blocks;
-  ASSERT_LT(resident, static_cast<int>(components_->transformer->blocks().size()));
-  std::optional<Degradation> remembered = RecoveryMemory::recall(recovery_key(*components_, request_));
+  const int resident = squeezed.plan.component(Component::Transformer).resident_blocks;
+  ASSERT_LT(resident, static_cast<int>(model_->transformer->blocks().size()));
+  std::optional<Degradation> remembered = RecoveryMemory::recall(recovery_key(*model_, request_, options_));
   ASSERT_TRUE(remembered.has_value());
   EXPECT_EQ(remembered->transformer_resident_blocks, resident);
 
-  // A new process would read the same file: drop the arrangement to plan from scratch.
-  components_->drop_arrangement();
-  TextToImageResult next = text_to_image(*components_, request_);
+  // A new process would read the same file; a job with no cache plans from scratch.
+  TextToImageResult next = run(request_);
   ASSERT_FALSE(next.recoveries.empty());
   EXPECT_NE(next.recoveries[0].find("starting where an earlier job"), std::string::npos)
       << next.recoveries[0];
-  EXPECT_EQ(next.plan.component("transformer").resident_blocks, resident);
-  EXPECT_TRUE(test::bit_identical(next.image, clean_->image));
+  EXPECT_EQ(next.plan.component(Component::Transformer).resident_blocks, resident);
+  EXPECT_TRUE(test::bit_identical(next.image, reference_->image));
 
   // Other settings are not affected, and forgetting starts from the top again.
-  RecoveryMemory::forget(recovery_key(*components_, request_));
-  components_->drop_arrangement();
-  TextToImageResult fresh = text_to_image(*components_, request_);
+  RecoveryMemory::forget(recovery_key(*model_, request_, options_));
+  TextToImageResult fresh = run(request_);
   EXPECT_TRUE(fresh.recoveries.empty());
-  EXPECT_EQ(fresh.plan.component("transformer").streamed_blocks, 0);
+  EXPECT_EQ(fresh.plan.component(Component::Transformer).streamed_blocks, 0);
 }
 
 TEST_F(Recovery, NoRungLeftFailsNamingTheMemoryNeeded) {
@@ -145,41 +132,42 @@ TEST_F(Recovery, NoRungLeftFailsNamingTheMemoryNeeded) {
     Allocator& device = allocator_for(Device::cpu());
     if (done == 1) device.set_budget(device.in_use());
   };
-  std::string message = test::error_of([&] { text_to_image(*components_, request_, observers); });
+  std::string message = test::error_of([&] { run(request_, observers); });
   EXPECT_NE(message.find("lowest rung"), std::string::npos) << message;
   EXPECT_NE(message.find("needed at least"), std::string::npos) << message;
   EXPECT_NE(message.find("step 2"), std::string::npos) << message;
   // The failed job left the model as it was.
   reset(Strategy::Bf16Full);
-  EXPECT_TRUE(test::bit_identical(text_to_image(*components_, request_).image, clean_->image));
+  EXPECT_TRUE(test::bit_identical(run(request_).image, reference_->image));
 }
 
 TEST_F(Recovery, FeedForwardChunksGiveTheSameTokens) {
   // The chunking rung changes how many tokens each GEMM sees, not any token's arithmetic.
   Degradation chunked;
   chunked.feed_forward_chunk = 5;
-  ASSERT_TRUE(RecoveryMemory::remember(recovery_key(*components_, request_), chunked));
-  TextToImageResult result = text_to_image(*components_, request_);
-  EXPECT_EQ(components_->transformer->forward_chunk_size(), 5);
-  EXPECT_LE(test::relative_error(result.latents, clean_->latents), 1e-6);
-  EXPECT_LE(test::relative_error(result.image, clean_->image), 1e-6);
+  ASSERT_TRUE(RecoveryMemory::remember(recovery_key(*model_, request_, options_), chunked));
+  ArrangementCache cache;
+  TextToImageResult result = run(request_, {}, &cache);
+  EXPECT_EQ(cache.arrangement->transformers().front()->forward_chunk_size(), 5);
+  EXPECT_LE(test::relative_error(result.latents, reference_->latents), 1e-6);
+  EXPECT_LE(test::relative_error(result.image, reference_->image), 1e-6);
 }
 
 TEST_F(Recovery, LowerPrecisionOnlyAsFarAsQualityAllows) {
   Degradation fp8;
   fp8.transformer_precision = WeightPrecision::Fp8;
   reset(Strategy::Bf16Full, Quality::Fp8);
-  ASSERT_TRUE(RecoveryMemory::remember(recovery_key(*components_, request_), fp8));
-  TextToImageResult result = text_to_image(*components_, request_);
-  EXPECT_EQ(result.plan.component("transformer").precision, WeightPrecision::Fp8);
-  const double error = test::relative_error(result.latents, clean_->latents);
+  ASSERT_TRUE(RecoveryMemory::remember(recovery_key(*model_, request_, options_), fp8));
+  TextToImageResult result = run(request_);
+  EXPECT_EQ(result.plan.component(Component::Transformer).precision, WeightPrecision::Fp8);
+  const double error = test::relative_error(result.latents, reference_->latents);
   EXPECT_GT(error, 0.0);
   EXPECT_LE(error, 5e-2);
 
   // Squeezed to half a step's activations with everything streaming, lossless quality ends the ladder
   // before any quantization...
   reset(Strategy::SequentialOffload, Quality::Lossless);
-  const ComponentPlan streamed = text_to_image(*components_, request_).plan.component("transformer");
+  const ComponentPlan streamed = run(request_).plan.component(Component::Transformer);
   const int64_t headroom = (streamed.phase_peak_bytes - streamed.placed_bytes) / 2;
   reset(Strategy::SequentialOffload, Quality::Lossless);
   EXPECT_NE(test::error_of([&] { squeezed_job(1, headroom); }).find("lowest rung"), std::string::npos);
@@ -187,15 +175,15 @@ TEST_F(Recovery, LowerPrecisionOnlyAsFarAsQualityAllows) {
   reset(Strategy::SequentialOffload, Quality::Fp8);
   TextToImageResult squeezed = squeezed_job(1, headroom);
   EXPECT_TRUE(took(squeezed, "fp8 weights"));
-  EXPECT_EQ(squeezed.plan.component("transformer").precision, WeightPrecision::Fp8);
-  EXPECT_LE(test::relative_error(squeezed.latents, clean_->latents), 5e-2);
+  EXPECT_EQ(squeezed.plan.component(Component::Transformer).precision, WeightPrecision::Fp8);
+  EXPECT_LE(test::relative_error(squeezed.latents, reference_->latents), 5e-2);
 }
 
 TEST_F(Recovery, VaeSqueezeDecodesInTiles) {
   // Large enough for the default 256-pixel tiles to split the image 3 x 3.
   TextToImageRequest request = request_;
   request.width = request.height = 512;
-  const TextToImageResult clean = text_to_image(*components_, request);
+  const TextToImageResult clean = run(request);
   // What each way of decoding these latents really takes on the CPU, its scratch included.
   Allocator& device = allocator_for(Device::cpu());
   auto peak_of = [&](const std::function<void()>& decode) {
@@ -204,18 +192,18 @@ TEST_F(Recovery, VaeSqueezeDecodesInTiles) {
     decode();
     return device.peak() - before;
   };
-  AutoencoderKLQwenImage& vae = *components_->vae;
+  const AutoencoderKLQwenImage& vae = *model_->vae;
   Tensor latents = Tensor::zeros({1, vae.config().z_dim, 64, 64}, DType::F32);
   const int64_t whole = peak_of([&] { vae.decode(latents); });
   const int64_t tiled = peak_of([&] { vae.tiled_decode(latents, VaeTiling{}); });
   ASSERT_LT(tiled * 3 / 2, whole);
   reset(Strategy::Bf16Full);
-  RecoveryMemory::forget(recovery_key(*components_, request));
+  RecoveryMemory::forget(recovery_key(*model_, request, options_));
   JobObservers observers;
   observers.on_step = [&](int done, int total) {
     if (done == total) device.set_budget(device.in_use() + (whole + tiled) / 2);
   };
-  TextToImageResult result = text_to_image(*components_, request, observers);
+  TextToImageResult result = run(request, observers);
   EXPECT_TRUE(took(result, "vae: tiled decode"));
   EXPECT_TRUE(test::bit_identical(result.latents, clean.latents));
   // Tiles blend across their overlaps, so the image moves a little, as the reference's tiled decode does.
@@ -223,7 +211,7 @@ TEST_F(Recovery, VaeSqueezeDecodesInTiles) {
   std::printf("[ recovery ] tiled VAE image rel error %.3g\n", error);
   EXPECT_GT(error, 0.0);
   EXPECT_LE(error, 5e-2);
-  RecoveryMemory::forget(recovery_key(*components_, request));
+  RecoveryMemory::forget(recovery_key(*model_, request, options_));
 }
 
 TEST_F(Recovery, DegradationsRoundTripAndRejectMalformedMemories) {

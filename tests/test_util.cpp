@@ -12,6 +12,7 @@
 
 #include "io/json_config.h"
 #include "io/model_layout.h"
+#include "pipeline/component_weights.h"
 #include "pipeline/transformer_executor.h"
 
 namespace canvas::test {
@@ -147,7 +148,8 @@ std::string error_of(const std::function<void()>& action) {
   return "";
 }
 
-TestComponent::TestComponent(int blocks, int64_t dim, DType dtype) : weights_{"transformer", {}, {}, {}} {
+TestComponent::TestComponent(int blocks, int64_t dim, DType dtype)
+    : weights_{Component::Transformer, {}, {}, {}} {
   auto group = [&](int block, const Shape& shape) {
     tensors_.push_back(Tensor::zeros(shape, dtype));
     return WeightGroup{{"transformer", block, MemoryRole::Weights}, {&tensors_.back()}};
@@ -161,7 +163,7 @@ TestComponent::TestComponent(int blocks, int64_t dim, DType dtype) : weights_{"t
 
 ComponentPlan TestComponent::plan(int resident, int slots) const {
   ComponentPlan plan;
-  plan.name = weights_.name;
+  plan.component = weights_.component;
   plan.residency = Residency::Offloaded;
   plan.resident_blocks = resident;
   plan.streamed_blocks = blocks() - resident;
@@ -197,7 +199,7 @@ Tensor sequence_parallel_forward(QwenImageTransformer2DModel& model, const std::
                                  const Tensor& encoder_hidden_states_mask, float timestep,
                                  const std::vector<ImageShape>& img_shapes) {
   ComponentPlan plan;
-  plan.name = "transformer";
+  plan.component = Component::Transformer;
   plan.residency = Residency::Mapped;
   plan.spread = Spread::Sequence;
   std::vector<ComponentWeights> replicas;
@@ -223,15 +225,34 @@ Tensor sequence_parallel_forward(QwenImageTransformer2DModel& model, const std::
   return prediction;
 }
 
-QwenImageComponents full_size_planning_components(const std::string& name) {
+QwenImageModel full_size_planning_model(const std::string& name) {
   const std::filesystem::path folder = scratch_dir(name) / "qwen-image-zeros";
   const CommandResult written = run_built_program("tools/canvas-synthetic-checkpoint",
                                                   "--output " + folder.string() + " --zeros --shard-gib 5");
   check(written.exit_code == 0, "writing the full-size checkpoint failed: " + written.output);
-  QwenImageComponents components = load_qwen_image(folder, Device::cpu());
-  components.device = Device::cuda(0);
-  components.activation_dtype = DType::BF16;
-  return components;
+  QwenImageModel model = load_qwen_image(folder, Device::cpu());
+  model.device = Device::cuda(0);
+  model.activation_dtype = DType::BF16;
+  return model;
+}
+
+QwenImageModel* TinyPipelineSuite::model_ = nullptr;
+TextToImageRequest TinyPipelineSuite::request_;
+TextToImageResult* TinyPipelineSuite::reference_ = nullptr;
+
+void TinyPipelineSuite::SetUpTestSuite() {
+  const std::string suite = ::testing::UnitTest::GetInstance()->current_test_suite()->name();
+  setenv("CANVAS_CACHE_DIR", scratch_dir(suite + "_cache").c_str(), 1);
+  model_ = new QwenImageModel(load_qwen_image(source_path("models/tiny-qwen-image"), Device::cpu()));
+  request_ = golden_request(golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
+  reference_ = new TextToImageResult(text_to_image(*model_, request_, {}));
+}
+
+void TinyPipelineSuite::TearDownTestSuite() {
+  delete reference_;
+  delete model_;
+  reference_ = nullptr;
+  model_ = nullptr;
 }
 
 MachineFacts h200_machine(int64_t budget_bytes) {

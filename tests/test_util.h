@@ -1,6 +1,8 @@
 // Helpers shared by the test suite: where the committed test data lives, and tensor comparisons.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -78,7 +80,20 @@ class TestComponent {
 
 // The full-size Qwen-Image layout written as a sparse all-zero checkpoint into scratch folder `name`, loaded
 // for the host and described as a bf16 job on cuda:0: planning facts need no GPU, only the placed dtypes.
-QwenImageComponents full_size_planning_components(const std::string& name);
+QwenImageModel full_size_planning_model(const std::string& name);
+
+// A suite of whole jobs on the tiny model (models/tiny-qwen-image) on the CPU, with the request of the
+// pipeline golden c_96x64_cfg4_neg_seed123. The model and the unconstrained job's result are made once per
+// suite, and recoveries are remembered in a cache folder of the suite's own.
+class TinyPipelineSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+
+  static QwenImageModel* model_;
+  static TextToImageRequest request_;
+  static TextToImageResult* reference_;  // the job with no memory options
+};
 // One H200 with `budget_bytes` free and 100 GiB of host memory, at the speeds measured on it
 // (bench/RESULTS.md, 2026-11-28): a machine to plan for without one.
 MachineFacts h200_machine(int64_t budget_bytes);

@@ -10,11 +10,10 @@
 #include "cli/progress_bar.h"
 #include "io/png_image.h"
 #include "memory/host_memory.h"
-#include "profile/profiler.h"
-#include "pipeline/components.h"
 #include "pipeline/generation_metadata.h"
 #include "pipeline/recovery.h"
 #include "pipeline/text_to_image.h"
+#include "profile/profiler.h"
 #include "util/format.h"
 
 #ifdef CANVAS_HAS_CUDA
@@ -187,10 +186,10 @@ int run_generate(const GenerateOptions& options) {
   memory.extra_devices.assign(devices.begin() + 1, devices.end());
   memory.device_budget_bytes = budget_bytes(options.vram_budget_gib, "--vram-budget");
   memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
-  QwenImageComponents components = load_qwen_image(options.model, device, precision);
-  components.memory_options = memory;
-  // Check the request before spending time on anything else.
-  validate_request(request, components);
+  QwenImageConfigs configs = read_qwen_image_configs(options.model);
+  // Check the request before spending time on the weights.
+  validate_request(request, configs);
+  const QwenImageModel model = load_qwen_image(std::move(configs), device, precision);
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
   load_span.reset();
 
@@ -203,10 +202,15 @@ int run_generate(const GenerateOptions& options) {
   observers.on_recovery = [](const std::string& recovery) {
     std::fprintf(stderr, "\nMemory recovery: %s\n", recovery.c_str());
   };
-  if (options.forget_recoveries) RecoveryMemory::forget(recovery_key(components, request));
+  if (options.forget_recoveries) RecoveryMemory::forget(recovery_key(model, request, memory));
   observers.profiler = profiler.get();
-  TextToImageResult result = text_to_image(components, request, observers);
+  TextToImageResult result = text_to_image(model, request, memory, observers);
   progress.finish();
+  if (result.prompt_truncated_tokens > 0) {
+    std::fprintf(stderr, "warning: the prompt was cut to %lld tokens; its last %lld tokens were not used\n",
+                 static_cast<long long>(request.max_sequence_length),
+                 static_cast<long long>(result.prompt_truncated_tokens));
+  }
 
   GenerationRecord record;
   record.model = options.model;
@@ -216,7 +220,7 @@ int run_generate(const GenerateOptions& options) {
     record.device_peak_bytes = std::max(record.device_peak_bytes, allocator_for(each).peak());
     peaks += (peaks.empty() ? "" : ", ") + each.str() + " peak " + format_bytes(allocator_for(each).peak());
   }
-  record.precision = std::string(dtype_name(components.activation_dtype));
+  record.precision = std::string(dtype_name(model.activation_dtype));
   record.request = request;
   record.result = &result;
   record.load_s = load_s;
@@ -240,9 +244,9 @@ int run_generate(const GenerateOptions& options) {
                "%.2f s\n",
                output.c_str(), static_cast<long long>(request.width), static_cast<long long>(request.height),
                static_cast<unsigned long long>(request.seed), request.steps, request.cfg_scale,
-               result.used_cfg ? "" : ", no guidance", load_s, result.timings.plan_s,
-               result.timings.text_encode_s, result.timings.denoise_s, result.timings.vae_decode_s,
-               record.total_s);
+               result.used_cfg ? "" : ", no guidance", load_s, result.timings.of(JobPhase::Plan),
+               result.timings.of(JobPhase::TextEncode), result.timings.of(JobPhase::Denoise),
+               result.timings.of(JobPhase::VaeDecode), record.total_s);
   std::fprintf(stderr, "Memory: %s (planned %s), host peak RSS %s, %s of weights streamed\n", peaks.c_str(),
                format_bytes(result.plan.predicted_peak_bytes).c_str(),
                format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());

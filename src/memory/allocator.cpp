@@ -89,7 +89,7 @@ std::shared_ptr<Buffer> Allocator::allocate(int64_t bytes, const MemoryOwner& ow
     throw OutOfMemoryError(
         name_ + ": injected allocation failure (CANVAS_FAIL_ALLOC=" + FaultInjector::instance().spec() +
             ") allocating " + format_bytes(bytes) + " for " + owner.str(),
-        bytes, in_use_, -1);
+        bytes, in_use_, -1, /*injected=*/true);
   }
   if (budget_ && in_use_ + bytes > *budget_) {
     throw OutOfMemoryError(name_ + ": allocating " + format_bytes(bytes) + " for " + owner.str() +

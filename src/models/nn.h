@@ -18,18 +18,22 @@ using ParameterVisitor = std::function<void(const std::string& name, Tensor& ten
 // The name suffix Linear::visit gives weight scales: they stay f32 on every device.
 inline constexpr std::string_view kWeightScaleSuffix = ".weight_scale";
 
-// Moves a model's weights onto `device`, charged to `component`. Off the CPU, float weights stored in
-// f32 or f16 are converted to the activation dtype so every GEMM runs on matching operands; bf16, fp8
-// and nf4 weights keep their storage, and so do the f32 scales of quantized weights.
+// The dtype a weight takes once placed on `device`: off the CPU, float weights stored in f32 or f16 are
+// converted to the compute dtype so every GEMM runs on matching operands; bf16, fp8 and nf4 weights keep
+// their storage, and so do the f32 scales of quantized weights. On the CPU every weight is used as stored.
+inline DType placed_dtype(const Tensor& weight, std::string_view name, Device device, DType compute_dtype) {
+  const bool float_to_convert =
+      (weight.dtype() == DType::F32 || weight.dtype() == DType::F16) && !name.ends_with(kWeightScaleSuffix);
+  return !device.is_cpu() && float_to_convert ? compute_dtype : weight.dtype();
+}
+
+// Moves a model's weights onto `device` in their placed dtypes, charged to `component`.
 template <typename Model>
-void place_weights(Model& model, const std::string& component, Device device, DType activation_dtype) {
+void place_weights(Model& model, const std::string& component, Device device, DType compute_dtype) {
   if (device.is_cpu()) return;
   OwnerScope owner({component, -1, MemoryRole::Weights});
   model.visit([&](const std::string& name, Tensor& weight) {
-    bool widened_float =
-        (weight.dtype() == DType::F32 || weight.dtype() == DType::F16) && !name.ends_with(kWeightScaleSuffix);
-    Tensor on_device = weight.to(device);
-    weight = widened_float ? on_device.to(activation_dtype) : on_device;
+    weight = weight.to(device).to(placed_dtype(weight, name, device, compute_dtype));
   });
 }
 

@@ -74,6 +74,7 @@ class Qwen2_5_VLTextModel {
   // Visits the weights outside the decoder layers.
   void visit_shared(const nn::ParameterVisitor& visitor);
   std::vector<Qwen2_5_VLDecoderLayer>& layers() { return layers_; }
+  const std::vector<Qwen2_5_VLDecoderLayer>& layers() const { return layers_; }
 
  private:
   // Rotary cos/sin tables [L, head_dim / 2] for text positions 0..L-1 (all three M-RoPE rows equal).

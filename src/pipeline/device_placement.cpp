@@ -21,7 +21,7 @@ DevicePlacement::DevicePlacement(Residency residency, ComponentWeights weights, 
     : device_(share.device), weights_(std::move(weights)), residency_(residency), share_(share) {
   check(share_.resident_blocks + share_.streamed_blocks == static_cast<int>(weights_.blocks.size()) ||
             residency_ == Residency::Mapped,
-        "the memory plan for " + weights_.name + " does not match its " +
+        "the memory plan for " + component_label(weights_.component) + " does not match its " +
             std::to_string(weights_.blocks.size()) + " blocks");
   const int blocks = static_cast<int>(weights_.blocks.size());
   for (int i = 0; i < blocks; ++i) {
@@ -71,7 +71,7 @@ void DevicePlacement::place(bool once_read_done) {
   // phase never holds both.
   if (!weights_.once_blocks.empty() && !once_read_done) {
     once_stream_ = std::make_unique<WeightStreamer>(device_, weights_.once_blocks, share_.slots,
-                                                    /*cyclic=*/false, weights_.name,
+                                                    /*cyclic=*/false, component_label(weights_.component),
                                                     staging_bytes(weights_.once_blocks), profiler_);
   } else {
     start_pass_stream();
@@ -84,7 +84,7 @@ void DevicePlacement::start_pass_stream() {
     if (!block_resident_[i]) streamed.push_back(weights_.blocks[i]);
   const int64_t staging = staging_bytes(streamed);
   pass_stream_ = std::make_unique<WeightStreamer>(device_, std::move(streamed), share_.slots, /*cyclic=*/true,
-                                                  weights_.name, staging, profiler_);
+                                                  component_label(weights_.component), staging, profiler_);
 }
 
 void DevicePlacement::end_phase() {

@@ -9,16 +9,16 @@
 #include <string>
 #include <vector>
 
-#include "planning/planner.h"
-#include "profile/profiler.h"
-#include "planning/weight_streamer.h"
 #include "models/nn.h"
+#include "planning/planner.h"
+#include "planning/weight_streamer.h"
+#include "profile/profiler.h"
 
 namespace canvas {
 
 // A component's weights split the way its executor reads them.
 struct ComponentWeights {
-  std::string name;
+  Component component = Component::Transformer;
   WeightGroup shared;                    // outside the blocks
   std::vector<WeightGroup> blocks;       // read by every pass
   std::vector<WeightGroup> once_blocks;  // read once per job, before the passes (may be empty)

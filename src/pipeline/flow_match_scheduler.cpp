@@ -115,10 +115,14 @@ double FlowMatchEulerDiscreteScheduler::calculate_shift(int64_t image_seq_len,
   return static_cast<double>(image_seq_len) * slope + intercept;
 }
 
+int FlowMatchSchedulerConfig::min_steps() const {
+  return shift_terminal.has_value() && *shift_terminal != 0.0 ? 2 : 1;
+}
+
 void FlowMatchEulerDiscreteScheduler::set_timesteps(int steps, std::optional<double> mu) {
   check(steps >= 1, "the number of steps must be at least 1, got " + std::to_string(steps));
   const bool stretch = config_.shift_terminal.has_value() && *config_.shift_terminal != 0.0;
-  check(!stretch || steps >= 2,
+  check(steps >= config_.min_steps(),
         "with shift_terminal set, at least 2 steps are needed (one step gives NaN sigmas)");
   check(!config_.use_dynamic_shifting || mu.has_value(), "mu must be given when use_dynamic_shifting is set");
 

@@ -37,6 +37,10 @@ struct FlowMatchSchedulerConfig {
   bool stochastic_sampling = false;
 
   // `file` only names the source in error messages.
+  // The fewest steps set_timesteps accepts: 2 when shift_terminal stretches the schedule (one step would
+  // divide by zero), else 1.
+  int min_steps() const;
+
   static FlowMatchSchedulerConfig from_json(const nlohmann::json& json, const std::filesystem::path& file);
   static FlowMatchSchedulerConfig from_file(const std::filesystem::path& path);
 };

@@ -27,13 +27,12 @@ nlohmann::json generation_json(const GenerationRecord& record) {
     const TextToImageResult& result = *record.result;
     json["true_cfg"] = result.used_cfg;
     if (result.used_cfg) json["negative_prompt_used"] = result.negative_prompt;
-    json["timings_s"] = {{"load", record.load_s},
-                         {"text_encode", result.timings.text_encode_s},
-                         {"denoise", result.timings.denoise_s},
-                         {"vae_decode", result.timings.vae_decode_s},
-                         {"total", record.total_s},
-                         {"plan", result.timings.plan_s},
-                         {"per_step", result.timings.step_s}};
+    if (result.prompt_truncated_tokens > 0) json["prompt_truncated_tokens"] = result.prompt_truncated_tokens;
+    nlohmann::json timings = {{"load", record.load_s}, {"total", record.total_s}};
+    for (JobPhase phase : {JobPhase::Plan, JobPhase::TextEncode, JobPhase::Denoise, JobPhase::VaeDecode})
+      timings[std::string(phase_name(phase))] = result.timings.of(phase);
+    timings["per_step"] = result.timings.step_s;
+    json["timings_s"] = timings;
     json["memory_plan"] = result.plan.to_json();
     json["memory"] = {{"device_peak_bytes", record.device_peak_bytes},
                       {"host_peak_rss_bytes", record.host_peak_rss_bytes},
@@ -57,7 +56,10 @@ std::string a1111_parameters(const GenerationRecord& record) {
 }
 
 std::vector<PngTextChunk> generation_text_chunks(const GenerationRecord& record) {
-  return {{"parameters", a1111_parameters(record)}, {"canvas", generation_json(record).dump()}};
+  // Text the user typed need not be valid UTF-8: invalid bytes are stored as U+FFFD rather than failing
+  // the write of a finished image.
+  return {{"parameters", a1111_parameters(record)},
+          {"canvas", generation_json(record).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)}};
 }
 
 }  // namespace canvas

@@ -7,7 +7,7 @@ namespace {
 // The blocks [first, first + count) of `weights` (with its once-read parts), and its weights outside the
 // blocks only when `with_shared`.
 ComponentWeights share_of(const ComponentWeights& weights, int first, int count, bool with_shared) {
-  ComponentWeights share{weights.name, {}, {}, {}};
+  ComponentWeights share{weights.component, {}, {}, {}};
   share.shared = with_shared ? weights.shared : WeightGroup{weights.shared.owner, {}};
   share.blocks.assign(weights.blocks.begin() + first, weights.blocks.begin() + first + count);
   if (!weights.once_blocks.empty())
@@ -31,7 +31,8 @@ DeviceShare whole(Device device, const ComponentPlan& plan, int blocks) {
 
 ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan)
     : plan_(plan) {
-  check(!is_replicated(plan.spread), "a replicated (sequence or CFG parallel) plan for " + weights.name +
+  check(!is_replicated(plan.spread), "a replicated (sequence or CFG parallel) plan for " +
+                                         component_label(weights.component) +
                                          " needs one replica of its weights per device");
   const int blocks = static_cast<int>(weights.blocks.size());
   if (plan.spread == Spread::One || plan.residency == Residency::Mapped) {
@@ -41,14 +42,14 @@ ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, 
   }
   int covered = 0;
   for (const DeviceShare& share : plan.shares) {
-    check(
-        share.first_block == covered && share.blocks >= 0 && covered + share.blocks <= blocks,
-        "the memory plan for " + weights.name + " does not match its " + std::to_string(blocks) + " blocks");
+    check(share.first_block == covered && share.blocks >= 0 && covered + share.blocks <= blocks,
+          "the memory plan for " + component_label(weights.component) + " does not match its " +
+              std::to_string(blocks) + " blocks");
     add_share(weights, share);
     covered += share.blocks;
   }
-  check(covered == blocks,
-        "the memory plan for " + weights.name + " does not match its " + std::to_string(blocks) + " blocks");
+  check(covered == blocks, "the memory plan for " + component_label(weights.component) +
+                               " does not match its " + std::to_string(blocks) + " blocks");
 }
 
 ComponentPlacement::ComponentPlacement(Device device, std::vector<ComponentWeights> replicas,

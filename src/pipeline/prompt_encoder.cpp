@@ -30,8 +30,8 @@ PromptEmbedding QwenImagePromptEncoder::encode(const std::string& prompt, int64_
             " tokens; is this the Qwen2 tokenizer?");
   // The encoder is causal, so hidden states of kept tokens do not depend on the tokens cut after them:
   // truncating before encoding gives the reference's values without encoding up to 1058 tokens.
-  int64_t kept =
-      std::min<int64_t>(static_cast<int64_t>(ids.size()) - kDroppedTemplateTokens, max_sequence_length);
+  const int64_t prompt_tokens = static_cast<int64_t>(ids.size()) - kDroppedTemplateTokens;
+  const int64_t kept = std::min<int64_t>(prompt_tokens, max_sequence_length);
   ids.resize(static_cast<size_t>(kDroppedTemplateTokens + kept));
 
   std::vector<int64_t> id_values(ids.begin(), ids.end());
@@ -45,6 +45,7 @@ PromptEmbedding QwenImagePromptEncoder::encode(const std::string& prompt, int64_
   result.embeds = hidden.slice(1, kDroppedTemplateTokens, length).contiguous();
   result.mask = Tensor::from_ints(std::vector<int64_t>(static_cast<size_t>(kept), 1), {1, kept});
   result.template_token_ids = std::move(ids);
+  result.truncated_tokens = prompt_tokens - kept;
   return result;
 }
 

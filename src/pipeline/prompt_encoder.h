@@ -14,6 +14,7 @@ struct PromptEmbedding {
   Tensor embeds;                            // [1, L, hidden]
   Tensor mask;                              // [1, L] i64, 1 for every kept token
   std::vector<int32_t> template_token_ids;  // the whole templated prompt as the encoder saw it
+  int64_t truncated_tokens = 0;             // tokens past max_sequence_length, cut as the reference cuts
 };
 
 class QwenImagePromptEncoder {

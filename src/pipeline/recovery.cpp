@@ -103,16 +103,16 @@ Degradation Degradation::from_json(const json& in) {
 }
 
 void apply_degradation(const Degradation& degradation, MemoryPlan& plan) {
-  cap_resident_blocks(plan.component("text_encoder"), degradation.text_encoder_resident_blocks);
-  ComponentPlan& transformer = plan.component("transformer");
+  cap_resident_blocks(plan.component(Component::TextEncoder), degradation.text_encoder_resident_blocks);
+  ComponentPlan& transformer = plan.component(Component::Transformer);
   cap_resident_blocks(transformer, degradation.transformer_resident_blocks);
   if (degradation.transformer_precision > transformer.precision)
     transformer.precision = degradation.transformer_precision;
   if (degradation.vae_on_cpu) {
     ComponentPlan on_cpu;
-    on_cpu.name = "vae";
+    on_cpu.component = Component::Vae;
     on_cpu.residency = Residency::Mapped;
-    plan.component("vae") = on_cpu;
+    plan.component(Component::Vae) = on_cpu;
   }
 }
 

@@ -6,7 +6,6 @@
 
 #include "backend/backend.h"
 #include "profile/profiler.h"
-#include "pipeline/components.h"
 #include "util/format.h"
 
 namespace canvas {
@@ -16,12 +15,13 @@ namespace {
 // Token chunks below this cost more in launches than they save in memory.
 constexpr int64_t kSmallestChunk = 64;
 
-std::string blocks_line(const std::string& component, const ComponentPlan& plan, const char* unit) {
-  return component + ": " + std::to_string(plan.resident_blocks) + " " + unit + " on the device, " +
-         std::to_string(plan.streamed_blocks) + " streamed";
+std::string blocks_line(const ComponentPlan& plan, const char* unit) {
+  return component_label(plan.component) + ": " + std::to_string(plan.resident_blocks) + " " + unit +
+         " on the device, " + std::to_string(plan.streamed_blocks) + " streamed";
 }
 
-const char* phase_name(JobPhase phase) {
+// What a phase is called in a recovery message.
+const char* phase_description(JobPhase phase) {
   switch (phase) {
     case JobPhase::Plan:
       return "planning";
@@ -35,26 +35,42 @@ const char* phase_name(JobPhase phase) {
   return "job";
 }
 
-// The component whose arrangement a phase runs on.
-const char* component_of(JobPhase phase) {
+// The component whose placement a phase runs on.
+std::optional<Component> component_of(JobPhase phase) {
   switch (phase) {
     case JobPhase::Plan:
-      return nullptr;
+      return std::nullopt;
     case JobPhase::TextEncode:
-      return "text_encoder";
+      return Component::TextEncoder;
     case JobPhase::Denoise:
-      return "transformer";
+      return Component::Transformer;
     case JobPhase::VaeDecode:
-      return "vae";
+      return Component::Vae;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 }  // namespace
 
-RecoveryLadder::RecoveryLadder(QwenImageComponents& components, std::string memory_key, int64_t image_tokens,
+std::string_view phase_name(JobPhase phase) {
+  switch (phase) {
+    case JobPhase::Plan:
+      return "plan";
+    case JobPhase::TextEncode:
+      return "text_encode";
+    case JobPhase::Denoise:
+      return "denoise";
+    case JobPhase::VaeDecode:
+      return "vae_decode";
+  }
+  return "job";
+}
+
+RecoveryLadder::RecoveryLadder(std::unique_ptr<WeightArrangement>& arrangement, Device device,
+                               std::string memory_key, int64_t image_tokens,
                                std::function<void(const std::string&)> on_recovery, Profiler* profiler)
-    : components_(components),
+    : arrangement_(arrangement),
+      device_(device),
       memory_key_(std::move(memory_key)),
       image_tokens_(image_tokens),
       on_recovery_(std::move(on_recovery)),
@@ -78,6 +94,7 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
       return;
     } catch (const OutOfMemoryError& error) {
       const Clock::time_point failed_at = Clock::now();
+      injected_failure_ |= error.injected();
       std::string rung;
       const bool released_only = !released;
       if (released_only) {
@@ -88,7 +105,7 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
         if (rung.empty()) {
           const int64_t needed = error.in_use_bytes() + error.requested_bytes();
           throw OutOfMemoryError(
-              std::string(phase_name(phase)) + " (" + where +
+              std::string(phase_description(phase)) + " (" + where +
                   ") does not fit even on the lowest rung of the recovery ladder: it needed at least " +
                   format_bytes(needed) +
                   (error.limit_bytes() >= 0 ? " with " + format_bytes(error.limit_bytes()) + " available"
@@ -99,9 +116,14 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
       }
       // A failure can leave the phase's streams part way round their rings: a rung that kept the plan
       // still rebuilds the arrangement.
-      if (const char* component = component_of(phase); component && released_only && components_.memory)
-        rearrange(component, components_.memory->plan.component(component));
-      release_cached_memory();
+      if (const std::optional<Component> component = component_of(phase);
+          component && released_only && arrangement_)
+        rearrange(arrangement_->plan().component(*component));
+      if (arrangement_) {
+        arrangement_->release_cached_memory();
+      } else {
+        backend_for(device_).release_cached_memory();
+      }
       // What the failure cost: the attempt's work lost, and rearranging the weights for the retry.
       char cost[96];
       std::snprintf(cost, sizeof(cost), " (%.2f s lost, %.2f s to rearrange)",
@@ -115,7 +137,7 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
 }
 
 std::string RecoveryLadder::lower(JobPhase phase) {
-  if (!components_.memory) return {};
+  if (!arrangement_) return {};
   switch (phase) {
     case JobPhase::Plan:
       return {};
@@ -129,39 +151,15 @@ std::string RecoveryLadder::lower(JobPhase phase) {
   return {};
 }
 
-std::unique_ptr<ComponentPlacement>& RecoveryLadder::placement_of(const std::string& component) {
-  JobMemory& memory = *components_.memory;
-  return component == "text_encoder"  ? memory.text_encoder
-         : component == "transformer" ? memory.transformer
-                                      : memory.vae;
+void RecoveryLadder::rearrange(const ComponentPlan& part) {
+  const ComponentPlan arranged = part;  // `part` may be the plan's own entry, which the release keeps
+  bytes_streamed_by_replaced_ += arrangement_->release(arranged.component);
+  arrangement_->arrange(arranged);
 }
 
-void RecoveryLadder::release(const std::string& component) {
-  std::unique_ptr<ComponentPlacement>& placement = placement_of(component);
-  if (placement) bytes_streamed_by_replaced_ += placement->bytes_streamed();
-  placement.reset();
-  release_cached_memory();
-}
-
-void RecoveryLadder::release_cached_memory() {
-  if (components_.memory) {
-    canvas::release_cached_memory(*components_.memory, components_.device);
-  } else {
-    backend_for(components_.device).release_cached_memory();
-  }
-}
-
-void RecoveryLadder::rearrange(const std::string& component, ComponentPlan plan) {
-  release(component);
-  arrange_component(components_, component, plan);
-  JobMemory& memory = *components_.memory;
-  memory.plan.component(component) = plan;
-  memory.plan = evaluate_plan(memory.facts, memory.machine, memory.plan);
-}
-
-int RecoveryLadder::resident_blocks_that_fit(const std::string& component) {
-  release(component);
-  // Each device's free memory now, with the component's arrangement gone.
+int RecoveryLadder::resident_blocks_that_fit(Component component) {
+  bytes_streamed_by_replaced_ += arrangement_->release(component);
+  // Each device's free memory now, with the component's placement gone.
   auto free_on = [](Device device) {
     Backend& backend = backend_for(device);
     const Allocator& allocator = allocator_for(device);
@@ -170,15 +168,15 @@ int RecoveryLadder::resident_blocks_that_fit(const std::string& component) {
       free_bytes = std::min(free_bytes, *budget - allocator.in_use());
     return free_bytes;
   };
-  const JobMemory& memory = *components_.memory;
-  MemoryPlan trial = memory.plan;
+  const WeightArrangement& arrangement = *arrangement_;
+  MemoryPlan trial = arrangement.plan();
   for (int resident = trial.component(component).resident_blocks - 1; resident > 0; --resident) {
     ComponentPlan& part = trial.component(component);
     const int blocks = part.resident_blocks + part.streamed_blocks;
     part.residency = Residency::Offloaded;
     part.resident_blocks = resident;
     part.streamed_blocks = blocks - resident;
-    const MemoryPlan evaluated = evaluate_plan(memory.facts, memory.machine, trial);
+    const MemoryPlan evaluated = evaluate_plan(arrangement.facts(), arrangement.machine(), trial);
     bool fits = true;
     for (const DeviceShare& share : evaluated.component(component).shares)
       fits &= share.phase_peak_bytes <= free_on(share.device);
@@ -188,33 +186,33 @@ int RecoveryLadder::resident_blocks_that_fit(const std::string& component) {
 }
 
 std::string RecoveryLadder::lower_text_encoder() {
-  ComponentPlan plan = components_.memory->plan.component("text_encoder");
+  const ComponentPlan& plan = arrangement_->plan().component(Component::TextEncoder);
   if (plan.residency == Residency::Mapped || plan.resident_blocks == 0) return {};
-  degradation_.text_encoder_resident_blocks = resident_blocks_that_fit("text_encoder");
-  MemoryPlan narrowed = components_.memory->plan;
+  degradation_.text_encoder_resident_blocks = resident_blocks_that_fit(Component::TextEncoder);
+  MemoryPlan narrowed = arrangement_->plan();
   apply_degradation(degradation_, narrowed);
-  rearrange("text_encoder", narrowed.component("text_encoder"));
-  return blocks_line("text_encoder", narrowed.component("text_encoder"), "layers");
+  rearrange(narrowed.component(Component::TextEncoder));
+  return blocks_line(narrowed.component(Component::TextEncoder), "layers");
 }
 
 std::string RecoveryLadder::lower_transformer() {
-  MemoryPlan narrowed = components_.memory->plan;
-  ComponentPlan plan = narrowed.component("transformer");
+  MemoryPlan narrowed = arrangement_->plan();
+  const ComponentPlan plan = narrowed.component(Component::Transformer);
   std::string taken;
   if (plan.residency != Residency::Mapped && plan.resident_blocks > 0) {
-    degradation_.transformer_resident_blocks = resident_blocks_that_fit("transformer");
+    degradation_.transformer_resident_blocks = resident_blocks_that_fit(Component::Transformer);
     apply_degradation(degradation_, narrowed);
-    taken = blocks_line("transformer", narrowed.component("transformer"), "blocks");
+    taken = blocks_line(narrowed.component(Component::Transformer), "blocks");
   } else if (const int64_t chunk = degradation_.feed_forward_chunk == 0
                                        ? std::max(kSmallestChunk, image_tokens_ / 4)
                                        : degradation_.feed_forward_chunk / 4;
              chunk >= kSmallestChunk && chunk < image_tokens_ &&
              (degradation_.feed_forward_chunk == 0 || chunk < degradation_.feed_forward_chunk)) {
     degradation_.feed_forward_chunk = chunk;
-    components_.transformer->enable_forward_chunking(chunk);
+    arrangement_->set_feed_forward_chunk(chunk);
     taken = "transformer: feed-forward in chunks of " + std::to_string(chunk) + " tokens";
   } else {
-    const Quality quality = components_.memory->plan.quality;
+    const Quality quality = arrangement_->plan().quality;
     WeightPrecision next = plan.precision;
     if (plan.precision == WeightPrecision::Lossless && quality != Quality::Lossless) {
       next = WeightPrecision::Fp8;
@@ -225,31 +223,31 @@ std::string RecoveryLadder::lower_transformer() {
     degradation_.transformer_precision = next;
     apply_degradation(degradation_, narrowed);
     // The placement points into the host weights it replaces: it goes first.
-    bytes_streamed_by_replaced_ += components_.memory->transformer->bytes_streamed();
-    components_.memory->transformer.reset();
-    store_transformer_weights(components_, next);
+    bytes_streamed_by_replaced_ += arrangement_->release(Component::Transformer);
+    arrangement_->store_transformer_weights(next);
     taken = "transformer: " + std::string(precision_name(next)) + " weights";
   }
-  rearrange("transformer", narrowed.component("transformer"));
+  rearrange(narrowed.component(Component::Transformer));
   return taken;
 }
 
 std::string RecoveryLadder::lower_vae() {
   if (!degradation_.vae_tiling) {
     degradation_.vae_tiling = true;
-    rearrange("vae", components_.memory->plan.component("vae"));
+    rearrange(arrangement_->plan().component(Component::Vae));
     return "vae: tiled decode";
   }
-  if (degradation_.vae_on_cpu || components_.device.is_cpu()) return {};
+  if (degradation_.vae_on_cpu || device_.is_cpu()) return {};
   degradation_.vae_on_cpu = true;
-  MemoryPlan narrowed = components_.memory->plan;
+  MemoryPlan narrowed = arrangement_->plan();
   apply_degradation(degradation_, narrowed);
-  rearrange("vae", narrowed.component("vae"));
+  rearrange(narrowed.component(Component::Vae));
   return "vae: decodes on the CPU";
 }
 
 void RecoveryLadder::remember() const {
-  if (degradation_ != remembered_) RecoveryMemory::remember(memory_key_, degradation_);
+  if (injected_failure_ || degradation_ == remembered_) return;
+  RecoveryMemory::remember(memory_key_, degradation_);
 }
 
 }  // namespace canvas

@@ -139,14 +139,14 @@ std::vector<DevicePool> MachineFacts::pools() const {
   return all;
 }
 
-const ComponentPlan& MemoryPlan::component(std::string_view name) const {
+const ComponentPlan& MemoryPlan::component(Component component) const {
   for (const ComponentPlan& part : components)
-    if (part.name == name) return part;
-  throw Error("the memory plan has no component '" + std::string(name) + "'");
+    if (part.component == component) return part;
+  throw Error("the memory plan has no component '" + component_label(component) + "'");
 }
 
-ComponentPlan& MemoryPlan::component(std::string_view name) {
-  return const_cast<ComponentPlan&>(std::as_const(*this).component(name));
+ComponentPlan& MemoryPlan::component(Component component) {
+  return const_cast<ComponentPlan&>(std::as_const(*this).component(component));
 }
 
 std::vector<std::string> MemoryPlan::describe() const {
@@ -165,10 +165,11 @@ std::vector<std::string> MemoryPlan::describe() const {
   lines.push_back(header);
   char text[1024];
   for (const ComponentPlan& part : components) {
-    std::snprintf(text, sizeof(text), "  %-12s %s, %s weights, peak %s, %.3f s/%s", part.name.c_str(),
-                  placement_text(part, *this).c_str(), std::string(precision_name(part.precision)).c_str(),
+    std::snprintf(text, sizeof(text), "  %-12s %s, %s weights, peak %s, %.3f s/%s",
+                  component_label(part.component).c_str(), placement_text(part, *this).c_str(),
+                  std::string(precision_name(part.precision)).c_str(),
                   format_bytes(part.phase_peak_bytes).c_str(), part.predicted_pass_s,
-                  part.name == "transformer" ? "step" : "pass");
+                  part.component == Component::Transformer ? "step" : "pass");
     lines.push_back(text);
   }
   return lines;
@@ -187,7 +188,7 @@ nlohmann::json MemoryPlan::to_json() const {
                         {"placed_bytes", share.placed_bytes},
                         {"phase_peak_bytes", share.phase_peak_bytes}});
     }
-    parts.push_back({{"name", part.name},
+    parts.push_back({{"name", component_name(part.component)},
                      {"residency", residency_name(part.residency)},
                      {"precision", precision_name(part.precision)},
                      {"spread", spread_name(part.spread)},

@@ -120,7 +120,7 @@ ComponentPlan summarize(const ComponentFacts& facts, const Layout& layout,
                         const std::vector<ShareCost>& costs, double compute_per_read,
                         double exchange_per_read, const Rates& rates) {
   ComponentPlan plan;
-  plan.name = facts.name;
+  plan.component = facts.component;
   plan.residency = layout.residency;
   plan.precision = layout.precision;
   plan.spread = layout.spread;
@@ -192,7 +192,7 @@ std::optional<ComponentPlan> plan_component(const ComponentFacts& facts, const M
 
   if (layout.residency == Residency::Mapped) {
     ComponentPlan plan;
-    plan.name = facts.name;
+    plan.component = facts.component;
     plan.residency = Residency::Mapped;
     plan.precision = layout.precision;
     plan.resident_blocks = blocks;
@@ -377,7 +377,7 @@ Strategy matching_preset(const MemoryPlan& plan) {
     all_offloaded &= part.residency == Residency::Offloaded;
     none_streamed &= part.streamed_blocks == 0;
     all_streamed &= part.resident_blocks == 0;
-    if (part.name == "transformer") transformer_precision = part.precision;
+    if (part.component == Component::Transformer) transformer_precision = part.precision;
   }
   if (transformer_precision == WeightPrecision::Fp8 && none_streamed) return Strategy::Fp8;
   if (transformer_precision == WeightPrecision::Nf4 && none_streamed) return Strategy::Nf4;

@@ -18,8 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "planning/machine_profile.h"
 #include "memory/device.h"
+#include "planning/component.h"
+#include "planning/machine_profile.h"
 
 namespace canvas {
 
@@ -61,7 +62,7 @@ struct BlockFacts {
 };
 
 struct ComponentFacts {
-  std::string name;
+  Component component = Component::Transformer;
   int64_t shared_bytes = 0;  // weights outside the blocks, always placed during the phase
   std::vector<BlockFacts> blocks;
   bool quantizable = false;  // whether Fp8 / Nf4 apply to the blocks
@@ -137,7 +138,7 @@ struct DeviceShare {
 };
 
 struct ComponentPlan {
-  std::string name;
+  Component component = Component::Transformer;
   Residency residency = Residency::Offloaded;
   WeightPrecision precision = WeightPrecision::Lossless;
   // Totals over the shares (replicated, each device's: they hold the same arrangement).
@@ -178,9 +179,9 @@ struct MemoryPlan {
   double predicted_total_s = 0;
 
   // Throws canvas::Error when the plan has no such component.
-  const ComponentPlan& component(std::string_view name) const;
-  ComponentPlan& component(std::string_view name);
-  double predicted_step_s() const { return component("transformer").predicted_pass_s; }
+  const ComponentPlan& component(Component component) const;
+  ComponentPlan& component(Component component);
+  double predicted_step_s() const { return component(Component::Transformer).predicted_pass_s; }
   // One line per component, for the console and the image metadata.
   std::vector<std::string> describe() const;
   nlohmann::json to_json() const;

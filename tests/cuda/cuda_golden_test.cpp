@@ -77,7 +77,7 @@ TEST_P(CudaGolden, TextEncoder) {
 }
 
 TEST_P(CudaGolden, Vae) {
-  // The pipeline decodes in f32 on every device (QwenImageComponents::vae_dtype); bf16 drifts ~1.8e-2.
+  // The pipeline decodes in f32 on every device (QwenImageModel::vae_dtype); bf16 drifts ~1.8e-2.
   if (dtype() != DType::F32) GTEST_SKIP() << "the VAE runs in f32 on every device";
   auto path = test::source_path("models/tiny-qwen-image/vae");
   AutoencoderKLQwenImage vae(AutoencoderKLQwenImageConfig::from_file(path / "config.json"),
@@ -94,13 +94,13 @@ TEST_P(CudaGolden, Vae) {
 }
 
 TEST_P(CudaGolden, WholeImage) {
-  QwenImageComponents components =
-      load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu, dtype());
+  const QwenImageModel model = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu, dtype());
+  MemoryOptions options;
   for (const char* name : {"a_64x64_nocfg_seed42", "c_96x64_cfg4_neg_seed123"}) {
     const std::string folder = std::string("pipeline/") + name;
     nlohmann::json parameters = test::golden_json(folder);
     TextToImageRequest request = test::golden_request(parameters);
-    TextToImageResult result = text_to_image(components, request);
+    TextToImageResult result = text_to_image(model, request, options);
     Tensor expected = test::open_golden(folder).get("image").select(0, 0).contiguous();
     double max_difference = test::max_abs_difference(result.image, expected);
     std::printf("[ gpu parity ] %-5s %-45s image max |d| %.3g/255\n",

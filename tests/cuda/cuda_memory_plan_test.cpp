@@ -40,17 +40,18 @@ TEST_F(CudaMemoryPlan, UploadQueueCopiesPageableAndPinnedSources) {
 }
 
 TEST_F(CudaMemoryPlan, StreamedPlansMatchTheResidentPlanExactly) {
-  QwenImageComponents components = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu);
+  const QwenImageModel model = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu);
+  MemoryOptions options;
   const std::string folder = "pipeline/c_96x64_cfg4_neg_seed123";
   TextToImageRequest request = test::golden_request(test::golden_json(folder));
-  components.memory_options.plan.strategy = Strategy::Bf16Full;
-  TextToImageResult resident = text_to_image(components, request);
+  options.plan.strategy = Strategy::Bf16Full;
+  TextToImageResult resident = text_to_image(model, request, options);
   double error = test::relative_error(resident.latents.to(Device::cpu()).to(DType::F32),
                                       test::open_golden(folder).get("latents"));
   EXPECT_LE(error, 5e-2);
   for (Strategy strategy : {Strategy::ModelOffload, Strategy::SequentialOffload}) {
-    components.memory_options.plan.strategy = strategy;
-    TextToImageResult streamed = text_to_image(components, request);
+    options.plan.strategy = strategy;
+    TextToImageResult streamed = text_to_image(model, request, options);
     SCOPED_TRACE(std::string(strategy_name(strategy)));
     EXPECT_TRUE(test::bit_identical(streamed.latents, resident.latents));
     EXPECT_TRUE(test::bit_identical(streamed.image, resident.image));
@@ -61,23 +62,24 @@ TEST_F(CudaMemoryPlan, StreamedPlansMatchTheResidentPlanExactly) {
 }
 
 TEST_F(CudaMemoryPlan, VaeWithNoRoomOnTheDeviceDecodesOnTheCpu) {
-  QwenImageComponents components = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu);
+  const QwenImageModel model = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu);
+  MemoryOptions options;
   TextToImageRequest request = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
-  components.memory_options.plan.strategy = Strategy::ModelOffload;
-  components.memory_options.device_budget_bytes = int64_t{1} << 30;
-  RecoveryMemory::forget(recovery_key(components, request));
-  const TextToImageResult clean = text_to_image(components, request);
+  options.plan.strategy = Strategy::ModelOffload;
+  options.device_budget_bytes = int64_t{1} << 30;
+  RecoveryMemory::forget(recovery_key(model, request, options));
+  const TextToImageResult clean = text_to_image(model, request, options);
   // After the last step the device has no room left: neither the whole decode nor its tiles fit.
   JobObservers observers;
   observers.on_step = [](int done, int total) {
     if (done == total) allocator_for(kGpu).set_budget(0);
   };
-  TextToImageResult result = text_to_image(components, request, observers);
-  RecoveryMemory::forget(recovery_key(components, request));
+  TextToImageResult result = text_to_image(model, request, options, observers);
+  RecoveryMemory::forget(recovery_key(model, request, options));
   ASSERT_FALSE(result.recoveries.empty());
   EXPECT_NE(result.recoveries.back().find("vae: decodes on the CPU"), std::string::npos)
       << result.recoveries.back();
-  EXPECT_EQ(result.plan.component("vae").residency, Residency::Mapped);
+  EXPECT_EQ(result.plan.component(Component::Vae).residency, Residency::Mapped);
   EXPECT_TRUE(test::bit_identical(result.latents, clean.latents));
   // The same f32 decode, on the other device.
   const double error = test::relative_error(result.image, clean.image);

@@ -56,16 +56,17 @@ TEST_F(CudaMultiDevice, SequenceParallelRanksSharingOneGpuMatchTheReference) {
 TEST_F(CudaMultiDevice, JobsSpreadOverTwoGpusMatchTheOneGpuJob) {
   const int devices = register_cuda_backends();
   if (devices < 2) GTEST_SKIP() << "needs 2 CUDA devices, found " << devices;
-  QwenImageComponents components = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu);
+  const QwenImageModel model = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu);
+  MemoryOptions options;
   TextToImageRequest request = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
-  const TextToImageResult one = text_to_image(components, request);
-  components.memory_options.extra_devices = {Device::cuda(1)};
+  const TextToImageResult one = text_to_image(model, request, options);
+  options.extra_devices = {Device::cuda(1)};
   for (Parallelism parallelism :
        {Parallelism::Components, Parallelism::Pipeline, Parallelism::Guidance, Parallelism::Sequence}) {
     SCOPED_TRACE(std::string(parallelism_name(parallelism)));
-    components.memory_options.plan.parallelism = parallelism;
+    options.plan.parallelism = parallelism;
     allocator_for(Device::cuda(1)).reset_peak();
-    const TextToImageResult spread = text_to_image(components, request);
+    const TextToImageResult spread = text_to_image(model, request, options);
     for (const std::string& line : spread.plan.describe()) std::printf("  %s\n", line.c_str());
     EXPECT_GT(allocator_for(Device::cuda(1)).peak(), 0);
     if (parallelism == Parallelism::Sequence) {

@@ -1,0 +1,98 @@
+#include "pipeline/job.h"
+
+#include <chrono>
+
+#include "backend/backend.h"
+#include "pipeline/job_facts.h"
+
+namespace canvas {
+
+std::string recovery_key(const QwenImageModel& model, const JobGeometry& geometry, const std::string& prompt,
+                         const MemoryOptions& options) {
+  return backend_for(model.device).description() + "|" + model.configs.layout.root.string() + "|" +
+         std::string(dtype_name(model.activation_dtype)) + "|" + plan_key(geometry, prompt, options);
+}
+
+Job::Job(const QwenImageModel& model, JobGeometry geometry, std::string prompt, MemoryOptions options,
+         JobObservers observers, ArrangementCache* cache)
+    : model_(model),
+      geometry_(std::move(geometry)),
+      prompt_(std::move(prompt)),
+      options_(std::move(options)),
+      observers_(std::move(observers)),
+      cache_(cache),
+      ladder_(arrangement_, model.device, recovery_key(model_, geometry_, prompt_, options_),
+              geometry_.image_tokens(), observers_.on_recovery, observers_.profiler) {}
+
+// A job that fails part way leaves its weights mid-phase (placed, or a stream part way round its ring): its
+// arrangement goes with it instead of to the cache.
+Job::~Job() = default;
+
+WeightArrangement& Job::weights() {
+  check(arrangement_ != nullptr, "the job's weights are arranged by its plan phase, which has not run");
+  return *arrangement_;
+}
+
+void Job::run(const std::vector<JobPhaseStep>& phases) {
+  using Clock = std::chrono::steady_clock;
+  for (const JobPhaseStep& step : phases) {
+    check_cancelled();
+    phase_ = step.phase;
+    Profiler::Span span = observers_.profiler ? observers_.profiler->span(std::string(phase_name(step.phase)))
+                                              : Profiler::Span();
+    const Clock::time_point start = Clock::now();
+    step.run();
+    timings_.seconds[static_cast<int>(step.phase)] +=
+        std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  complete();
+}
+
+void Job::arrange_weights() {
+  attempt("plan", [&] {
+    const std::string key = plan_key(geometry_, prompt_, options_) + "/" + degradation().to_json().dump();
+    if (cache_ && cache_->arrangement) {
+      // A different arrangement goes first: its device memory is part of what the new plan may use.
+      if (cache_->arrangement->key() == key) {
+        arrangement_ = std::move(cache_->arrangement);
+        return;
+      }
+      cache_->arrangement.reset();
+    }
+    std::vector<ComponentFacts> facts = job_facts(model_, geometry_, prompt_, options_, degradation());
+    MachineFacts machine = machine_facts(model_, options_);
+    MemoryPlan plan = plan_memory(facts, machine, options_.plan);
+    if (degradation().any()) {
+      apply_degradation(degradation(), plan);
+      plan = evaluate_plan(facts, machine, plan);
+    }
+    arrangement_ = std::make_unique<WeightArrangement>(model_, key, std::move(facts), std::move(machine),
+                                                       std::move(plan), degradation().feed_forward_chunk);
+  });
+  for (const Device& device : arrangement_->devices()) {
+    Allocator& allocator = allocator_for(device);
+    budgets_.push_back(std::make_unique<BudgetScope>(allocator, options_.device_budget_bytes));
+    // The job's peak, not the planning's or an earlier job's.
+    allocator.reset_peak();
+  }
+  if (observers_.on_plan) observers_.on_plan(arrangement_->plan());
+}
+
+void Job::attempt(const std::string& where, const std::function<void()>& attempt) {
+  ladder_.run(phase_, where, attempt);
+}
+
+void Job::check_cancelled() const {
+  if (observers_.cancellation) observers_.cancellation->throw_if_requested();
+}
+
+void Job::complete() {
+  final_plan_ = arrangement_->plan();
+  bytes_streamed_ = ladder_.bytes_streamed_by_replaced();
+  if (arrangement_->placed(Component::Transformer))
+    bytes_streamed_ += arrangement_->placement(Component::Transformer).bytes_streamed();
+  ladder_.remember();
+  if (cache_) cache_->arrangement = std::move(arrangement_);
+}
+
+}  // namespace canvas

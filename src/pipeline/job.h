@@ -1,0 +1,108 @@
+// One request's run of a pipeline, apart from the loaded model it reads: the job's options and geometry,
+// the weights' arrangement, the recovery ladder, its timings and what watches it. A pipeline is a list of
+// phases (pipeline/qwen_image_phases.h) that Job::run runs in order, each timed, marked on the profiler and
+// preceded by a look at the cancellation; within a phase, each unit of work is an attempt under the
+// recovery ladder.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pipeline/job_geometry.h"
+#include "pipeline/memory_options.h"
+#include "pipeline/recovery_ladder.h"
+#include "profile/profiler.h"
+#include "util/cancellation.h"
+
+namespace canvas {
+
+// Called after each denoising step with the number of steps done and the total.
+using StepCallback = std::function<void(int done, int total)>;
+// Called once the job's memory plan is made, before any work on the device.
+using PlanCallback = std::function<void(const MemoryPlan& plan)>;
+
+// What a caller watches and steers a job with; every member may be left empty.
+struct JobObservers {
+  StepCallback on_step;
+  PlanCallback on_plan;
+  std::function<void(const std::string& recovery)> on_recovery;
+  Profiler* profiler = nullptr;  // marks the job's phases and steps
+  // Looked at before each phase and each step: once requested, the job stops there with CancelledError.
+  const Cancellation* cancellation = nullptr;
+};
+
+struct PhaseTimings {
+  double seconds[kJobPhases] = {};  // by JobPhase; the plan phase includes the dry runs and arranging
+  std::vector<double> step_s;
+
+  double of(JobPhase phase) const { return seconds[static_cast<int>(phase)]; }
+};
+
+struct JobPhaseStep {
+  JobPhase phase;
+  std::function<void()> run;
+};
+
+// Names what a job's recoveries are remembered by: the machine, the model and the job's settings.
+std::string recovery_key(const QwenImageModel& model, const JobGeometry& geometry, const std::string& prompt,
+                         const MemoryOptions& options);
+
+class Job {
+ public:
+  // `prompt` is the one the planner's dry run encodes (its length shapes the text tokens). A `cache`
+  // offers the arrangement an earlier job kept, and takes this job's when it completes.
+  Job(const QwenImageModel& model, JobGeometry geometry, std::string prompt, MemoryOptions options,
+      JobObservers observers, ArrangementCache* cache = nullptr);
+  ~Job();
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  const QwenImageModel& model() const { return model_; }
+  const JobGeometry& geometry() const { return geometry_; }
+  const JobObservers& observers() const { return observers_; }
+  // The weights' arrangement; from the plan phase on. A recovery can replace its placements: look each up
+  // again after an attempt rather than keeping it.
+  WeightArrangement& weights();
+
+  // Runs the phases in order, then completes the job (see complete()).
+  void run(const std::vector<JobPhaseStep>& phases);
+  // The plan phase's work: plans the job's memory and arranges the weights, or takes over the cache's
+  // arrangement when it was made for the same job shape and options.
+  void arrange_weights();
+  // Runs `attempt` under the recovery ladder within the current phase (`where` names it in messages).
+  void attempt(const std::string& where, const std::function<void()>& attempt);
+  // Stops with CancelledError when cancellation was requested.
+  void check_cancelled() const;
+  // Where the recovery ladder stands (the dry runs and arrangements follow it).
+  const Degradation& degradation() const { return ladder_.degradation(); }
+
+  const PhaseTimings& timings() const { return timings_; }
+  PhaseTimings& timings() { return timings_; }
+  const std::vector<std::string>& recoveries() const { return ladder_.recoveries(); }
+  // Once the job has run: the plan its weights followed, after any recovery, and the weight bytes streamed
+  // to the device.
+  const MemoryPlan& plan() const { return final_plan_; }
+  int64_t bytes_streamed() const { return bytes_streamed_; }
+
+ private:
+  // Keeps the final plan and figures, remembers the rungs taken and hands the arrangement to the cache.
+  void complete();
+
+  const QwenImageModel& model_;
+  JobGeometry geometry_;
+  std::string prompt_;
+  MemoryOptions options_;
+  JobObservers observers_;
+  ArrangementCache* cache_;
+  std::unique_ptr<WeightArrangement> arrangement_;
+  RecoveryLadder ladder_;
+  JobPhase phase_ = JobPhase::Plan;
+  PhaseTimings timings_;
+  std::vector<std::unique_ptr<BudgetScope>> budgets_;
+  MemoryPlan final_plan_;
+  int64_t bytes_streamed_ = 0;
+};
+
+}  // namespace canvas

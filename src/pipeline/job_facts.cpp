@@ -1,0 +1,312 @@
+#include "pipeline/job_facts.h"
+
+#include <algorithm>
+
+#include "backend/backend.h"
+#include "backend/communicator.h"
+#include "memory/host_memory.h"
+#include "models/meta_weights.h"
+#include "pipeline/component_weights.h"
+#include "pipeline/prompt_encoder.h"
+#include "pipeline/transformer_executor.h"
+#include "planning/dry_run.h"
+
+namespace canvas {
+
+namespace {
+
+// A transformer-block linear the fp8 and nf4 plans store quantized
+// (QwenImageTransformerBlock::quantize_weights).
+bool is_quantized_in_blocks(const std::string& name, const Tensor& tensor) {
+  return tensor.ndim() == 2 && name.ends_with(".weight");
+}
+
+int64_t quantized_bytes(const Tensor& tensor, WeightPrecision precision) {
+  const int64_t elements = tensor.numel();
+  if (precision == WeightPrecision::Fp8) return elements + static_cast<int64_t>(sizeof(float));
+  return (elements + 1) / 2 + (elements + 63) / 64 * static_cast<int64_t>(sizeof(float));
+}
+
+int64_t placed_bytes(const Tensor& tensor, const std::string& name, Device device, DType compute_dtype) {
+  return storage_bytes(nn::placed_dtype(tensor, name, device, compute_dtype), tensor.numel());
+}
+
+// Adds the host memory the arrangement's own copies of a network's weights take, by the precision of the
+// transformer blocks: weights converted to their placed dtype, and the linears quantization replaces (those
+// `in_blocks` says are in quantized blocks). Weights used as mapped cost nothing.
+template <typename Network>
+void count_host_copies(Network& network, Device device, DType compute_dtype,
+                       const std::function<bool(const std::string&)>& in_blocks, ComponentFacts& facts) {
+  network.visit([&](const std::string& name, Tensor& tensor) {
+    const DType placed = nn::placed_dtype(tensor, name, device, compute_dtype);
+    const int64_t converted = placed != tensor.dtype() ? storage_bytes(placed, tensor.numel()) : 0;
+    const bool quantized = in_blocks(name) && is_quantized_in_blocks(name, tensor);
+    facts.host_copy_bytes[0] += converted;
+    for (int p = 1; p < kWeightPrecisions; ++p)
+      facts.host_copy_bytes[p] +=
+          quantized ? quantized_bytes(tensor, static_cast<WeightPrecision>(p)) : converted;
+  });
+}
+
+BlockFacts block_facts(const std::function<void(const nn::ParameterVisitor&)>& visit, Device device,
+                       DType compute_dtype, bool quantizable) {
+  BlockFacts facts;
+  visit([&](const std::string& name, Tensor& tensor) {
+    const int64_t lossless = placed_bytes(tensor, name, device, compute_dtype);
+    facts.bytes[0] += lossless;
+    for (int p = 1; p < kWeightPrecisions; ++p) {
+      facts.bytes[p] += quantizable && is_quantized_in_blocks(name, tensor)
+                            ? quantized_bytes(tensor, static_cast<WeightPrecision>(p))
+                            : lossless;
+    }
+  });
+  return facts;
+}
+
+int64_t shared_bytes(const std::function<void(const nn::ParameterVisitor&)>& visit, Device device,
+                     DType compute_dtype) {
+  int64_t total = 0;
+  visit([&](const std::string& name, Tensor& tensor) {
+    total += placed_bytes(tensor, name, device, compute_dtype);
+  });
+  return total;
+}
+
+// The bytes a plan may use on `device`: the budget asked for, else what is free, less the backend's scratch
+// (outside what a dry run of the ops sees).
+int64_t device_budget(Device device, const MemoryOptions& options, const HostMemoryInfo& host) {
+  Backend& backend = backend_for(device);
+  const int64_t scratch = backend.scratch_reserve_bytes();
+  // A budget is the allocator's limit for the job; what is already held counts against it.
+  if (options.device_budget_bytes)
+    return *options.device_budget_bytes - allocator_for(device).in_use() - scratch;
+  if (device.is_cpu()) return host.available_bytes - scratch;
+  backend.release_cached_memory();
+  return backend.memory_info().free_bytes - scratch;
+}
+
+// The text encoder's facts; `text_tokens` receives each prompt's embedding length for the next phase.
+ComponentFacts text_encoder_facts(const QwenImageModel& model, const JobGeometry& geometry,
+                                  const std::string& prompt, std::vector<int64_t>& text_tokens) {
+  const Device device = model.device;
+  const DType dtype = model.activation_dtype;
+  // A working copy: the dry run swaps meta tensors into it.
+  Qwen2_5_VLTextModel text_encoder = *model.text_encoder;
+  ComponentFacts text;
+  text.component = Component::TextEncoder;
+  text.shared_bytes = shared_bytes([&](const auto& v) { text_encoder.visit_shared(v); }, device, dtype);
+  count_host_copies(
+      text_encoder, device, dtype, [](const std::string&) { return false; }, text);
+  for (auto& layer : text_encoder.layers())
+    text.blocks.push_back(block_facts([&](const auto& v) { layer.visit("", v); }, device, dtype, false));
+  text.passes = geometry.guidance_halves();
+  {
+    nn::MetaWeightsScope meta(text_encoder, component_label(Component::TextEncoder));
+    QwenImagePromptEncoder encoder(model.tokenizer, text_encoder);
+    OwnerScope owner({component_label(Component::TextEncoder), -1, MemoryRole::Activations});
+    text.activation_bytes = measure_activation_peak([&] {
+      text_tokens.push_back(encoder.encode(prompt, geometry.max_sequence_length, dtype).embeds.dim(1));
+      if (geometry.guided) {
+        text_tokens.push_back(
+            encoder.encode(geometry.negative_prompt, geometry.max_sequence_length, dtype).embeds.dim(1));
+      }
+    });
+  }
+  // Two flops per weight per token; the template adds its system tokens to the prompt's.
+  const double templated_tokens =
+      static_cast<double>(text_tokens.front() + QwenImagePromptEncoder::kTemplateTokens);
+  double layer_parameters = 0;
+  for (auto& layer : text_encoder.layers())
+    layer.visit("",
+                [&](const std::string&, Tensor& t) { layer_parameters += static_cast<double>(t.numel()); });
+  text.flops_per_pass = 2.0 * templated_tokens * layer_parameters;
+  return text;
+}
+
+// The denoising phase's activation peak on one device, measured by a dry run of one step on the meta device.
+// With `devices` > 1 the tokens are shared as a sequence-parallel job shares them, every device on the meta
+// device at once: its peak holds all of theirs, and one device's is the share of it.
+int64_t transformer_activation_peak(QwenImageTransformer2DModel& transformer,
+                                    const std::vector<ImageShape>& img_shapes,
+                                    const std::vector<int64_t>& text_tokens, int steps, DType dtype,
+                                    int devices) {
+  const QwenImageTransformerConfig& config = transformer.config();
+  nn::MetaWeightsScope meta(transformer, component_label(Component::Transformer));
+  ComponentPlan mapped;
+  mapped.component = Component::Transformer;
+  mapped.residency = Residency::Mapped;
+  std::vector<ComponentWeights> replicas{transformer_weights(transformer)};
+  std::unique_ptr<ComponentPlacement> no_streaming;
+  if (devices == 1) {
+    no_streaming = std::make_unique<ComponentPlacement>(Device::meta(), std::move(replicas.front()), mapped);
+  } else {
+    mapped.spread = Spread::Sequence;
+    DeviceShare share;
+    share.device = Device::meta();
+    share.blocks = share.resident_blocks = static_cast<int>(transformer.blocks().size());
+    mapped.shares.assign(static_cast<size_t>(devices), share);
+    replicas.resize(static_cast<size_t>(devices), replicas.front());
+    no_streaming = std::make_unique<ComponentPlacement>(Device::meta(), std::move(replicas), mapped);
+  }
+  OwnerScope owner({component_label(Component::Transformer), -1, MemoryRole::Activations});
+  const int64_t peak = measure_activation_peak([&] {
+    TransformerExecutor executor(std::vector<const QwenImageTransformer2DModel*>(devices, &transformer),
+                                 *no_streaming, img_shapes, dtype);
+    executor.precompute_modulation(std::vector<float>(static_cast<size_t>(steps), 1.0f));
+    std::vector<TransformerCondition> conditions;
+    for (int64_t tokens : text_tokens) {
+      conditions.push_back({Tensor::empty({1, tokens, config.joint_attention_dim}, dtype, Device::meta()),
+                            {},
+                            transformer.rotary(img_shapes, tokens, Device::meta(), dtype)});
+    }
+    Tensor latents =
+        Tensor::empty({1, img_shapes.front().tokens(), config.in_channels}, dtype, Device::meta());
+    executor.set_conditions(std::move(conditions));
+    executor.predict(0, latents);
+  });
+  return (peak + devices - 1) / devices;
+}
+
+ComponentFacts transformer_facts(const QwenImageModel& model, const JobGeometry& geometry,
+                                 const MemoryOptions& options, int64_t feed_forward_chunk,
+                                 const std::vector<int64_t>& text_tokens) {
+  const Device device = model.device;
+  const DType dtype = model.activation_dtype;
+  QwenImageTransformer2DModel transformer = *model.transformer;
+  transformer.enable_forward_chunking(feed_forward_chunk);
+  const QwenImageTransformerConfig& config = transformer.config();
+  ComponentFacts denoise;
+  denoise.component = Component::Transformer;
+  denoise.quantizable = true;
+  denoise.shared_bytes = shared_bytes([&](const auto& v) { transformer.visit_shared(v); }, device, dtype);
+  count_host_copies(
+      transformer, device, dtype,
+      [](const std::string& name) { return name.starts_with("transformer_blocks."); }, denoise);
+  for (auto& block : transformer.blocks()) {
+    auto visit_if = [&](bool modulation) {
+      return [&block, modulation](const nn::ParameterVisitor& v) {
+        block.visit("", [&](const std::string& name, Tensor& t) {
+          if (is_modulation(name) == modulation) v(name, t);
+        });
+      };
+    };
+    BlockFacts every_step = block_facts(visit_if(false), device, dtype, true);
+    BlockFacts once = block_facts(visit_if(true), device, dtype, true);
+    std::copy(std::begin(once.bytes), std::end(once.bytes), std::begin(every_step.once_bytes));
+    denoise.blocks.push_back(every_step);
+  }
+  const int halves = geometry.guidance_halves();
+  denoise.passes = geometry.steps * halves;
+  denoise.passes_per_weight_read = halves;
+  const std::vector<ImageShape>& img_shapes = geometry.img_shapes;
+  const int64_t image_tokens = geometry.image_tokens();
+  denoise.activation_bytes =
+      transformer_activation_peak(transformer, img_shapes, text_tokens, geometry.steps, dtype, /*devices=*/1);
+  // Per block: the image and text streams' linears (12 dim^2 weights each) on their own tokens, and
+  // attention's two L x L x dim products over the joint sequence.
+  const double dim = static_cast<double>(config.inner_dim());
+  double flops = 0;
+  for (int64_t tokens : text_tokens) {
+    const double joint = static_cast<double>(image_tokens + tokens);
+    flops +=
+        static_cast<double>(config.num_layers) * (2.0 * joint * 12.0 * dim * dim + 4.0 * joint * joint * dim);
+  }
+  denoise.flops_per_pass = flops / static_cast<double>(text_tokens.size());
+
+  const int64_t longest_text = *std::max_element(text_tokens.begin(), text_tokens.end());
+  denoise.boundary_bytes = storage_bytes(dtype, (image_tokens + longest_text) * config.inner_dim());
+  denoise.pipeline_splittable = true;
+  const int devices = 1 + static_cast<int>(options.extra_devices.size());
+  if (can_split_tokens(config, devices)) {
+    denoise.attention_heads = static_cast<int>(config.num_attention_heads);
+    denoise.sequence_devices = devices;
+    denoise.sequence_activation_bytes =
+        transformer_activation_peak(transformer, img_shapes, text_tokens, geometry.steps, dtype, devices);
+  }
+  if (devices == denoise.passes_per_weight_read && devices > 1) {
+    denoise.guidance_activation_bytes =
+        transformer_activation_peak(transformer, img_shapes, {longest_text}, geometry.steps, dtype, 1);
+  }
+  return denoise;
+}
+
+ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometry, bool tiled) {
+  AutoencoderKLQwenImage vae = *model.vae;
+  ComponentFacts decode;
+  decode.component = Component::Vae;
+  decode.shared_bytes = shared_bytes([&](const auto& v) { vae.visit(v); }, model.device, model.vae_dtype);
+  count_host_copies(
+      vae, model.device, model.vae_dtype, [](const std::string&) { return false; }, decode);
+  {
+    nn::MetaWeightsScope meta(vae, component_label(Component::Vae));
+    OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
+    decode.activation_bytes = measure_activation_peak([&] {
+      Tensor latents =
+          Tensor::empty({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width},
+                        model.vae_dtype, Device::meta());
+      Tensor normalized = vae.denormalize_latents(latents);
+      if (tiled) {
+        vae.tiled_decode(normalized, VaeTiling{});
+      } else {
+        vae.decode(normalized);
+      }
+    });
+  }
+  return decode;
+}
+
+}  // namespace
+
+bool can_split_tokens(const QwenImageTransformerConfig& config, int devices) {
+  return devices > 1 && !config.zero_cond_t && config.num_attention_heads % devices == 0;
+}
+
+std::vector<ComponentFacts> job_facts(const QwenImageModel& model, const JobGeometry& geometry,
+                                      const std::string& prompt, const MemoryOptions& options,
+                                      const Degradation& degradation) {
+  std::vector<int64_t> text_tokens;
+  ComponentFacts text = text_encoder_facts(model, geometry, prompt, text_tokens);
+  return {text, transformer_facts(model, geometry, options, degradation.feed_forward_chunk, text_tokens),
+          vae_facts(model, geometry, degradation.vae_tiling)};
+}
+
+MachineFacts machine_facts(const QwenImageModel& model, const MemoryOptions& options) {
+  MachineFacts machine;
+  machine.device = model.device;
+  machine.device_is_host = model.device.is_cpu();
+  HostMemoryInfo host = host_memory_info();
+  machine.host_budget = options.host_budget_bytes.value_or(host.available_bytes);
+  std::vector<Device> devices{model.device};
+  devices.insert(devices.end(), options.extra_devices.begin(), options.extra_devices.end());
+  if (can_split_tokens(model.configs.transformer, static_cast<int>(devices.size())) &&
+      (options.plan.parallelism == Parallelism::Auto || options.plan.parallelism == Parallelism::Sequence)) {
+    machine.exchange = shared_communicator(devices)->description();
+  }
+  machine.device_budget = device_budget(model.device, options, host);
+  for (const Device& device : options.extra_devices) {
+    check(device.type == model.device.type && device != model.device,
+          "--devices must name distinct devices of one kind, got " + model.device.str() + " and " +
+              device.str());
+    machine.extra_pools.push_back({device, device_budget(device, options, host)});
+  }
+  machine.profile = machine_profile(model.device, model.activation_dtype);
+  if (!machine.extra_pools.empty())
+    machine.interconnect_bytes_per_s = interconnect_bytes_per_s(model.device, options.extra_devices.front());
+  return machine;
+}
+
+std::string plan_key(const JobGeometry& geometry, const std::string& prompt, const MemoryOptions& options) {
+  auto budget = [](const std::optional<int64_t>& bytes) { return bytes ? std::to_string(*bytes) : "-"; };
+  std::string devices;
+  for (const Device& device : options.extra_devices) devices += device.str() + ",";
+  return std::string(strategy_name(options.plan.strategy)) + "/" +
+         std::string(parallelism_name(options.plan.parallelism)) + "/" + devices + "/" +
+         std::string(quality_name(options.plan.quality)) + "/" + budget(options.device_budget_bytes) + "/" +
+         budget(options.host_budget_bytes) + "/" + std::to_string(geometry.width) + "x" +
+         std::to_string(geometry.height) + "/" + std::to_string(geometry.steps) + "/" +
+         (geometry.guided ? "cfg" : "nocfg") + "/" + std::to_string(geometry.max_sequence_length) + "/" +
+         std::to_string(prompt.size()) + "/" +
+         std::to_string(geometry.guided ? geometry.negative_prompt.size() : 1);
+}
+
+}  // namespace canvas

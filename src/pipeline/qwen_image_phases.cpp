@@ -1,0 +1,156 @@
+#include "pipeline/qwen_image_phases.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "pipeline/latent_packing.h"
+#include "pipeline/torch_generator.h"
+#include "pipeline/transformer_executor.h"
+
+namespace canvas {
+
+namespace {
+
+// Fails naming `what` when `tensor` holds a NaN or an infinity: the job would otherwise finish with a black
+// image. Copies the values to the host, a small tensor once per step.
+void check_finite(const Tensor& tensor, const std::string& what, DType activation_dtype) {
+  const std::vector<float> values = tensor.to_floats();
+  if (std::all_of(values.begin(), values.end(), [](float value) { return std::isfinite(value); })) return;
+  throw Error(what + " holds NaN or Inf values: the checkpoint's weights may hold them" +
+              (activation_dtype == DType::F16 ? ", or the f16 activations overflowed (try --precision bf16)"
+                                              : std::string()));
+}
+
+// True CFG with the norm rescale: the guided prediction keeps the conditional prediction's norm per token.
+Tensor guided_prediction(const Tensor& cond, const Tensor& uncond, float cfg_scale) {
+  Tensor combined = ops::add(uncond, ops::scale(ops::sub(cond, uncond), cfg_scale));
+  return ops::mul(combined, ops::div(ops::vector_norm(cond), ops::vector_norm(combined)));
+}
+
+}  // namespace
+
+PromptEmbeddings encode_prompts(Job& job, const std::string& prompt) {
+  const QwenImageModel& model = job.model();
+  const JobGeometry& geometry = job.geometry();
+  PromptEmbeddings prompts;
+  job.attempt("text encoder", [&] {
+    ComponentPlacement& placement = job.weights().placement(Component::TextEncoder);
+    placement.set_profiler(job.observers().profiler);
+    placement.begin_phase();
+    QwenImagePromptEncoder encoder(model.tokenizer, job.weights().text_encoder(), &placement);
+    OwnerScope owner({component_label(Component::TextEncoder), -1, MemoryRole::Activations});
+    prompts.positive = encoder.encode(prompt, geometry.max_sequence_length, model.activation_dtype);
+    if (geometry.guided)
+      prompts.negative =
+          encoder.encode(geometry.negative_prompt, geometry.max_sequence_length, model.activation_dtype);
+  });
+  job.weights().placement(Component::TextEncoder).end_phase();
+  check_finite(prompts.positive.embeds, "the text encoder's embedding of the prompt", model.activation_dtype);
+  if (geometry.guided)
+    check_finite(prompts.negative.embeds, "the text encoder's embedding of the negative prompt",
+                 model.activation_dtype);
+  return prompts;
+}
+
+Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float cfg_scale) {
+  using Clock = std::chrono::steady_clock;
+  const QwenImageModel& model = job.model();
+  const JobGeometry& geometry = job.geometry();
+  const DType dtype = model.activation_dtype;
+  Profiler* profiler = job.observers().profiler;
+  OwnerScope owner({component_label(Component::Transformer), -1, MemoryRole::Activations});
+  FlowMatchEulerDiscreteScheduler scheduler(model.configs.scheduler);
+  scheduler.set_timesteps(geometry.steps, FlowMatchEulerDiscreteScheduler::calculate_shift(
+                                              geometry.image_tokens(), model.configs.scheduler));
+  const std::vector<float>& timesteps = scheduler.timesteps();
+  std::vector<float> sigma_timesteps;
+  // The reference passes t / 1000 in the latents' dtype.
+  for (float timestep : timesteps) sigma_timesteps.push_back(timestep / 1000.0f);
+
+  const QwenImageTransformer2DModel& transformer = *model.transformer;
+  TransformerExecutor executor(job.weights().transformers(), job.weights().placement(Component::Transformer),
+                               geometry.img_shapes, dtype);
+  Tensor latents;
+  job.attempt("denoise setup", [&] {
+    TorchGenerator generator(seed);
+    Tensor noise =
+        generator.randn({1, 1, geometry.latent_channels, geometry.latent_height, geometry.latent_width});
+    latents =
+        pack_latents(noise.view({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width}))
+            .to(dtype)
+            .to(model.device);
+    // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
+    std::vector<TransformerCondition> conditions;
+    for (const PromptEmbedding* prompt : {&prompts.positive, &prompts.negative}) {
+      if (prompt == &prompts.negative && !geometry.guided) break;
+      conditions.push_back(
+          {prompt->embeds,
+           {},
+           transformer.rotary(geometry.img_shapes, prompt->embeds.dim(1), model.device, dtype)});
+    }
+    ComponentPlacement& placement = job.weights().placement(Component::Transformer);
+    placement.set_profiler(profiler);
+    placement.begin_phase();
+    executor.set_placement(placement, job.weights().transformers());
+    executor.set_conditions(std::move(conditions));
+    executor.precompute_modulation(sigma_timesteps);
+  });
+
+  const int steps = static_cast<int>(timesteps.size());
+  for (int step = 0; step < steps; ++step) {
+    job.check_cancelled();
+    Profiler::Span step_span = profiler ? profiler->span("step", {{"step", step + 1}}) : Profiler::Span();
+    const Clock::time_point step_start = Clock::now();
+    Tensor next_latents;
+    // A retry starts again from `latents`, which only a completed step replaces.
+    job.attempt("step " + std::to_string(step + 1), [&] {
+      ComponentPlacement& placement = job.weights().placement(Component::Transformer);
+      // A placement the ladder rebuilt is new to the profiler and to the executor.
+      if (!placement.in_phase()) placement.set_profiler(profiler);
+      placement.begin_phase(/*once_read_done=*/true);
+      executor.set_placement(placement, job.weights().transformers());
+      std::vector<Tensor> predictions = executor.predict(step, latents);
+      Tensor prediction =
+          geometry.guided ? guided_prediction(predictions[0], predictions[1], cfg_scale) : predictions[0];
+      next_latents = scheduler.step(prediction, step, latents);
+    });
+    check_finite(next_latents, "the latents after denoising step " + std::to_string(step + 1), dtype);
+    latents = next_latents;
+    job.timings().step_s.push_back(std::chrono::duration<double>(Clock::now() - step_start).count());
+    if (job.observers().on_step) job.observers().on_step(step + 1, steps);
+  }
+  job.weights().placement(Component::Transformer).end_phase();
+  return latents;
+}
+
+Tensor decode_latents(Job& job, const Tensor& latents) {
+  const QwenImageModel& model = job.model();
+  const JobGeometry& geometry = job.geometry();
+  Tensor image;
+  job.attempt("vae decode", [&] {
+    const bool on_cpu = job.degradation().vae_on_cpu;
+    ComponentPlacement& placement = job.weights().placement(Component::Vae);
+    placement.set_profiler(job.observers().profiler);
+    placement.begin_phase();
+    OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
+    const AutoencoderKLQwenImage& vae = job.weights().vae();
+    // On the CPU rung nothing more may be asked of the device, not even for unpacking.
+    Tensor unpacked = unpack_latents(on_cpu ? latents.to(Device::cpu()) : latents, geometry.latent_height,
+                                     geometry.latent_width)
+                          .to(model.vae_dtype);
+    Tensor normalized = vae.denormalize_latents(unpacked);
+    Tensor decoded =
+        job.degradation().vae_tiling ? vae.tiled_decode(normalized, VaeTiling{}) : vae.decode(normalized);
+    // VaeImageProcessor.postprocess: [-1, 1] -> [0, 1], clamped, channels last. x * 0.5 is exact, so this
+    // rounds as the reference's x / 2 + 0.5 does.
+    Tensor channels_last = decoded.select(0, 0).permute({1, 2, 0}).contiguous();
+    std::vector<float> values = channels_last.to_floats();
+    for (float& value : values) value = std::clamp(value * 0.5f + 0.5f, 0.0f, 1.0f);
+    image = Tensor::from_floats(values, channels_last.shape());
+  });
+  job.weights().placement(Component::Vae).end_phase();
+  return image;
+}
+
+}  // namespace canvas

@@ -1,0 +1,147 @@
+#include "pipeline/weight_arrangement.h"
+
+#include "backend/backend.h"
+#include "pipeline/component_weights.h"
+
+namespace canvas {
+
+namespace {
+
+// Converts a network's host weights to their placed dtypes, so placing and streaming copy them as they are.
+template <typename Network>
+void convert_host_weights(Network& network, Device device, DType compute_dtype) {
+  network.visit([&](const std::string& name, Tensor& weight) {
+    const DType dtype = nn::placed_dtype(weight, name, device, compute_dtype);
+    if (dtype != weight.dtype()) weight = weight.to(dtype);
+  });
+}
+
+// The storage the plan gives the transformer: quantizes the host copies of its blocks.
+void quantize_transformer(QwenImageTransformer2DModel& transformer, WeightPrecision precision) {
+  if (precision == WeightPrecision::Lossless) return;
+  transformer.quantize_block_weights(precision == WeightPrecision::Fp8 ? WeightFormat::Fp8PerTensor
+                                                                       : WeightFormat::Nf4);
+}
+
+}  // namespace
+
+WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string key,
+                                     std::vector<ComponentFacts> facts, MachineFacts machine, MemoryPlan plan,
+                                     int64_t feed_forward_chunk)
+    : model_(model),
+      key_(std::move(key)),
+      facts_(std::move(facts)),
+      machine_(std::move(machine)),
+      plan_(std::move(plan)),
+      text_encoder_(std::make_unique<Qwen2_5_VLTextModel>(*model.text_encoder)),
+      transformer_(std::make_unique<QwenImageTransformer2DModel>(*model.transformer)),
+      vae_(std::make_unique<AutoencoderKLQwenImage>(*model.vae)) {
+  convert_host_weights(*text_encoder_, model.device, model.activation_dtype);
+  convert_host_weights(*transformer_, model.device, model.activation_dtype);
+  convert_host_weights(*vae_, model.device, model.vae_dtype);
+  quantize_transformer(*transformer_, plan_.component(Component::Transformer).precision);
+  transformer_->enable_forward_chunking(feed_forward_chunk);
+  for (Component component : kComponents) place(plan_.component(component));
+}
+
+WeightArrangement::~WeightArrangement() {
+  text_encoder_placement_.reset();
+  transformer_placement_.reset();
+  vae_placement_.reset();
+}
+
+std::vector<const QwenImageTransformer2DModel*> WeightArrangement::transformers() const {
+  std::vector<const QwenImageTransformer2DModel*> models{transformer_.get()};
+  for (const auto& replica : transformer_replicas_) models.push_back(replica.get());
+  return models;
+}
+
+const std::unique_ptr<ComponentPlacement>& WeightArrangement::placement_slot(Component component) const {
+  switch (component) {
+    case Component::TextEncoder:
+      return text_encoder_placement_;
+    case Component::Transformer:
+      return transformer_placement_;
+    case Component::Vae:
+      break;
+  }
+  return vae_placement_;
+}
+
+std::unique_ptr<ComponentPlacement>& WeightArrangement::placement_slot(Component component) {
+  return const_cast<std::unique_ptr<ComponentPlacement>&>(std::as_const(*this).placement_slot(component));
+}
+
+ComponentPlacement& WeightArrangement::placement(Component component) {
+  std::unique_ptr<ComponentPlacement>& slot = placement_slot(component);
+  check(slot != nullptr, "the " + component_label(component) + "'s weights are not arranged");
+  return *slot;
+}
+
+int64_t WeightArrangement::release(Component component) {
+  std::unique_ptr<ComponentPlacement>& slot = placement_slot(component);
+  const int64_t streamed = slot ? slot->bytes_streamed() : 0;
+  slot.reset();
+  if (component == Component::Transformer) transformer_replicas_.clear();
+  release_cached_memory();
+  return streamed;
+}
+
+void WeightArrangement::arrange(const ComponentPlan& part) {
+  place(part);
+  plan_.component(part.component) = part;
+  plan_ = evaluate_plan(facts_, machine_, plan_);
+}
+
+void WeightArrangement::place(const ComponentPlan& part) {
+  const Device device = model_.device;
+  std::unique_ptr<ComponentPlacement>& slot = placement_slot(part.component);
+  check(slot == nullptr, "the " + component_label(part.component) + " is arranged already: release it first");
+  switch (part.component) {
+    case Component::TextEncoder:
+      slot = std::make_unique<ComponentPlacement>(device, text_encoder_weights(*text_encoder_), part);
+      break;
+    case Component::Vae:
+      slot = std::make_unique<ComponentPlacement>(device, vae_weights(*vae_), part);
+      break;
+    case Component::Transformer:
+      if (!is_replicated(part.spread)) {
+        slot = std::make_unique<ComponentPlacement>(device, transformer_weights(*transformer_), part);
+        break;
+      }
+      // Copies of the network share its host weights; each device's placement swaps in its own device copies.
+      std::vector<ComponentWeights> replicas{transformer_weights(*transformer_)};
+      for (size_t share = 1; share < part.shares.size(); ++share) {
+        transformer_replicas_.push_back(std::make_unique<QwenImageTransformer2DModel>(*transformer_));
+        replicas.push_back(transformer_weights(*transformer_replicas_.back()));
+      }
+      slot = std::make_unique<ComponentPlacement>(device, std::move(replicas), part);
+      break;
+  }
+}
+
+void WeightArrangement::store_transformer_weights(WeightPrecision precision) {
+  check(transformer_placement_ == nullptr, "the transformer's weights are stored anew only once released");
+  const int64_t chunk = transformer_->forward_chunk_size();
+  *transformer_ = *model_.transformer;
+  convert_host_weights(*transformer_, model_.device, model_.activation_dtype);
+  quantize_transformer(*transformer_, precision);
+  transformer_->enable_forward_chunking(chunk);
+}
+
+void WeightArrangement::set_feed_forward_chunk(int64_t tokens) {
+  transformer_->enable_forward_chunking(tokens);
+  for (auto& replica : transformer_replicas_) replica->enable_forward_chunking(tokens);
+}
+
+std::vector<Device> WeightArrangement::devices() const {
+  std::vector<Device> all;
+  for (const DevicePool& pool : machine_.pools()) all.push_back(pool.device);
+  return all;
+}
+
+void WeightArrangement::release_cached_memory() const {
+  for (const Device& device : devices()) backend_for(device).release_cached_memory();
+}
+
+}  // namespace canvas

@@ -1,0 +1,17 @@
+#include "planning/component.h"
+
+namespace canvas {
+
+std::string_view component_name(Component component) {
+  switch (component) {
+    case Component::TextEncoder:
+      return "text_encoder";
+    case Component::Transformer:
+      return "transformer";
+    case Component::Vae:
+      return "vae";
+  }
+  return "unknown";
+}
+
+}  // namespace canvas
