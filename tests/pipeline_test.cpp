@@ -91,6 +91,30 @@ TEST_F(PipelineGolden, BadRequestsAreClearErrors) {
   request.width = 64;
   request.cfg_scale = NAN;
   EXPECT_THROW(validate_request(request, model_->configs), Error);
+  // The scheduler's shift_terminal needs two steps: said before any weight is read.
+  request.cfg_scale = 4.0f;
+  request.steps = 1;
+  EXPECT_NE(test::error_of([&] { validate_request(request, model_->configs); }).find("between 2 and 1000"),
+            std::string::npos);
+}
+
+TEST_F(PipelineGolden, NonFiniteWeightsFailNamingTheStep) {
+  // One NaN in a transformer weight: the job stops after the first step instead of writing a black image.
+  QwenImageModel poisoned = *model_;
+  QwenImageTransformer2DModel transformer = *model_->transformer;
+  bool replaced = false;
+  transformer.visit([&](const std::string& name, Tensor& weight) {
+    if (replaced || !name.ends_with("proj_out.weight")) return;
+    std::vector<float> values = weight.to_floats();
+    values[0] = NAN;
+    weight = Tensor::from_floats(values, weight.shape()).to(weight.dtype());
+    replaced = true;
+  });
+  ASSERT_TRUE(replaced);
+  poisoned.transformer = std::make_shared<const QwenImageTransformer2DModel>(transformer);
+  TextToImageRequest request = test::golden_request(test::golden_json("pipeline/a_64x64_nocfg_seed42"));
+  const std::string message = test::error_of([&] { text_to_image(poisoned, request, {}); });
+  EXPECT_NE(message.find("after denoising step 1 holds NaN or Inf"), std::string::npos) << message;
 }
 
 }  // namespace
