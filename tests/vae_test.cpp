@@ -10,9 +10,9 @@
 
 #include "io/json_config.h"
 #include "io/safetensors.h"
-#include "memory/dry_run.h"
 #include "models/autoencoder_kl_qwen_image.h"
 #include "models/meta_weights.h"
+#include "planning/dry_run.h"
 #include "test_util.h"
 #include "util/error.h"
 

@@ -7,8 +7,8 @@
 #include <optional>
 
 #include "backend/cuda/cuda_backend.h"
-#include "memory/profiler.h"
 #include "pipeline/model_placement.h"
+#include "profile/profiler.h"
 #include "test_util.h"
 
 namespace canvas {
