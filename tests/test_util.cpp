@@ -30,11 +30,6 @@ std::filesystem::path source_path(const std::string& relative) {
   return folder_from("CANVAS_SOURCE_DIR", CANVAS_SOURCE_DIR) / relative;
 }
 
-std::filesystem::path shared_path(const std::string& relative) {
-  if (const char* dir = std::getenv("CANVAS_SHARED_DIR")) return std::filesystem::path(dir) / relative;
-  return folder_from("CANVAS_SOURCE_DIR", CANVAS_SOURCE_DIR).parent_path() / "shared" / relative;
-}
-
 std::filesystem::path scratch_dir(const std::string& name) {
   auto dir =
       std::filesystem::path(CANVAS_BINARY_DIR) / "test-scratch" / (name + "-" + std::to_string(::getpid()));

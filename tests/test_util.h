@@ -16,8 +16,6 @@ namespace canvas::test {
 
 // A path inside the source tree, e.g. source_path("tests/golden/tokenizer").
 std::filesystem::path source_path(const std::string& relative);
-// A path inside ../shared beside the checkout (read-only test data shared by the project).
-std::filesystem::path shared_path(const std::string& relative);
 // A fresh, empty scratch folder for one test; removed when the process exits cleanly.
 std::filesystem::path scratch_dir(const std::string& name);
 

@@ -1,5 +1,6 @@
 // The Qwen2 tokenizer against Hugging Face `tokenizers`: the committed corpus
-// (tools/reference/make_tokenizer_corpus.py) holds the ids it gives for each string.
+// (tools/reference/make_tokenizer_corpus.py) holds the ids it gives for each string, with the tokenizer the
+// repository ships (Qwen-Image's: Qwen2's vocabulary and merges, added tokens up to 151664).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,7 +21,7 @@ namespace {
 using Json = nlohmann::json;
 
 std::filesystem::path qwen_tokenizer_json() {
-  return test::shared_path("qwen-tokenizer/tokenizer.json");
+  return test::source_path("models/tiny-qwen-image/tokenizer/tokenizer.json");
 }
 
 const Qwen2Tokenizer& qwen2() {
@@ -145,10 +146,10 @@ TEST(TokenizerRoundTrip, DecodingHalfACharacterGivesTheReplacementCharacter) {
 }
 
 TEST(TokenizerVocabulary, SizeAndTokenLookup) {
-  EXPECT_EQ(qwen2().vocab_size(), 151669);
+  EXPECT_EQ(qwen2().vocab_size(), 151665);
   EXPECT_EQ(qwen2().token_to_id("<|endoftext|>"), 151643);
   EXPECT_EQ(qwen2().token_to_id("<|im_start|>"), 151644);
-  EXPECT_EQ(qwen2().token_to_id("<think>"), 151667);
+  EXPECT_EQ(qwen2().token_to_id("<|file_sep|>"), 151664);
   EXPECT_EQ(qwen2().token_to_id("\xC4\xA0"), 220);  // "Ġ", the byte-level space
   EXPECT_NE(error_message([] { qwen2().token_to_id("no such token"); }).find("no such token"),
             std::string::npos);
@@ -209,8 +210,14 @@ TEST(TokenizerFiles, VocabAndMergesGiveTheSameIds) {
     merges += merge[0].get<std::string>() + " " + merge[1].get<std::string>() + "\n";
   }
   write_file(dir / "merges.txt", merges);
-  std::filesystem::copy_file(test::shared_path("qwen-tokenizer/tokenizer_config.json"),
-                             dir / "tokenizer_config.json");
+  // transformers writes the added tokens into tokenizer_config.json keyed by id, without the id inside.
+  Json added_tokens = Json::object();
+  for (Json token : root.at("added_tokens")) {
+    const std::string id = std::to_string(token.at("id").get<int32_t>());
+    token.erase("id");
+    added_tokens[id] = std::move(token);
+  }
+  write_file(dir / "tokenizer_config.json", Json{{"added_tokens_decoder", added_tokens}}.dump());
 
   const Qwen2Tokenizer from_files = Qwen2Tokenizer::from_vocab_and_merges(
       dir / "vocab.json", dir / "merges.txt", dir / "tokenizer_config.json");
@@ -234,7 +241,8 @@ TEST(TokenizerFiles, VocabAndMergesGiveTheSameIds) {
 TEST(TokenizerFiles, MergesAsStringsEqualMergesAsPairs) {
   const auto dir = test::scratch_dir("tokenizer_string_merges");
   Json root = read_json(qwen_tokenizer_json());
-  ASSERT_TRUE(root.at("model").at("merges").at(0).is_array()) << "the shared file is expected to use pairs";
+  ASSERT_TRUE(root.at("model").at("merges").at(0).is_array())
+      << "the repository's file is expected to use pairs";
   Json string_merges = Json::array();
   for (const Json& merge : root.at("model").at("merges")) {
     string_merges.push_back(merge[0].get<std::string>() + " " + merge[1].get<std::string>());
