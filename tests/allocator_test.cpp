@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tensor/tensor.h"
+#include "test_util.h"
 
 namespace canvas {
 namespace {
@@ -80,8 +81,7 @@ TEST(Allocator, BudgetExceededThrowsOutOfMemoryWithFigures) {
     EXPECT_EQ(error.requested_bytes(), 50);
     EXPECT_EQ(error.in_use_bytes(), 60);
     EXPECT_EQ(error.limit_bytes(), 100);
-    EXPECT_NE(std::string(error.what()).find("transformer.block3/activations"), std::string::npos)
-        << error.what();
+    test::expect_contains(error.what(), "transformer.block3/activations");
   }
   EXPECT_EQ(allocator.in_use(), 60);
   auto exact_fit = allocator.allocate(40, kVaeWeights);

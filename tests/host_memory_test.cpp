@@ -230,7 +230,7 @@ TEST(HostMemoryLimit, GeneratesUnderADataLimitSmallerThanTheModel) {
               static_cast<double>(model_bytes) / kMiB, static_cast<double>(limit) / kMiB,
               generated.output.c_str());
   ASSERT_EQ(generated.exit_code, 0) << generated.output;
-  EXPECT_NE(generated.output.find("mapped from the checkpoint"), std::string::npos);
+  test::expect_contains(generated.output, "mapped from the checkpoint");
   EXPECT_EQ(read_png(image).width, 64);
 }
 

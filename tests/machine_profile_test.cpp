@@ -106,8 +106,8 @@ TEST(MachineProfile, MeasuresCpuOnceThenReadsTheCache) {
   const double measure_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   expect_measured(measured);
-  EXPECT_NE(measured.key.find("cpu ("), std::string::npos) << measured.key;
-  EXPECT_NE(measured.key.find("f32"), std::string::npos) << measured.key;
+  test::expect_contains(measured.key, "cpu (");
+  test::expect_contains(measured.key, "f32");
   // On the CPU an upload is a host memcpy, measured once.
   EXPECT_EQ(measured.host_to_device_pinned_bytes_per_s, measured.host_memcpy_bytes_per_s);
   std::cout << "[ measured ] " << measured.to_json().dump() << " in " << measure_seconds << " s\n";

@@ -13,10 +13,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void expect_contains(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' is not in: " << text;
-}
-
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream stream(path);
   stream << text;
@@ -102,7 +98,7 @@ TEST(ModelLayoutTest, ResolvesADiffusersFolder) {
                                       "model.language_model.layers.0.self_attn.q_proj.weight",
                                       "model.language_model.norm.weight",
                                       "model.visual.blocks.0.attn.qkv.weight"}));
-  expect_contains(test::error_of([&] { layout.component("processor"); }), "transformer");
+  test::expect_contains(test::error_of([&] { layout.component("processor"); }), "transformer");
   // Pointing at model_index.json itself finds the same folder.
   EXPECT_EQ(resolve_model(root / "model_index.json").root, root);
 }
@@ -113,37 +109,37 @@ TEST(ModelLayoutTest, ExplainsWhatADiffusersFolderLacks) {
 
   fs::rename(root / "model_index.json", root / "model_index.json.bak");
   const std::string no_index = test::error_of([&] { resolve_model(root); });
-  expect_contains(no_index, "no model_index.json");
-  expect_contains(no_index, "models--Org--Name");
-  expect_contains(test::error_of([&] { resolve_model(root / "vae"); }), "give the folder above it");
+  test::expect_contains(no_index, "no model_index.json");
+  test::expect_contains(no_index, "models--Org--Name");
+  test::expect_contains(test::error_of([&] { resolve_model(root / "vae"); }), "give the folder above it");
   fs::rename(root / "model_index.json.bak", root / "model_index.json");
 
   fs::rename(root / "vae", root / "vae.bak");
   const std::string no_folder = test::error_of([&] { resolve_model(root); });
-  expect_contains(no_folder, "'vae'");
-  expect_contains(no_folder, "AutoencoderKLQwenImage");
+  test::expect_contains(no_folder, "'vae'");
+  test::expect_contains(no_folder, "AutoencoderKLQwenImage");
   fs::rename(root / "vae.bak", root / "vae");
 
   fs::remove(root / "text_encoder" / "config.json");
   const std::string no_config = test::error_of([&] { resolve_model(root); });
-  expect_contains(no_config, "no config.json");
-  expect_contains(no_config, (root / "text_encoder").string());
+  test::expect_contains(no_config, "no config.json");
+  test::expect_contains(no_config, (root / "text_encoder").string());
   write_text(root / "text_encoder" / "config.json", "{}");
 
   fs::remove(root / "vae" / "diffusion_pytorch_model.safetensors");
   write_text(root / "vae" / "diffusion_pytorch_model.bin", "pickle");
   const std::string no_weights = test::error_of([&] { resolve_model(root); });
-  expect_contains(no_weights, "no .safetensors weights");
-  expect_contains(no_weights, "diffusion_pytorch_model.bin");
+  test::expect_contains(no_weights, "no .safetensors weights");
+  test::expect_contains(no_weights, "diffusion_pytorch_model.bin");
   write_safetensors(root / "vae" / "diffusion_pytorch_model.safetensors", named({"w"}));
 
   fs::remove(root / "transformer" / "diffusion_pytorch_model-00002-of-00002.safetensors");
-  expect_contains(test::error_of([&] { resolve_model(root); }),
-                  "diffusion_pytorch_model-00002-of-00002.safetensors");
+  test::expect_contains(test::error_of([&] { resolve_model(root); }),
+                        "diffusion_pytorch_model-00002-of-00002.safetensors");
 
-  expect_contains(test::error_of([&] { resolve_model(root / "absent"); }), "does not exist");
-  expect_contains(test::error_of([&] { resolve_model(root / "scheduler" / "scheduler_config.json"); }),
-                  "neither a model folder nor a .safetensors checkpoint");
+  test::expect_contains(test::error_of([&] { resolve_model(root / "absent"); }), "does not exist");
+  test::expect_contains(test::error_of([&] { resolve_model(root / "scheduler" / "scheduler_config.json"); }),
+                        "neither a model folder nor a .safetensors checkpoint");
 }
 
 // Builds models--Qwen--Qwen-Image the way huggingface_hub does: content in blobs/, snapshots made of
@@ -190,17 +186,17 @@ TEST(ModelLayoutTest, ResolvesAHuggingFaceCacheEntryThroughRefsAndSymlinks) {
   EXPECT_EQ(resolve_model(snapshot).root, snapshot);
 
   write_text(entry / "refs" / "main", "deadbeef\n");
-  expect_contains(test::error_of([&] { resolve_model(entry); }), "deadbeef");
+  test::expect_contains(test::error_of([&] { resolve_model(entry); }), "deadbeef");
 }
 
 TEST(ModelLayoutTest, CacheEntryWithoutRefsUsesTheFirstSnapshot) {
   const fs::path entry = write_hf_cache(test::scratch_dir("layout_hf_no_refs"), false);
   // "0000older" sorts first and lacks model_index.json, which the error must show.
-  expect_contains(test::error_of([&] { resolve_model(entry); }), "0000older");
+  test::expect_contains(test::error_of([&] { resolve_model(entry); }), "0000older");
   fs::remove_all(entry / "snapshots" / "0000older");
   EXPECT_EQ(resolve_model(entry).root, entry / "snapshots" / "2f6a1ebc0a4e2b1f");
   fs::remove_all(entry / "snapshots" / "2f6a1ebc0a4e2b1f");
-  expect_contains(test::error_of([&] { resolve_model(entry); }), "has no snapshots");
+  test::expect_contains(test::error_of([&] { resolve_model(entry); }), "has no snapshots");
 }
 
 TEST(ModelLayoutTest, DetectsAndStripsTheComfyUiPrefix) {
@@ -216,11 +212,11 @@ TEST(ModelLayoutTest, DetectsAndStripsTheComfyUiPrefix) {
             (std::vector<std::string>{"img_in.weight", "transformer_blocks.0.attn.to_q.weight"}));
   EXPECT_EQ(transformer.get("img_in.weight").to_floats(), (std::vector<float>{0, 0}));
   ASSERT_EQ(layout.notes.size(), 2u);
-  expect_contains(layout.notes[0], "1 tensors outside");
-  expect_contains(layout.notes[1], "text encoder, VAE");
+  test::expect_contains(layout.notes[0], "1 tensors outside");
+  test::expect_contains(layout.notes[1], "text encoder, VAE");
   const std::string no_vae = test::error_of([&] { layout.component("vae"); });
-  expect_contains(no_vae, "only the transformer");
-  expect_contains(no_vae, "diffusers folder");
+  test::expect_contains(no_vae, "only the transformer");
+  test::expect_contains(no_vae, "diffusers folder");
 }
 
 TEST(ModelLayoutTest, AcceptsABareTransformerFileAndRejectsOtherFiles) {
@@ -230,12 +226,12 @@ TEST(ModelLayoutTest, AcceptsABareTransformerFileAndRejectsOtherFiles) {
   const ModelLayout layout = resolve_model(dir / "transformer.safetensors");
   EXPECT_EQ(layout.format, ModelFormat::TransformerFile);
   EXPECT_TRUE(layout.component("transformer").open_weights().contains("transformer_blocks.0.ff.weight"));
-  expect_contains(test::error_of([&] { layout.component("text_encoder"); }), "only the transformer");
+  test::expect_contains(test::error_of([&] { layout.component("text_encoder"); }), "only the transformer");
 
   write_safetensors(dir / "vae.safetensors", named({"decoder.conv_in.weight"}));
   const std::string message = test::error_of([&] { resolve_model(dir / "vae.safetensors"); });
-  expect_contains(message, "does not look like a Qwen-Image transformer");
-  expect_contains(message, "decoder.conv_in.weight");
+  test::expect_contains(message, "does not look like a Qwen-Image transformer");
+  test::expect_contains(message, "decoder.conv_in.weight");
 }
 
 TEST(ModelLayoutTest, BothTextEncoderNamingStylesGiveTheCanonicalNames) {
@@ -254,8 +250,8 @@ TEST(ModelLayoutTest, BothTextEncoderNamingStylesGiveTheCanonicalNames) {
 
   std::vector<std::string> mixed = kCanonicalTextEncoderNames;
   mixed.push_back("model.layers.1.mlp.up_proj.weight");
-  expect_contains(test::error_of([&] { text_encoder_rewrites(mixed, "'mixed.safetensors'"); }),
-                  "mixed.safetensors");
+  test::expect_contains(test::error_of([&] { text_encoder_rewrites(mixed, "'mixed.safetensors'"); }),
+                        "mixed.safetensors");
 }
 
 TEST(ModelLayoutJsonConfigTest, ReadsTypedValuesAndNamesKeyAndFile) {
@@ -284,24 +280,24 @@ TEST(ModelLayoutJsonConfigTest, ReadsTypedValuesAndNamesKeyAndFile) {
   EXPECT_EQ(config_float_list_or(config, "absent", {0.25}, path), (std::vector<double>{0.25}));
 
   const std::string missing = test::error_of([&] { config_int(config, "heads", path); });
-  expect_contains(missing, "\"heads\"");
-  expect_contains(missing, path.string());
+  test::expect_contains(missing, "\"heads\"");
+  test::expect_contains(missing, path.string());
   const std::string wrong = test::error_of([&] { config_int_or(config, "eps", 1, path); });
-  expect_contains(wrong, "\"eps\"");
-  expect_contains(wrong, "integer");
-  expect_contains(test::error_of([&] { config_int(config, "unset", path); }), "\"unset\"");
-  expect_contains(test::error_of([&] { config_float(config, "name", path); }), "\"name\"");
-  expect_contains(test::error_of([&] { config_int_list(config, "bad_list", path); }), "\"bad_list\"");
-  expect_contains(test::error_of([&] { config_bool_list(config, "axes", path); }), "\"axes\"");
+  test::expect_contains(wrong, "\"eps\"");
+  test::expect_contains(wrong, "integer");
+  test::expect_contains(test::error_of([&] { config_int(config, "unset", path); }), "\"unset\"");
+  test::expect_contains(test::error_of([&] { config_float(config, "name", path); }), "\"name\"");
+  test::expect_contains(test::error_of([&] { config_int_list(config, "bad_list", path); }), "\"bad_list\"");
+  test::expect_contains(test::error_of([&] { config_bool_list(config, "axes", path); }), "\"axes\"");
 }
 
 TEST(ModelLayoutJsonConfigTest, SyntaxErrorsNameTheFileAndPosition) {
   const fs::path dir = test::scratch_dir("layout_json_syntax");
   write_text(dir / "config.json", "{\n  \"layers\": 60,\n  \"eps\": oops\n}");
   const std::string message = test::error_of([&] { read_json_file(dir / "config.json"); });
-  expect_contains(message, (dir / "config.json").string());
-  expect_contains(message, "line 3");
-  expect_contains(test::error_of([&] { read_json_file(dir / "absent.json"); }), "absent.json");
+  test::expect_contains(message, (dir / "config.json").string());
+  test::expect_contains(message, "line 3");
+  test::expect_contains(test::error_of([&] { read_json_file(dir / "absent.json"); }), "absent.json");
 }
 
 }  // namespace

@@ -156,7 +156,7 @@ TEST(Profiler, CopyComputeOverlapIsTheShareOfCopyTime) {
   EXPECT_DOUBLE_EQ(summary["copy_s"].get<double>(), 2.0);
   EXPECT_DOUBLE_EQ(summary["compute_s"].get<double>(), 2.0);
   const std::vector<std::string> lines = profiler.summary_lines();
-  EXPECT_NE(lines.back().find("25% of copy time overlaps compute"), std::string::npos) << lines.back();
+  test::expect_contains(lines.back(), "25% of copy time overlaps compute");
 }
 
 // A device timestamp the test resolves by hand.
@@ -284,9 +284,9 @@ TEST(Profiler, SummaryNamesThePhaseOfThePeak) {
   ASSERT_LE(lines.size(), 8u);
   std::string text;
   for (const std::string& line : lines) text += line + "\n";
-  EXPECT_NE(text.find("cpu: peak"), std::string::npos) << text;
-  EXPECT_NE(text.find("allocated (in vae_decode)"), std::string::npos) << text;
-  EXPECT_NE(text.find("phases: load"), std::string::npos) << text;
+  test::expect_contains(text, "cpu: peak");
+  test::expect_contains(text, "allocated (in vae_decode)");
+  test::expect_contains(text, "phases: load");
   EXPECT_EQ(text.find("copy time"), std::string::npos) << text;
 }
 
@@ -302,11 +302,11 @@ TEST(Profiler, EventsAreTimedSummarizedAndDrawn) {
   EXPECT_LE(profile["events"][0]["t"].get<double>(), profile["events"][1]["t"].get<double>());
   std::string text;
   for (const std::string& line : profiler.summary_lines()) text += line + "\n";
-  EXPECT_NE(text.find("2 event(s), the first at"), std::string::npos) << text;
+  test::expect_contains(text, "2 event(s), the first at");
   // Drawn with their names as tooltips, escaped.
   const std::string svg = render_profile_svg(profile);
-  EXPECT_NE(svg.find("<title>recovery: step 2 -&gt; &lt;fewer blocks&gt;</title>"), std::string::npos);
-  EXPECT_NE(svg.find("<title>recovery: step 3</title>"), std::string::npos);
+  test::expect_contains(svg, "<title>recovery: step 2 -&gt; &lt;fewer blocks&gt;</title>");
+  test::expect_contains(svg, "<title>recovery: step 3</title>");
 }
 
 TEST(Profiler, WritesJsonAndSvgFiles) {
@@ -335,16 +335,16 @@ TEST(Profiler, WritesJsonAndSvgFiles) {
   const std::string svg = read_file(dir / "profile.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
-  EXPECT_NE(svg.find("text &lt;&amp;&gt; encode"), std::string::npos);
+  test::expect_contains(svg, "text &lt;&amp;&gt; encode");
   EXPECT_EQ(svg.find("<&>"), std::string::npos);
-  EXPECT_NE(svg.find("host RSS"), std::string::npos);
-  EXPECT_NE(svg.find("cpu allocated"), std::string::npos);
-  EXPECT_NE(svg.find(">compute<"), std::string::npos);
+  test::expect_contains(svg, "host RSS");
+  test::expect_contains(svg, "cpu allocated");
+  test::expect_contains(svg, ">compute<");
   // The host's used-by-all figure is left out; a GPU's is drawn.
   EXPECT_EQ(svg.find("used by all"), std::string::npos);
   json as_gpu = profile;
   as_gpu["devices"][0]["name"] = "cuda:0";
-  EXPECT_NE(render_profile_svg(as_gpu).find("cuda:0 used by all"), std::string::npos);
+  test::expect_contains(render_profile_svg(as_gpu), "cuda:0 used by all");
 
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 2) << "temporary files left behind";
 }

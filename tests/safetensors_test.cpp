@@ -14,10 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void expect_contains(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' is not in: " << text;
-}
-
 std::string read_bytes(const fs::path& path) {
   std::ifstream stream(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>()};
@@ -85,7 +81,7 @@ TEST(SafetensorsTest, DtypeNamesFollowTheFormat) {
   EXPECT_EQ(safetensors_dtype_name(DType::BF16), "BF16");
   EXPECT_EQ(safetensors_dtype_name(DType::F8_E4M3), "F8_E4M3");
   EXPECT_EQ(safetensors_dtype_name(DType::Bool), "BOOL");
-  expect_contains(test::error_of([] { safetensors_dtype_name(DType::Q8_0); }), "q8_0");
+  test::expect_contains(test::error_of([] { safetensors_dtype_name(DType::Q8_0); }), "q8_0");
 }
 
 TEST(SafetensorsTest, TensorsAreZeroCopyViewsThatKeepTheMappingAlive) {
@@ -127,12 +123,12 @@ TEST(SafetensorsTest, WriterLeavesNoPartialFile) {
   const std::string before = read_bytes(path);
 
   Tensor quantized = Tensor::empty({64}, DType::NF4);
-  expect_contains(test::error_of([&] { write_safetensors(path, {{"q", quantized}}); }), "nf4");
-  expect_contains(test::error_of([&] {
-                    write_safetensors(path, {{"x", quantized}, {"x", quantized}});
-                  }),
-                  "'x'");
-  expect_contains(
+  test::expect_contains(test::error_of([&] { write_safetensors(path, {{"q", quantized}}); }), "nf4");
+  test::expect_contains(test::error_of([&] {
+                          write_safetensors(path, {{"x", quantized}, {"x", quantized}});
+                        }),
+                        "'x'");
+  test::expect_contains(
       test::error_of([&] { write_safetensors(dir / "missing" / "out.safetensors", sample_tensors()); }),
       "missing");
   EXPECT_EQ(read_bytes(path), before);
@@ -157,9 +153,9 @@ TEST(SafetensorsTest, TruncatedFilesNameTheFile) {
     const fs::path path = dir / ("cut" + std::to_string(cut) + ".safetensors");
     write_bytes(path, bytes.substr(0, cut));
     const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
-    expect_contains(message, path.string());
+    test::expect_contains(message, path.string());
     // A cut inside the data names the tensor that lost bytes.
-    if (static_cast<int64_t>(cut) > data_offset) expect_contains(message, "tensor '");
+    if (static_cast<int64_t>(cut) > data_offset) test::expect_contains(message, "tensor '");
   }
 }
 
@@ -168,11 +164,11 @@ TEST(SafetensorsTest, RejectsHeaderLengthBeyondTheFile) {
   const fs::path path = dir / "long.safetensors";
   write_bytes(path, length_prefix(1000) + "{}");
   const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
-  expect_contains(message, path.string());
-  expect_contains(message, "1000");
+  test::expect_contains(message, path.string());
+  test::expect_contains(message, "1000");
 
   write_bytes(path, length_prefix(uint64_t{1} << 62) + "{}");
-  expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), "100 MB");
+  test::expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), "100 MB");
 }
 
 TEST(SafetensorsTest, RejectsMalformedJson) {
@@ -180,7 +176,7 @@ TEST(SafetensorsTest, RejectsMalformedJson) {
   for (const std::string header :
        {"{\"a\": {\"dtype\": \"F32\",", "\xff\xfe garbage", "[1, 2, 3]", "{\"a\": 5}"}) {
     const fs::path path = write_raw(dir, header, 0);
-    expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), path.string());
+    test::expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), path.string());
   }
 }
 
@@ -188,9 +184,9 @@ TEST(SafetensorsTest, RejectsUnknownDtype) {
   const fs::path dir = test::scratch_dir("safetensors_dtype");
   const fs::path path = write_raw(dir, R"({"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}})", 8);
   const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
-  expect_contains(message, path.string());
-  expect_contains(message, "tensor 'w'");
-  expect_contains(message, "C64");
+  test::expect_contains(message, path.string());
+  test::expect_contains(message, "tensor 'w'");
+  test::expect_contains(message, "C64");
 }
 
 TEST(SafetensorsTest, RejectsByteLengthMismatch) {
@@ -198,8 +194,8 @@ TEST(SafetensorsTest, RejectsByteLengthMismatch) {
   const fs::path path =
       write_raw(dir, R"({"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 10]}})", 10);
   const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
-  expect_contains(message, "tensor 'w'");
-  expect_contains(message, "needs 12");
+  test::expect_contains(message, "tensor 'w'");
+  test::expect_contains(message, "needs 12");
 }
 
 TEST(SafetensorsTest, RejectsOverlappingTensors) {
@@ -209,9 +205,9 @@ TEST(SafetensorsTest, RejectsOverlappingTensors) {
                                       "second": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})",
                                   16);
   const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
-  expect_contains(message, path.string());
-  expect_contains(message, "'first'");
-  expect_contains(message, "'second'");
+  test::expect_contains(message, path.string());
+  test::expect_contains(message, "'first'");
+  test::expect_contains(message, "'second'");
 }
 
 TEST(SafetensorsTest, RejectsBadOffsets) {
@@ -228,8 +224,8 @@ TEST(SafetensorsTest, RejectsBadOffsets) {
     SCOPED_TRACE(header);
     const fs::path path = write_raw(dir, header, 4);
     const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
-    expect_contains(message, path.string());
-    expect_contains(message, "tensor 'w'");
+    test::expect_contains(message, path.string());
+    test::expect_contains(message, "tensor 'w'");
   }
 }
 
@@ -250,8 +246,8 @@ TEST(SafetensorsTest, RejectsBadShapes) {
     SCOPED_TRACE(header);
     const fs::path path = write_raw(dir, header, 4);
     const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
-    expect_contains(message, path.string());
-    expect_contains(message, "tensor 'w'");
+    test::expect_contains(message, path.string());
+    test::expect_contains(message, "tensor 'w'");
   }
 }
 
@@ -262,24 +258,25 @@ TEST(SafetensorsTest, RejectsDuplicateNames) {
                                       "w": {"dtype": "U8", "shape": [1], "data_offsets": [1, 2]}})",
                                   2);
   const std::string message = test::error_of([&] { SafetensorsFile::open(path); });
-  expect_contains(message, "tensor 'w'");
-  expect_contains(message, "twice");
+  test::expect_contains(message, "tensor 'w'");
+  test::expect_contains(message, "twice");
 }
 
 TEST(SafetensorsTest, RejectsNonStringMetadata) {
   const fs::path dir = test::scratch_dir("safetensors_metadata");
   const fs::path path = write_raw(dir, R"({"__metadata__": {"epoch": 3}})", 0);
-  expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), "epoch");
+  test::expect_contains(test::error_of([&] { SafetensorsFile::open(path); }), "epoch");
 }
 
 TEST(SafetensorsTest, ReportsUnopenableFiles) {
   const fs::path dir = test::scratch_dir("safetensors_unopenable");
   const std::string missing = test::error_of([&] { SafetensorsFile::open(dir / "absent.safetensors"); });
-  expect_contains(missing, "absent.safetensors");
-  expect_contains(missing, std::strerror(ENOENT));
-  expect_contains(test::error_of([&] { SafetensorsFile::open(dir); }), "not a regular file");
+  test::expect_contains(missing, "absent.safetensors");
+  test::expect_contains(missing, std::strerror(ENOENT));
+  test::expect_contains(test::error_of([&] { SafetensorsFile::open(dir); }), "not a regular file");
   write_bytes(dir / "empty.safetensors", "");
-  expect_contains(test::error_of([&] { SafetensorsFile::open(dir / "empty.safetensors"); }), "too short");
+  test::expect_contains(test::error_of([&] { SafetensorsFile::open(dir / "empty.safetensors"); }),
+                        "too short");
 }
 
 TEST(SafetensorsTest, LookupOfAnAbsentTensorNamesIt) {
@@ -289,8 +286,8 @@ TEST(SafetensorsTest, LookupOfAnAbsentTensorNamesIt) {
   EXPECT_TRUE(file.contains("bias"));
   EXPECT_FALSE(file.contains("bia"));
   const std::string message = test::error_of([&] { file.tensor("gamma"); });
-  expect_contains(message, "'gamma'");
-  expect_contains(message, "(2 tensors)");
+  test::expect_contains(message, "'gamma'");
+  test::expect_contains(message, "(2 tensors)");
 }
 
 // Random damage to a valid file must only ever produce canvas::Error or a file that reads consistently.

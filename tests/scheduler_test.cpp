@@ -38,8 +38,10 @@ FlowMatchSchedulerConfig qwen_image_config() {
 
 constexpr double kRelativeTolerance = 1e-6;
 
-void expect_close(const std::string& what, const std::vector<float>& ours,
-                  const std::vector<float>& reference, double relative_tolerance = kRelativeTolerance) {
+// Element by element: relative for values above 1, absolute below (sigmas and timesteps span both).
+void expect_matches_diffusers(const std::string& what, const std::vector<float>& ours,
+                              const std::vector<float>& reference,
+                              double relative_tolerance = kRelativeTolerance) {
   ASSERT_EQ(ours.size(), reference.size()) << what;
   for (size_t i = 0; i < ours.size(); ++i) {
     const double scale = std::max(1.0, static_cast<double>(std::fabs(reference[i])));
@@ -68,8 +70,8 @@ TEST(Scheduler, TimestepsAndSigmasMatchDiffusers) {
   for (const nlohmann::json& entry : manifest().at("cases")) {
     const std::string key = entry.at("key").get<std::string>();
     scheduler.set_timesteps(entry.at("steps").get<int>(), entry.at("mu").get<double>());
-    expect_close(key + ".timesteps", scheduler.timesteps(), golden_values(key + ".timesteps"));
-    expect_close(key + ".sigmas", scheduler.sigmas(), golden_values(key + ".sigmas"));
+    expect_matches_diffusers(key + ".timesteps", scheduler.timesteps(), golden_values(key + ".timesteps"));
+    expect_matches_diffusers(key + ".sigmas", scheduler.sigmas(), golden_values(key + ".sigmas"));
   }
 }
 
@@ -88,15 +90,15 @@ TEST(Scheduler, EulerStepMatchesDiffusers) {
   const Tensor stepped = scheduler.step(model_output, euler.at("step_index").get<int>(), sample);
   EXPECT_EQ(stepped.dtype(), DType::F32);
   EXPECT_EQ(stepped.shape(), sample.shape());
-  expect_close("euler.prev_sample", stepped.to_floats(), golden_values("euler.prev_sample"));
+  expect_matches_diffusers("euler.prev_sample", stepped.to_floats(), golden_values("euler.prev_sample"));
 
   // The pipeline's loop: every step feeds the next.
   const Tensor expected_steps = golden().tensor("euler.loop_all_steps");
   Tensor latents = sample;
   for (int step = 0; step < static_cast<int>(scheduler.timesteps().size()); ++step) {
     latents = scheduler.step(model_output, step, latents);
-    expect_close("euler.loop_all_steps[" + std::to_string(step) + "]", latents.to_floats(),
-                 expected_steps.select(0, step).to_floats());
+    expect_matches_diffusers("euler.loop_all_steps[" + std::to_string(step) + "]", latents.to_floats(),
+                             expected_steps.select(0, step).to_floats());
   }
 }
 
@@ -107,29 +109,32 @@ TEST(Scheduler, OtherShiftModesMatchDiffusers) {
   static_shift.shift = 3.0;
   FlowMatchEulerDiscreteScheduler static_scheduler(static_shift);
   static_scheduler.set_timesteps(4, std::nullopt);
-  expect_close("static shift sigmas", static_scheduler.sigmas(),
-               {1.0f, 0.8999999761581421f, 0.75f, 0.5f, 0.0f});
-  expect_close("static shift timesteps", static_scheduler.timesteps(), {1000.0f, 900.0f, 750.0f, 500.0f});
+  expect_matches_diffusers("static shift sigmas", static_scheduler.sigmas(),
+                           {1.0f, 0.8999999761581421f, 0.75f, 0.5f, 0.0f});
+  expect_matches_diffusers("static shift timesteps", static_scheduler.timesteps(),
+                           {1000.0f, 900.0f, 750.0f, 500.0f});
 
   FlowMatchSchedulerConfig linear;
   linear.use_dynamic_shifting = true;
   linear.time_shift_type = TimeShiftType::Linear;
   FlowMatchEulerDiscreteScheduler linear_scheduler(linear);
   linear_scheduler.set_timesteps(5, 0.8);
-  expect_close(
+  expect_matches_diffusers(
       "linear shift sigmas", linear_scheduler.sigmas(),
       {1.0f, 0.7619048357009888f, 0.5454545617103577f, 0.3478260934352875f, 0.1666666567325592f, 0.0f});
-  expect_close("linear shift timesteps", linear_scheduler.timesteps(),
-               {1000.0f, 761.9048461914062f, 545.45458984375f, 347.8260803222656f, 166.66665649414062f});
+  expect_matches_diffusers(
+      "linear shift timesteps", linear_scheduler.timesteps(),
+      {1000.0f, 761.9048461914062f, 545.45458984375f, 347.8260803222656f, 166.66665649414062f});
 
   FlowMatchSchedulerConfig stretched;
   stretched.shift = 2.5;
   stretched.shift_terminal = 0.1;
   FlowMatchEulerDiscreteScheduler stretched_scheduler(stretched);
   stretched_scheduler.set_timesteps(3, std::nullopt);
-  expect_close("stretched sigmas", stretched_scheduler.sigmas(),
-               {1.0f, 0.6625000238418579f, 0.10000002384185791f, 0.0f});
-  expect_close("stretched timesteps", stretched_scheduler.timesteps(), {1000.0f, 662.5f, 100.0000228881836f});
+  expect_matches_diffusers("stretched sigmas", stretched_scheduler.sigmas(),
+                           {1.0f, 0.6625000238418579f, 0.10000002384185791f, 0.0f});
+  expect_matches_diffusers("stretched timesteps", stretched_scheduler.timesteps(),
+                           {1000.0f, 662.5f, 100.0000228881836f});
 }
 
 TEST(Scheduler, OneStepWithoutTerminalGoesStraightToZero) {
@@ -180,32 +185,29 @@ TEST(Scheduler, RejectsOptionsItDoesNotImplement) {
     json[option] = true;
     const FlowMatchSchedulerConfig config = FlowMatchSchedulerConfig::from_json(json, "test config");
     const std::string message = test::error_of([&] { FlowMatchEulerDiscreteScheduler scheduler(config); });
-    EXPECT_NE(message.find(option), std::string::npos) << message;
+    test::expect_contains(message, option);
   }
 
   nlohmann::json unknown_shift = manifest().at("scheduler_config");
   unknown_shift["time_shift_type"] = "cubic";
   const std::string message =
       test::error_of([&] { FlowMatchSchedulerConfig::from_json(unknown_shift, "test config"); });
-  EXPECT_NE(message.find("cubic"), std::string::npos) << message;
+  test::expect_contains(message, "cubic");
 }
 
 TEST(Scheduler, RejectsImpossibleRequests) {
   FlowMatchEulerDiscreteScheduler scheduler(qwen_image_config());
   const Tensor latents = Tensor::zeros({1, 4, 64}, DType::F32);
-  EXPECT_NE(test::error_of([&] { scheduler.step(latents, 0, latents); }).find("before set_timesteps"),
-            std::string::npos);
-  EXPECT_NE(test::error_of([&] { scheduler.set_timesteps(4, std::nullopt); }).find("mu"), std::string::npos);
-  EXPECT_NE(test::error_of([&] { scheduler.set_timesteps(1, 0.5); }).find("at least 2 steps"),
-            std::string::npos);
-  EXPECT_NE(test::error_of([&] { scheduler.set_timesteps(0, 0.5); }).find("at least 1"), std::string::npos);
+  test::expect_contains(test::error_of([&] { scheduler.step(latents, 0, latents); }), "before set_timesteps");
+  test::expect_contains(test::error_of([&] { scheduler.set_timesteps(4, std::nullopt); }), "mu");
+  test::expect_contains(test::error_of([&] { scheduler.set_timesteps(1, 0.5); }), "at least 2 steps");
+  test::expect_contains(test::error_of([&] { scheduler.set_timesteps(0, 0.5); }), "at least 1");
 
   scheduler.set_timesteps(4, 0.5);
-  EXPECT_NE(test::error_of([&] { scheduler.step(latents, 4, latents); }).find("outside"), std::string::npos);
-  EXPECT_NE(test::error_of([&] { scheduler.step(latents, -1, latents); }).find("outside"), std::string::npos);
+  test::expect_contains(test::error_of([&] { scheduler.step(latents, 4, latents); }), "outside");
+  test::expect_contains(test::error_of([&] { scheduler.step(latents, -1, latents); }), "outside");
   const Tensor other = Tensor::zeros({1, 5, 64}, DType::F32);
-  EXPECT_NE(test::error_of([&] { scheduler.step(latents, 0, other); }).find("differ in shape"),
-            std::string::npos);
+  test::expect_contains(test::error_of([&] { scheduler.step(latents, 0, other); }), "differ in shape");
 }
 
 }  // namespace

@@ -65,7 +65,7 @@ TEST(SyntheticCheckpoint, MissingTokenizerFailsClearly) {
       test::run_built_program("tools/canvas-synthetic-checkpoint",
                               "--output " + folder.string() + " --tokenizer /nonexistent/tokenizer");
   EXPECT_EQ(written.exit_code, 1);
-  EXPECT_NE(written.output.find("/nonexistent/tokenizer"), std::string::npos) << written.output;
+  test::expect_contains(written.output, "/nonexistent/tokenizer");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "io/json_config.h"
 #include "io/model_layout.h"
@@ -25,15 +26,46 @@ std::filesystem::path folder_from(const char* variable, const char* built_in) {
   return std::filesystem::path(value ? value : built_in);
 }
 
+// How far `actual` strays from `expected`, for max_relative_error and expect_close.
+struct Deviation {
+  double max_error = 0;          // the largest |actual - expected|
+  size_t worst = 0;              // where it is
+  double max_magnitude = 0;      // the largest |expected|
+  std::optional<size_t> nan_at;  // the first NaN in `actual` where `expected` has a number
+
+  double scale() const { return std::max(max_magnitude, 1e-30); }
+  double relative() const { return nan_at ? INFINITY : max_error / scale(); }
+};
+
+Deviation deviation(const std::vector<double>& actual, const std::vector<double>& expected) {
+  check(actual.size() == expected.size(),
+        "comparing " + std::to_string(actual.size()) + " values against " + std::to_string(expected.size()));
+  Deviation result;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    if (std::isnan(expected[i])) continue;
+    if (std::isnan(actual[i])) {
+      result.nan_at = i;
+      return result;
+    }
+    const double error = std::fabs(actual[i] - expected[i]);
+    if (error > result.max_error) {
+      result.max_error = error;
+      result.worst = i;
+    }
+    result.max_magnitude = std::max(result.max_magnitude, std::fabs(expected[i]));
+  }
+  return result;
+}
+
+std::vector<double> widened_values(const Tensor& tensor) {
+  const std::vector<float> values = tensor.to_floats();
+  return {values.begin(), values.end()};
+}
+
 }  // namespace
 
 std::filesystem::path source_path(const std::string& relative) {
   return folder_from("CANVAS_SOURCE_DIR", CANVAS_SOURCE_DIR) / relative;
-}
-
-std::filesystem::path shared_path(const std::string& relative) {
-  if (const char* dir = std::getenv("CANVAS_SHARED_DIR")) return std::filesystem::path(dir) / relative;
-  return folder_from("CANVAS_SOURCE_DIR", CANVAS_SOURCE_DIR).parent_path() / "shared" / relative;
 }
 
 std::filesystem::path scratch_dir(const std::string& name) {
@@ -122,6 +154,48 @@ double max_abs_difference(const Tensor& actual, const Tensor& expected) {
     largest = std::max(largest, difference);
   }
   return largest;
+}
+
+double max_relative_error(const Tensor& actual, const Tensor& expected) {
+  check(actual.shape() == expected.shape(),
+        "comparing " + shape_str(actual.shape()) + " against " + shape_str(expected.shape()));
+  return deviation(widened_values(actual), widened_values(expected)).relative();
+}
+
+void expect_close(const std::vector<double>& actual, const std::vector<double>& expected, double tolerance,
+                  std::source_location where) {
+  const char* file = where.file_name();
+  const int line = static_cast<int>(where.line());
+  if (actual.size() != expected.size()) {
+    ADD_FAILURE_AT(file, line) << actual.size() << " values against " << expected.size() << " expected";
+    return;
+  }
+  const Deviation found = deviation(actual, expected);
+  if (found.nan_at) {
+    ADD_FAILURE_AT(file, line) << "element " << *found.nan_at << " is NaN where " << expected[*found.nan_at]
+                               << " is expected";
+  } else if (!(found.max_error <= tolerance * found.scale())) {
+    ADD_FAILURE_AT(file, line) << "max abs error " << found.max_error << " at element " << found.worst << " ("
+                               << actual[found.worst] << " against " << expected[found.worst]
+                               << "), relative error " << found.relative()
+                               << " (over the largest reference magnitude, " << found.max_magnitude
+                               << ") > tolerance " << tolerance;
+  }
+}
+
+void expect_close(const Tensor& actual, const Tensor& expected, double tolerance,
+                  std::source_location where) {
+  if (actual.shape() != expected.shape()) {
+    ADD_FAILURE_AT(where.file_name(), static_cast<int>(where.line()))
+        << "shape " << shape_str(actual.shape()) << " against " << shape_str(expected.shape());
+    return;
+  }
+  expect_close(widened_values(actual), widened_values(expected), tolerance, where);
+}
+
+void expect_contains(std::string_view text, std::string_view part, std::source_location where) {
+  if (text.find(part) != std::string_view::npos) return;
+  ADD_FAILURE_AT(where.file_name(), static_cast<int>(where.line())) << "'" << part << "' is not in: " << text;
 }
 
 QwenImageTransformer2DModel load_golden_transformer(const std::string& folder) {

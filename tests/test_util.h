@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <source_location>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/weight_source.h"
@@ -18,8 +20,6 @@ namespace canvas::test {
 
 // A path inside the source tree, e.g. source_path("tests/golden/tokenizer").
 std::filesystem::path source_path(const std::string& relative);
-// A path inside ../shared beside the checkout (read-only test data shared by the project).
-std::filesystem::path shared_path(const std::string& relative);
 // A fresh, empty scratch folder for one test; removed when the process exits cleanly.
 std::filesystem::path scratch_dir(const std::string& name);
 
@@ -109,5 +109,19 @@ Tensor sequence_parallel_forward(QwenImageTransformer2DModel& model, const std::
 // ||actual - expected||_2 / ||expected||_2 over all elements; shapes must match.
 double relative_error(const Tensor& actual, const Tensor& expected);
 double max_abs_difference(const Tensor& actual, const Tensor& expected);
+// max |actual - expected| / max |expected|: one scale for the whole tensor, so elements near zero do not
+// dominate. Infinite when `actual` holds a NaN where `expected` has a number; NaN references are skipped.
+double max_relative_error(const Tensor& actual, const Tensor& expected);
+
+// Expects max_relative_error(actual, expected) <= tolerance; on failure, reports the largest absolute and
+// relative error and the element where it is (or the first NaN), at the caller's line.
+void expect_close(const std::vector<double>& actual, const std::vector<double>& expected, double tolerance,
+                  std::source_location where = std::source_location::current());
+void expect_close(const Tensor& actual, const Tensor& expected, double tolerance,
+                  std::source_location where = std::source_location::current());
+
+// Expects `text` to contain `part`; on failure, prints both at the caller's line.
+void expect_contains(std::string_view text, std::string_view part,
+                     std::source_location where = std::source_location::current());
 
 }  // namespace canvas::test

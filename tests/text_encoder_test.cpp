@@ -87,7 +87,7 @@ TEST(TextEncoder, WrongWeightShapeIsAClearError) {
     Qwen2_5_VLTextModel model(Qwen2_5_VLTextConfig::from_json(config, "config.json"), weights);
     FAIL() << "a config that disagrees with the weights must not load";
   } catch (const Error& error) {
-    EXPECT_NE(std::string(error.what()).find("mlp.gate_proj"), std::string::npos) << error.what();
+    test::expect_contains(error.what(), "mlp.gate_proj");
   }
 }
 

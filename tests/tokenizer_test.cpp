@@ -1,10 +1,10 @@
 // The Qwen2 tokenizer against Hugging Face `tokenizers`: the committed corpus
-// (tools/reference/make_tokenizer_corpus.py) holds the ids it gives for each string.
+// (tools/reference/make_tokenizer_corpus.py) holds the ids it gives for each string, with the tokenizer the
+// repository ships (Qwen-Image's: Qwen2's vocabulary and merges, added tokens up to 151664).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <fstream>
-#include <functional>
 #include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -20,7 +20,7 @@ namespace {
 using Json = nlohmann::json;
 
 std::filesystem::path qwen_tokenizer_json() {
-  return test::shared_path("qwen-tokenizer/tokenizer.json");
+  return test::source_path("models/tiny-qwen-image/tokenizer/tokenizer.json");
 }
 
 const Qwen2Tokenizer& qwen2() {
@@ -70,17 +70,6 @@ std::string printable(std::string_view text) {
   }
   if (text.size() > kShownBytes) shown += "... (" + std::to_string(text.size()) + " bytes)";
   return "\"" + shown + "\"";
-}
-
-// The message of the canvas::Error that `action` throws; a test failure if it throws none.
-std::string error_message(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a canvas::Error";
-  return {};
 }
 
 // Encodings of every `stride`-th corpus text, and of the special-token strings.
@@ -145,13 +134,12 @@ TEST(TokenizerRoundTrip, DecodingHalfACharacterGivesTheReplacementCharacter) {
 }
 
 TEST(TokenizerVocabulary, SizeAndTokenLookup) {
-  EXPECT_EQ(qwen2().vocab_size(), 151669);
+  EXPECT_EQ(qwen2().vocab_size(), 151665);
   EXPECT_EQ(qwen2().token_to_id("<|endoftext|>"), 151643);
   EXPECT_EQ(qwen2().token_to_id("<|im_start|>"), 151644);
-  EXPECT_EQ(qwen2().token_to_id("<think>"), 151667);
+  EXPECT_EQ(qwen2().token_to_id("<|file_sep|>"), 151664);
   EXPECT_EQ(qwen2().token_to_id("\xC4\xA0"), 220);  // "Ġ", the byte-level space
-  EXPECT_NE(error_message([] { qwen2().token_to_id("no such token"); }).find("no such token"),
-            std::string::npos);
+  test::expect_contains(test::error_of([] { qwen2().token_to_id("no such token"); }), "no such token");
 }
 
 TEST(TokenizerInvalidUtf8, IllFormedSequencesBecomeReplacementCharacters) {
@@ -209,8 +197,14 @@ TEST(TokenizerFiles, VocabAndMergesGiveTheSameIds) {
     merges += merge[0].get<std::string>() + " " + merge[1].get<std::string>() + "\n";
   }
   write_file(dir / "merges.txt", merges);
-  std::filesystem::copy_file(test::shared_path("qwen-tokenizer/tokenizer_config.json"),
-                             dir / "tokenizer_config.json");
+  // transformers writes the added tokens into tokenizer_config.json keyed by id, without the id inside.
+  Json added_tokens = Json::object();
+  for (Json token : root.at("added_tokens")) {
+    const std::string id = std::to_string(token.at("id").get<int32_t>());
+    token.erase("id");
+    added_tokens[id] = std::move(token);
+  }
+  write_file(dir / "tokenizer_config.json", Json{{"added_tokens_decoder", added_tokens}}.dump());
 
   const Qwen2Tokenizer from_files = Qwen2Tokenizer::from_vocab_and_merges(
       dir / "vocab.json", dir / "merges.txt", dir / "tokenizer_config.json");
@@ -234,7 +228,8 @@ TEST(TokenizerFiles, VocabAndMergesGiveTheSameIds) {
 TEST(TokenizerFiles, MergesAsStringsEqualMergesAsPairs) {
   const auto dir = test::scratch_dir("tokenizer_string_merges");
   Json root = read_json(qwen_tokenizer_json());
-  ASSERT_TRUE(root.at("model").at("merges").at(0).is_array()) << "the shared file is expected to use pairs";
+  ASSERT_TRUE(root.at("model").at("merges").at(0).is_array())
+      << "the repository's file is expected to use pairs";
   Json string_merges = Json::array();
   for (const Json& merge : root.at("model").at("merges")) {
     string_merges.push_back(merge[0].get<std::string>() + " " + merge[1].get<std::string>());
@@ -249,10 +244,10 @@ TEST(TokenizerFiles, MergesAsStringsEqualMergesAsPairs) {
 TEST(TokenizerErrors, MissingFileNamesTheFile) {
   const auto dir = test::scratch_dir("tokenizer_missing");
   const std::string message =
-      error_message([&] { Qwen2Tokenizer::from_tokenizer_json(dir / "absent.json"); });
-  EXPECT_NE(message.find("absent.json"), std::string::npos) << message;
-  const std::string folder_message = error_message([&] { Qwen2Tokenizer::from_folder(dir); });
-  EXPECT_NE(folder_message.find(dir.string()), std::string::npos) << folder_message;
+      test::error_of([&] { Qwen2Tokenizer::from_tokenizer_json(dir / "absent.json"); });
+  test::expect_contains(message, "absent.json");
+  const std::string folder_message = test::error_of([&] { Qwen2Tokenizer::from_folder(dir); });
+  test::expect_contains(folder_message, dir.string());
 }
 
 TEST(TokenizerErrors, TruncatedJsonNamesTheFile) {
@@ -262,18 +257,18 @@ TEST(TokenizerErrors, TruncatedJsonNamesTheFile) {
   real.read(head.data(), static_cast<std::streamsize>(head.size()));
   write_file(dir / "truncated.json", head);
   const std::string message =
-      error_message([&] { Qwen2Tokenizer::from_tokenizer_json(dir / "truncated.json"); });
-  EXPECT_NE(message.find("truncated.json"), std::string::npos) << message;
-  EXPECT_NE(message.find("malformed JSON"), std::string::npos) << message;
+      test::error_of([&] { Qwen2Tokenizer::from_tokenizer_json(dir / "truncated.json"); });
+  test::expect_contains(message, "truncated.json");
+  test::expect_contains(message, "malformed JSON");
 }
 
 TEST(TokenizerErrors, WrongModelTypeNamesTheFile) {
   const auto dir = test::scratch_dir("tokenizer_wordpiece");
   write_file(dir / "wordpiece.json", R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})");
   const std::string message =
-      error_message([&] { Qwen2Tokenizer::from_tokenizer_json(dir / "wordpiece.json"); });
-  EXPECT_NE(message.find("wordpiece.json"), std::string::npos) << message;
-  EXPECT_NE(message.find("WordPiece"), std::string::npos) << message;
+      test::error_of([&] { Qwen2Tokenizer::from_tokenizer_json(dir / "wordpiece.json"); });
+  test::expect_contains(message, "wordpiece.json");
+  test::expect_contains(message, "WordPiece");
 }
 
 TEST(TokenizerErrors, BadMergesNameTheFile) {
@@ -289,18 +284,18 @@ TEST(TokenizerErrors, BadMergesNameTheFile) {
   write_file(dir / "malformed.txt", "#version: 0.2\na b c\n");
   write_file(dir / "unknown.txt", "#version: 0.2\nx y\n");  // "xy" is not in the vocabulary
 
-  const std::string malformed = error_message(
+  const std::string malformed = test::error_of(
       [&] { Qwen2Tokenizer::from_vocab_and_merges(dir / "vocab.json", dir / "malformed.txt", {}); });
-  EXPECT_NE(malformed.find("malformed.txt"), std::string::npos) << malformed;
-  const std::string unknown = error_message(
+  test::expect_contains(malformed, "malformed.txt");
+  const std::string unknown = test::error_of(
       [&] { Qwen2Tokenizer::from_vocab_and_merges(dir / "vocab.json", dir / "unknown.txt", {}); });
-  EXPECT_NE(unknown.find("unknown.txt"), std::string::npos) << unknown;
-  EXPECT_NE(unknown.find("not in the vocabulary"), std::string::npos) << unknown;
+  test::expect_contains(unknown, "unknown.txt");
+  test::expect_contains(unknown, "not in the vocabulary");
 }
 
 TEST(TokenizerErrors, UnknownIdInDecode) {
-  const std::string message = error_message([] { qwen2().decode(std::vector<int32_t>{9707, 999999}); });
-  EXPECT_NE(message.find("999999"), std::string::npos) << message;
+  const std::string message = test::error_of([] { qwen2().decode(std::vector<int32_t>{9707, 999999}); });
+  test::expect_contains(message, "999999");
 }
 
 TEST(TokenizerLongText, TenKilobytesRoundTrip) {

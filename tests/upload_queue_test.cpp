@@ -4,11 +4,11 @@
 
 #include <chrono>
 #include <cstring>
-#include <functional>
 #include <optional>
 #include <vector>
 
 #include "backend/backend.h"
+#include "test_util.h"
 
 namespace canvas {
 namespace {
@@ -28,15 +28,6 @@ std::shared_ptr<std::vector<uint8_t>> pattern_bytes(size_t count, uint8_t seed) 
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0;
-}
-
-void expect_error_containing(const std::function<void()>& call, const std::string& text) {
-  try {
-    call();
-    ADD_FAILURE() << "expected an error containing '" << text << "'";
-  } catch (const Error& error) {
-    EXPECT_NE(std::string(error.what()).find(text), std::string::npos) << error.what();
-  }
 }
 
 TEST(CpuUploadQueue, CopiesEveryByteIntoDestinationsOfAnyShape) {
@@ -70,17 +61,20 @@ TEST(CpuUploadQueue, RejectsMismatchesBeforeCopyingAnything) {
     };
   };
 
-  expect_error_containing(batch_with(source, Tensor::zeros({63}, DType::F32)), "does not hold the source");
-  expect_error_containing(batch_with(source, Tensor::zeros({64}, DType::BF16)), "does not hold the source");
-  expect_error_containing(batch_with(source, Tensor::zeros({8, 8}, DType::F32).transpose(0, 1)),
-                          "not a contiguous writable tensor");
+  test::expect_contains(test::error_of(batch_with(source, Tensor::zeros({63}, DType::F32))),
+                        "does not hold the source");
+  test::expect_contains(test::error_of(batch_with(source, Tensor::zeros({64}, DType::BF16))),
+                        "does not hold the source");
+  test::expect_contains(test::error_of(batch_with(source, Tensor::zeros({8, 8}, DType::F32).transpose(0, 1))),
+                        "not a contiguous writable tensor");
   // The destination must be writable memory of our own, not another mapped tensor.
-  expect_error_containing(batch_with(source, external_tensor(pattern_bytes(64 * 4, 6), {64}, DType::F32)),
-                          "not a contiguous writable tensor");
-  expect_error_containing(batch_with(external_tensor(bytes, {8, 8}, DType::F32).transpose(0, 1),
-                                     Tensor::zeros({8, 8}, DType::F32)),
-                          "is not contiguous");
-  expect_error_containing(batch_with(Tensor(), Tensor::zeros({64}, DType::F32)), "undefined");
+  test::expect_contains(
+      test::error_of(batch_with(source, external_tensor(pattern_bytes(64 * 4, 6), {64}, DType::F32))),
+      "not a contiguous writable tensor");
+  test::expect_contains(test::error_of(batch_with(external_tensor(bytes, {8, 8}, DType::F32).transpose(0, 1),
+                                                  Tensor::zeros({8, 8}, DType::F32))),
+                        "is not contiguous");
+  test::expect_contains(test::error_of(batch_with(Tensor(), Tensor::zeros({64}, DType::F32))), "undefined");
   // The first, valid copy of each rejected batch did not run.
   EXPECT_EQ(untouched.to_floats(), std::vector<float>(64, 0.0f));
 }

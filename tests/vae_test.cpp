@@ -61,21 +61,18 @@ Tensor golden_frame(const WeightSource& golden, const std::string& name) {
   return tensor.select(2, 0);
 }
 
-void expect_close(const std::string& what, const Tensor& ours, const Tensor& reference) {
+// The whole tensor's L2 relative error (test::relative_error) against the reference, printed for the log.
+void expect_matches_reference(const std::string& what, const Tensor& ours, const Tensor& reference) {
   EXPECT_EQ(shape_str(ours.shape()), shape_str(reference.shape()));
   double error = ours.shape() == reference.shape() ? test::relative_error(ours, reference) : INFINITY;
   std::printf("[   VAE    ] %-36s relative error %.3g\n", what.c_str(), error);
   EXPECT_LE(error, kTolerance) << what;
 }
 
-void expect_contains(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' is not in: " << text;
-}
-
 void check_decode(const LoadedVae& loaded, const std::string& folder) {
   WeightSource golden = test::open_golden(folder);
   Tensor decoded = loaded.vae->decode(golden_frame(golden, "latents"));
-  expect_close(folder + " decoded", decoded, golden_frame(golden, "decoded"));
+  expect_matches_reference(folder + " decoded", decoded, golden_frame(golden, "decoded"));
   std::vector<float> values = decoded.to_floats();
   for (float value : values) ASSERT_TRUE(value >= -1.0f && value <= 1.0f) << value;
 }
@@ -84,8 +81,10 @@ void check_encode(const LoadedVae& loaded, const std::string& folder) {
   WeightSource golden = test::open_golden(folder);
   Tensor image = golden_frame(golden, "image");
   QwenImageLatentDistribution posterior = loaded.vae->encode(image);
-  expect_close(folder + " posterior_mean", posterior.mean, golden_frame(golden, "posterior_mean"));
-  expect_close(folder + " posterior_logvar", posterior.logvar, golden_frame(golden, "posterior_logvar"));
+  expect_matches_reference(folder + " posterior_mean", posterior.mean,
+                           golden_frame(golden, "posterior_mean"));
+  expect_matches_reference(folder + " posterior_logvar", posterior.logvar,
+                           golden_frame(golden, "posterior_logvar"));
   EXPECT_EQ(posterior.mean.to_floats(), loaded.vae->encode_mean(image).to_floats());
 }
 
@@ -124,8 +123,8 @@ TEST(VaeTest, BatchedDecodeMatchesPerImageDecode) {
   Tensor latents = golden_frame(golden, "latents");
   Tensor pair[] = {latents, ops::scale(latents, 0.5f)};
   Tensor decoded = tiny_vae().vae->decode(ops::concat(pair, 0));
-  expect_close("batch row 0", decoded.slice(0, 0, 1), tiny_vae().vae->decode(pair[0]));
-  expect_close("batch row 1", decoded.slice(0, 1, 2), tiny_vae().vae->decode(pair[1]));
+  expect_matches_reference("batch row 0", decoded.slice(0, 0, 1), tiny_vae().vae->decode(pair[0]));
+  expect_matches_reference("batch row 1", decoded.slice(0, 1, 2), tiny_vae().vae->decode(pair[1]));
 }
 
 // The pipeline's packed final latents, unpacked to [1, 16, h, w] as QwenImagePipeline._unpack_latents does.
@@ -144,10 +143,10 @@ TEST(VaeTest, LatentScalingMatchesPipeline) {
     Tensor vae_input = tiny_vae().vae->denormalize_latents(latents);
     // Same arithmetic as the pipeline, so the same bits.
     EXPECT_EQ(vae_input.to_floats(), golden_frame(golden, "vae_input").to_floats()) << folder;
-    expect_close(std::string(folder) + " normalize round trip", tiny_vae().vae->normalize_latents(vae_input),
-                 latents);
-    expect_close(std::string(folder) + " decoded", tiny_vae().vae->decode(vae_input),
-                 golden_frame(golden, "decoded"));
+    expect_matches_reference(std::string(folder) + " normalize round trip",
+                             tiny_vae().vae->normalize_latents(vae_input), latents);
+    expect_matches_reference(std::string(folder) + " decoded", tiny_vae().vae->decode(vae_input),
+                             golden_frame(golden, "decoded"));
   }
 }
 
@@ -219,34 +218,34 @@ TEST(VaeTest, RunsInTheActivationDtype) {
 
 TEST(VaeTest, RejectsWrongInputShapes) {
   const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
-  expect_contains(test::error_of([&] {
-                    vae.decode(Tensor::zeros({1, 16, 1, 4, 4}, DType::F32));
-                  }),
-                  "frame axis dropped; got [1, 16, 1, 4, 4]");
-  expect_contains(test::error_of([&] {
-                    vae.decode(Tensor::zeros({1, 4, 4, 4}, DType::F32));
-                  }),
-                  "VAE decode takes latents [B, 16, h, w], got [1, 4, 4, 4]");
-  expect_contains(test::error_of([&] {
-                    vae.decode(Tensor::zeros({16, 4, 4}, DType::F32));
-                  }),
-                  "got [16, 4, 4]");
-  expect_contains(test::error_of([&] {
-                    vae.encode(Tensor::zeros({1, 4, 16, 16}, DType::F32));
-                  }),
-                  "VAE encode takes images [B, 3, H, W], got [1, 4, 16, 16]");
-  expect_contains(test::error_of([&] {
-                    vae.encode_mean(Tensor::zeros({1, 3, 1, 16, 16}, DType::F32));
-                  }),
-                  "frame axis dropped");
-  expect_contains(test::error_of([&] {
-                    vae.encode(Tensor::zeros({1, 3, 7, 16}, DType::F32));
-                  }),
-                  "at least 8x8 pixels, got [1, 3, 7, 16]");
-  expect_contains(test::error_of([&] {
-                    vae.denormalize_latents(Tensor::zeros({1, 15, 2, 2}, DType::F32));
-                  }),
-                  "[B, 16, h, w], got [1, 15, 2, 2]");
+  test::expect_contains(test::error_of([&] {
+                          vae.decode(Tensor::zeros({1, 16, 1, 4, 4}, DType::F32));
+                        }),
+                        "frame axis dropped; got [1, 16, 1, 4, 4]");
+  test::expect_contains(test::error_of([&] {
+                          vae.decode(Tensor::zeros({1, 4, 4, 4}, DType::F32));
+                        }),
+                        "VAE decode takes latents [B, 16, h, w], got [1, 4, 4, 4]");
+  test::expect_contains(test::error_of([&] {
+                          vae.decode(Tensor::zeros({16, 4, 4}, DType::F32));
+                        }),
+                        "got [16, 4, 4]");
+  test::expect_contains(test::error_of([&] {
+                          vae.encode(Tensor::zeros({1, 4, 16, 16}, DType::F32));
+                        }),
+                        "VAE encode takes images [B, 3, H, W], got [1, 4, 16, 16]");
+  test::expect_contains(test::error_of([&] {
+                          vae.encode_mean(Tensor::zeros({1, 3, 1, 16, 16}, DType::F32));
+                        }),
+                        "frame axis dropped");
+  test::expect_contains(test::error_of([&] {
+                          vae.encode(Tensor::zeros({1, 3, 7, 16}, DType::F32));
+                        }),
+                        "at least 8x8 pixels, got [1, 3, 7, 16]");
+  test::expect_contains(test::error_of([&] {
+                          vae.denormalize_latents(Tensor::zeros({1, 15, 2, 2}, DType::F32));
+                        }),
+                        "[B, 16, h, w], got [1, 15, 2, 2]");
 }
 
 constexpr char kTiledGolden[] = "vae/decode_tiled_10x11";
@@ -269,7 +268,7 @@ TEST(VaeTest, TiledDecodeMatchesReference) {
   const Tensor latents = golden_frame(golden, "latents");
   const Tensor expected = golden_frame(golden, "decoded");
   const Tensor tiled = tiny_vae().vae->tiled_decode(latents, golden_tiling());
-  expect_close(std::string(kTiledGolden) + " decoded", tiled, expected);
+  expect_matches_reference(std::string(kTiledGolden) + " decoded", tiled, expected);
   // The reference's tiled path skips decode's clamp, and the golden has pixels beyond [-1, 1] to show it.
   EXPECT_GT(count_beyond_unit(expected), 0);
   EXPECT_EQ(count_beyond_unit(tiled), count_beyond_unit(expected));
@@ -342,41 +341,43 @@ TEST(VaeTest, RejectsBadTilingParameters) {
   auto error_for = [&](const VaeTiling& tiling) {
     return test::error_of([&] { vae.tiled_decode(latents, tiling); });
   };
-  expect_contains(error_for({0, 256, 192, 192}),
-                  "VAE tiling: tile_sample_min_height must be a positive multiple of the VAE's spatial "
-                  "compression ratio (8 pixels), got 0");
-  expect_contains(error_for({256, -64, 192, 192}), "tile_sample_min_width must be a positive multiple");
-  expect_contains(error_for({256, 256, 100, 192}), "tile_sample_stride_height must be a positive multiple");
-  expect_contains(error_for({256, 256, 192, 190}), "tile_sample_stride_width must be a positive multiple");
-  expect_contains(
+  test::expect_contains(error_for({0, 256, 192, 192}),
+                        "VAE tiling: tile_sample_min_height must be a positive multiple of the VAE's spatial "
+                        "compression ratio (8 pixels), got 0");
+  test::expect_contains(error_for({256, -64, 192, 192}), "tile_sample_min_width must be a positive multiple");
+  test::expect_contains(error_for({256, 256, 100, 192}),
+                        "tile_sample_stride_height must be a positive multiple");
+  test::expect_contains(error_for({256, 256, 192, 190}),
+                        "tile_sample_stride_width must be a positive multiple");
+  test::expect_contains(
       error_for({256, 256, 264, 192}),
       "tile_sample_stride_height (264) exceeds tile_sample_min_height (256): the tiles would leave "
       "gaps");
-  expect_contains(error_for({256, 128, 192, 136}),
-                  "tile_sample_stride_width (136) exceeds tile_sample_min_width");
+  test::expect_contains(error_for({256, 128, 192, 136}),
+                        "tile_sample_stride_width (136) exceeds tile_sample_min_width");
   // Tiles are checked even when the latents fit in one, so a bad setting fails on the first image.
-  expect_contains(test::error_of([&] {
-                    vae.tiled_decode(Tensor::zeros({1, 16, 4, 4}, DType::F32), {256, 256, 192, 0});
-                  }),
-                  "tile_sample_stride_width must be a positive multiple");
-  expect_contains(test::error_of([&] {
-                    vae.tiled_decode(Tensor::zeros({1, 4, 40, 40}, DType::F32), VaeTiling{});
-                  }),
-                  "VAE decode takes latents [B, 16, h, w], got [1, 4, 40, 40]");
+  test::expect_contains(test::error_of([&] {
+                          vae.tiled_decode(Tensor::zeros({1, 16, 4, 4}, DType::F32), {256, 256, 192, 0});
+                        }),
+                        "tile_sample_stride_width must be a positive multiple");
+  test::expect_contains(test::error_of([&] {
+                          vae.tiled_decode(Tensor::zeros({1, 4, 40, 40}, DType::F32), VaeTiling{});
+                        }),
+                        "VAE decode takes latents [B, 16, h, w], got [1, 4, 40, 40]");
 }
 
 TEST(VaeTest, RejectsWeightsOfAnotherConfig) {
   AutoencoderKLQwenImageConfig alt_config =
       AutoencoderKLQwenImageConfig::from_file(alt_vae_dir() / "config.json");
   std::string message = test::error_of([&] { AutoencoderKLQwenImage vae(alt_config, tiny_vae().weights); });
-  expect_contains(message, "encoder.conv_in.weight");
-  expect_contains(message, "[3, 3, 3, 3, 3]");
+  test::expect_contains(message, "encoder.conv_in.weight");
+  test::expect_contains(message, "[3, 3, 3, 3, 3]");
 
   // Same channel widths, one residual block too many per stage: the first missing tensor is named.
   AutoencoderKLQwenImageConfig deeper = alt_vae().config;
   deeper.num_res_blocks = 2;
-  expect_contains(test::error_of([&] { AutoencoderKLQwenImage vae(deeper, alt_vae().weights); }),
-                  "'encoder.down_blocks.1.norm1.gamma' not found");
+  test::expect_contains(test::error_of([&] { AutoencoderKLQwenImage vae(deeper, alt_vae().weights); }),
+                        "'encoder.down_blocks.1.norm1.gamma' not found");
 }
 
 TEST(VaeTest, RejectsInvalidConfigs) {
@@ -386,24 +387,25 @@ TEST(VaeTest, RejectsInvalidConfigs) {
     edit(edited);
     return test::error_of([&] { AutoencoderKLQwenImageConfig::from_json(edited, "vae/config.json"); });
   };
-  expect_contains(error_after([](nlohmann::json& c) { c["attn_scales"] = {1.0}; }),
-                  "attn_scales must be empty");
-  expect_contains(error_after([](nlohmann::json& c) {
-                    c["temperal_downsample"] = {true, true};
-                  }),
-                  "one entry per downsampling stage (3), got 2");
-  expect_contains(error_after([](nlohmann::json& c) {
-                    c["temperal_downsample"] = {1, 0, 0};
-                  }),
-                  "should be true or false");
-  expect_contains(error_after([](nlohmann::json& c) { c["latents_std"] = std::vector<double>(15, 1.0); }),
-                  "need z_dim (16) entries");
-  expect_contains(error_after([](nlohmann::json& c) { c.erase("latents_mean"); }),
-                  "missing key \"latents_mean\"");
-  expect_contains(error_after([](nlohmann::json& c) { c["z_dim"] = "16"; }),
-                  "key \"z_dim\" in 'vae/config.json'");
-  expect_contains(error_after([](nlohmann::json& c) { c["dim_mult"] = nlohmann::json::array(); }),
-                  "dim_mult must be a non-empty list");
+  test::expect_contains(error_after([](nlohmann::json& c) { c["attn_scales"] = {1.0}; }),
+                        "attn_scales must be empty");
+  test::expect_contains(error_after([](nlohmann::json& c) {
+                          c["temperal_downsample"] = {true, true};
+                        }),
+                        "one entry per downsampling stage (3), got 2");
+  test::expect_contains(error_after([](nlohmann::json& c) {
+                          c["temperal_downsample"] = {1, 0, 0};
+                        }),
+                        "should be true or false");
+  test::expect_contains(
+      error_after([](nlohmann::json& c) { c["latents_std"] = std::vector<double>(15, 1.0); }),
+      "need z_dim (16) entries");
+  test::expect_contains(error_after([](nlohmann::json& c) { c.erase("latents_mean"); }),
+                        "missing key \"latents_mean\"");
+  test::expect_contains(error_after([](nlohmann::json& c) { c["z_dim"] = "16"; }),
+                        "key \"z_dim\" in 'vae/config.json'");
+  test::expect_contains(error_after([](nlohmann::json& c) { c["dim_mult"] = nlohmann::json::array(); }),
+                        "dim_mult must be a non-empty list");
 
   nlohmann::json without_optional = valid;
   without_optional.erase("input_channels");

@@ -12,10 +12,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void expect_contains(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "'" << part << "' is not in: " << text;
-}
-
 Tensor filled(const Shape& shape, float first) {
   std::vector<float> values(static_cast<size_t>(shape_numel(shape)));
   for (size_t i = 0; i < values.size(); ++i) values[i] = first + static_cast<float>(i);
@@ -72,14 +68,15 @@ TEST(WeightSourceTest, ErrorsNameTheTensorTheSourceAndTheShapes) {
   const WeightSource source = WeightSource::open(path);
 
   const std::string missing = test::error_of([&] { source.get("gamma"); });
-  expect_contains(missing, "tensor 'gamma' not found in '" + path.string() + "' (2 tensors)");
+  test::expect_contains(missing, "tensor 'gamma' not found in '" + path.string() + "' (2 tensors)");
   // A prefixed copy of the name hints at a missing rewrite.
-  expect_contains(test::error_of([&] { source.get("proj.weight"); }), "model.diffusion_model.proj.weight");
+  test::expect_contains(test::error_of([&] { source.get("proj.weight"); }),
+                        "model.diffusion_model.proj.weight");
 
   const std::string shape = test::error_of([&] { source.get("proj.bias", {4}); });
-  expect_contains(shape, "'proj.bias'");
-  expect_contains(shape, "[3]");
-  expect_contains(shape, "[4]");
+  test::expect_contains(shape, "'proj.bias'");
+  test::expect_contains(shape, "[3]");
+  test::expect_contains(shape, "[4]");
 }
 
 TEST(WeightSourceTest, ShardedIndexOpensEachShardOnce) {
@@ -91,7 +88,7 @@ TEST(WeightSourceTest, ShardedIndexOpensEachShardOnce) {
     EXPECT_EQ(first_value(source.get("layers.0.bias")), 10.0f);
     EXPECT_EQ(source.get("layers.0.weight").buffer(), source.get("layers.0.bias").buffer());
     EXPECT_NE(source.get("layers.0.weight").buffer(), source.get("layers.1.weight").buffer());
-    expect_contains(test::error_of([&] { source.get("layers.2.weight"); }), index.string());
+    test::expect_contains(test::error_of([&] { source.get("layers.2.weight"); }), index.string());
   }
 }
 
@@ -100,8 +97,8 @@ TEST(WeightSourceTest, ShardedIndexReportsMissingShards) {
   const fs::path index = write_sharded(dir);
   fs::remove(dir / "model-00002-of-00002.safetensors");
   const std::string message = test::error_of([&] { WeightSource::open(index); });
-  expect_contains(message, index.string());
-  expect_contains(message, "model-00002-of-00002.safetensors (1 tensors)");
+  test::expect_contains(message, index.string());
+  test::expect_contains(message, "model-00002-of-00002.safetensors (1 tensors)");
   EXPECT_EQ(message.find("00001-of"), std::string::npos) << message;
 }
 
@@ -110,8 +107,8 @@ TEST(WeightSourceTest, ShardedIndexReportsTensorsMissingFromTheirShard) {
   const fs::path index = write_sharded(dir);
   write_safetensors(dir / "model-00002-of-00002.safetensors", {{"layers.1.other", filled({1}, 0)}});
   const std::string message = test::error_of([&] { WeightSource::open(index); });
-  expect_contains(message, index.string());
-  expect_contains(message, "'layers.1.weight' (in model-00002-of-00002.safetensors)");
+  test::expect_contains(message, index.string());
+  test::expect_contains(message, "'layers.1.weight' (in model-00002-of-00002.safetensors)");
 }
 
 TEST(WeightSourceTest, ShardedIndexRejectsMalformedIndexes) {
@@ -119,13 +116,13 @@ TEST(WeightSourceTest, ShardedIndexRejectsMalformedIndexes) {
   write_sharded(dir);
   const fs::path index = dir / "model.safetensors.index.json";
   write_text(index, R"({"weight_map": {"a": 3}})");
-  expect_contains(test::error_of([&] { WeightSource::open(index); }), "'a'");
+  test::expect_contains(test::error_of([&] { WeightSource::open(index); }), "'a'");
   write_text(index, R"({"weight_map": {"a": "../elsewhere.safetensors"}})");
-  expect_contains(test::error_of([&] { WeightSource::open(index); }), "outside its folder");
+  test::expect_contains(test::error_of([&] { WeightSource::open(index); }), "outside its folder");
   write_text(index, R"({"metadata": {}})");
-  expect_contains(test::error_of([&] { WeightSource::open(index); }), "weight_map");
+  test::expect_contains(test::error_of([&] { WeightSource::open(index); }), "weight_map");
   write_text(index, R"({"weight_map": )");
-  expect_contains(test::error_of([&] { WeightSource::open(index); }), index.string());
+  test::expect_contains(test::error_of([&] { WeightSource::open(index); }), index.string());
 }
 
 TEST(WeightSourceTest, FolderWithoutIndexTakesEverySafetensorsFile) {
@@ -138,19 +135,20 @@ TEST(WeightSourceTest, FolderWithoutIndexTakesEverySafetensorsFile) {
 
   write_safetensors(dir / "c.safetensors", {{"x", filled({1}, 3)}});
   const std::string duplicate = test::error_of([&] { WeightSource::open(dir); });
-  expect_contains(duplicate, "a.safetensors");
-  expect_contains(duplicate, "c.safetensors");
+  test::expect_contains(duplicate, "a.safetensors");
+  test::expect_contains(duplicate, "c.safetensors");
 
   const fs::path empty = test::scratch_dir("weights_empty_folder");
-  expect_contains(test::error_of([&] { WeightSource::open(empty); }), "no .safetensors files");
-  expect_contains(test::error_of([&] { WeightSource::open(empty / "absent.safetensors"); }), "do not exist");
+  test::expect_contains(test::error_of([&] { WeightSource::open(empty); }), "no .safetensors files");
+  test::expect_contains(test::error_of([&] { WeightSource::open(empty / "absent.safetensors"); }),
+                        "do not exist");
 }
 
 TEST(WeightSourceTest, FolderWithSeveralIndexesAsksForOne) {
   const fs::path dir = test::scratch_dir("weights_two_indexes");
   write_sharded(dir);
   fs::copy_file(dir / "model.safetensors.index.json", dir / "model.fp16.safetensors.index.json");
-  expect_contains(test::error_of([&] { WeightSource::open(dir); }), "several checkpoint indexes");
+  test::expect_contains(test::error_of([&] { WeightSource::open(dir); }), "several checkpoint indexes");
 }
 
 TEST(WeightSourceTest, RewritesApplyTheFirstMatchingRule) {
@@ -171,8 +169,8 @@ TEST(WeightSourceTest, RewritesThatMergeTwoNamesAreRejected) {
   const fs::path path = test::scratch_dir("weights_rewrite_collision") / "model.safetensors";
   write_safetensors(path, {{"a.w", filled({1}, 0)}, {"b.w", filled({1}, 0)}});
   const std::string message = test::error_of([&] { WeightSource::open(path, {{"a.", "b."}}); });
-  expect_contains(message, "'b.w'");
-  expect_contains(message, "'a.w'");
+  test::expect_contains(message, "'b.w'");
+  test::expect_contains(message, "'a.w'");
 }
 
 TEST(WeightSourceTest, SubsetStripsThePrefixAndSharesTheFiles) {
@@ -185,7 +183,7 @@ TEST(WeightSourceTest, SubsetStripsThePrefixAndSharesTheFiles) {
   EXPECT_EQ(block.names(), (std::vector<std::string>{"w"}));
   EXPECT_EQ(block.total_bytes(), 20);
   EXPECT_EQ(block.get("w").raw_data(), source.get("transformer_blocks.1.w").raw_data());
-  expect_contains(test::error_of([&] { block.get("v"); }), "transformer_blocks.1.");
+  test::expect_contains(test::error_of([&] { block.get("v"); }), "transformer_blocks.1.");
   EXPECT_EQ(source.subset("transformer_blocks.").size(), 2u);
 }
 

@@ -8,6 +8,7 @@
 #include "backend/communicator.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/nccl_communicator.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace canvas {
@@ -125,10 +126,10 @@ TEST(NcclLibraryTest, MissingLibraryErrorSaysWhatToDo) {
     FAIL() << "loaded NCCL from libraries that are not NCCL";
   } catch (const Error& error) {
     const std::string message = error.what();
-    EXPECT_NE(message.find("/nonexistent/libnccl.so.2"), std::string::npos) << message;
-    EXPECT_NE(message.find("libc.so.6: loads but has no ncclGetVersion"), std::string::npos) << message;
-    EXPECT_NE(message.find("libnccl2"), std::string::npos) << message;
-    EXPECT_NE(message.find("CANVAS_NCCL_LIBRARY"), std::string::npos) << message;
+    test::expect_contains(message, "/nonexistent/libnccl.so.2");
+    test::expect_contains(message, "libc.so.6: loads but has no ncclGetVersion");
+    test::expect_contains(message, "libnccl2");
+    test::expect_contains(message, "CANVAS_NCCL_LIBRARY");
   }
 }
 

@@ -52,19 +52,6 @@ Tensor poisoned(const Shape& shape, DType dtype) {
                 dtype);
 }
 
-// max |actual - expected| / max |expected|; infinite when actual holds a NaN or infinity.
-double relative_error(const Tensor& actual, const Tensor& expected) {
-  const std::vector<float> a = actual.to_floats(), e = expected.to_floats();
-  EXPECT_EQ(a.size(), e.size());
-  double max_difference = 0.0, max_reference = 0.0;
-  for (size_t i = 0; i < a.size() && i < e.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    max_difference = std::max(max_difference, std::abs(static_cast<double>(a[i]) - e[i]));
-    max_reference = std::max(max_reference, std::abs(static_cast<double>(e[i])));
-  }
-  return max_difference / std::max(max_reference, 1e-30);
-}
-
 // ---- linear ----
 
 void check_linear(const Tensor& x_gpu, const Tensor& x_ref, const Tensor& w_gpu, const Tensor& w_ref,
@@ -72,7 +59,7 @@ void check_linear(const Tensor& x_gpu, const Tensor& x_ref, const Tensor& w_gpu,
   const Tensor expected = ops::linear(x_ref, w_ref, b_ref);
   Tensor out = poisoned(expected.shape(), dtype);
   backend_for(Device::cuda(0)).linear(x_gpu, w_gpu, b_gpu, {}, out);
-  EXPECT_LE(relative_error(out, expected), tolerance);
+  test::expect_close(out, expected, tolerance);
 }
 
 TEST_F(CudaMatrixTest, LinearF32MatchesCpu) {
@@ -128,7 +115,8 @@ TEST_F(CudaMatrixTest, LinearFp8WeightsStayCloseToBf16) {
   Tensor fp8_out = poisoned({2, 40, 96}, DType::BF16), bf16_out = poisoned({2, 40, 96}, DType::BF16);
   gpu().linear(x_gpu, w_fp8, b_gpu, {}, fp8_out);
   gpu().linear(x_gpu, w_bf16, b_gpu, {}, bf16_out);
-  const double rms = test::relative_error(fp8_out, bf16_out), max_error = relative_error(fp8_out, bf16_out);
+  const double rms = test::relative_error(fp8_out, bf16_out),
+               max_error = test::max_relative_error(fp8_out, bf16_out);
   cudaDeviceProp properties{};
   ASSERT_EQ(cudaGetDeviceProperties(&properties, 0), cudaSuccess);
   std::printf("fp8 linear vs bf16 on sm_%d%d: rms relative error %.4f, max relative error %.4f\n",
@@ -154,7 +142,7 @@ void check_matmul(const Tensor& a_gpu, const Tensor& a_ref, const Tensor& b_gpu,
   b_shape.insert(b_shape.end(), {b_gpu.dim(-2), b_gpu.dim(-1)});
   Tensor out = poisoned(expected.shape(), dtype);
   backend_for(Device::cuda(0)).matmul(ops::expand(a_gpu, a_shape), ops::expand(b_gpu, b_shape), out);
-  EXPECT_LE(relative_error(out, expected), tolerance);
+  test::expect_close(out, expected, tolerance);
 }
 
 TEST_F(CudaMatrixTest, MatmulBroadcastsBatchAxes) {
@@ -216,7 +204,8 @@ Tensor check_attention(const AttentionCase& c, DType dtype, double tolerance, ui
     backend_for(Device::cuda(0))
         .attention(heads_first(on_gpu(q, dtype)), heads_first(on_gpu(k, dtype)),
                    heads_first(on_gpu(v, dtype)), gpu_mask, scale, out);
-    EXPECT_LE(relative_error(out, expected), tolerance) << "run " << run;
+    SCOPED_TRACE("run " + std::to_string(run));
+    test::expect_close(out, expected, tolerance);
   }
   return out;
 }
@@ -323,7 +312,7 @@ void check_conv(const Tensor& x, DType dtype, DType weight_dtype, const Tensor& 
   backend_for(Device::cuda(0))
       .conv2d(on_gpu(x, dtype), on_gpu(w, weight_dtype), b.defined() ? on_gpu(b, DType::F32) : Tensor(),
               params, out);
-  EXPECT_LE(relative_error(out, expected), tolerance);
+  test::expect_close(out, expected, tolerance);
 }
 
 TEST_F(CudaMatrixTest, Conv2dStride2WithAsymmetricPadding) {
@@ -349,7 +338,7 @@ TEST_F(CudaMatrixTest, Conv2dReadsStridedInput) {
   Tensor out = poisoned(expected.shape(), DType::F32);
   gpu().conv2d(on_gpu(full, DType::F32).slice(3, 3, 17), on_gpu(w, DType::F32), Tensor(),
                ops::Conv2dParams::same(1, 2), out);
-  EXPECT_LE(relative_error(out, expected), kF32Tolerance);
+  test::expect_close(out, expected, kF32Tolerance);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <source_location>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/ops.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace canvas {
@@ -67,23 +69,17 @@ class CudaOpsTest : public ::testing::Test {
     return {cpu, cpu.to(kGpu)};
   }
 
-  // Max deviation over max reference magnitude; a NaN where the CPU has a number fails outright.
-  void expect_close(const Tensor& actual, const Tensor& expected, double tolerance) {
-    ASSERT_EQ(actual.shape(), expected.shape()) << "seed " << seed_;
+  // test::expect_close (max deviation over max reference magnitude; a NaN where the CPU has a number
+  // fails outright), with the seed of the random inputs in the message.
+  void expect_close(const Tensor& actual, const Tensor& expected, double tolerance,
+                    std::source_location where = std::source_location::current()) {
     ASSERT_EQ(actual.dtype(), expected.dtype()) << "seed " << seed_;
-    const std::vector<float> got = actual.to_floats(), want = expected.to_floats();
-    double max_error = 0, max_magnitude = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-      if (std::isnan(want[i])) continue;
-      ASSERT_FALSE(std::isnan(got[i])) << "element " << i << " is NaN (never written?), seed " << seed_;
-      max_error = std::max(max_error, std::fabs(static_cast<double>(got[i]) - want[i]));
-      max_magnitude = std::max(max_magnitude, std::fabs(static_cast<double>(want[i])));
-    }
-    EXPECT_LE(max_error, tolerance * std::max(max_magnitude, 1e-30))
-        << "max error " << max_error << " against max magnitude " << max_magnitude << ", seed " << seed_;
+    SCOPED_TRACE("seed " + std::to_string(seed_));
+    test::expect_close(actual, expected, tolerance, where);
   }
-  void expect_close(const Tensor& actual, const Tensor& expected) {
-    expect_close(actual, expected, tolerance_for(expected.dtype()));
+  void expect_close(const Tensor& actual, const Tensor& expected,
+                    std::source_location where = std::source_location::current()) {
+    expect_close(actual, expected, tolerance_for(expected.dtype()), where);
   }
 
   // Values equal element for element, NaN matching NaN (payloads may differ).
@@ -410,8 +406,7 @@ TEST_F(CudaOpsTest, EmbeddingLooksUpAnyTableDtypeAndRejectsBadIds) {
         ops::embedding(bad_ids, table.gpu, DType::F32);
         ADD_FAILURE() << "id " << bad << " was accepted";
       } catch (const Error& error) {
-        EXPECT_NE(std::string(error.what()).find("outside the table of 50 rows"), std::string::npos)
-            << error.what();
+        test::expect_contains(error.what(), "outside the table of 50 rows");
       }
     }
   }
@@ -476,9 +471,9 @@ TEST(CudaErrors, NameTheCallAndMapAllocationFailuresToOutOfMemory) {
     ADD_FAILURE() << "an invalid value is not out-of-memory";
   } catch (const Error& error) {
     const std::string message = error.what();
-    EXPECT_NE(message.find("cudaSomething(x)"), std::string::npos) << message;
-    EXPECT_NE(message.find("cuda_ops_test.cpp:"), std::string::npos) << message;
-    EXPECT_NE(message.find("cudaErrorInvalidValue"), std::string::npos) << message;
+    test::expect_contains(message, "cudaSomething(x)");
+    test::expect_contains(message, "cuda_ops_test.cpp:");
+    test::expect_contains(message, "cudaErrorInvalidValue");
   }
   EXPECT_THROW(throw_cuda_error(cudaErrorMemoryAllocation, "cudaMalloc", __FILE__, __LINE__),
                OutOfMemoryError);

@@ -10,7 +10,8 @@ strings or the `tokenizers` behaviour change):
     python3 -m pip install tokenizers
     python3 tools/reference/make_tokenizer_corpus.py [path/to/tokenizer.json] [--output FILE]
 
-The tokenizer path defaults to ../shared/qwen-tokenizer/tokenizer.json beside the repository root.
+The tokenizer path defaults to the one the repository ships, models/tiny-qwen-image/tokenizer/tokenizer.json
+(Qwen-Image's: added tokens stop at 151664, so Qwen3's <think> and <tool_response> are plain text).
 
 With --unicode-tables it instead probes every code point and prints the C++ tables that
 src/tokenizer/unicode.cpp keeps to match `tokenizers` where its Unicode data differs from the
@@ -30,7 +31,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TOKENIZER = REPO_ROOT.parent / "shared" / "qwen-tokenizer" / "tokenizer.json"
+DEFAULT_TOKENIZER = REPO_ROOT / "models" / "tiny-qwen-image" / "tokenizer" / "tokenizer.json"
 DEFAULT_OUTPUT = REPO_ROOT / "tests" / "golden" / "tokenizer" / "corpus.json"
 
 # The Qwen-Image text-encoder prompt template (diffusers' QwenImagePipeline).

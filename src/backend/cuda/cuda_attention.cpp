@@ -16,9 +16,7 @@
 #include <array>
 #include <bit>
 #include <cstdio>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -26,6 +24,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_backend_support.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/plan_cache.h"
 
 namespace canvas {
 
@@ -37,7 +36,8 @@ enum TensorUid : int64_t { kQueryUid = 1, kKeyUid, kValueUid, kOutputUid, kBiasU
 
 enum class CausalKind : int64_t { None, TopLeft, BottomRight };
 
-// Graphs cached per process before the cache starts over (text encoders see many prompt lengths).
+// Graphs cached per process (text encoders see many prompt lengths); past this, the least recently used
+// one goes.
 constexpr size_t kMaxCachedGraphs = 512;
 
 // Strides for cuDNN: as the tensor's, except that extent-1 axes (whose stride is never followed but
@@ -143,41 +143,30 @@ std::shared_ptr<SdpaPlan> build_plan(cudnnHandle_t handle, const SdpaShape& s, s
   return plan;
 }
 
-class PlanCache {
- public:
-  std::shared_ptr<SdpaPlan> find_or_build(CudaContext& context, const SdpaShape& shape) {
-    const GraphKey key = graph_key(context.device, shape);
-    std::lock_guard lock(mutex_);
-    auto found = plans_.find(key);
-    if (found != plans_.end()) return found->second;
-    if (plans_.size() >= kMaxCachedGraphs) plans_.clear();
+// Once per configuration: the fallback is correct but far slower, which the user should be able to see.
+void report_fallback(const SdpaShape& shape, const std::string& failure) {
+  std::fprintf(stderr, "canvas: cuDNN attention cannot run %s (%s); using the fallback kernel\n",
+               describe(shape).c_str(), failure.c_str());
+}
+
+cuda::PlanCache<GraphKey, SdpaPlan>& plan_cache() {
+  static cuda::PlanCache<GraphKey, SdpaPlan> cache(kMaxCachedGraphs);
+  return cache;
+}
+
+std::shared_ptr<SdpaPlan> find_or_build_plan(CudaContext& context, const SdpaShape& shape) {
+  return plan_cache().find_or_build(graph_key(context.device, shape), [&] {
     std::string failure;
     std::shared_ptr<SdpaPlan> plan = build_plan(context.cudnn, shape, failure);
     if (!plan->graph) report_fallback(shape, failure);
-    return plans_.emplace(key, std::move(plan)).first->second;
-  }
+    return plan;
+  });
+}
 
-  // After a failed execution: later calls of this configuration skip cuDNN.
-  void give_up(CudaContext& context, const SdpaShape& shape, const std::string& failure) {
-    std::lock_guard lock(mutex_);
-    plans_[graph_key(context.device, shape)] = std::make_shared<SdpaPlan>();
-    report_fallback(shape, failure);
-  }
-
- private:
-  // Once per configuration: the fallback is correct but far slower, which the user should be able to see.
-  static void report_fallback(const SdpaShape& shape, const std::string& failure) {
-    std::fprintf(stderr, "canvas: cuDNN attention cannot run %s (%s); using the fallback kernel\n",
-                 describe(shape).c_str(), failure.c_str());
-  }
-
-  std::mutex mutex_;
-  std::map<GraphKey, std::shared_ptr<SdpaPlan>> plans_;
-};
-
-PlanCache& plan_cache() {
-  static PlanCache cache;
-  return cache;
+// After a failed execution: later calls of this configuration skip cuDNN.
+void give_up(CudaContext& context, const SdpaShape& shape, const std::string& failure) {
+  plan_cache().replace(graph_key(context.device, shape), std::make_shared<SdpaPlan>());
+  report_fallback(shape, failure);
 }
 
 bool aligned_16(const void* pointer) {
@@ -218,7 +207,7 @@ bool cudnn_attention(CudaBackend& backend, const Tensor& q, const Tensor& k, con
     return false;
   }
   CudaContext& context = backend.context();
-  const std::shared_ptr<SdpaPlan> plan = plan_cache().find_or_build(context, shape);
+  const std::shared_ptr<SdpaPlan> plan = find_or_build_plan(context, shape);
   if (!plan->graph) return false;
 
   std::unordered_map<int64_t, void*> pointers = {{kQueryUid, q.raw_data()},
@@ -248,7 +237,7 @@ bool cudnn_attention(CudaBackend& backend, const Tensor& q, const Tensor& k, con
     failure = error.what();
   }
   if (!executed) {
-    plan_cache().give_up(context, shape, failure);
+    give_up(context, shape, failure);
     return false;
   }
   if (shape.key_bias) {

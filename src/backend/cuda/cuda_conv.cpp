@@ -9,14 +9,13 @@
 #include <algorithm>
 #include <array>
 #include <climits>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_backend_support.h"
 #include "backend/cuda/cuda_context.h"
+#include "backend/cuda/plan_cache.h"
 
 namespace canvas {
 
@@ -25,6 +24,8 @@ namespace {
 // Algorithms wanting more workspace are passed over for the next-best one: the workspace is kept for the
 // life of the process, and the memory planner counts it.
 constexpr size_t kMaxConvWorkspaceBytes = size_t{256} << 20;
+// Plans kept per process (the VAE sees one set of shapes per image size); past this, the least recently
+// used one goes.
 constexpr size_t kMaxCachedConvPlans = 1024;
 
 cudnnDataType_t cudnn_data_type(DType dtype) {
@@ -137,40 +138,18 @@ std::shared_ptr<ConvPlan> build_plan(cudnnHandle_t handle, const ConvShape& s) {
 
 using ConvKey = std::array<int64_t, 14>;
 
-class ConvPlanCache {
- public:
-  std::shared_ptr<ConvPlan> find_or_build(CudaContext& context, const ConvShape& s) {
-    const ConvKey key = key_of(context.device, s);
-    std::lock_guard lock(mutex_);
-    auto found = plans_.find(key);
-    if (found != plans_.end()) return found->second;
-    if (plans_.size() >= kMaxCachedConvPlans) plans_.clear();
-    return plans_.emplace(key, build_plan(context.cudnn, s)).first->second;
-  }
+ConvKey key_of(int device, const ConvShape& s) {
+  return {device,         static_cast<int64_t>(s.dtype),
+          s.batch,        s.channels,
+          s.height,       s.width,
+          s.out_channels, s.kernel_height,
+          s.kernel_width, s.stride,
+          s.pad_height,   s.pad_width,
+          s.out_height,   s.out_width};
+}
 
-  // After cuDNN refused to run a plan: later calls of this shape take the f32 route directly.
-  void mark_unusable(CudaContext& context, const ConvShape& s) {
-    std::lock_guard lock(mutex_);
-    plans_[key_of(context.device, s)] = std::make_shared<ConvPlan>();
-  }
-
- private:
-  static ConvKey key_of(int device, const ConvShape& s) {
-    return {device,         static_cast<int64_t>(s.dtype),
-            s.batch,        s.channels,
-            s.height,       s.width,
-            s.out_channels, s.kernel_height,
-            s.kernel_width, s.stride,
-            s.pad_height,   s.pad_width,
-            s.out_height,   s.out_width};
-  }
-
-  std::mutex mutex_;
-  std::map<ConvKey, std::shared_ptr<ConvPlan>> plans_;
-};
-
-ConvPlanCache& plan_cache() {
-  static ConvPlanCache cache;
+cuda::PlanCache<ConvKey, ConvPlan>& plan_cache() {
+  static cuda::PlanCache<ConvKey, ConvPlan> cache(kMaxCachedConvPlans);
   return cache;
 }
 
@@ -178,7 +157,8 @@ ConvPlanCache& plan_cache() {
 // or refuses the call; other failures throw.
 bool run_convolution(CudaContext& context, const ConvShape& shape, const Tensor& input, const Tensor& filter,
                      Tensor& out) {
-  const std::shared_ptr<ConvPlan> plan = plan_cache().find_or_build(context, shape);
+  const std::shared_ptr<ConvPlan> plan = plan_cache().find_or_build(
+      key_of(context.device, shape), [&] { return build_plan(context.cudnn, shape); });
   if (!plan->usable) return false;
   cudaStream_t current = nullptr;
   CANVAS_CUDNN_CHECK(cudnnGetStream(context.cudnn, &current));
@@ -192,7 +172,8 @@ bool run_convolution(CudaContext& context, const ConvShape& shape, const Tensor&
                               filter.raw_data(), plan->convolution.get(), plan->algorithm, workspace,
                               plan->workspace_bytes, &beta, plan->output.get(), out.raw_data());
   if (status == CUDNN_STATUS_NOT_SUPPORTED || status == CUDNN_STATUS_BAD_PARAM) {
-    plan_cache().mark_unusable(context, shape);
+    // Later calls of this shape take the f32 route directly.
+    plan_cache().replace(key_of(context.device, shape), std::make_shared<ConvPlan>());
     return false;
   }
   if (status != CUDNN_STATUS_SUCCESS)

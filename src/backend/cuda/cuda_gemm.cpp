@@ -16,7 +16,6 @@
 #include <array>
 #include <atomic>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,6 +26,7 @@
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/cuda_dequantize.h"
 #include "backend/cuda/cuda_fp8.h"
+#include "backend/cuda/plan_cache.h"
 
 namespace canvas {
 
@@ -35,7 +35,7 @@ namespace {
 // NVIDIA's recommendation for Hopper; larger buys nothing for the GEMM shapes of these models.
 constexpr uint64_t kMaxGemmWorkspaceBytes = uint64_t{32} << 20;
 // A long-running process that sees many text lengths must not grow the cache without bound; past this
-// many plans it starts over (rebuilding a plan costs one heuristic query).
+// many plans the least recently used one goes (rebuilding a plan costs one heuristic query).
 constexpr size_t kMaxCachedPlans = 4096;
 
 bool is_gemm_dtype(DType dtype) {
@@ -232,14 +232,9 @@ PlanKey plan_key(int device, const GemmProblem& p) {
 }
 
 std::shared_ptr<LtPlan> plan_for(CudaContext& context, const GemmProblem& problem) {
-  static std::mutex mutex;
-  static std::map<PlanKey, std::shared_ptr<LtPlan>> plans;
-  const PlanKey key = plan_key(context.device, problem);
-  std::lock_guard lock(mutex);
-  auto found = plans.find(key);
-  if (found != plans.end()) return found->second;
-  if (plans.size() >= kMaxCachedPlans) plans.clear();
-  return plans.emplace(key, build_plan(context.cublaslt, problem)).first->second;
+  static cuda::PlanCache<PlanKey, LtPlan> plans(kMaxCachedPlans);
+  return plans.find_or_build(plan_key(context.device, problem),
+                             [&] { return build_plan(context.cublaslt, problem); });
 }
 
 // Returns false when cuBLASLt refuses to launch the algorithm its heuristic offered (it happens); the
