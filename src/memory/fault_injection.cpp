@@ -1,5 +1,6 @@
 #include "memory/fault_injection.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -41,9 +42,9 @@ FaultInjector::FaultInjector() {
 
 void FaultInjector::configure(std::string_view spec) {
   const std::string text(spec);
-  const std::string usage =
-      "CANVAS_FAIL_ALLOC='" + text + "': expected N (a positive allocation number) or random:SEED:P";
-  int64_t fail_at = 0;
+  const std::string usage = "CANVAS_FAIL_ALLOC='" + text +
+                            "': expected N or N,M,... (positive allocation numbers) or random:SEED:P";
+  std::vector<int64_t> fail_at;
   uint64_t seed = 0;
   double probability = 0.0;
   if (text.rfind("random:", 0) == 0) {
@@ -57,10 +58,15 @@ void FaultInjector::configure(std::string_view spec) {
               std::isfinite(probability) && probability >= 0.0 && probability <= 1.0,
           usage + " (P between 0 and 1)");
   } else if (!text.empty()) {
-    fail_at = parse_count(text, usage);
+    for (size_t start = 0; start <= text.size();) {
+      const size_t comma = std::min(text.find(',', start), text.size());
+      fail_at.push_back(parse_count(text.substr(start, comma - start), usage));
+      start = comma + 1;
+    }
+    std::sort(fail_at.begin(), fail_at.end());
   }
   spec_ = text;
-  fail_at_ = fail_at;
+  fail_at_ = std::move(fail_at);
   seed_ = seed;
   probability_ = probability;
   seen_.store(0, std::memory_order_relaxed);
@@ -68,7 +74,7 @@ void FaultInjector::configure(std::string_view spec) {
 
 bool FaultInjector::should_fail() {
   const int64_t index = seen_.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (fail_at_ > 0) return index == fail_at_;
+  if (!fail_at_.empty()) return std::binary_search(fail_at_.begin(), fail_at_.end(), index);
   return probability_ > 0.0 && uniform_of(seed_, index) < probability_;
 }
 

@@ -1,6 +1,6 @@
 // Allocation failures on demand, to test that every allocation site fails cleanly and that jobs recover.
 // CANVAS_FAIL_ALLOC=N fails the Nth allocation of the process (counting from 1, over every allocator but
-// the meta device's, whose dry runs hold no memory);
+// the meta device's, whose dry runs hold no memory), and N,M,... each of those;
 // CANVAS_FAIL_ALLOC=random:SEED:P fails each allocation with probability P, the same ones for the same
 // seed. Unset, it costs one relaxed atomic increment per allocation.
 #pragma once
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace canvas {
 
@@ -29,7 +30,7 @@ class FaultInjector {
 
   std::string spec_;
   std::atomic<int64_t> seen_{0};
-  int64_t fail_at_ = 0;  // 0: no fixed index
+  std::vector<int64_t> fail_at_;  // sorted; empty: no fixed indices
   uint64_t seed_ = 0;
   double probability_ = 0.0;  // 0: no random failures
 };

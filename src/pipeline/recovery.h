@@ -9,6 +9,8 @@
 //   transformer:  stream more of its blocks -> feed-forward in token chunks -> fp8 then 4-bit storage
 //                 (only as far as --quality allows).
 //   VAE:          decode in tiles -> decode on the CPU.
+// Past the last rung, while every device still has room for what failed (a transient failure, or
+// fragmentation; a CPU with mapped weights has no other rung), the attempt is retried as it is, twice.
 // Guidance halves always run one after the other here (TransformerExecutor), so that rung of the
 // classic ladder is where every plan starts. Only the lossless rungs keep the image bit-identical.
 #pragma once

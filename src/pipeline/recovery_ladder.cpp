@@ -14,6 +14,8 @@ namespace {
 
 // Token chunks below this cost more in launches than they save in memory.
 constexpr int64_t kSmallestChunk = 64;
+// Plain retries of one attempt past its last rung, while the devices have room for what failed.
+constexpr int kRetriesWithRoom = 2;
 
 std::string blocks_line(const ComponentPlan& plan, const char* unit) {
   return component_label(plan.component) + ": " + std::to_string(plan.resident_blocks) + " " + unit +
@@ -87,6 +89,7 @@ RecoveryLadder::RecoveryLadder(std::unique_ptr<WeightArrangement>& arrangement, 
 void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::function<void()>& attempt) {
   using Clock = std::chrono::steady_clock;
   bool released = false;
+  int retries_with_room = 0;
   for (;;) {
     const Clock::time_point attempt_start = Clock::now();
     try {
@@ -96,12 +99,20 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
       const Clock::time_point failed_at = Clock::now();
       injected_failure_ |= error.injected();
       std::string rung;
-      const bool released_only = !released;
-      if (released_only) {
+      // Whether the retry keeps the plan (a release or a plain retry) rather than taking a rung.
+      bool kept_plan = !released;
+      if (kept_plan) {
         released = true;
         rung = "released cached memory";
       } else {
         rung = lower(phase);
+        // With no rung left, a failure while the devices have room for the request (a transient one, or
+        // fragmentation) is worth a few plain retries: the CPU has no rungs below its mapped weights.
+        if (rung.empty() && retries_with_room < kRetriesWithRoom && has_room_for(error.requested_bytes())) {
+          ++retries_with_room;
+          kept_plan = true;
+          rung = "retried: the device has room for it";
+        }
         if (rung.empty()) {
           const int64_t needed = error.in_use_bytes() + error.requested_bytes();
           throw OutOfMemoryError(
@@ -117,7 +128,7 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
       // A failure can leave the phase's streams part way round their rings: a rung that kept the plan
       // still rebuilds the arrangement.
       if (const std::optional<Component> component = component_of(phase);
-          component && released_only && arrangement_)
+          component && kept_plan && arrangement_)
         rearrange(arrangement_->plan().component(*component));
       if (arrangement_) {
         arrangement_->release_cached_memory();
@@ -157,17 +168,22 @@ void RecoveryLadder::rearrange(const ComponentPlan& part) {
   arrangement_->arrange(arranged);
 }
 
+int64_t RecoveryLadder::free_bytes(Device device) {
+  Backend& backend = backend_for(device);
+  const Allocator& allocator = allocator_for(device);
+  int64_t free = backend.memory_info().free_bytes - backend.scratch_reserve_bytes();
+  if (std::optional<int64_t> budget = allocator.budget()) free = std::min(free, *budget - allocator.in_use());
+  return free;
+}
+
+bool RecoveryLadder::has_room_for(int64_t bytes) {
+  const std::vector<Device> devices = arrangement_ ? arrangement_->devices() : std::vector<Device>{device_};
+  return std::all_of(devices.begin(), devices.end(),
+                     [&](Device device) { return free_bytes(device) >= 2 * std::max<int64_t>(bytes, 1); });
+}
+
 int RecoveryLadder::resident_blocks_that_fit(Component component) {
   bytes_streamed_by_replaced_ += arrangement_->release(component);
-  // Each device's free memory now, with the component's placement gone.
-  auto free_on = [](Device device) {
-    Backend& backend = backend_for(device);
-    const Allocator& allocator = allocator_for(device);
-    int64_t free_bytes = backend.memory_info().free_bytes - backend.scratch_reserve_bytes();
-    if (std::optional<int64_t> budget = allocator.budget())
-      free_bytes = std::min(free_bytes, *budget - allocator.in_use());
-    return free_bytes;
-  };
   const WeightArrangement& arrangement = *arrangement_;
   MemoryPlan trial = arrangement.plan();
   for (int resident = trial.component(component).resident_blocks - 1; resident > 0; --resident) {
@@ -179,7 +195,7 @@ int RecoveryLadder::resident_blocks_that_fit(Component component) {
     const MemoryPlan evaluated = evaluate_plan(arrangement.facts(), arrangement.machine(), trial);
     bool fits = true;
     for (const DeviceShare& share : evaluated.component(component).shares)
-      fits &= share.phase_peak_bytes <= free_on(share.device);
+      fits &= share.phase_peak_bytes <= free_bytes(share.device);  // with the placement gone
     if (fits) return resident;
   }
   return 0;

@@ -48,6 +48,10 @@ class RecoveryLadder {
   std::string lower(JobPhase phase);
   // Releases a component's placement and arranges it again as `part` says.
   void rearrange(const ComponentPlan& part);
+  // What `device` can still give: its free memory less the backend's scratch, within the allocator's budget.
+  static int64_t free_bytes(Device device);
+  // Whether every device of the job has twice `bytes` free.
+  bool has_room_for(int64_t bytes);
   // The most of a component's blocks (fewer than now) that the device's free memory holds beside its
   // activations, with its placement released; 0 when even one does not fit.
   int resident_blocks_that_fit(Component component);
