@@ -1,6 +1,6 @@
 // The machine profile: where its cache lives, its JSON form, and measuring the CPU once, then reading the
 // cache, measuring over a corrupt one and surviving one that cannot be written.
-#include "memory/machine_profile.h"
+#include "planning/machine_profile.h"
 
 #include <gtest/gtest.h>
 

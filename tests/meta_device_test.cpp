@@ -3,7 +3,7 @@
 
 #include "backend/backend.h"
 #include "backend/meta/meta_backend.h"
-#include "memory/dry_run.h"
+#include "planning/dry_run.h"
 #include "models/autoencoder_kl_qwen_image.h"
 #include "models/meta_weights.h"
 #include "models/qwen2_5_vl_text.h"

@@ -1,7 +1,7 @@
 // The job profiler: phase peaks from allocator events, background samples, downsampling that keeps peaks,
 // copy/compute overlap, intervals timed on the device and those of streamed weights, the JSON and SVG
 // files, and detaching from the allocators.
-#include "memory/profiler.h"
+#include "profile/profiler.h"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "memory/profile_plot.h"
+#include "profile/profile_plot.h"
 #include "pipeline/model_placement.h"
 #include "tensor/tensor.h"
 #include "test_util.h"

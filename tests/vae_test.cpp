@@ -10,7 +10,7 @@
 
 #include "io/json_config.h"
 #include "io/safetensors.h"
-#include "memory/dry_run.h"
+#include "planning/dry_run.h"
 #include "models/autoencoder_kl_qwen_image.h"
 #include "models/meta_weights.h"
 #include "test_util.h"

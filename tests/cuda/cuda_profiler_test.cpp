@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "backend/cuda/cuda_backend.h"
-#include "memory/profiler.h"
+#include "profile/profiler.h"
 #include "pipeline/model_placement.h"
 #include "test_util.h"
 
