@@ -228,8 +228,7 @@ int run_generate(const GenerateOptions& options) {
   image.pixels = image_to_rgb8(result.image);
   if (profiler) {
     record.profile_summary = profiler->summary_lines();
-    profiler->write_json(*profile_path);
-    profiler->write_svg(std::filesystem::path(*profile_path).replace_extension(".svg"));
+    profiler->write_files(*profile_path);
   }
   image.text = generation_text_chunks(record);
   write_png(output, image);
