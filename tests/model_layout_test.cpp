@@ -1,7 +1,10 @@
 #include "io/model_layout.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 
 #include "io/json_config.h"
@@ -144,6 +147,26 @@ TEST(ModelLayoutTest, ExplainsWhatADiffusersFolderLacks) {
   expect_contains(test::error_of([&] { resolve_model(root / "absent"); }), "does not exist");
   expect_contains(test::error_of([&] { resolve_model(root / "scheduler" / "scheduler_config.json"); }),
                   "neither a model folder nor a .safetensors checkpoint");
+}
+
+TEST(ModelLayoutTest, AFifoInPlaceOfWeightsIsNamedWithoutBlocking) {
+  // Opening a FIFO for reading would wait for a writer: the test would hang rather than fail.
+  const fs::path root = test::scratch_dir("layout_fifo");
+  write_diffusers_model(root);
+  const fs::path weights = root / "vae" / "diffusion_pytorch_model.safetensors";
+  fs::remove(weights);
+  ASSERT_EQ(::mkfifo(weights.c_str(), 0600), 0) << std::strerror(errno);
+  const std::string in_folder = test::error_of([&] { resolve_model(root); });
+  expect_contains(in_folder, weights.string() + "' is not a regular file (a FIFO)");
+
+  const fs::path single = root / "transformer.safetensors";
+  ASSERT_EQ(::mkfifo(single.c_str(), 0600), 0) << std::strerror(errno);
+  expect_contains(test::error_of([&] { resolve_model(single); }), "is not a regular file (a FIFO)");
+
+  fs::remove(root / "model_index.json");
+  ASSERT_EQ(::mkfifo((root / "model_index.json").c_str(), 0600), 0) << std::strerror(errno);
+  expect_contains(test::error_of([&] { resolve_model(root); }),
+                  "model_index.json' is not a regular file (a FIFO)");
 }
 
 // Builds models--Qwen--Qwen-Image the way huggingface_hub does: content in blobs/, snapshots made of

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/file_type.h"
 
 namespace canvas {
 
@@ -83,6 +84,7 @@ std::vector<T> as_list(const json& value, std::string_view key, const std::files
 }  // namespace
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {
+  check_regular_file_or_missing(path);
   std::ifstream stream(path, std::ios::binary);
   if (!stream) throw Error("cannot open '" + path.string() + "': " + std::strerror(errno));
   std::ostringstream contents;

@@ -27,9 +27,12 @@ bool folder_exists(const fs::path& path) {
   return fs::is_directory(path, ignored);
 }
 
+// Anything but a folder: what is found under a file's name is opened, so that a FIFO or a device there is
+// reported as what it is rather than as a missing file.
 bool file_exists(const fs::path& path) {
   std::error_code ignored;
-  return fs::is_regular_file(path, ignored);
+  const fs::file_type type = fs::status(path, ignored).type();
+  return type != fs::file_type::not_found && type != fs::file_type::directory && type != fs::file_type::none;
 }
 
 bool any_name_starts_with(const std::vector<std::string>& names, std::string_view prefix) {
@@ -217,13 +220,13 @@ ModelLayout resolve_model(const fs::path& path) {
   std::error_code status_error;
   const auto status = fs::status(path, status_error);
   check(fs::exists(status), "model path " + quoted(path) + " does not exist");
-  if (fs::is_regular_file(status)) {
+  if (!fs::is_directory(status)) {
     if (path.filename() == "model_index.json") return resolve_diffusers(path.parent_path());
     check(path.extension() == ".safetensors",
           quoted(path) + " is neither a model folder nor a .safetensors checkpoint");
+    // Opening it reports a FIFO or a device in its place.
     return resolve_single_file(path);
   }
-  check(fs::is_directory(status), quoted(path) + " is neither a model folder nor a .safetensors checkpoint");
   if (folder_exists(path / "snapshots")) return resolve_diffusers(resolve_cache_snapshot(path));
   return resolve_diffusers(path);
 }
