@@ -149,6 +149,25 @@ TEST(ModelLayoutTest, ExplainsWhatADiffusersFolderLacks) {
                   "neither a model folder nor a .safetensors checkpoint");
 }
 
+TEST(ModelLayoutTest, RefusesAPipelineOutsideTheQwenImageFamily) {
+  const fs::path root = test::scratch_dir("layout_pipeline_class");
+  write_diffusers_model(root);
+  nlohmann::json index = nlohmann::json::parse(kModelIndex);
+  index["_class_name"] = "QwenImageEditPlusPipeline";
+  write_text(root / "model_index.json", index.dump());
+  EXPECT_EQ(resolve_model(root).pipeline_class, "QwenImageEditPlusPipeline");
+
+  index["_class_name"] = "StableDiffusionXLPipeline";
+  write_text(root / "model_index.json", index.dump());
+  const std::string other = test::error_of([&] { resolve_model(root); });
+  expect_contains(other, "describes a StableDiffusionXLPipeline, not a Qwen-Image pipeline");
+  expect_contains(other, (root / "model_index.json").string());
+
+  index.erase("_class_name");
+  write_text(root / "model_index.json", index.dump());
+  expect_contains(test::error_of([&] { resolve_model(root); }), "missing key \"_class_name\"");
+}
+
 TEST(ModelLayoutTest, AFifoInPlaceOfWeightsIsNamedWithoutBlocking) {
   // Opening a FIFO for reading would wait for a writer: the test would hang rather than fail.
   const fs::path root = test::scratch_dir("layout_fifo");

@@ -35,6 +35,12 @@ bool file_exists(const fs::path& path) {
   return type != fs::file_type::not_found && type != fs::file_type::directory && type != fs::file_type::none;
 }
 
+// The pipelines of the Qwen-Image family (QwenImagePipeline, QwenImageImg2ImgPipeline,
+// QwenImageEditPlusPipeline, ...) share the components read here; other pipelines have other networks.
+bool is_qwen_image_pipeline(std::string_view class_name) {
+  return class_name.starts_with("QwenImage") && class_name.ends_with("Pipeline");
+}
+
 bool any_name_starts_with(const std::vector<std::string>& names, std::string_view prefix) {
   return std::any_of(names.begin(), names.end(),
                      [&](const std::string& name) { return name.starts_with(prefix); });
@@ -119,7 +125,12 @@ ModelLayout resolve_diffusers(const fs::path& root) {
   layout.root = root;
   layout.model_index = read_json_file(index_file);
   check(layout.model_index.is_object(), quoted(index_file) + " does not hold a JSON object");
-  layout.pipeline_class = config_string_or(layout.model_index, "_class_name", "", index_file);
+  layout.pipeline_class = config_string(layout.model_index, "_class_name", index_file);
+  check(
+      is_qwen_image_pipeline(layout.pipeline_class),
+      quoted(index_file) + " describes a " + layout.pipeline_class +
+          ", not a Qwen-Image pipeline (QwenImagePipeline, or a sibling such as QwenImageEditPipeline): this "
+          "engine runs only the Qwen-Image family");
 
   for (const auto& [name, entry] : layout.model_index.items()) {
     // Components are ["library", "ClassName"]; [null, null] marks an optional one left out.
