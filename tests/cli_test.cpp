@@ -4,12 +4,15 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 
 #include "io/png_image.h"
 #include "test_util.h"
 
 namespace canvas {
 namespace {
+
+namespace fs = std::filesystem;
 
 test::CommandResult run_canvas(const std::string& arguments) {
   return test::run_built_program("src/canvas", arguments);
@@ -24,6 +27,22 @@ test::CommandResult small_job_failing(const std::string& fail_alloc, const std::
   return test::run_command("CANVAS_FAIL_ALLOC='" + fail_alloc + "' " +
                            test::built_program("src/canvas").string() + " generate " + model_argument() +
                            " --prompt x --steps 2 --width 32 --height 32 --output " + output.string());
+}
+
+// A 32x32 job of `steps` steps writing into `folder`, with no prompt yet.
+std::string small_job(const fs::path& folder, int steps = 2) {
+  return "generate " + model_argument() + " --steps " + std::to_string(steps) +
+         " --width 32 --height 32 --output " + (folder / "x.png").string() + " ";
+}
+
+void expect_refused_before_loading(const test::CommandResult& result, const std::string& message) {
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find(message), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("Loading"), std::string::npos) << result.output;
+}
+
+size_t entries(const fs::path& folder) {
+  return static_cast<size_t>(std::distance(fs::directory_iterator(folder), fs::directory_iterator()));
 }
 
 TEST(Cli, GenerateWritesPngWithReproducibleMetadata) {
@@ -181,8 +200,56 @@ TEST(Cli, MissingModelFailsClearly) {
 
 TEST(Cli, MissingRequiredOptionIsAUsageError) {
   test::CommandResult result = run_canvas("generate --prompt x");
-  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(result.exit_code, 106);  // CLI11's RequiredError, as the README's troubleshooting lists
   EXPECT_NE(result.output.find("--model"), std::string::npos) << result.output;
+}
+
+TEST(Cli, OutputsThatCannotBeWrittenAreRefusedBeforeLoading) {
+  const fs::path folder = test::scratch_dir("cli-unwritable");
+  fs::create_directory(folder / "folder.png");
+  const std::string job = "generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--output " + (folder / "folder.png").string(), "--output names a folder, not a file it can replace"},
+      {"--output " + (folder / "missing" / "x.png").string(), "the folder of --output does not exist"},
+      {"--output /proc/x.png", "--output: cannot write /proc/x.png: cannot create"},
+      {"--output " + (folder / "x.png").string() + " --profile " + (folder / "missing" / "p.json").string(),
+       "the folder of --profile does not exist"},
+      {"--output " + (folder / "x.png").string() + " --profile /proc/p.json",
+       "--profile: cannot write /proc/p.json"},
+  };
+  for (const auto& [arguments, message] : cases)
+    expect_refused_before_loading(run_canvas(job + arguments), message);
+  // Nothing was left behind by the checks, not even a probe.
+  EXPECT_EQ(entries(folder), 1u);
+}
+
+TEST(Cli, PromptsThatAreNotUtf8AreRefusedBeforeLoading) {
+  const fs::path folder = test::scratch_dir("cli-utf8");
+  expect_refused_before_loading(run_canvas(small_job(folder) + "--prompt \"$(printf 'a\\377')\""),
+                                "the prompt is not valid UTF-8: byte 0xFF at offset 1");
+  expect_refused_before_loading(
+      run_canvas(small_job(folder) + "--prompt x --negative-prompt \"$(printf '\\303')\""),
+      "the negative prompt is not valid UTF-8: byte 0xC3 at offset 0");
+  EXPECT_TRUE(fs::is_empty(folder));
+}
+
+TEST(Cli, AProfileThatCannotBeWrittenKeepsTheImage) {
+  const fs::path folder = test::scratch_dir("cli-profile-full");
+  test::CommandResult result;
+  {
+    // Room for the image (about 6 KB), not for the profile (about 14 KB): a disk that fills up in between.
+    test::FileSizeLimit full_disk(10 * 1024);
+    result = run_canvas(small_job(folder) + "--prompt x --profile " + (folder / "p.json").string());
+  }
+  EXPECT_EQ(result.exit_code, 3) << result.output;
+  EXPECT_NE(result.output.find("error: the image was written to " + (folder / "x.png").string() +
+                               ", but the profile was not: cannot write " + (folder / "p.json").string() +
+                               ": File too large"),
+            std::string::npos)
+      << result.output;
+  EXPECT_EQ(read_png(folder / "x.png").width, 32);
+  // No profile file and no temporary: only the image.
+  EXPECT_EQ(entries(folder), 1u);
 }
 
 }  // namespace

@@ -7,14 +7,15 @@
 #include <random>
 #include <sstream>
 
+#include "cli/job_inputs.h"
 #include "cli/progress_bar.h"
 #include "io/png_image.h"
 #include "memory/host_memory.h"
-#include "profile/profiler.h"
 #include "pipeline/components.h"
 #include "pipeline/generation_metadata.h"
 #include "pipeline/recovery.h"
 #include "pipeline/text_to_image.h"
+#include "profile/profiler.h"
 #include "util/format.h"
 
 #ifdef CANVAS_HAS_CUDA
@@ -79,6 +80,16 @@ std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char
   check(std::isfinite(*gib) && *gib > 0 && *gib < 1e6,
         std::string(option) + " must be a positive number of GiB");
   return static_cast<int64_t>(*gib * 1024.0 * 1024.0 * 1024.0);
+}
+
+// The image first, then the profile: a profile that cannot be written must not cost the image.
+std::optional<std::string> write_profile_files(const Profiler& profiler, const std::filesystem::path& path) {
+  try {
+    profiler.write_files(path);
+  } catch (const Error& error) {
+    return error.what();
+  }
+  return std::nullopt;
 }
 
 // GPU backends are registered only when asked for, so CPU runs need no driver.
@@ -153,8 +164,19 @@ int run_generate(const GenerateOptions& options) {
   std::filesystem::path output(options.output);
   check(output.extension() == ".png" || output.extension() == ".PNG",
         "--output must name a .png file, got '" + options.output + "'");
-  check(output.parent_path().empty() || std::filesystem::is_directory(output.parent_path()),
-        "the folder of --output does not exist: " + output.parent_path().string());
+  check_writable_file(output, "--output");
+  std::optional<std::filesystem::path> profile_path;
+  if (options.profile) {
+    profile_path = *options.profile;
+    check(profile_path->extension() == ".json",
+          "--profile must name a .json file, got '" + *options.profile + "'");
+    check_writable_file(*profile_path, "--profile");
+    check_writable_file(std::filesystem::path(*profile_path).replace_extension(".svg"), "--profile's plot");
+  }
+  // Each is recorded in the image's metadata, which must be valid UTF-8.
+  check_utf8(options.prompt, "the prompt");
+  if (options.negative_prompt) check_utf8(*options.negative_prompt, "the negative prompt");
+  check_utf8(options.model, "the --model path");
 
   TextToImageRequest request;
   request.prompt = options.prompt;
@@ -169,12 +191,6 @@ int run_generate(const GenerateOptions& options) {
   const Device device = devices.front();
   std::optional<DType> precision = parse_precision(options.precision);
   for (const Device& each : devices) prepare_device(each);
-  std::optional<std::filesystem::path> profile_path;
-  if (options.profile) {
-    profile_path = *options.profile;
-    check(profile_path->extension() == ".json",
-          "--profile must name a .json file, got '" + *options.profile + "'");
-  }
   std::unique_ptr<Profiler> profiler = profile_path ? std::make_unique<Profiler>(devices) : nullptr;
   std::optional<Profiler::Span> load_span;
   if (profiler) load_span.emplace(profiler->span("load"));
@@ -226,12 +242,11 @@ int run_generate(const GenerateOptions& options) {
   image.height = result.image.dim(0);
   image.width = result.image.dim(1);
   image.pixels = image_to_rgb8(result.image);
-  if (profiler) {
-    record.profile_summary = profiler->summary_lines();
-    profiler->write_files(*profile_path);
-  }
+  if (profiler) record.profile_summary = profiler->summary_lines();
   image.text = generation_text_chunks(record);
   write_png(output, image);
+  std::optional<std::string> profile_error;
+  if (profiler) profile_error = write_profile_files(*profiler, *profile_path);
 
   std::fprintf(stderr,
                "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n"
@@ -245,6 +260,11 @@ int run_generate(const GenerateOptions& options) {
   std::fprintf(stderr, "Memory: %s (planned %s), host peak RSS %s, %s of weights streamed\n", peaks.c_str(),
                format_bytes(result.plan.predicted_peak_bytes).c_str(),
                format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
+  if (profile_error) {
+    std::fprintf(stderr, "error: the image was written to %s, but the profile was not: %s\n", output.c_str(),
+                 profile_error->c_str());
+    return kProfileNotWrittenExitCode;
+  }
   if (profiler) {
     std::fprintf(stderr, "Profile: %s and %s\n", profile_path->c_str(),
                  std::filesystem::path(*profile_path).replace_extension(".svg").c_str());

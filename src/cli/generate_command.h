@@ -29,7 +29,12 @@ struct GenerateOptions {
   std::string output;
 };
 
+// The image was written but the --profile files were not (e.g. a full disk): the job's result is kept, and
+// scripts can tell this apart from a failed job (1).
+constexpr int kProfileNotWrittenExitCode = 3;
+
 void add_generate_command(CLI::App& app, GenerateOptions& options);
+// Runs the job; returns the exit code. Throws canvas::Error when it fails.
 int run_generate(const GenerateOptions& options);
 
 }  // namespace canvas::cli
