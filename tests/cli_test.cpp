@@ -252,5 +252,16 @@ TEST(Cli, AProfileThatCannotBeWrittenKeepsTheImage) {
   EXPECT_EQ(entries(folder), 1u);
 }
 
+TEST(Cli, ProgressIsPrintedAsPlainLinesWhenNotATerminal) {
+  // The test reads the output through a pipe, as a log file would take it.
+  const fs::path folder = test::scratch_dir("cli-progress");
+  test::CommandResult result = run_canvas(small_job(folder, 3) + "--prompt x");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("\nDenoising: step 1/3, "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("\nDenoising: step 3/3, "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find(" s/step, ETA "), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find('\r'), std::string::npos) << result.output;
+}
+
 }  // namespace
 }  // namespace canvas
