@@ -76,6 +76,10 @@ std::string canvas_chunk(const RgbImage& image) {
   return "";
 }
 
+std::string seed_of(const RgbImage& image) {
+  return nlohmann::json::parse(canvas_chunk(image)).at("seed").dump();
+}
+
 TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
   auto output = test::scratch_dir("cli-strategy") / "fox.png";
   test::CommandResult result = run_canvas(
@@ -250,6 +254,26 @@ TEST(Cli, AProfileThatCannotBeWrittenKeepsTheImage) {
   EXPECT_EQ(read_png(folder / "x.png").width, 32);
   // No profile file and no temporary: only the image.
   EXPECT_EQ(entries(folder), 1u);
+}
+
+TEST(Cli, SeedsCoverTheFullRangeAndAnythingElseIsRefused) {
+  const fs::path folder = test::scratch_dir("cli-seeds");
+  test::CommandResult largest = run_canvas(small_job(folder) + "--prompt x --seed 18446744073709551615");
+  ASSERT_EQ(largest.exit_code, 0) << largest.output;
+  EXPECT_EQ(seed_of(read_png(folder / "x.png")), "18446744073709551615");
+
+  test::CommandResult random = run_canvas(small_job(folder) + "--prompt x --seed -1");
+  ASSERT_EQ(random.exit_code, 0) << random.output;
+  // Drawn over 64 bits, not 32: this fails once in four billion runs.
+  EXPECT_GT(std::stoull(seed_of(read_png(folder / "x.png"))), uint64_t{1} << 32);
+
+  for (const char* bad : {"18446744073709551616", "0x10", "-2", "1e3", "''", "' 5'", "+5"}) {
+    expect_refused_before_loading(run_canvas(small_job(folder) + "--prompt x --seed " + bad),
+                                  "--seed takes a whole decimal number from 0 to 18446744073709551615, or -1 "
+                                  "for a random seed");
+  }
+  EXPECT_NE(run_canvas("generate --help").output.find("-1 (the default) draws a random one, as in A1111"),
+            std::string::npos);
 }
 
 TEST(Cli, ProgressIsPrintedAsPlainLinesWhenNotATerminal) {

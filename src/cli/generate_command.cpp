@@ -4,11 +4,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <random>
 #include <sstream>
 
 #include "cli/job_inputs.h"
 #include "cli/progress_bar.h"
+#include "cli/seed_option.h"
 #include "io/png_image.h"
 #include "memory/host_memory.h"
 #include "pipeline/components.h"
@@ -123,7 +123,10 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
       ->capture_default_str();
   command->add_option("--height", options.height, "Image height in pixels, a multiple of 16")
       ->capture_default_str();
-  command->add_option("--seed", options.seed, "Random seed (default: a random one, recorded in the image)");
+  command->add_option(
+      "--seed", options.seed,
+      "Random seed, 0 to 18446744073709551615; -1 (the default) draws a random one, as in A1111, "
+      "and records it in the image");
   command->add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
   command->add_option("--devices", options.devices,
                       "Several devices to spread the job over, the first holding the latents: CUDA indices "
@@ -185,7 +188,7 @@ int run_generate(const GenerateOptions& options) {
   request.steps = options.steps;
   request.width = options.width;
   request.height = options.height;
-  request.seed = options.seed ? *options.seed : std::random_device{}();
+  request.seed = seed_from_option(options.seed);
   std::vector<Device> devices = options.devices ? parse_device_list(*options.devices)
                                                 : std::vector<Device>{parse_device(options.device)};
   const Device device = devices.front();

@@ -15,7 +15,7 @@ struct GenerateOptions {
   int steps = 50;
   int64_t width = 1024;
   int64_t height = 1024;
-  std::optional<uint64_t> seed;
+  std::optional<std::string> seed;  // parsed by seed_from_option
   std::string device = "cpu";
   std::optional<std::string> devices;
   std::string parallel = "auto";
