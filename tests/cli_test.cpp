@@ -1,10 +1,16 @@
 // The `canvas generate` command end to end: exit codes, the PNG and its metadata, and error messages.
 #include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include "io/png_image.h"
 #include "test_util.h"
@@ -285,6 +291,88 @@ TEST(Cli, ProgressIsPrintedAsPlainLinesWhenNotATerminal) {
   EXPECT_NE(result.output.find("\nDenoising: step 3/3, "), std::string::npos) << result.output;
   EXPECT_NE(result.output.find(" s/step, ETA "), std::string::npos) << result.output;
   EXPECT_EQ(result.output.find('\r'), std::string::npos) << result.output;
+}
+
+// A canvas run in the background, its output going to a file, for signals sent mid-job.
+class BackgroundCanvas {
+ public:
+  BackgroundCanvas(const std::string& arguments, fs::path log) : log_(std::move(log)) {
+    const std::string command = "exec " + test::built_program("src/canvas").string() + " " + arguments +
+                                " > '" + log_.string() + "' 2>&1";
+    const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
+    EXPECT_EQ(::posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+  }
+  ~BackgroundCanvas() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  BackgroundCanvas(const BackgroundCanvas&) = delete;
+  BackgroundCanvas& operator=(const BackgroundCanvas&) = delete;
+
+  std::string output() const {
+    std::ifstream stream(log_);
+    return {std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>()};
+  }
+  // Whether the output shows `text` within a minute.
+  bool wait_for_output(const std::string& text) const {
+    for (auto deadline = Clock::now() + std::chrono::minutes(1); Clock::now() < deadline;) {
+      if (output().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  void signal(int number) const { ::kill(pid_, number); }
+  // The exit code; -1 when a signal ended it or it still ran after a minute (then it is killed).
+  int wait_for_exit() {
+    for (auto deadline = Clock::now() + std::chrono::minutes(1); Clock::now() < deadline;) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = 0;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  fs::path log_;
+  pid_t pid_ = 0;
+};
+
+TEST(Cli, CtrlCStopsTheJobAtTheNextStepAndExits130) {
+  const fs::path folder = test::scratch_dir("cli-sigint");
+  const fs::path log = test::scratch_dir("cli-sigint-log") / "log.txt";
+  BackgroundCanvas canvas("generate " + model_argument() +
+                              " --prompt x --steps 1000 --width 256 --height 256 --profile " +
+                              (folder / "p.json").string() + " --output " + (folder / "x.png").string(),
+                          log);
+  ASSERT_TRUE(canvas.wait_for_output("Denoising: step 1/1000")) << canvas.output();
+  canvas.signal(SIGINT);
+  EXPECT_EQ(canvas.wait_for_exit(), 130) << canvas.output();
+  EXPECT_NE(canvas.output().find("Cancelling at the next step"), std::string::npos) << canvas.output();
+  EXPECT_NE(canvas.output().find("\ncancelled\n"), std::string::npos) << canvas.output();
+  EXPECT_TRUE(fs::is_empty(folder));
+}
+
+TEST(Cli, ASecondSignalStopsAtOnceAndLeavesNoFiles) {
+  const fs::path folder = test::scratch_dir("cli-sigint-twice");
+  const fs::path log = test::scratch_dir("cli-sigint-twice-log") / "log.txt";
+  // Steps of about a second, so the second signal comes while the first waits for a step to end.
+  BackgroundCanvas canvas("generate " + model_argument() +
+                              " --prompt x --steps 1000 --width 512 --height 512 --output " +
+                              (folder / "x.png").string(),
+                          log);
+  ASSERT_TRUE(canvas.wait_for_output("Denoising: step 1/1000")) << canvas.output();
+  canvas.signal(SIGTERM);
+  ASSERT_TRUE(canvas.wait_for_output("Cancelling at the next step")) << canvas.output();
+  canvas.signal(SIGINT);
+  EXPECT_EQ(canvas.wait_for_exit(), 130) << canvas.output();
+  EXPECT_NE(canvas.output().find("\nStopped.\n"), std::string::npos) << canvas.output();
+  EXPECT_EQ(canvas.output().find("\ncancelled\n"), std::string::npos) << canvas.output();
+  EXPECT_TRUE(fs::is_empty(folder));
 }
 
 }  // namespace

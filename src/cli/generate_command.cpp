@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "cli/cancellation_signals.h"
 #include "cli/job_inputs.h"
 #include "cli/progress_bar.h"
 #include "cli/seed_option.h"
@@ -213,9 +214,16 @@ int run_generate(const GenerateOptions& options) {
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
   load_span.reset();
 
+  const Cancellation& cancellation = cli_cancellation();
+  cancellation.throw_if_requested();
+
   ProgressBar progress("Denoising");
   JobObservers observers;
-  observers.on_step = [&](int done, int total) { progress.update(done, total); };
+  observers.on_step = [&](int done, int total) {
+    progress.update(done, total);
+    // Between steps the job holds nothing half done: a failure here drops its arrangement, as any does.
+    cancellation.throw_if_requested();
+  };
   observers.on_plan = [](const MemoryPlan& plan) {
     for (const std::string& line : plan.describe()) std::fprintf(stderr, "%s\n", line.c_str());
   };
@@ -247,6 +255,7 @@ int run_generate(const GenerateOptions& options) {
   image.pixels = image_to_rgb8(result.image);
   if (profiler) record.profile_summary = profiler->summary_lines();
   image.text = generation_text_chunks(record);
+  cancellation.throw_if_requested();
   write_png(output, image);
   std::optional<std::string> profile_error;
   if (profiler) profile_error = write_profile_files(*profiler, *profile_path);

@@ -34,7 +34,7 @@ struct GenerateOptions {
 constexpr int kProfileNotWrittenExitCode = 3;
 
 void add_generate_command(CLI::App& app, GenerateOptions& options);
-// Runs the job; returns the exit code. Throws canvas::Error when it fails.
+// Runs the job; returns the exit code. Throws canvas::Error (CancelledError once cancelled) when it fails.
 int run_generate(const GenerateOptions& options);
 
 }  // namespace canvas::cli
