@@ -97,6 +97,9 @@ TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
   EXPECT_NE(result.output.find("plan: strategy sequential_offload"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("transformer  offloaded, 0 blocks on the device"), std::string::npos)
       << result.output;
+  EXPECT_NE(result.output.find("--vram-budget 1.00 GiB requested per device, 64.00 MiB reserved for scratch"),
+            std::string::npos)
+      << result.output;
   nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(output)));
   EXPECT_EQ(json.at("memory_plan").at("strategy"), "sequential_offload");
   EXPECT_LT(json.at("memory_plan").at("device_budget_bytes").get<int64_t>(), int64_t{1} << 30);
@@ -136,6 +139,7 @@ TEST(Cli, BadDeviceListsAndParallelismFailClearly) {
       {"--devices cpu:0,gpu7", "unknown device 'gpu7'"},
       {"--parallel pipeline", "parallelism pipeline needs several devices"},
       {"--devices cpu:0,cpu:1 --parallel sideways", "unknown parallelism 'sideways': use auto, none"},
+      {"--device cuda --devices cpu:0,cpu:1", "--device cuda and --devices cpu:0,cpu:1 disagree"},
   };
   for (const auto& [arguments, message] : cases) {
     test::CommandResult bad = run_canvas(job + arguments + " --output " + output.string());
@@ -280,6 +284,23 @@ TEST(Cli, SeedsCoverTheFullRangeAndAnythingElseIsRefused) {
   }
   EXPECT_NE(run_canvas("generate --help").output.find("-1 (the default) draws a random one, as in A1111"),
             std::string::npos);
+}
+
+TEST(Cli, NegativePromptWithoutGuidanceIsWarnedAbout) {
+  const fs::path folder = test::scratch_dir("cli-negative-without-cfg");
+  test::CommandResult result =
+      run_canvas(small_job(folder) + "--prompt x --negative-prompt blurry --cfg-scale 1");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("warning: --negative-prompt is ignored: --cfg-scale 1.00 turns guidance off"),
+            std::string::npos)
+      << result.output;
+}
+
+TEST(Cli, VramBudgetBelowTheScratchReserveIsRefusedBeforeLoading) {
+  const fs::path folder = test::scratch_dir("cli-tiny-budget");
+  expect_refused_before_loading(
+      run_canvas(small_job(folder) + "--prompt x --vram-budget 0.01"),
+      "--vram-budget 10.24 MiB leaves nothing for the job on cpu: 64.00 MiB of it is reserved");
 }
 
 TEST(Cli, ProgressIsPrintedAsPlainLinesWhenNotATerminal) {

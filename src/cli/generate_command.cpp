@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "backend/backend.h"
 #include "cli/cancellation_signals.h"
 #include "cli/job_inputs.h"
 #include "cli/progress_bar.h"
@@ -83,6 +84,39 @@ std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char
   return static_cast<int64_t>(*gib * 1024.0 * 1024.0 * 1024.0);
 }
 
+// --device names the device that holds the latents, which --devices names first; both given must agree.
+std::vector<Device> job_devices(const GenerateOptions& options) {
+  if (!options.devices) return {parse_device(options.device.value_or("cpu"))};
+  std::vector<Device> devices = parse_device_list(*options.devices);
+  if (options.device) {
+    const Device named = parse_device(*options.device);
+    check(named == devices.front(), "--device " + *options.device + " and --devices " + *options.devices +
+                                        " disagree: the first of --devices holds the latents; give it "
+                                        "alone, or --device " +
+                                        devices.front().str());
+  }
+  return devices;
+}
+
+// Each device keeps a scratch reserve outside the plan (its backend's workspaces): a --vram-budget must leave
+// room beyond it.
+void check_budget_leaves_room(const std::optional<int64_t>& budget, const std::vector<Device>& devices) {
+  if (!budget) return;
+  for (const Device& device : devices) {
+    const int64_t scratch = backend_for(device).scratch_reserve_bytes();
+    check(*budget > scratch, "--vram-budget " + format_bytes(*budget) + " leaves nothing for the job on " +
+                                 device.str() + ": " + format_bytes(scratch) +
+                                 " of it is reserved for the backend's scratch; give more than that");
+  }
+}
+
+// The plan's budget line gives what is left to plan with; this says where the rest of a --vram-budget went.
+std::string budget_split_line(int64_t budget, Device device) {
+  return "  --vram-budget " + format_bytes(budget) + " requested per device, " +
+         format_bytes(backend_for(device).scratch_reserve_bytes()) + " reserved for scratch on " +
+         device.str();
+}
+
 // The image first, then the profile: a profile that cannot be written must not cost the image.
 std::optional<std::string> write_profile_files(const Profiler& profiler, const std::filesystem::path& path) {
   try {
@@ -128,7 +162,7 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
       "--seed", options.seed,
       "Random seed, 0 to 18446744073709551615; -1 (the default) draws a random one, as in A1111, "
       "and records it in the image");
-  command->add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  command->add_option("--device", options.device, "cpu, cuda or cuda:N (default cpu)");
   command->add_option("--devices", options.devices,
                       "Several devices to spread the job over, the first holding the latents: CUDA indices "
                       "(0,1) or names (cuda:0,cuda:1; cpu:0,cpu:1 simulates pools in host memory)");
@@ -190,11 +224,18 @@ int run_generate(const GenerateOptions& options) {
   request.width = options.width;
   request.height = options.height;
   request.seed = seed_from_option(options.seed);
-  std::vector<Device> devices = options.devices ? parse_device_list(*options.devices)
-                                                : std::vector<Device>{parse_device(options.device)};
+  if (options.negative_prompt && options.cfg_scale <= 1.0f) {
+    std::fprintf(stderr,
+                 "warning: --negative-prompt is ignored: --cfg-scale %.2f turns guidance off (give a "
+                 "scale above 1 to steer away from it)\n",
+                 options.cfg_scale);
+  }
+  const std::vector<Device> devices = job_devices(options);
   const Device device = devices.front();
   std::optional<DType> precision = parse_precision(options.precision);
   for (const Device& each : devices) prepare_device(each);
+  const std::optional<int64_t> device_budget = budget_bytes(options.vram_budget_gib, "--vram-budget");
+  check_budget_leaves_room(device_budget, devices);
   std::unique_ptr<Profiler> profiler = profile_path ? std::make_unique<Profiler>(devices) : nullptr;
   std::optional<Profiler::Span> load_span;
   if (profiler) load_span.emplace(profiler->span("load"));
@@ -205,7 +246,7 @@ int run_generate(const GenerateOptions& options) {
   memory.plan.quality = parse_quality(options.quality);
   memory.plan.parallelism = parse_parallelism(options.parallel);
   memory.extra_devices.assign(devices.begin() + 1, devices.end());
-  memory.device_budget_bytes = budget_bytes(options.vram_budget_gib, "--vram-budget");
+  memory.device_budget_bytes = device_budget;
   memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
   QwenImageComponents components = load_qwen_image(options.model, device, precision);
   components.memory_options = memory;
@@ -224,8 +265,10 @@ int run_generate(const GenerateOptions& options) {
     // Between steps the job holds nothing half done: a failure here drops its arrangement, as any does.
     cancellation.throw_if_requested();
   };
-  observers.on_plan = [](const MemoryPlan& plan) {
-    for (const std::string& line : plan.describe()) std::fprintf(stderr, "%s\n", line.c_str());
+  observers.on_plan = [&](const MemoryPlan& plan) {
+    std::vector<std::string> lines = plan.describe();
+    if (device_budget) lines.insert(lines.begin() + 1, budget_split_line(*device_budget, device));
+    for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
   };
   observers.on_recovery = [](const std::string& recovery) {
     std::fprintf(stderr, "\nMemory recovery: %s\n", recovery.c_str());

@@ -15,8 +15,8 @@ struct GenerateOptions {
   int steps = 50;
   int64_t width = 1024;
   int64_t height = 1024;
-  std::optional<std::string> seed;  // parsed by seed_from_option
-  std::string device = "cpu";
+  std::optional<std::string> seed;    // parsed by seed_from_option
+  std::optional<std::string> device;  // cpu when neither it nor devices is given
   std::optional<std::string> devices;
   std::string parallel = "auto";
   std::optional<std::string> precision;
