@@ -1,15 +1,24 @@
 // The `canvas generate` command end to end: exit codes, the PNG and its metadata, and error messages.
 #include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <thread>
 
 #include "io/png_image.h"
 #include "test_util.h"
 
 namespace canvas {
 namespace {
+
+namespace fs = std::filesystem;
 
 test::CommandResult run_canvas(const std::string& arguments) {
   return test::run_built_program("src/canvas", arguments);
@@ -24,6 +33,22 @@ test::CommandResult small_job_failing(const std::string& fail_alloc, const std::
   return test::run_command("CANVAS_FAIL_ALLOC='" + fail_alloc + "' " +
                            test::built_program("src/canvas").string() + " generate " + model_argument() +
                            " --prompt x --steps 2 --width 32 --height 32 --output " + output.string());
+}
+
+// A 32x32 job of `steps` steps writing into `folder`, with no prompt yet.
+std::string small_job(const fs::path& folder, int steps = 2) {
+  return "generate " + model_argument() + " --steps " + std::to_string(steps) +
+         " --width 32 --height 32 --output " + (folder / "x.png").string() + " ";
+}
+
+void expect_refused_before_loading(const test::CommandResult& result, const std::string& message) {
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find(message), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("Loading"), std::string::npos) << result.output;
+}
+
+size_t entries(const fs::path& folder) {
+  return static_cast<size_t>(std::distance(fs::directory_iterator(folder), fs::directory_iterator()));
 }
 
 TEST(Cli, GenerateWritesPngWithReproducibleMetadata) {
@@ -57,6 +82,10 @@ std::string canvas_chunk(const RgbImage& image) {
   return "";
 }
 
+std::string seed_of(const RgbImage& image) {
+  return nlohmann::json::parse(canvas_chunk(image)).at("seed").dump();
+}
+
 TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
   auto output = test::scratch_dir("cli-strategy") / "fox.png";
   test::CommandResult result = run_canvas(
@@ -67,6 +96,9 @@ TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find("plan: strategy sequential_offload"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("transformer  offloaded, 0 blocks on the device"), std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("--vram-budget 1.00 GiB requested per device, 64.00 MiB reserved for scratch"),
+            std::string::npos)
       << result.output;
   nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(output)));
   EXPECT_EQ(json.at("memory_plan").at("strategy"), "sequential_offload");
@@ -107,6 +139,7 @@ TEST(Cli, BadDeviceListsAndParallelismFailClearly) {
       {"--devices cpu:0,gpu7", "unknown device 'gpu7'"},
       {"--parallel pipeline", "parallelism pipeline needs several devices"},
       {"--devices cpu:0,cpu:1 --parallel sideways", "unknown parallelism 'sideways': use auto, none"},
+      {"--device cuda --devices cpu:0,cpu:1", "--device cuda and --devices cpu:0,cpu:1 disagree"},
   };
   for (const auto& [arguments, message] : cases) {
     test::CommandResult bad = run_canvas(job + arguments + " --output " + output.string());
@@ -181,8 +214,186 @@ TEST(Cli, MissingModelFailsClearly) {
 
 TEST(Cli, MissingRequiredOptionIsAUsageError) {
   test::CommandResult result = run_canvas("generate --prompt x");
-  EXPECT_NE(result.exit_code, 0);
+  EXPECT_EQ(result.exit_code, 106);  // CLI11's RequiredError, as the README's troubleshooting lists
   EXPECT_NE(result.output.find("--model"), std::string::npos) << result.output;
+}
+
+TEST(Cli, OutputsThatCannotBeWrittenAreRefusedBeforeLoading) {
+  const fs::path folder = test::scratch_dir("cli-unwritable");
+  fs::create_directory(folder / "folder.png");
+  const std::string job = "generate " + model_argument() + " --prompt x --steps 2 --width 32 --height 32 ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--output " + (folder / "folder.png").string(), "--output names a folder, not a file it can replace"},
+      {"--output " + (folder / "missing" / "x.png").string(), "the folder of --output does not exist"},
+      {"--output /proc/x.png", "--output: cannot write /proc/x.png: cannot create"},
+      {"--output " + (folder / "x.png").string() + " --profile " + (folder / "missing" / "p.json").string(),
+       "the folder of --profile does not exist"},
+      {"--output " + (folder / "x.png").string() + " --profile /proc/p.json",
+       "--profile: cannot write /proc/p.json"},
+  };
+  for (const auto& [arguments, message] : cases)
+    expect_refused_before_loading(run_canvas(job + arguments), message);
+  // Nothing was left behind by the checks, not even a probe.
+  EXPECT_EQ(entries(folder), 1u);
+}
+
+TEST(Cli, PromptsThatAreNotUtf8AreRefusedBeforeLoading) {
+  const fs::path folder = test::scratch_dir("cli-utf8");
+  expect_refused_before_loading(run_canvas(small_job(folder) + "--prompt \"$(printf 'a\\377')\""),
+                                "the prompt is not valid UTF-8: byte 0xFF at offset 1");
+  expect_refused_before_loading(
+      run_canvas(small_job(folder) + "--prompt x --negative-prompt \"$(printf '\\303')\""),
+      "the negative prompt is not valid UTF-8: byte 0xC3 at offset 0");
+  EXPECT_TRUE(fs::is_empty(folder));
+}
+
+TEST(Cli, AProfileThatCannotBeWrittenKeepsTheImage) {
+  const fs::path folder = test::scratch_dir("cli-profile-full");
+  test::CommandResult result;
+  {
+    // Room for the image (about 6 KB), not for the profile (about 14 KB): a disk that fills up in between.
+    test::FileSizeLimit full_disk(10 * 1024);
+    result = run_canvas(small_job(folder) + "--prompt x --profile " + (folder / "p.json").string());
+  }
+  EXPECT_EQ(result.exit_code, 3) << result.output;
+  EXPECT_NE(result.output.find("error: the image was written to " + (folder / "x.png").string() +
+                               ", but the profile was not: cannot write " + (folder / "p.json").string() +
+                               ": File too large"),
+            std::string::npos)
+      << result.output;
+  EXPECT_EQ(read_png(folder / "x.png").width, 32);
+  // No profile file and no temporary: only the image.
+  EXPECT_EQ(entries(folder), 1u);
+}
+
+TEST(Cli, SeedsCoverTheFullRangeAndAnythingElseIsRefused) {
+  const fs::path folder = test::scratch_dir("cli-seeds");
+  test::CommandResult largest = run_canvas(small_job(folder) + "--prompt x --seed 18446744073709551615");
+  ASSERT_EQ(largest.exit_code, 0) << largest.output;
+  EXPECT_EQ(seed_of(read_png(folder / "x.png")), "18446744073709551615");
+
+  test::CommandResult random = run_canvas(small_job(folder) + "--prompt x --seed -1");
+  ASSERT_EQ(random.exit_code, 0) << random.output;
+  // Drawn over 64 bits, not 32: this fails once in four billion runs.
+  EXPECT_GT(std::stoull(seed_of(read_png(folder / "x.png"))), uint64_t{1} << 32);
+
+  for (const char* bad : {"18446744073709551616", "0x10", "-2", "1e3", "''", "' 5'", "+5"}) {
+    expect_refused_before_loading(run_canvas(small_job(folder) + "--prompt x --seed " + bad),
+                                  "--seed takes a whole decimal number from 0 to 18446744073709551615, or -1 "
+                                  "for a random seed");
+  }
+  EXPECT_NE(run_canvas("generate --help").output.find("-1 (the default) draws a random one, as in A1111"),
+            std::string::npos);
+}
+
+TEST(Cli, NegativePromptWithoutGuidanceIsWarnedAbout) {
+  const fs::path folder = test::scratch_dir("cli-negative-without-cfg");
+  test::CommandResult result =
+      run_canvas(small_job(folder) + "--prompt x --negative-prompt blurry --cfg-scale 1");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("warning: --negative-prompt is ignored: --cfg-scale 1.00 turns guidance off"),
+            std::string::npos)
+      << result.output;
+}
+
+TEST(Cli, VramBudgetBelowTheScratchReserveIsRefusedBeforeLoading) {
+  const fs::path folder = test::scratch_dir("cli-tiny-budget");
+  expect_refused_before_loading(
+      run_canvas(small_job(folder) + "--prompt x --vram-budget 0.01"),
+      "--vram-budget 10.24 MiB leaves nothing for the job on cpu: 64.00 MiB of it is reserved");
+}
+
+TEST(Cli, ProgressIsPrintedAsPlainLinesWhenNotATerminal) {
+  // The test reads the output through a pipe, as a log file would take it.
+  const fs::path folder = test::scratch_dir("cli-progress");
+  test::CommandResult result = run_canvas(small_job(folder, 3) + "--prompt x");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("\nDenoising: step 1/3, "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("\nDenoising: step 3/3, "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find(" s/step, ETA "), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find('\r'), std::string::npos) << result.output;
+}
+
+// A canvas run in the background, its output going to a file, for signals sent mid-job.
+class BackgroundCanvas {
+ public:
+  BackgroundCanvas(const std::string& arguments, fs::path log) : log_(std::move(log)) {
+    const std::string command = "exec " + test::built_program("src/canvas").string() + " " + arguments +
+                                " > '" + log_.string() + "' 2>&1";
+    const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
+    EXPECT_EQ(::posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+  }
+  ~BackgroundCanvas() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  BackgroundCanvas(const BackgroundCanvas&) = delete;
+  BackgroundCanvas& operator=(const BackgroundCanvas&) = delete;
+
+  std::string output() const {
+    std::ifstream stream(log_);
+    return {std::istreambuf_iterator<char>(stream), std::istreambuf_iterator<char>()};
+  }
+  // Whether the output shows `text` within a minute.
+  bool wait_for_output(const std::string& text) const {
+    for (auto deadline = Clock::now() + std::chrono::minutes(1); Clock::now() < deadline;) {
+      if (output().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  void signal(int number) const { ::kill(pid_, number); }
+  // The exit code; -1 when a signal ended it or it still ran after a minute (then it is killed).
+  int wait_for_exit() {
+    for (auto deadline = Clock::now() + std::chrono::minutes(1); Clock::now() < deadline;) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = 0;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  fs::path log_;
+  pid_t pid_ = 0;
+};
+
+TEST(Cli, CtrlCStopsTheJobAtTheNextStepAndExits130) {
+  const fs::path folder = test::scratch_dir("cli-sigint");
+  const fs::path log = test::scratch_dir("cli-sigint-log") / "log.txt";
+  BackgroundCanvas canvas("generate " + model_argument() +
+                              " --prompt x --steps 1000 --width 256 --height 256 --profile " +
+                              (folder / "p.json").string() + " --output " + (folder / "x.png").string(),
+                          log);
+  ASSERT_TRUE(canvas.wait_for_output("Denoising: step 1/1000")) << canvas.output();
+  canvas.signal(SIGINT);
+  EXPECT_EQ(canvas.wait_for_exit(), 130) << canvas.output();
+  EXPECT_NE(canvas.output().find("Cancelling at the next step"), std::string::npos) << canvas.output();
+  EXPECT_NE(canvas.output().find("\ncancelled\n"), std::string::npos) << canvas.output();
+  EXPECT_TRUE(fs::is_empty(folder));
+}
+
+TEST(Cli, ASecondSignalStopsAtOnceAndLeavesNoFiles) {
+  const fs::path folder = test::scratch_dir("cli-sigint-twice");
+  const fs::path log = test::scratch_dir("cli-sigint-twice-log") / "log.txt";
+  // Steps of about a second, so the second signal comes while the first waits for a step to end.
+  BackgroundCanvas canvas("generate " + model_argument() +
+                              " --prompt x --steps 1000 --width 512 --height 512 --output " +
+                              (folder / "x.png").string(),
+                          log);
+  ASSERT_TRUE(canvas.wait_for_output("Denoising: step 1/1000")) << canvas.output();
+  canvas.signal(SIGTERM);
+  ASSERT_TRUE(canvas.wait_for_output("Cancelling at the next step")) << canvas.output();
+  canvas.signal(SIGINT);
+  EXPECT_EQ(canvas.wait_for_exit(), 130) << canvas.output();
+  EXPECT_NE(canvas.output().find("\nStopped.\n"), std::string::npos) << canvas.output();
+  EXPECT_EQ(canvas.output().find("\ncancelled\n"), std::string::npos) << canvas.output();
+  EXPECT_TRUE(fs::is_empty(folder));
 }
 
 }  // namespace

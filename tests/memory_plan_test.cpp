@@ -150,11 +150,22 @@ TEST_F(MemoryPlanPipeline, ForcedPresetThatCannotFitNamesOneThatDoes) {
 }
 
 TEST_F(MemoryPlanPipeline, BudgetBelowTheActivationsFailsClearly) {
+  // 4 KiB to plan with once the scratch reserve and the memory already held are taken off.
+  const int64_t budget =
+      allocator_for(Device::cpu()).in_use() + backend_for(Device::cpu()).scratch_reserve_bytes() + 4096;
   try {
-    run(Strategy::Auto, 4096);
+    run(Strategy::Auto, budget);
     FAIL() << "a 4 KiB budget was accepted";
   } catch (const Error& error) {
     EXPECT_NE(std::string(error.what()).find("no strategy fits"), std::string::npos) << error.what();
+  }
+  // A budget that leaves nothing at all is not a plan that fails to fit.
+  try {
+    run(Strategy::Auto, 4096);
+    FAIL() << "a budget below the scratch reserve was accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("nothing left to plan with on cpu"), std::string::npos)
+        << error.what();
   }
   // The failed plan changed nothing: the next job runs as before.
   EXPECT_TRUE(test::bit_identical(run(Strategy::Auto).latents, reference_->latents));

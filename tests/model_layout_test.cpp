@@ -1,7 +1,10 @@
 #include "io/model_layout.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 
 #include "io/json_config.h"
@@ -140,6 +143,45 @@ TEST(ModelLayoutTest, ExplainsWhatADiffusersFolderLacks) {
   test::expect_contains(test::error_of([&] { resolve_model(root / "absent"); }), "does not exist");
   test::expect_contains(test::error_of([&] { resolve_model(root / "scheduler" / "scheduler_config.json"); }),
                         "neither a model folder nor a .safetensors checkpoint");
+}
+
+TEST(ModelLayoutTest, RefusesAPipelineOutsideTheQwenImageFamily) {
+  const fs::path root = test::scratch_dir("layout_pipeline_class");
+  write_diffusers_model(root);
+  nlohmann::json index = nlohmann::json::parse(kModelIndex);
+  index["_class_name"] = "QwenImageEditPlusPipeline";
+  write_text(root / "model_index.json", index.dump());
+  EXPECT_EQ(resolve_model(root).pipeline_class, "QwenImageEditPlusPipeline");
+
+  index["_class_name"] = "StableDiffusionXLPipeline";
+  write_text(root / "model_index.json", index.dump());
+  const std::string other = test::error_of([&] { resolve_model(root); });
+  test::expect_contains(other, "describes a StableDiffusionXLPipeline, not a Qwen-Image pipeline");
+  test::expect_contains(other, (root / "model_index.json").string());
+
+  index.erase("_class_name");
+  write_text(root / "model_index.json", index.dump());
+  test::expect_contains(test::error_of([&] { resolve_model(root); }), "missing key \"_class_name\"");
+}
+
+TEST(ModelLayoutTest, AFifoInPlaceOfWeightsIsNamedWithoutBlocking) {
+  // Opening a FIFO for reading would wait for a writer: the test would hang rather than fail.
+  const fs::path root = test::scratch_dir("layout_fifo");
+  write_diffusers_model(root);
+  const fs::path weights = root / "vae" / "diffusion_pytorch_model.safetensors";
+  fs::remove(weights);
+  ASSERT_EQ(::mkfifo(weights.c_str(), 0600), 0) << std::strerror(errno);
+  const std::string in_folder = test::error_of([&] { resolve_model(root); });
+  test::expect_contains(in_folder, weights.string() + "' is not a regular file (a FIFO)");
+
+  const fs::path single = root / "transformer.safetensors";
+  ASSERT_EQ(::mkfifo(single.c_str(), 0600), 0) << std::strerror(errno);
+  test::expect_contains(test::error_of([&] { resolve_model(single); }), "is not a regular file (a FIFO)");
+
+  fs::remove(root / "model_index.json");
+  ASSERT_EQ(::mkfifo((root / "model_index.json").c_str(), 0600), 0) << std::strerror(errno);
+  test::expect_contains(test::error_of([&] { resolve_model(root); }),
+                        "model_index.json' is not a regular file (a FIFO)");
 }
 
 // Builds models--Qwen--Qwen-Image the way huggingface_hub does: content in blobs/, snapshots made of

@@ -160,6 +160,20 @@ TEST_F(FullSizePlanner, ForcedPresetThatCannotFitSaysWhatWould) {
   }
 }
 
+TEST_F(FullSizePlanner, BudgetThatLeavesNothingIsRefusedNamingTheDevice) {
+  // A budget below the backend's scratch reserve arrives here negative; it is not a plan that fails to fit.
+  MachineFacts machine = h200(-50 * (kGiB >> 10));
+  std::string message = test::error_of([&] { plan_memory(*facts_, machine, {}); });
+  EXPECT_NE(message.find("nothing left to plan with on cuda:0: its budget is -50.00 MiB once the backend's "
+                         "scratch reserve"),
+            std::string::npos)
+      << message;
+  machine.device_budget = 24 * kGiB;
+  machine.extra_pools.push_back({Device::cuda(1), 0});
+  message = test::error_of([&] { plan_memory(*facts_, machine, {}); });
+  EXPECT_NE(message.find("nothing left to plan with on cuda:1"), std::string::npos) << message;
+}
+
 TEST_F(FullSizePlanner, WeightCopiesCountAgainstTheHostBudget) {
   // The bf16 checkpoint is used as mapped by a lossless GPU plan; fp8 keeps a quantized copy of every
   // block linear (20.3 B weights, a byte each) in host memory for the job.

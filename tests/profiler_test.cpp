@@ -318,8 +318,7 @@ TEST(Profiler, WritesJsonAndSvgFiles) {
     profiler.record_interval("copy", "block", 0.0, profiler.now_s());
     profiler.record_interval("compute", "block", 0.0, profiler.now_s());
   }
-  profiler.write_json(dir / "profile.json");
-  profiler.write_svg(dir / "profile.svg");
+  profiler.write_files(dir / "profile.json");
 
   const json profile = json::parse(read_file(dir / "profile.json"));
   for (const char* field : {"devices", "samples", "allocation_peaks", "phases", "intervals", "summary"}) {
@@ -347,6 +346,19 @@ TEST(Profiler, WritesJsonAndSvgFiles) {
   test::expect_contains(render_profile_svg(as_gpu), "cuda:0 used by all");
 
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 2) << "temporary files left behind";
+}
+
+TEST(Profiler, WritesBothFilesOrNeither) {
+  const std::filesystem::path dir = test::scratch_dir("profiler-neither");
+  Profiler profiler({}, fast_sampling());
+  // A folder where the plot should go: the JSON is written first, then taken back.
+  std::filesystem::create_directory(dir / "profile.svg");
+  const std::string message = test::error_of([&] { profiler.write_files(dir / "profile.json"); });
+  EXPECT_NE(message.find("profile.svg"), std::string::npos) << message;
+  EXPECT_FALSE(std::filesystem::exists(dir / "profile.json"));
+  // Nothing but the folder remains: no temporary files.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()),
+            1);
 }
 
 TEST(Profiler, StopsSamplingPromptly) {

@@ -1,11 +1,14 @@
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -210,6 +213,23 @@ std::vector<ImageShape> first_sample_shapes(const nlohmann::json& img_shapes) {
     shapes.push_back({shape.at(0).get<int64_t>(), shape.at(1).get<int64_t>(), shape.at(2).get<int64_t>()});
   }
   return shapes;
+}
+
+FileSizeLimit::FileSizeLimit(uint64_t bytes) {
+  rlimit limit{};
+  check(::getrlimit(RLIMIT_FSIZE, &limit) == 0, std::string("getrlimit: ") + std::strerror(errno));
+  previous_limit_ = limit.rlim_cur;
+  previous_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+  limit.rlim_cur = bytes;
+  check(::setrlimit(RLIMIT_FSIZE, &limit) == 0, std::string("setrlimit: ") + std::strerror(errno));
+}
+
+FileSizeLimit::~FileSizeLimit() {
+  rlimit limit{};
+  ::getrlimit(RLIMIT_FSIZE, &limit);
+  limit.rlim_cur = previous_limit_;
+  ::setrlimit(RLIMIT_FSIZE, &limit);
+  std::signal(SIGXFSZ, previous_handler_);
 }
 
 std::string error_of(const std::function<void()>& action) {

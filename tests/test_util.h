@@ -49,6 +49,21 @@ CommandResult run_command(const std::string& command);
 QwenImageTransformer2DModel load_golden_transformer(const std::string& folder);
 std::vector<ImageShape> first_sample_shapes(const nlohmann::json& img_shapes);
 
+// While it lives, files cannot grow past `bytes` (RLIMIT_FSIZE) and a write past it fails with EFBIG ("File
+// too large") instead of raising SIGXFSZ: a full disk that needs no root and no mount, for testing write
+// errors.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(uint64_t bytes);
+  ~FileSizeLimit();
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  uint64_t previous_limit_;
+  void (*previous_handler_)(int);
+};
+
 // Runs `action`, which must throw canvas::Error, and returns the message (a test failure if it does not).
 std::string error_of(const std::function<void()>& action);
 

@@ -78,6 +78,26 @@ TEST(TextEncoderConfig, RejectsInconsistentHeads) {
   EXPECT_THROW(Qwen2_5_VLTextConfig::from_json(config, "config.json"), Error);
 }
 
+TEST(TextEncoderConfig, BadSizesAreReportedUnderTheirOwnKeys) {
+  const nlohmann::json valid = {{"vocab_size", 10},
+                                {"hidden_size", 32},
+                                {"intermediate_size", 8},
+                                {"num_hidden_layers", 1},
+                                {"num_attention_heads", 4},
+                                {"num_key_value_heads", 2},
+                                {"rope_scaling", {{"mrope_section", {2, 1, 1}}}}};
+  for (const char* field :
+       {"num_hidden_layers", "num_attention_heads", "num_key_value_heads", "hidden_size"}) {
+    nlohmann::json config = valid;
+    config[field] = -1;
+    const std::string message =
+        test::error_of([&] { Qwen2_5_VLTextConfig::from_json(config, "config.json"); });
+    EXPECT_NE(message.find(std::string("key \"") + field + "\" in 'config.json' must be at least"),
+              std::string::npos)
+        << message;
+  }
+}
+
 TEST(TextEncoder, WrongWeightShapeIsAClearError) {
   auto folder = test::source_path("tests/golden/text_encoder/a_h4_kv2_untied");
   nlohmann::json config = read_json_file(folder / "config.json");

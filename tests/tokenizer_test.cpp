@@ -159,6 +159,15 @@ TEST(TokenizerInvalidUtf8, IllFormedSequencesBecomeReplacementCharacters) {
   EXPECT_EQ(qwen2().encode("<|im_end|>\xC3"), qwen2().encode("<|im_end|>\xEF\xBF\xBD"));
 }
 
+TEST(TokenizerInvalidUtf8, FirstIllFormedSequenceIsLocated) {
+  EXPECT_EQ(unicode::first_invalid_utf8(""), std::nullopt);
+  EXPECT_EQ(unicode::first_invalid_utf8("plain \xC3\xA9t\xC3\xA9 \xF0\x9F\x98\x80"), std::nullopt);
+  EXPECT_EQ(unicode::first_invalid_utf8("\xFF"), 0u);
+  EXPECT_EQ(unicode::first_invalid_utf8("ab\xC3"), 2u);                // cut short
+  EXPECT_EQ(unicode::first_invalid_utf8("a\xE0\x80\x80"), 1u);         // overlong
+  EXPECT_EQ(unicode::first_invalid_utf8("\xC3\xA9\xED\xA0\x80"), 2u);  // a surrogate
+}
+
 TEST(TokenizerAddedTokens, StripAndSingleWordFlagsFollowHuggingFace) {
   // A byte-level vocabulary where each byte's id is its value, one merge, and added tokens with
   // the flags Qwen2's own file leaves off. Expected ids come from `tokenizers` 0.23.3 given the

@@ -94,6 +94,25 @@ TEST(TransformerConfig, RejectsUnsupportedVariants) {
 namespace canvas {
 namespace {
 
+TEST(TransformerConfig, EachBadSizeIsReportedUnderItsOwnKey) {
+  const nlohmann::json valid =
+      read_json_file(test::source_path("tests/golden/transformer/t1_base/config.json"));
+  const std::pair<const char*, int> fields[] = {
+      {"num_layers", -1},         {"patch_size", 0},  {"num_attention_heads", 0}, {"attention_head_dim", -4},
+      {"joint_attention_dim", 0}, {"in_channels", 0}, {"out_channels", -1}};
+  for (const auto& [field, value] : fields) {
+    nlohmann::json config = valid;
+    config[field] = value;
+    const std::string message =
+        test::error_of([&] { QwenImageTransformerConfig::from_json(config, "transformer/config.json"); });
+    EXPECT_NE(
+        message.find(std::string("key \"") + field + "\" in 'transformer/config.json' must be at least"),
+        std::string::npos)
+        << message;
+    EXPECT_NE(message.find("got " + std::to_string(value)), std::string::npos) << message;
+  }
+}
+
 TEST(Transformer, ParameterShapesListExactlyWhatLoads) {
   auto path = test::source_path("tests/golden/transformer/t4_zero_cond_t");
   QwenImageTransformerConfig config = QwenImageTransformerConfig::from_file(path / "config.json");

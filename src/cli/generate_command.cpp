@@ -4,10 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <random>
 #include <sstream>
 
+#include "backend/backend.h"
+#include "cli/cancellation_signals.h"
+#include "cli/job_inputs.h"
 #include "cli/progress_bar.h"
+#include "cli/seed_option.h"
 #include "io/png_image.h"
 #include "memory/host_memory.h"
 #include "pipeline/generation_metadata.h"
@@ -80,6 +83,49 @@ std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char
   return static_cast<int64_t>(*gib * 1024.0 * 1024.0 * 1024.0);
 }
 
+// --device names the device that holds the latents, which --devices names first; both given must agree.
+std::vector<Device> job_devices(const GenerateOptions& options) {
+  if (!options.devices) return {parse_device(options.device.value_or("cpu"))};
+  std::vector<Device> devices = parse_device_list(*options.devices);
+  if (options.device) {
+    const Device named = parse_device(*options.device);
+    check(named == devices.front(), "--device " + *options.device + " and --devices " + *options.devices +
+                                        " disagree: the first of --devices holds the latents; give it "
+                                        "alone, or --device " +
+                                        devices.front().str());
+  }
+  return devices;
+}
+
+// Each device keeps a scratch reserve outside the plan (its backend's workspaces): a --vram-budget must leave
+// room beyond it.
+void check_budget_leaves_room(const std::optional<int64_t>& budget, const std::vector<Device>& devices) {
+  if (!budget) return;
+  for (const Device& device : devices) {
+    const int64_t scratch = backend_for(device).scratch_reserve_bytes();
+    check(*budget > scratch, "--vram-budget " + format_bytes(*budget) + " leaves nothing for the job on " +
+                                 device.str() + ": " + format_bytes(scratch) +
+                                 " of it is reserved for the backend's scratch; give more than that");
+  }
+}
+
+// The plan's budget line gives what is left to plan with; this says where the rest of a --vram-budget went.
+std::string budget_split_line(int64_t budget, Device device) {
+  return "  --vram-budget " + format_bytes(budget) + " requested per device, " +
+         format_bytes(backend_for(device).scratch_reserve_bytes()) + " reserved for scratch on " +
+         device.str();
+}
+
+// The image first, then the profile: a profile that cannot be written must not cost the image.
+std::optional<std::string> write_profile_files(const Profiler& profiler, const std::filesystem::path& path) {
+  try {
+    profiler.write_files(path);
+  } catch (const Error& error) {
+    return error.what();
+  }
+  return std::nullopt;
+}
+
 // GPU backends are registered only when asked for, so CPU runs need no driver.
 void prepare_device(Device device) {
   if (device.is_cpu()) return;
@@ -111,8 +157,11 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
       ->capture_default_str();
   command->add_option("--height", options.height, "Image height in pixels, a multiple of 16")
       ->capture_default_str();
-  command->add_option("--seed", options.seed, "Random seed (default: a random one, recorded in the image)");
-  command->add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  command->add_option(
+      "--seed", options.seed,
+      "Random seed, 0 to 18446744073709551615; -1 (the default) draws a random one, as in A1111, "
+      "and records it in the image");
+  command->add_option("--device", options.device, "cpu, cuda or cuda:N (default cpu)");
   command->add_option("--devices", options.devices,
                       "Several devices to spread the job over, the first holding the latents: CUDA indices "
                       "(0,1) or names (cuda:0,cuda:1; cpu:0,cpu:1 simulates pools in host memory)");
@@ -152,8 +201,19 @@ int run_generate(const GenerateOptions& options) {
   std::filesystem::path output(options.output);
   check(output.extension() == ".png" || output.extension() == ".PNG",
         "--output must name a .png file, got '" + options.output + "'");
-  check(output.parent_path().empty() || std::filesystem::is_directory(output.parent_path()),
-        "the folder of --output does not exist: " + output.parent_path().string());
+  check_writable_file(output, "--output");
+  std::optional<std::filesystem::path> profile_path;
+  if (options.profile) {
+    profile_path = *options.profile;
+    check(profile_path->extension() == ".json",
+          "--profile must name a .json file, got '" + *options.profile + "'");
+    check_writable_file(*profile_path, "--profile");
+    check_writable_file(std::filesystem::path(*profile_path).replace_extension(".svg"), "--profile's plot");
+  }
+  // Each is recorded in the image's metadata, which must be valid UTF-8.
+  check_utf8(options.prompt, "the prompt");
+  if (options.negative_prompt) check_utf8(*options.negative_prompt, "the negative prompt");
+  check_utf8(options.model, "the --model path");
 
   TextToImageRequest request;
   request.prompt = options.prompt;
@@ -162,18 +222,19 @@ int run_generate(const GenerateOptions& options) {
   request.steps = options.steps;
   request.width = options.width;
   request.height = options.height;
-  request.seed = options.seed ? *options.seed : std::random_device{}();
-  std::vector<Device> devices = options.devices ? parse_device_list(*options.devices)
-                                                : std::vector<Device>{parse_device(options.device)};
+  request.seed = seed_from_option(options.seed);
+  if (options.negative_prompt && options.cfg_scale <= 1.0f) {
+    std::fprintf(stderr,
+                 "warning: --negative-prompt is ignored: --cfg-scale %.2f turns guidance off (give a "
+                 "scale above 1 to steer away from it)\n",
+                 options.cfg_scale);
+  }
+  const std::vector<Device> devices = job_devices(options);
   const Device device = devices.front();
   std::optional<DType> precision = parse_precision(options.precision);
   for (const Device& each : devices) prepare_device(each);
-  std::optional<std::filesystem::path> profile_path;
-  if (options.profile) {
-    profile_path = *options.profile;
-    check(profile_path->extension() == ".json",
-          "--profile must name a .json file, got '" + *options.profile + "'");
-  }
+  const std::optional<int64_t> device_budget = budget_bytes(options.vram_budget_gib, "--vram-budget");
+  check_budget_leaves_room(device_budget, devices);
   std::unique_ptr<Profiler> profiler = profile_path ? std::make_unique<Profiler>(devices) : nullptr;
   std::optional<Profiler::Span> load_span;
   if (profiler) load_span.emplace(profiler->span("load"));
@@ -184,7 +245,7 @@ int run_generate(const GenerateOptions& options) {
   memory.plan.quality = parse_quality(options.quality);
   memory.plan.parallelism = parse_parallelism(options.parallel);
   memory.extra_devices.assign(devices.begin() + 1, devices.end());
-  memory.device_budget_bytes = budget_bytes(options.vram_budget_gib, "--vram-budget");
+  memory.device_budget_bytes = device_budget;
   memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
   QwenImageConfigs configs = read_qwen_image_configs(options.model);
   // Check the request before spending time on the weights.
@@ -193,11 +254,18 @@ int run_generate(const GenerateOptions& options) {
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
   load_span.reset();
 
+  const Cancellation& cancellation = cli_cancellation();
+  cancellation.throw_if_requested();
+
   ProgressBar progress("Denoising");
   JobObservers observers;
   observers.on_step = [&](int done, int total) { progress.update(done, total); };
-  observers.on_plan = [](const MemoryPlan& plan) {
-    for (const std::string& line : plan.describe()) std::fprintf(stderr, "%s\n", line.c_str());
+  // The job stops at its next phase or step once a first SIGINT or SIGTERM asks it to.
+  observers.cancellation = &cancellation;
+  observers.on_plan = [&](const MemoryPlan& plan) {
+    std::vector<std::string> lines = plan.describe();
+    if (device_budget) lines.insert(lines.begin() + 1, budget_split_line(*device_budget, device));
+    for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
   };
   observers.on_recovery = [](const std::string& recovery) {
     std::fprintf(stderr, "\nMemory recovery: %s\n", recovery.c_str());
@@ -230,13 +298,12 @@ int run_generate(const GenerateOptions& options) {
   image.height = result.image.dim(0);
   image.width = result.image.dim(1);
   image.pixels = image_to_rgb8(result.image);
-  if (profiler) {
-    record.profile_summary = profiler->summary_lines();
-    profiler->write_json(*profile_path);
-    profiler->write_svg(std::filesystem::path(*profile_path).replace_extension(".svg"));
-  }
+  if (profiler) record.profile_summary = profiler->summary_lines();
   image.text = generation_text_chunks(record);
+  cancellation.throw_if_requested();
   write_png(output, image);
+  std::optional<std::string> profile_error;
+  if (profiler) profile_error = write_profile_files(*profiler, *profile_path);
 
   std::fprintf(stderr,
                "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n"
@@ -247,9 +314,19 @@ int run_generate(const GenerateOptions& options) {
                result.used_cfg ? "" : ", no guidance", load_s, result.timings.of(JobPhase::Plan),
                result.timings.of(JobPhase::TextEncode), result.timings.of(JobPhase::Denoise),
                result.timings.of(JobPhase::VaeDecode), record.total_s);
-  std::fprintf(stderr, "Memory: %s (planned %s), host peak RSS %s, %s of weights streamed\n", peaks.c_str(),
-               format_bytes(result.plan.predicted_peak_bytes).c_str(),
-               format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
+  // The plan covers weights and activations; each backend's scratch (GEMM blocks, convolution columns)
+  // stays within the reserve taken off the budget, and the measured peak includes it.
+  std::fprintf(
+      stderr,
+      "Memory: %s (planned %s + up to %s of backend scratch), host peak RSS %s, %s of weights streamed\n",
+      peaks.c_str(), format_bytes(result.plan.predicted_peak_bytes).c_str(),
+      format_bytes(backend_for(device).scratch_reserve_bytes()).c_str(),
+      format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
+  if (profile_error) {
+    std::fprintf(stderr, "error: the image was written to %s, but the profile was not: %s\n", output.c_str(),
+                 profile_error->c_str());
+    return kProfileNotWrittenExitCode;
+  }
   if (profiler) {
     std::fprintf(stderr, "Profile: %s and %s\n", profile_path->c_str(),
                  std::filesystem::path(*profile_path).replace_extension(".svg").c_str());

@@ -15,8 +15,8 @@ struct GenerateOptions {
   int steps = 50;
   int64_t width = 1024;
   int64_t height = 1024;
-  std::optional<uint64_t> seed;
-  std::string device = "cpu";
+  std::optional<std::string> seed;    // parsed by seed_from_option
+  std::optional<std::string> device;  // cpu when neither it nor devices is given
   std::optional<std::string> devices;
   std::string parallel = "auto";
   std::optional<std::string> precision;
@@ -29,7 +29,12 @@ struct GenerateOptions {
   std::string output;
 };
 
+// The image was written but the --profile files were not (e.g. a full disk): the job's result is kept, and
+// scripts can tell this apart from a failed job (1).
+constexpr int kProfileNotWrittenExitCode = 3;
+
 void add_generate_command(CLI::App& app, GenerateOptions& options);
+// Runs the job; returns the exit code. Throws canvas::Error (CancelledError once cancelled) when it fails.
 int run_generate(const GenerateOptions& options);
 
 }  // namespace canvas::cli

@@ -1,8 +1,10 @@
-// canvas: the command-line entry point.
+// canvas: the command-line entry point. Exit codes: 0 success, 1 a failed job, CLI11's 100-114 a command
+// line that could not be parsed, 130 cancelled (SIGINT or SIGTERM), 3 an image written without its profile.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
 
+#include "cli/cancellation_signals.h"
 #include "cli/generate_command.h"
 #include "util/error.h"
 
@@ -18,7 +20,11 @@ int main(int argc, char** argv) {
     return app.exit(error);
   }
   try {
+    canvas::cli::install_cancellation_signal_handlers();
     if (app.got_subcommand("generate")) return canvas::cli::run_generate(generate_options);
+  } catch (const canvas::CancelledError&) {
+    std::fprintf(stderr, "cancelled\n");
+    return canvas::cli::kCancelledExitCode;
   } catch (const canvas::OutOfMemoryError& error) {
     std::fprintf(stderr, "error: out of memory: %s\n", error.what());
   } catch (const std::exception& error) {

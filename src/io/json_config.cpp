@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/file_type.h"
 
 namespace canvas {
 
@@ -64,6 +65,12 @@ std::string as_string(const json& value, std::string_view key, const std::filesy
   return value.get<std::string>();
 }
 
+int64_t at_least(int64_t value, int64_t minimum, std::string_view key, const std::filesystem::path& file) {
+  check(value >= minimum,
+        where(key, file) + " must be at least " + std::to_string(minimum) + ", got " + std::to_string(value));
+  return value;
+}
+
 template <typename T>
 std::vector<T> as_list(const json& value, std::string_view key, const std::filesystem::path& file,
                        const char* description,
@@ -77,6 +84,7 @@ std::vector<T> as_list(const json& value, std::string_view key, const std::files
 }  // namespace
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {
+  check_regular_file_or_missing(path);
   std::ifstream stream(path, std::ios::binary);
   if (!stream) throw Error("cannot open '" + path.string() + "': " + std::strerror(errno));
   std::ostringstream contents;
@@ -93,6 +101,16 @@ nlohmann::json read_json_file(const std::filesystem::path& path) {
 
 int64_t config_int(const json& config, std::string_view key, const std::filesystem::path& file) {
   return as_int(require_value(config, key, file), key, file);
+}
+
+int64_t config_int_at_least(const json& config, std::string_view key, int64_t minimum,
+                            const std::filesystem::path& file) {
+  return at_least(config_int(config, key, file), minimum, key, file);
+}
+
+int64_t config_int_at_least_or(const json& config, std::string_view key, int64_t minimum, int64_t fallback,
+                               const std::filesystem::path& file) {
+  return at_least(config_int_or(config, key, fallback, file), minimum, key, file);
 }
 
 double config_float(const json& config, std::string_view key, const std::filesystem::path& file) {

@@ -28,6 +28,13 @@ std::vector<double> config_float_list(const nlohmann::json& config, std::string_
 std::vector<bool> config_bool_list(const nlohmann::json& config, std::string_view key,
                                    const std::filesystem::path& file);
 
+// Sizes and counts: as config_int and config_int_or, and below `minimum` is an error naming the key, e.g.
+// key "num_layers" in 'transformer/config.json' must be at least 0, got -1.
+int64_t config_int_at_least(const nlohmann::json& config, std::string_view key, int64_t minimum,
+                            const std::filesystem::path& file);
+int64_t config_int_at_least_or(const nlohmann::json& config, std::string_view key, int64_t minimum,
+                               int64_t fallback, const std::filesystem::path& file);
+
 // Optional values: a missing or null key gives the fallback; a present value of the wrong type still throws.
 int64_t config_int_or(const nlohmann::json& config, std::string_view key, int64_t fallback,
                       const std::filesystem::path& file);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "util/error.h"
+#include "util/file_type.h"
 
 namespace canvas {
 
@@ -36,13 +37,16 @@ class FileDescriptor {
 }  // namespace
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& path) {
-  int descriptor = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Opening a FIFO waits for a writer, so the kind of file is checked first; O_NONBLOCK keeps a FIFO put
+  // in its place meanwhile from blocking too (it changes nothing for a regular file).
+  check_regular_file_or_missing(path);
+  int descriptor = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (descriptor < 0) throw_system_error(path, "open", errno);
   FileDescriptor file(descriptor);
 
   struct stat status {};
   if (::fstat(file.get(), &status) != 0) throw_system_error(path, "stat", errno);
-  if (!S_ISREG(status.st_mode)) throw Error("cannot map '" + path.string() + "': not a regular file");
+  if (!S_ISREG(status.st_mode)) throw Error("'" + path.string() + "' is not a regular file");
 
   const auto size = static_cast<int64_t>(status.st_size);
   const std::byte* data = nullptr;

@@ -27,9 +27,18 @@ bool folder_exists(const fs::path& path) {
   return fs::is_directory(path, ignored);
 }
 
+// Anything but a folder: what is found under a file's name is opened, so that a FIFO or a device there is
+// reported as what it is rather than as a missing file.
 bool file_exists(const fs::path& path) {
   std::error_code ignored;
-  return fs::is_regular_file(path, ignored);
+  const fs::file_type type = fs::status(path, ignored).type();
+  return type != fs::file_type::not_found && type != fs::file_type::directory && type != fs::file_type::none;
+}
+
+// The pipelines of the Qwen-Image family (QwenImagePipeline, QwenImageImg2ImgPipeline,
+// QwenImageEditPlusPipeline, ...) share the components read here; other pipelines have other networks.
+bool is_qwen_image_pipeline(std::string_view class_name) {
+  return class_name.starts_with("QwenImage") && class_name.ends_with("Pipeline");
 }
 
 bool any_name_starts_with(const std::vector<std::string>& names, std::string_view prefix) {
@@ -116,7 +125,12 @@ ModelLayout resolve_diffusers(const fs::path& root) {
   layout.root = root;
   layout.model_index = read_json_file(index_file);
   check(layout.model_index.is_object(), quoted(index_file) + " does not hold a JSON object");
-  layout.pipeline_class = config_string_or(layout.model_index, "_class_name", "", index_file);
+  layout.pipeline_class = config_string(layout.model_index, "_class_name", index_file);
+  check(
+      is_qwen_image_pipeline(layout.pipeline_class),
+      quoted(index_file) + " describes a " + layout.pipeline_class +
+          ", not a Qwen-Image pipeline (QwenImagePipeline, or a sibling such as QwenImageEditPipeline): this "
+          "engine runs only the Qwen-Image family");
 
   for (const auto& [name, entry] : layout.model_index.items()) {
     // Components are ["library", "ClassName"]; [null, null] marks an optional one left out.
@@ -217,13 +231,13 @@ ModelLayout resolve_model(const fs::path& path) {
   std::error_code status_error;
   const auto status = fs::status(path, status_error);
   check(fs::exists(status), "model path " + quoted(path) + " does not exist");
-  if (fs::is_regular_file(status)) {
+  if (!fs::is_directory(status)) {
     if (path.filename() == "model_index.json") return resolve_diffusers(path.parent_path());
     check(path.extension() == ".safetensors",
           quoted(path) + " is neither a model folder nor a .safetensors checkpoint");
+    // Opening it reports a FIFO or a device in its place.
     return resolve_single_file(path);
   }
-  check(fs::is_directory(status), quoted(path) + " is neither a model folder nor a .safetensors checkpoint");
   if (folder_exists(path / "snapshots")) return resolve_diffusers(resolve_cache_snapshot(path));
   return resolve_diffusers(path);
 }

@@ -48,7 +48,7 @@ struct ModelLayout {
   std::filesystem::path
       root;  // the diffusers folder (the snapshot, for a cache entry) or the checkpoint file
   nlohmann::json model_index;  // null for single-file checkpoints
-  std::string pipeline_class;  // model_index.json's "_class_name"; empty when unknown
+  std::string pipeline_class;  // model_index.json's "_class_name", a Qwen-Image pipeline; empty for one file
   std::map<std::string, ComponentLayout, std::less<>> components;
   // What the user should know about the layout, e.g. which parts a single file does not provide.
   std::vector<std::string> notes;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace canvas {
@@ -35,12 +36,19 @@ void on_png_error(png_structp png, png_const_charp message) {
 
 void on_png_warning(png_structp, png_const_charp) {}
 
+// libpng hands the encoded bytes here; a failed write stops it, and the file keeps the system's reason.
+void write_to_atomic_file(png_structp png, png_bytep data, png_size_t length) {
+  if (!static_cast<AtomicFile*>(png_get_io_ptr(png))->append(data, length)) png_error(png, "write failed");
+}
+
+void flush_nothing(png_structp) {}
+
 // The libpng calls of one image, each behind its own setjmp: the frames a longjmp crosses hold only
 // plain pointers, so no C++ object is skipped or clobbered.
-bool write_with_libpng(png_structp png, png_infop info, FILE* file, const RgbImage& image, png_text* chunks,
-                       png_bytep* rows) {
+bool write_with_libpng(png_structp png, png_infop info, AtomicFile* file, const RgbImage& image,
+                       png_text* chunks, png_bytep* rows) {
   if (setjmp(png_jmpbuf(png))) return false;
-  png_init_io(png, file);
+  png_set_write_fn(png, file, write_to_atomic_file, flush_nothing);
   png_set_IHDR(png, info, static_cast<png_uint_32>(image.width), static_cast<png_uint_32>(image.height), 8,
                PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (!image.text.empty()) png_set_text(png, info, chunks, static_cast<int>(image.text.size()));
@@ -84,10 +92,7 @@ void write_png(const std::filesystem::path& path, const RgbImage& image) {
   check(
       static_cast<int64_t>(image.pixels.size()) == image.width * image.height * 3,
       "PNG pixel buffer does not match " + std::to_string(image.width) + "x" + std::to_string(image.height));
-  std::filesystem::path temporary = path;
-  temporary += ".partial";
-  FilePtr file(std::fopen(temporary.c_str(), "wb"));
-  check(file != nullptr, "cannot create " + temporary.string() + ": " + std::strerror(errno));
+  AtomicFile file(path);
 
   std::vector<png_text> chunks(image.text.size());
   for (size_t i = 0; i < image.text.size(); ++i) {
@@ -104,20 +109,13 @@ void write_png(const std::filesystem::path& path, const RgbImage& image) {
   PngErrorState state;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &state, on_png_error, on_png_warning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
-  bool written = png && info && write_with_libpng(png, info, file.get(), image, chunks.data(), rows.data());
+  bool written = png && info && write_with_libpng(png, info, &file, image, chunks.data(), rows.data());
   png_destroy_write_struct(png ? &png : nullptr, info ? &info : nullptr);
-  bool closed = std::fclose(file.release()) == 0;
-  if (!written || !closed) {
-    std::filesystem::remove(temporary);
+  // A failed write is reported by commit() with the system's reason; anything else by libpng's message.
+  if (!written && !file.failed())
     throw Error("cannot write " + path.string() + ": " +
-                (state.message.empty() ? "I/O error" : state.message));
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::filesystem::remove(temporary);
-    throw Error("cannot move the finished image to " + path.string() + ": " + error.message());
-  }
+                (state.message.empty() ? "libpng could not be set up" : state.message));
+  file.commit();
 }
 
 RgbImage read_png(const std::filesystem::path& path, int64_t max_pixels) {

@@ -21,8 +21,8 @@ struct RgbImage {
   std::vector<PngTextChunk> text;
 };
 
-// Writes through a temporary file renamed into place, so a failed write never leaves a truncated image
-// or destroys an existing file. Throws canvas::Error naming the file on failure.
+// Writes through an AtomicFile (util/atomic_file.h), so a failed write never leaves a truncated image or
+// destroys an existing file. Throws canvas::Error naming the file and the system's reason on failure.
 void write_png(const std::filesystem::path& path, const RgbImage& image);
 
 // Reads any PNG (palette, gray, alpha and 16-bit are converted to 8-bit RGB; alpha is dropped).

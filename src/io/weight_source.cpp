@@ -62,7 +62,9 @@ WeightSource WeightSource::open(const std::filesystem::path& path, const std::ve
   std::filesystem::directory_iterator listing(path, list_error);
   check(!list_error, "cannot list " + quoted(path) + ": " + list_error.message());
   for (const auto& entry : listing) {
-    if (!entry.is_regular_file()) continue;
+    // Anything but a folder under a weights name is opened, so a FIFO or a device there is reported as such.
+    std::error_code type_error;
+    if (entry.is_directory(type_error)) continue;
     if (ends_with(entry.path(), kIndexSuffix)) indexes.push_back(entry.path());
     if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
   }
@@ -97,7 +99,7 @@ WeightSource WeightSource::open_index(const std::filesystem::path& index_file,
   for (const auto& [shard, tensors] : tensors_by_shard) {
     std::filesystem::path file = shard_path(index_file, shard);
     std::error_code status_error;
-    if (!std::filesystem::is_regular_file(file, status_error)) {
+    if (!std::filesystem::exists(file, status_error)) {
       missing_shards.push_back(shard + " (" + std::to_string(tensors.size()) + " tensors)");
     }
     shard_files.push_back(std::move(file));

@@ -58,23 +58,20 @@ Tensor blend_edge(const Tensor& edge, const Tensor& tile, int axis, int64_t exte
 AutoencoderKLQwenImageConfig AutoencoderKLQwenImageConfig::from_json(const nlohmann::json& json,
                                                                      const std::string& file) {
   AutoencoderKLQwenImageConfig config;
-  config.base_dim = config_int(json, "base_dim", file);
-  config.z_dim = config_int(json, "z_dim", file);
+  config.base_dim = config_int_at_least(json, "base_dim", 1, file);
+  config.z_dim = config_int_at_least(json, "z_dim", 1, file);
   config.dim_mult = config_int_list(json, "dim_mult", file);
-  config.num_res_blocks = config_int(json, "num_res_blocks", file);
+  config.num_res_blocks = config_int_at_least(json, "num_res_blocks", 1, file);
   config.attn_scales = config_float_list_or(json, "attn_scales", {}, file);
   config.temperal_downsample = config_bool_list(json, "temperal_downsample", file);
   config.dropout = config_float_or(json, "dropout", 0.0, file);
-  config.input_channels = config_int_or(json, "input_channels", 3, file);
+  config.input_channels = config_int_at_least_or(json, "input_channels", 1, 3, file);
   config.latents_mean = f32_list(json, "latents_mean", file);
   config.latents_std = f32_list(json, "latents_std", file);
 
-  check(config.base_dim > 0 && config.z_dim > 0 && config.input_channels > 0,
-        file + ": base_dim, z_dim and input_channels must be positive");
   check(!config.dim_mult.empty() &&
             std::all_of(config.dim_mult.begin(), config.dim_mult.end(), [](int64_t m) { return m > 0; }),
         file + ": dim_mult must be a non-empty list of positive multipliers");
-  check(config.num_res_blocks >= 1, file + ": num_res_blocks must be at least 1");
   check(config.attn_scales.empty(),
         file +
             ": attn_scales must be empty (the reference decoder ignores it and its encoder cannot run "

@@ -17,17 +17,18 @@ Qwen2_5_VLTextConfig Qwen2_5_VLTextConfig::from_json(const nlohmann::json& root,
   const nlohmann::json& text =
       root.contains("text_config") && root["text_config"].is_object() ? root["text_config"] : root;
   Qwen2_5_VLTextConfig config;
-  config.vocab_size = config_int(text, "vocab_size", file);
-  config.hidden_size = config_int(text, "hidden_size", file);
-  config.intermediate_size = config_int(text, "intermediate_size", file);
-  config.num_hidden_layers = config_int(text, "num_hidden_layers", file);
-  config.num_attention_heads = config_int(text, "num_attention_heads", file);
-  config.num_key_value_heads = config_int_or(text, "num_key_value_heads", config.num_attention_heads, file);
+  config.vocab_size = config_int_at_least(text, "vocab_size", 1, file);
+  config.hidden_size = config_int_at_least(text, "hidden_size", 1, file);
+  config.intermediate_size = config_int_at_least(text, "intermediate_size", 1, file);
+  config.num_hidden_layers = config_int_at_least(text, "num_hidden_layers", 0, file);
+  config.num_attention_heads = config_int_at_least(text, "num_attention_heads", 1, file);
+  config.num_key_value_heads =
+      config_int_at_least_or(text, "num_key_value_heads", 1, config.num_attention_heads, file);
   config.rms_norm_eps = static_cast<float>(config_float_or(text, "rms_norm_eps", 1e-6, file));
-  check(config.num_attention_heads > 0 && config.hidden_size % config.num_attention_heads == 0,
+  check(config.hidden_size % config.num_attention_heads == 0,
         file + ": hidden_size " + std::to_string(config.hidden_size) +
             " is not divisible by num_attention_heads " + std::to_string(config.num_attention_heads));
-  check(config.num_key_value_heads > 0 && config.num_attention_heads % config.num_key_value_heads == 0,
+  check(config.num_attention_heads % config.num_key_value_heads == 0,
         file + ": num_attention_heads is not a multiple of num_key_value_heads");
   // Qwen2.5-VL's attention always splits hidden_size evenly across heads, whatever head_dim says.
   config.head_dim = config.hidden_size / config.num_attention_heads;

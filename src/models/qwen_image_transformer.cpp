@@ -73,15 +73,13 @@ int64_t centred_position(int64_t index, int64_t extent) {
 QwenImageTransformerConfig QwenImageTransformerConfig::from_json(const nlohmann::json& json,
                                                                  const std::string& file) {
   QwenImageTransformerConfig config;
-  config.patch_size = config_int_or(json, "patch_size", 2, file);
-  config.in_channels = config_int_or(json, "in_channels", 64, file);
-  config.out_channels = json.contains("out_channels") && !json["out_channels"].is_null()
-                            ? config_int(json, "out_channels", file)
-                            : config.in_channels;
-  config.num_layers = config_int(json, "num_layers", file);
-  config.attention_head_dim = config_int(json, "attention_head_dim", file);
-  config.num_attention_heads = config_int(json, "num_attention_heads", file);
-  config.joint_attention_dim = config_int(json, "joint_attention_dim", file);
+  config.patch_size = config_int_at_least_or(json, "patch_size", 1, 2, file);
+  config.in_channels = config_int_at_least_or(json, "in_channels", 1, 64, file);
+  config.out_channels = config_int_at_least_or(json, "out_channels", 1, config.in_channels, file);
+  config.num_layers = config_int_at_least(json, "num_layers", 0, file);
+  config.attention_head_dim = config_int_at_least(json, "attention_head_dim", 1, file);
+  config.num_attention_heads = config_int_at_least(json, "num_attention_heads", 1, file);
+  config.joint_attention_dim = config_int_at_least(json, "joint_attention_dim", 1, file);
   std::vector<int64_t> axes = config_int_list(json, "axes_dims_rope", file);
   check(axes.size() == 3, file + ": axes_dims_rope must have three entries");
   config.axes_dims_rope = {axes[0], axes[1], axes[2]};
@@ -96,8 +94,6 @@ QwenImageTransformerConfig QwenImageTransformerConfig::from_json(const nlohmann:
             axes[0] + axes[1] + axes[2] == config.attention_head_dim,
         file + ": axes_dims_rope must be even and sum to attention_head_dim " +
             std::to_string(config.attention_head_dim));
-  check(config.patch_size > 0 && config.num_layers >= 0 && config.num_attention_heads > 0,
-        file + ": patch_size and num_attention_heads must be positive");
   return config;
 }
 

@@ -480,6 +480,12 @@ MemoryPlan plan_memory(const std::vector<ComponentFacts>& components, const Mach
                 " (name them with --devices, e.g. --devices 0,1)");
   }
   check_parallelism_applies(components, machine, parallelism);
+  for (const DevicePool& pool : machine.pools()) {
+    check(pool.budget > 0, "there is nothing left to plan with on " + pool.device.str() + ": its budget is " +
+                               format_bytes(pool.budget) +
+                               " once the backend's scratch reserve and the memory already in use are taken "
+                               "off (raise --vram-budget, or free device memory)");
+  }
 
   std::optional<MemoryPlan> plan = best_plan(components, machine, request.strategy, quality, parallelism);
   if (!plan) {

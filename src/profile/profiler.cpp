@@ -444,12 +444,22 @@ std::vector<std::string> Profiler::summary_lines() const {
   return summary_from_json(to_json());
 }
 
-void Profiler::write_json(const std::filesystem::path& path) const {
-  write_file_atomically(path, to_json().dump() + "\n");
-}
-
-void Profiler::write_svg(const std::filesystem::path& path) const {
-  write_file_atomically(path, render_profile_svg(to_json()));
+void Profiler::write_files(const std::filesystem::path& json_path) const {
+  const json profile = to_json();
+  const std::string json_text = profile.dump() + "\n";
+  const std::string svg_text = render_profile_svg(profile);
+  AtomicFile json_file(json_path);
+  AtomicFile svg_file(std::filesystem::path(json_path).replace_extension(".svg"));
+  json_file.append(json_text.data(), json_text.size());
+  svg_file.append(svg_text.data(), svg_text.size());
+  json_file.commit();
+  try {
+    svg_file.commit();
+  } catch (const Error&) {
+    std::error_code ignored;
+    std::filesystem::remove(json_path, ignored);
+    throw;
+  }
 }
 
 }  // namespace canvas

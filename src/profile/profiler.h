@@ -98,9 +98,10 @@ class Profiler {
   // At most 9 lines: duration, peaks per device and of host RSS with the phase they fell in, top-level
   // phase durations, copy/compute overlap, events.
   std::vector<std::string> summary_lines() const;
-  // Both write a temporary file and rename it over `path`.
-  void write_json(const std::filesystem::path& path) const;
-  void write_svg(const std::filesystem::path& path) const;
+  // Writes the profile to `json_path` and its plot beside it (the same name with .svg), both or neither:
+  // each goes through an AtomicFile, and the JSON is removed again when the plot cannot be written.
+  // Throws canvas::Error naming the file and the system's reason.
+  void write_files(const std::filesystem::path& json_path) const;
 
   // Allocation events are kept at most one per channel and bucket of this length, as the bucket's
   // highest and last in-use figures.

@@ -244,6 +244,16 @@ std::string replace_invalid_utf8(std::string_view bytes) {
   return repaired;
 }
 
+std::optional<size_t> first_invalid_utf8(std::string_view bytes) {
+  size_t position = 0;
+  while (position < bytes.size()) {
+    const int length = sequence_length(bytes.substr(position));
+    if (length < 0) return position;
+    position += length;
+  }
+  return std::nullopt;
+}
+
 std::vector<char32_t> decode_utf8(std::string_view valid_utf8) {
   std::vector<char32_t> code_points;
   code_points.reserve(valid_utf8.size());

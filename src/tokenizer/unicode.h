@@ -16,6 +16,10 @@ namespace canvas::unicode {
 // errors="replace" follow). Valid input comes back unchanged.
 std::string replace_invalid_utf8(std::string_view bytes);
 
+// Where the first ill-formed sequence of `bytes` starts, or nullopt when all of it is valid UTF-8 (the
+// Unicode definition, which JSON writers enforce: no overlongs, surrogates or code points past U+10FFFF).
+std::optional<size_t> first_invalid_utf8(std::string_view bytes);
+
 // Decodes valid UTF-8 (as produced by replace_invalid_utf8) into code points.
 std::vector<char32_t> decode_utf8(std::string_view valid_utf8);
 void append_utf8(std::string& out, char32_t code_point);

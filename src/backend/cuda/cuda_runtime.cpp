@@ -1,5 +1,7 @@
 // Devices, memory and the backend object: registration at startup, the device and pinned-host memory
 // sources, stream and library-handle lifetimes, and the host-side helpers of cuda_backend_support.h.
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -120,6 +122,15 @@ std::string& unavailable_reason() {
   return reason;
 }
 
+// Whether the NVIDIA driver's library can be loaded. Without it the runtime still answers "no device" or
+// "insufficient driver", which would send the user looking for a driver update instead of a driver.
+bool driver_library_installed() {
+  void* driver = ::dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (!driver) return false;
+  ::dlclose(driver);
+  return true;
+}
+
 int register_all_devices() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
@@ -128,7 +139,10 @@ int register_all_devices() {
   if (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver ||
       status == cudaErrorNoKernelImageForDevice || status == cudaErrorSystemDriverMismatch ||
       status == cudaErrorCompatNotSupportedOnDevice) {
-    unavailable_reason() = cudaGetErrorString(status);
+    const bool no_driver =
+        (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver) && !driver_library_installed();
+    unavailable_reason() =
+        no_driver ? "no NVIDIA driver found (libcuda.so.1 is not installed)" : cudaGetErrorString(status);
     (void)cudaGetLastError();
     return 0;
   }
