@@ -249,11 +249,19 @@ TEST(Cli, PromptsThatAreNotUtf8AreRefusedBeforeLoading) {
 
 TEST(Cli, AProfileThatCannotBeWrittenKeepsTheImage) {
   const fs::path folder = test::scratch_dir("cli-profile-full");
+  // The sizes of the image and the profile, which vary with the machine's timings: first written freely.
+  const std::string job =
+      small_job(folder, 12) + "--prompt x --seed 1 --profile " + (folder / "p.json").string();
+  ASSERT_EQ(run_canvas(job).exit_code, 0);
+  const auto image_bytes = static_cast<int64_t>(fs::file_size(folder / "x.png"));
+  const auto profile_bytes = static_cast<int64_t>(fs::file_size(folder / "p.json"));
+  ASSERT_GT(profile_bytes, image_bytes + 1024) << "the profile must be the larger file for this test";
+  for (const fs::path& written : {folder / "x.png", folder / "p.json", folder / "p.svg"}) fs::remove(written);
   test::CommandResult result;
   {
-    // Room for the image (about 6 KB), not for the profile (about 14 KB): a disk that fills up in between.
-    test::FileSizeLimit full_disk(10 * 1024);
-    result = run_canvas(small_job(folder) + "--prompt x --profile " + (folder / "p.json").string());
+    // Room for the image, not for the profile: a disk that fills up in between.
+    test::FileSizeLimit full_disk((image_bytes + profile_bytes) / 2);
+    result = run_canvas(job);
   }
   EXPECT_EQ(result.exit_code, 3) << result.output;
   EXPECT_NE(result.output.find("error: the image was written to " + (folder / "x.png").string() +
