@@ -1,4 +1,4 @@
-// Reading PNG, JPEG and WebP files, against what Pillow gives
+// Reading PNG, JPEG and WebP files and resizing them, against what Pillow gives
 // (tests/golden/image/, written by tools/reference/make_image_goldens.py).
 #include <gtest/gtest.h>
 
@@ -7,6 +7,7 @@
 
 #include "image/decode.h"
 #include "image/orientation.h"
+#include "image/resample.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -32,6 +33,15 @@ std::vector<uint8_t> golden_bytes(const WeightSource& golden, const std::string&
   return {data, data + tensor.numel()};
 }
 
+RgbImage golden_image(const WeightSource& golden, const std::string& name) {
+  const Tensor tensor = golden.get(name);
+  RgbImage image;
+  image.height = tensor.dim(0);
+  image.width = tensor.dim(1);
+  image.pixels = golden_bytes(golden, name);
+  return image;
+}
+
 // "identical", or how many bytes differ and by how much at most.
 std::string compare_bytes(const std::vector<uint8_t>& actual, const std::vector<uint8_t>& expected) {
   if (actual.size() != expected.size()) {
@@ -47,6 +57,41 @@ std::string compare_bytes(const std::vector<uint8_t>& actual, const std::vector<
   if (differing == 0) return "identical";
   return std::to_string(differing) + " of " + std::to_string(actual.size()) + " bytes differ, by up to " +
          std::to_string(largest);
+}
+
+TEST(ImageResample, MatchesPillowBitForBit) {
+  const WeightSource golden = test::open_golden("image/resample");
+  const Json cases = test::golden_json("image/resample").at("cases");
+  ASSERT_GE(cases.size(), 50u);
+  for (const Json& entry : cases) {
+    const std::string expected_name = entry.at("expected");
+    SCOPED_TRACE(expected_name);
+    const ResampleFilter filter =
+        entry.at("filter") == "lanczos" ? ResampleFilter::Lanczos : ResampleFilter::Bicubic;
+    const RgbImage resized =
+        resize(golden_image(golden, entry.at("source")), entry.at("width"), entry.at("height"), filter);
+    const RgbImage expected = golden_image(golden, expected_name);
+    ASSERT_EQ(resized.width, expected.width);
+    ASSERT_EQ(resized.height, expected.height);
+    EXPECT_EQ(compare_bytes(resized.pixels, expected.pixels), "identical");
+  }
+}
+
+TEST(ImageResample, RefusesEmptyAndHugeResults) {
+  RgbImage image;
+  image.width = 2;
+  image.height = 2;
+  image.pixels.assign(12, 7);
+  EXPECT_NE(
+      test::error_of([&] { resize(image, 0, 4, ResampleFilter::Lanczos); }).find("cannot resize to 0x4"),
+      std::string::npos);
+  EXPECT_NE(test::error_of([&] {
+              resize(image, 100000, 100000, ResampleFilter::Bicubic);
+            }).find("the result must have 1 to 67108864 pixels"),
+            std::string::npos);
+  image.pixels.pop_back();
+  EXPECT_NE(test::error_of([&] { resize(image, 4, 4, ResampleFilter::Bicubic); }).find("does not match"),
+            std::string::npos);
 }
 
 TEST(ImageDecode, MatchesPillowForEveryFormat) {
