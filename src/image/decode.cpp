@@ -1,6 +1,8 @@
 #include "image/decode.h"
 
 #include <cstring>
+#include <optional>
+#include <string_view>
 
 #include "image/codecs.h"
 #include "image/orientation.h"

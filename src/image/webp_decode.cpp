@@ -44,17 +44,20 @@ std::vector<uint8_t> chunk_bytes(const WebPDemuxer* demuxer, const char fourcc[4
 }  // namespace
 
 CodecOutput decode_webp(std::span<const uint8_t> bytes, const std::string& name, int64_t max_pixels) {
-  auto fail = [&](const std::string& reason) { return Error("cannot read " + name + " (WebP): " + reason); };
+  auto failure = [&](const std::string& reason) {
+    return Error("cannot read " + name + " (WebP): " + reason);
+  };
   // The RIFF header states the length of what follows it (little-endian): a shorter file was cut.
   uint64_t riff_payload = 0;
   for (int i = 7; i >= 4 && bytes.size() >= 8; --i) riff_payload = riff_payload << 8 | bytes[i];
-  if (bytes.size() < 12 || bytes.size() - 8 < riff_payload)
-    throw fail(status_reason(VP8_STATUS_NOT_ENOUGH_DATA));
+  if (bytes.size() < 12 || bytes.size() - 8 < riff_payload) {
+    throw failure(status_reason(VP8_STATUS_NOT_ENOUGH_DATA));
+  }
 
   // The header alone gives the size (the canvas of an animation): checked before anything is decoded.
   WebPBitstreamFeatures features;
   const VP8StatusCode status = WebPGetFeatures(bytes.data(), bytes.size(), &features);
-  if (status != VP8_STATUS_OK) throw fail(status_reason(status));
+  if (status != VP8_STATUS_OK) throw failure(status_reason(status));
   check_image_size(features.width, features.height, name, max_pixels);
 
   WebPAnimDecoderOptions options;
@@ -62,13 +65,18 @@ CodecOutput decode_webp(std::span<const uint8_t> bytes, const std::string& name,
   options.color_mode = MODE_RGBA;
   const WebPData data{bytes.data(), bytes.size()};
   std::unique_ptr<WebPAnimDecoder, AnimDecoderDeleter> decoder(WebPAnimDecoderNew(&data, &options));
-  if (!decoder) throw fail(status_reason(VP8_STATUS_BITSTREAM_ERROR));
+  if (!decoder) throw failure(status_reason(VP8_STATUS_BITSTREAM_ERROR));
   WebPAnimInfo info;
-  if (!WebPAnimDecoderGetInfo(decoder.get(), &info)) throw fail(status_reason(VP8_STATUS_BITSTREAM_ERROR));
+  // The canvas is the size checked above; a file that says otherwise to the demuxer is refused.
+  if (!WebPAnimDecoderGetInfo(decoder.get(), &info) ||
+      static_cast<int>(info.canvas_width) != features.width ||
+      static_cast<int>(info.canvas_height) != features.height) {
+    throw failure(status_reason(VP8_STATUS_BITSTREAM_ERROR));
+  }
   uint8_t* frame = nullptr;
   int timestamp = 0;
   if (!WebPAnimDecoderGetNext(decoder.get(), &frame, &timestamp)) {
-    throw fail(status_reason(VP8_STATUS_BITSTREAM_ERROR));
+    throw failure(status_reason(VP8_STATUS_BITSTREAM_ERROR));
   }
 
   CodecOutput output;
