@@ -52,7 +52,7 @@ struct UploadCopy {
   Tensor destination;
 };
 
-// Host-to-device copies that overlap compute, for weight streaming (memory/weight_streamer.h). Copies run
+// Host-to-device copies that overlap compute, for weight streaming (planning/weight_streamer.h). Copies run
 // in the order they are queued.
 class UploadQueue {
  public:
@@ -75,7 +75,7 @@ class Backend {
   virtual ~Backend() = default;
   virtual Device device() const = 0;
   // The hardware behind device(), e.g. "cpu (AMD EPYC 9654, 2 threads)" or "NVIDIA H200 (sm_90, driver
-  // 12.8)": for logs, and as the key of measurements cached per machine (memory/machine_profile.h).
+  // 12.8)": for logs, and as the key of measurements cached per machine (planning/machine_profile.h).
   virtual std::string description() const = 0;
   // Blocks until all work queued on the device has finished (timing, handing results to the host).
   virtual void synchronize() = 0;

@@ -23,7 +23,7 @@ struct HostMemoryInfo {
 HostMemoryInfo host_memory_info();
 
 // Page-locked host memory, which DMA engines read directly. A GPU backend registers its pinned allocator
-// when it starts, so device-independent code (memory/machine_profile.h) can stage through it without
+// when it starts, so device-independent code (planning/machine_profile.h) can stage through it without
 // linking that backend. nullptr until one is registered.
 void register_pinned_host_allocator(Allocator* allocator);
 Allocator* registered_pinned_host_allocator();

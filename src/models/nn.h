@@ -38,7 +38,7 @@ void place_weights(Model& model, const std::string& component, Device device, DT
 }
 
 // Lets an executor bring a block's weights onto the device just before the block runs and reuse their
-// memory after it (memory/weight_streamer.h). Models that loop over their blocks accept one.
+// memory after it (planning/weight_streamer.h). Models that loop over their blocks accept one.
 class BlockGate {
  public:
   virtual ~BlockGate() = default;

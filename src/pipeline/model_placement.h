@@ -1,5 +1,5 @@
 // A loaded model's weights arranged as its memory plan says, on one device or several: each of the
-// component's shares (memory/planner.h DeviceShare) is a DevicePlacement, and the blocks of a pass are
+// component's shares (planning/planner.h DeviceShare) is a DevicePlacement, and the blocks of a pass are
 // gated on the share that holds them. Sequence and CFG parallelism give every device a replica of the
 // weights of its own, and every block is gated on all of them.
 #pragma once

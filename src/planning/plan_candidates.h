@@ -1,5 +1,5 @@
 // The arrangements a plan is chosen among: for each component its residency, weight precision, resident
-// blocks and device or spread, as each strategy and parallelism allows. memory/planner.cpp sizes and times
+// blocks and device or spread, as each strategy and parallelism allows. planning/planner.cpp sizes and times
 // them; this header is that file's, not the planner's interface.
 #pragma once
 

@@ -9,7 +9,7 @@
 
 namespace canvas {
 
-// `profile` is Profiler::to_json()'s object (memory/profiler.h), or one read back from its file.
+// `profile` is Profiler::to_json()'s object (profile/profiler.h), or one read back from its file.
 std::string render_profile_svg(const nlohmann::json& profile);
 
 }  // namespace canvas

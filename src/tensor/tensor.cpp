@@ -4,7 +4,6 @@
 #include <cstring>
 #include <numeric>
 
-
 namespace canvas {
 
 namespace {
