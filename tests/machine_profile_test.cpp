@@ -52,7 +52,7 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
 void expect_measured(const MachineProfile& profile) {
   for (double figure : {profile.gemm_flops_per_s, profile.host_to_device_pinned_bytes_per_s,
                         profile.host_to_device_pageable_bytes_per_s, profile.host_memcpy_bytes_per_s,
-                        profile.host_to_device_staged_bytes_per_s}) {
+                        profile.host_to_device_staged_bytes_per_s, profile.attention_scores_per_s}) {
     EXPECT_TRUE(std::isfinite(figure) && figure > 0) << figure;
   }
 }
@@ -74,7 +74,7 @@ TEST(MachineProfile, CacheDirFollowsEnvironmentOrder) {
 }
 
 TEST(MachineProfile, JsonRoundTripAndValidation) {
-  const MachineProfile profile{"cpu (test, 2 threads), f32", 1.5e11, 2.5e10, 1.25e10, 2.0e10, 7.0e9};
+  const MachineProfile profile{"cpu (test, 2 threads), f32", 1.5e11, 2.5e10, 1.25e10, 2.0e10, 7.0e9, 3.0e8};
   const MachineProfile back = MachineProfile::from_json(profile.to_json());
   EXPECT_EQ(back.key, profile.key);
   EXPECT_EQ(back.gemm_flops_per_s, profile.gemm_flops_per_s);
@@ -82,6 +82,7 @@ TEST(MachineProfile, JsonRoundTripAndValidation) {
   EXPECT_EQ(back.host_to_device_pageable_bytes_per_s, profile.host_to_device_pageable_bytes_per_s);
   EXPECT_EQ(back.host_memcpy_bytes_per_s, profile.host_memcpy_bytes_per_s);
   EXPECT_EQ(back.host_to_device_staged_bytes_per_s, profile.host_to_device_staged_bytes_per_s);
+  EXPECT_EQ(back.attention_scores_per_s, profile.attention_scores_per_s);
 
   nlohmann::json missing = profile.to_json();
   missing.erase("host_memcpy_bytes_per_s");
@@ -162,7 +163,7 @@ TEST(MachineProfile, CorruptOrStaleCacheIsMeasuredOverAndRewritten) {
   write_text(file, stale.dump());
   const MachineProfile remeasured = machine_profile(Device::cpu(), DType::F32);
   EXPECT_NE(remeasured.gemm_flops_per_s, 12345.0);
-  EXPECT_EQ(read_json(file)["version"], 3);
+  EXPECT_EQ(read_json(file)["version"], 4);
 }
 
 TEST(MachineProfile, UnwritableCacheStillGivesAProfile) {

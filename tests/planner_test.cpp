@@ -65,6 +65,23 @@ TEST_F(FullSizePlanner, WeightBytesComeFromTheCheckpoint) {
   EXPECT_FALSE(text.quantizable);
 }
 
+TEST_F(FullSizePlanner, AStepIsBoundByItsProductsOrByItsAttentionScores) {
+  // 60 blocks x 24 heads x (4096 image + the prompt's tokens)^2 query-key pairs per pass.
+  const ComponentFacts& transformer = fact(Component::Transformer);
+  const double joint = transformer.attention_scores_per_pass / (60.0 * 24.0);
+  EXPECT_GT(joint, 4096.0 * 4096.0);
+  EXPECT_LT(joint, 4200.0 * 4200.0);
+  // Unmeasured (0), or fast as a GPU's fused attention: the products bound the step, as before.
+  MachineFacts machine = h200(80 * kGiB);
+  const double by_products = plan_memory(*facts_, machine, {}).predicted_step_s();
+  machine.profile.attention_scores_per_s = 1e12;
+  EXPECT_EQ(plan_memory(*facts_, machine, {}).predicted_step_s(), by_products);
+  // Slow scores, as the CPU's kernel computes them at a small head dimension: they bound it.
+  machine.profile.attention_scores_per_s = 1e9;
+  const double by_scores = transformer.attention_scores_per_pass * transformer.passes_per_weight_read / 1e9;
+  EXPECT_NEAR(plan_memory(*facts_, machine, {}).predicted_step_s(), by_scores, by_scores * 1e-9);
+}
+
 TEST_F(FullSizePlanner, DryRunMeasuresThisJobsActivations) {
   const int64_t transformer = fact(Component::Transformer).activation_bytes;
   const int64_t vae = fact(Component::Vae).activation_bytes;

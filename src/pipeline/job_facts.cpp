@@ -212,6 +212,12 @@ ComponentFacts transformer_facts(const QwenImageModel& model, const JobGeometry&
         static_cast<double>(config.num_layers) * (2.0 * joint * 12.0 * dim * dim + 4.0 * joint * joint * dim);
   }
   denoise.flops_per_pass = flops / static_cast<double>(text_tokens.size());
+  double scores = 0;
+  for (int64_t tokens : text_tokens) {
+    const double joint = static_cast<double>(image_tokens + tokens);
+    scores += static_cast<double>(config.num_layers * config.num_attention_heads) * joint * joint;
+  }
+  denoise.attention_scores_per_pass = scores / static_cast<double>(text_tokens.size());
 
   const int64_t longest_text = *std::max_element(text_tokens.begin(), text_tokens.end());
   denoise.boundary_bytes = storage_bytes(dtype, (image_tokens + longest_text) * config.inner_dim());

@@ -22,7 +22,7 @@ namespace {
 using nlohmann::json;
 
 // Bumped when a measurement changes what it measures, so older cache entries are measured over.
-constexpr int kCacheVersion = 3;
+constexpr int kCacheVersion = 4;
 constexpr const char* kCacheFile = "machine_profiles.json";
 
 // A timed round repeats the work until it lasts this long, so timer and synchronization overhead stay
@@ -68,6 +68,16 @@ double measure_gemm_flops_per_s(Backend& backend, DType dtype) {
   return 2.0 * static_cast<double>(m * n * k) / seconds;
 }
 
+double measure_attention_scores_per_s(Backend& backend, DType dtype) {
+  // A head of 16 channels, as a small model has: the cost per query-key pair, not per multiply-add. On the
+  // CPU 512 tokens keep the measurement near a quarter of a second; longer sequences score up to about 3x
+  // faster there, so this errs towards predicting slow steps.
+  const int64_t heads = 1, tokens = backend.device().is_cpu() ? 512 : 4096, head_dim = 16;
+  const Tensor q = patterned({1, heads, tokens, head_dim}, dtype, backend.device());
+  const double seconds = seconds_per_run(backend, [&] { (void)ops::attention(q, q, q, {}, 0.25f); });
+  return static_cast<double>(heads * tokens * tokens) / seconds;
+}
+
 // `backend` (the device side's) copying all of `source` into `destination`.
 double transfer_bytes_per_s(Backend& backend, const Tensor& source, Tensor& destination) {
   const double seconds = seconds_per_run(backend, [&] { backend.transfer(source, destination); });
@@ -80,6 +90,7 @@ MachineProfile measure(Device device, DType activation_dtype, const std::string&
   MachineProfile profile;
   profile.key = key;
   profile.gemm_flops_per_s = measure_gemm_flops_per_s(backend, activation_dtype);
+  profile.attention_scores_per_s = measure_attention_scores_per_s(backend, activation_dtype);
 
   // Far past the CPU caches; on a GPU machine as large as a transformer block's weights, the unit of
   // weight streaming.
@@ -149,6 +160,7 @@ double positive_figure(const json& object, const char* name) {
 json MachineProfile::to_json() const {
   return {{"key", key},
           {"gemm_flops_per_s", gemm_flops_per_s},
+          {"attention_scores_per_s", attention_scores_per_s},
           {"host_to_device_pinned_bytes_per_s", host_to_device_pinned_bytes_per_s},
           {"host_to_device_pageable_bytes_per_s", host_to_device_pageable_bytes_per_s},
           {"host_to_device_staged_bytes_per_s", host_to_device_staged_bytes_per_s},
@@ -160,6 +172,7 @@ MachineProfile MachineProfile::from_json(const json& object) {
   MachineProfile profile;
   profile.key = config_string(object, "key", "machine profile");
   profile.gemm_flops_per_s = positive_figure(object, "gemm_flops_per_s");
+  profile.attention_scores_per_s = positive_figure(object, "attention_scores_per_s");
   profile.host_to_device_pinned_bytes_per_s = positive_figure(object, "host_to_device_pinned_bytes_per_s");
   profile.host_to_device_pageable_bytes_per_s =
       positive_figure(object, "host_to_device_pageable_bytes_per_s");

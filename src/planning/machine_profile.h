@@ -24,6 +24,9 @@ struct MachineProfile {
   // Streaming weights from ordinary host memory through the backend's upload queue (pinned staging).
   double host_to_device_staged_bytes_per_s = 0;
   double host_memcpy_bytes_per_s = 0;  // host to host, on the CPU backend's threads
+  // Query-key pairs of ops::attention per second at a small head dimension, where the scores' softmax and
+  // traffic bound it rather than its products (the CPU's kernel; a GPU's fused attention is far above).
+  double attention_scores_per_s = 0;
 
   nlohmann::json to_json() const;
   // Throws canvas::Error when the key or a figure is missing, or a figure is not positive and finite.

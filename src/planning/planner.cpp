@@ -21,9 +21,10 @@ using planning::Layout;
 // copies are slower than compute and only takes memory from resident blocks.
 constexpr int kStreamSlots = 2;
 struct Rates {
-  double compute_flops;  // per second
-  double stream_bytes;   // streamed weights, per second
-  double place_bytes;    // placing weights from the checkpoint, per second
+  double compute_flops;     // per second
+  double attention_scores;  // per second; 0 when not measured
+  double stream_bytes;      // streamed weights, per second
+  double place_bytes;       // placing weights from the checkpoint, per second
   double device_to_device_bytes;
   bool overlapped;  // copies run beside compute
 };
@@ -32,6 +33,7 @@ Rates rates_for(const MachineFacts& machine) {
   const MachineProfile& p = machine.profile;
   Rates rates{};
   rates.compute_flops = std::max(p.gemm_flops_per_s, 1.0);
+  rates.attention_scores = p.attention_scores_per_s;
   rates.device_to_device_bytes = std::max(machine.interconnect_bytes_per_s, 1.0);
   if (machine.device_is_host) {
     rates.stream_bytes = rates.place_bytes = std::max(p.host_memcpy_bytes_per_s, 1.0);
@@ -188,7 +190,12 @@ std::optional<ComponentPlan> plan_component(const ComponentFacts& facts, const M
   const int blocks = static_cast<int>(facts.blocks.size());
   const int64_t activations = facts.activation_bytes + facts.job_cache_bytes;
   const Rates rates = rates_for(machine);
-  const double compute_per_read = facts.flops_per_pass * facts.passes_per_weight_read / rates.compute_flops;
+  // A pass is bound by its products, or, where a small head dimension makes them cheap (the CPU), by the
+  // attention scores' softmax and traffic.
+  double compute_per_pass = facts.flops_per_pass / rates.compute_flops;
+  if (rates.attention_scores > 0)
+    compute_per_pass = std::max(compute_per_pass, facts.attention_scores_per_pass / rates.attention_scores);
+  const double compute_per_read = compute_per_pass * facts.passes_per_weight_read;
 
   if (layout.residency == Residency::Mapped) {
     ComponentPlan plan;

@@ -69,10 +69,11 @@ struct ComponentFacts {
   // Host memory the arrangement's own copies of the weights take (converted to the placed dtype, or
   // quantized), by the blocks' precision; weights used as mapped from the checkpoint cost nothing.
   int64_t host_copy_bytes[kWeightPrecisions] = {};
-  int64_t activation_bytes = 0;  // the phase's activation peak, measured by a dry run
-  int64_t job_cache_bytes = 0;   // what the phase keeps for the whole job (precomputed modulation)
-  double flops_per_pass = 0;     // multiply-adds x 2 of one pass
-  int passes = 1;                // passes in the job (prompts, steps x guidance halves, images)
+  int64_t activation_bytes = 0;          // the phase's activation peak, measured by a dry run
+  int64_t job_cache_bytes = 0;           // what the phase keeps for the whole job (precomputed modulation)
+  double flops_per_pass = 0;             // multiply-adds x 2 of one pass
+  double attention_scores_per_pass = 0;  // query-key pairs over every head and block of one pass
+  int passes = 1;                        // passes in the job (prompts, steps x guidance halves, images)
   // Passes that read the blocks' weights once between them (the guidance halves of one step).
   int passes_per_weight_read = 1;
   // Spreading over several devices. boundary_bytes is the hidden state one pass hands from a block to the
