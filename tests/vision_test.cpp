@@ -1,0 +1,87 @@
+// The Qwen2-VL image processor against transformers
+// (tests/golden/vision/, written by tools/reference/make_vision_goldens.py).
+#include <gtest/gtest.h>
+
+#include "pipeline/qwen2_vl_image_processor.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace canvas {
+namespace {
+
+using Json = nlohmann::json;
+
+RgbImage golden_picture(const WeightSource& golden, const std::string& name) {
+  const Tensor tensor = golden.get(name);
+  RgbImage image;
+  image.height = tensor.dim(0);
+  image.width = tensor.dim(1);
+  const uint8_t* bytes = tensor.data<uint8_t>();
+  image.pixels.assign(bytes, bytes + tensor.numel());
+  return image;
+}
+
+std::vector<std::array<int64_t, 3>> golden_grids(const Tensor& image_grid_thw) {
+  std::vector<std::array<int64_t, 3>> grids;
+  const int64_t* values = image_grid_thw.data<int64_t>();
+  for (int64_t i = 0; i < image_grid_thw.dim(0); ++i)
+    grids.push_back({values[3 * i], values[3 * i + 1], values[3 * i + 2]});
+  return grids;
+}
+
+TEST(Qwen2VLImageProcessor, PixelValuesAndGridsMatchTransformers) {
+  const WeightSource golden = test::open_golden("vision/processor");
+  const Json cases = test::golden_json("vision/processor").at("cases");
+  ASSERT_GE(cases.size(), 5u);
+  for (const Json& entry : cases) {
+    const std::string name = entry.at("name");
+    SCOPED_TRACE(name);
+    const auto config = Qwen2VLImageProcessorConfig::from_json(entry.at("preprocessor_config"), name);
+    const Qwen2VLImageFeatures features =
+        preprocess_images({golden_picture(golden, name + ".image")}, config);
+    EXPECT_EQ(features.image_grid_thw, golden_grids(golden.get(name + ".image_grid_thw")));
+    const Tensor expected = golden.get(name + ".pixel_values");
+    ASSERT_EQ(features.pixel_values.shape(), expected.shape());
+    const double error = test::max_relative_error(features.pixel_values, expected);
+    std::printf("[ parity ] processor %s pixel_values max relative error %.3g\n", name.c_str(), error);
+    EXPECT_LE(error, 1e-6);
+  }
+}
+
+TEST(Qwen2VLImageProcessor, SmartResizeFollowsTheReference) {
+  // round() ties to even: 70 / 28 = 2.5 -> 2.
+  EXPECT_EQ(smart_resize(45, 70, 28, 56 * 56, 28 * 28 * 16).width, 56);
+  const ResizedSize clamped_down = smart_resize(120, 200, 28, 56 * 56, 28 * 28 * 6);
+  EXPECT_EQ(clamped_down.height, 28);
+  EXPECT_EQ(clamped_down.width, 84);
+  const ResizedSize clamped_up = smart_resize(20, 30, 28, 4000, 28 * 28 * 16);
+  EXPECT_EQ(clamped_up.height, 56);
+  EXPECT_EQ(clamped_up.width, 84);
+  test::expect_contains(test::error_of([] { smart_resize(1, 201, 28, 56 * 56, 28 * 28 * 1280); }),
+                        "aspect ratio must be at most 200");
+}
+
+TEST(Qwen2VLImageProcessor, ConfigReadsBothKeyStylesAndRefusesOtherPreprocessing) {
+  const auto published =
+      Qwen2VLImageProcessorConfig::from_json(Json{{"min_pixels", 3136},
+                                                  {"max_pixels", 12845056},
+                                                  {"size", {{"shortest_edge", 1}, {"longest_edge", 2}}}},
+                                             "p.json");
+  EXPECT_EQ(published.min_pixels, 3136);
+  EXPECT_EQ(published.max_pixels, 12845056);
+  const auto sized = Qwen2VLImageProcessorConfig::from_json(
+      Json{{"size", {{"shortest_edge", 100}, {"longest_edge", 200}}}}, "s.json");
+  EXPECT_EQ(sized.min_pixels, 100);
+  EXPECT_EQ(sized.max_pixels, 200);
+  test::expect_contains(test::error_of([] {
+                          Qwen2VLImageProcessorConfig::from_json(Json{{"resample", 2}}, "r.json");
+                        }),
+                        "resample 2 is not supported");
+  test::expect_contains(test::error_of([] {
+                          Qwen2VLImageProcessorConfig::from_json(Json{{"do_normalize", false}}, "n.json");
+                        }),
+                        "do_normalize false is not supported");
+}
+
+}  // namespace
+}  // namespace canvas
