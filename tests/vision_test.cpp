@@ -1,7 +1,9 @@
-// The Qwen2-VL image processor against transformers
+// The Qwen2-VL image processor and the Qwen2.5-VL vision tower against transformers
 // (tests/golden/vision/, written by tools/reference/make_vision_goldens.py).
 #include <gtest/gtest.h>
 
+#include "io/model_layout.h"
+#include "models/qwen2_5_vl_vision.h"
 #include "pipeline/qwen2_vl_image_processor.h"
 #include "test_util.h"
 #include "util/error.h"
@@ -81,6 +83,60 @@ TEST(Qwen2VLImageProcessor, ConfigReadsBothKeyStylesAndRefusesOtherPreprocessing
                           Qwen2VLImageProcessorConfig::from_json(Json{{"do_normalize", false}}, "n.json");
                         }),
                         "do_normalize false is not supported");
+}
+
+class VisionTowerGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(VisionTowerGolden, ImageEmbedsMatchTransformers) {
+  const std::string folder = "vision/" + GetParam();
+  const std::filesystem::path dir = test::source_path("tests/golden/" + folder);
+  const auto config = Qwen2_5_VLVisionConfig::from_file(dir / "config.json");
+  const Qwen2_5_VisionTransformerPretrainedModel model(
+      config, test::open_golden_model(folder, /*text_encoder=*/true));
+  const WeightSource golden = test::open_golden(folder);
+  const auto grids = golden_grids(golden.get("image_grid_thw"));
+  const Tensor expected = golden.get("image_embeds");
+
+  const Tensor embeds = model.forward(golden.get("pixel_values"), grids);
+  ASSERT_EQ(embeds.shape(), expected.shape());
+  const double error = test::max_relative_error(embeds, expected);
+  std::printf("[ parity ] %s image_embeds max relative error %.3g\n", folder.c_str(), error);
+  RecordProperty("max_relative_error", std::to_string(error));
+  // The float32 reference itself is within about 5e-6 of float64 here (golden.json).
+  EXPECT_LE(error, 2e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, VisionTowerGolden,
+                         ::testing::Values("tower_a_partial_windows", "tower_b_legacy_names_h4"));
+
+TEST(VisionTower, WindowIndexKeepsPartialWindowsAndDropsEmptyOnes) {
+  Qwen2_5_VLVisionConfig config;
+  config.patch_size = 4;
+  config.spatial_merge_size = 2;
+  config.window_size = 24;  // 3x3 merged tokens a window
+  // 7x5 merged tokens: windows of 3x3, 3x2, 3x3, 3x2, 1x3, 1x2; then 3x6 merged tokens: two full windows.
+  const VisionWindows windows = get_window_index({{1, 14, 10}, {1, 6, 12}}, config);
+  const std::vector<int64_t> expected_cu = {0, 36, 60, 96, 120, 132, 140, 176, 212};
+  EXPECT_EQ(windows.cu_window_seqlens, expected_cu);
+  ASSERT_EQ(windows.window_index.size(), 53u);
+  const std::vector<int64_t> first_window = {0, 1, 2, 5, 6, 7, 10, 11, 12};
+  EXPECT_EQ(std::vector<int64_t>(windows.window_index.begin(), windows.window_index.begin() + 9),
+            first_window);
+  EXPECT_EQ(windows.window_index[35], 35);  // the second image starts after the first one's 35 tokens
+}
+
+TEST(VisionTower, ParameterShapesAreTheCheckpointsTensors) {
+  const std::string folder = "vision/tower_a_partial_windows";
+  const auto config =
+      Qwen2_5_VLVisionConfig::from_file(test::source_path("tests/golden/" + folder) / "config.json");
+  const WeightSource weights = test::open_golden_model(folder, /*text_encoder=*/true);
+  for (const auto& [name, shape] : Qwen2_5_VisionTransformerPretrainedModel::parameter_shapes(config)) {
+    EXPECT_EQ(weights.info(name).shape, shape) << name;
+  }
+  int64_t visual_tensors = 0;
+  for (const std::string& name : weights.names()) visual_tensors += name.starts_with("model.visual.");
+  EXPECT_EQ(static_cast<size_t>(visual_tensors),
+            Qwen2_5_VisionTransformerPretrainedModel::parameter_shapes(config).size());
 }
 
 }  // namespace
