@@ -2,6 +2,8 @@
 // (tests/golden/vision/, written by tools/reference/make_vision_goldens.py).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "io/model_layout.h"
 #include "models/qwen2_5_vl_vision.h"
 #include "pipeline/qwen2_vl_image_processor.h"
@@ -106,6 +108,20 @@ TEST_P(VisionTowerGolden, ImageEmbedsMatchTransformers) {
   EXPECT_LE(error, 2e-5);
 }
 
+TEST_P(VisionTowerGolden, ProcessorOfSeveralPicturesGivesTheTowersInput) {
+  const std::string folder = "vision/" + GetParam();
+  const WeightSource golden = test::open_golden(folder);
+  std::vector<RgbImage> pictures;
+  for (int i = 0; golden.contains("picture_" + std::to_string(i)); ++i) {
+    pictures.push_back(golden_picture(golden, "picture_" + std::to_string(i)));
+  }
+  const auto config = Qwen2VLImageProcessorConfig::from_file(test::source_path("tests/golden/" + folder) /
+                                                             "preprocessor_config.json");
+  const Qwen2VLImageFeatures features = preprocess_images(pictures, config);
+  EXPECT_EQ(features.image_grid_thw, golden_grids(golden.get("image_grid_thw")));
+  EXPECT_TRUE(test::bit_identical(features.pixel_values, golden.get("pixel_values")));
+}
+
 INSTANTIATE_TEST_SUITE_P(Configs, VisionTowerGolden,
                          ::testing::Values("tower_a_partial_windows", "tower_b_legacy_names_h4"));
 
@@ -133,6 +149,17 @@ TEST(VisionTower, ParameterShapesAreTheCheckpointsTensors) {
   for (const auto& [name, shape] : Qwen2_5_VisionTransformerPretrainedModel::parameter_shapes(config)) {
     EXPECT_EQ(weights.info(name).shape, shape) << name;
   }
+  // visit() names every weight once, so the planner can move them all.
+  Qwen2_5_VisionTransformerPretrainedModel model(config, weights);
+  std::vector<std::string> visited;
+  model.visit([&](const std::string& name, Tensor&) { visited.push_back(name); });
+  std::vector<std::string> expected;
+  for (const auto& entry : Qwen2_5_VisionTransformerPretrainedModel::parameter_shapes(config)) {
+    expected.push_back(entry.first);
+  }
+  std::sort(visited.begin(), visited.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(visited, expected);
   int64_t visual_tensors = 0;
   for (const std::string& name : weights.names()) visual_tensors += name.starts_with("model.visual.");
   EXPECT_EQ(static_cast<size_t>(visual_tensors),

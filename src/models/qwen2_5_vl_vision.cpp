@@ -298,7 +298,7 @@ void Qwen2_5_VisionTransformerPretrainedModel::visit(const nn::ParameterVisitor&
 
 void Qwen2_5_VisionTransformerPretrainedModel::visit_shared(const nn::ParameterVisitor& visitor) {
   visitor(kPrefix + "patch_embed.proj.weight", patch_embed_weight_);
-  merger_.visit(kPrefix + "merger", visitor);
+  merger_.visit(kPrefix + "merger.", visitor);
 }
 
 }  // namespace canvas

@@ -61,7 +61,9 @@ def run_processor(config: dict, images: list[np.ndarray]) -> tuple[torch.Tensor,
     with tempfile.TemporaryDirectory() as folder:
         write_json(Path(folder) / "preprocessor_config.json", config)
         processor = transformers.AutoImageProcessor.from_pretrained(folder)
-    assert type(processor).__name__ == "Qwen2VLImageProcessorPil", type(processor)
+    assert type(processor).__name__ == "Qwen2VLImageProcessorPil", (
+        f"{type(processor).__name__}: with torchvision installed transformers switches to its torchvision backend, "
+        "whose float resize differs from Pillow's; the reference stack (requirements.txt) has no torchvision")
     out = processor(images=[Image.fromarray(image) for image in images], return_tensors="pt")
     return out["pixel_values"].to(torch.float32), out["image_grid_thw"].to(torch.int64)
 
@@ -197,7 +199,8 @@ def gen_tower(name: str, overrides: dict, legacy: bool, sizes: list, seed: int, 
     reloaded = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(folder), dtype=torch.float32).eval()
     assert torch.equal(tower_output(reloaded, pixel_values, grid), output)
     write_json(folder / "preprocessor_config.json", processor_config)
-    save_golden(folder, {"pixel_values": pixel_values, "image_grid_thw": grid, "image_embeds": output},
+    pictures = {f"picture_{i}": torch.from_numpy(image) for i, image in enumerate(images)}
+    save_golden(folder, {"pixel_values": pixel_values, "image_grid_thw": grid, "image_embeds": output, **pictures},
                 {"config": name, "notes": notes, "picture_sizes": sizes, "seed": seed,
                  "other_picture_relative_change": round(change, 4),
                  "all_full_attention_relative_change": round(window_change, 4),
@@ -222,9 +225,10 @@ def write_readme(processor: dict, towers: dict) -> None:
     lines += ["", "## tower_<config>/", "",
               "A tiny `Qwen2_5_VLForConditionalGeneration` (random weights, scaled so the output depends clearly on "
               "the picture; golden.json gives the relative change another picture makes), its "
-              "`preprocessor_config.json`, and `golden.safetensors`: `pixel_values`, `image_grid_thw` (the "
-              "processor's, several images concatenated) and `image_embeds` = "
-              "`model.model.visual(pixel_values, grid_thw).pooler_output` [sum(t*h*w)/4, out_hidden_size].", ""]
+              "`preprocessor_config.json`, and `golden.safetensors`: the pictures `picture_<i>` (U8 [H, W, 3]), "
+              "`pixel_values` and `image_grid_thw` (the processor's for all of them, concatenated) and "
+              "`image_embeds` = `model.model.visual(pixel_values, grid_thw).pooler_output` "
+              "[sum(t*h*w)/4, out_hidden_size].", ""]
     for name, info in towers.items():
         lines.append(f"* `tower_{name}`: {info['notes']}; grids {info['grid']}, image_embeds {info['embeds']}")
     lines += ["", f"Total size: {dir_size(OUT_DIR) / 1e6:.2f} MB", ""]
