@@ -166,5 +166,35 @@ TEST(VisionTower, ParameterShapesAreTheCheckpointsTensors) {
             Qwen2_5_VisionTransformerPretrainedModel::parameter_shapes(config).size());
 }
 
+TEST(VisionTower, ReadsThePublishedSevenBillionConfig) {
+  // vision_config as the published Qwen-Image text_encoder/config.json writes it (older flat style).
+  const Json published = {{"vision_config",
+                           {{"depth", 32},
+                            {"fullatt_block_indexes", {7, 15, 23, 31}},
+                            {"hidden_act", "silu"},
+                            {"hidden_size", 1280},
+                            {"in_chans", 3},
+                            {"intermediate_size", 3420},
+                            {"num_heads", 16},
+                            {"out_hidden_size", 3584},
+                            {"patch_size", 14},
+                            {"spatial_merge_size", 2},
+                            {"spatial_patch_size", 14},
+                            {"temporal_patch_size", 2},
+                            {"tokens_per_second", 2},
+                            {"window_size", 112}}}};
+  const auto config = Qwen2_5_VLVisionConfig::from_json(published, "config.json");
+  EXPECT_EQ(config.head_dim(), 80);
+  EXPECT_EQ(config.in_channels, 3);
+  EXPECT_EQ(config.fullatt_block_indexes, (std::vector<int64_t>{7, 15, 23, 31}));
+  EXPECT_EQ(config.rope_theta, 10000.0);
+  // transformers 5.24 builds this tower with 390 tensors holding 676,550,144 parameters.
+  const auto shapes = Qwen2_5_VisionTransformerPretrainedModel::parameter_shapes(config);
+  int64_t parameters = 0;
+  for (const auto& entry : shapes) parameters += shape_numel(entry.second);
+  EXPECT_EQ(shapes.size(), 390u);
+  EXPECT_EQ(parameters, 676550144);
+}
+
 }  // namespace
 }  // namespace canvas
