@@ -188,6 +188,10 @@ TEST(VisionTower, ReadsThePublishedSevenBillionConfig) {
   EXPECT_EQ(config.in_channels, 3);
   EXPECT_EQ(config.fullatt_block_indexes, (std::vector<int64_t>{7, 15, 23, 31}));
   EXPECT_EQ(config.rope_theta, 10000.0);
+  Json gelu = published;
+  gelu["vision_config"]["hidden_act"] = "gelu";
+  test::expect_contains(test::error_of([&] { Qwen2_5_VLVisionConfig::from_json(gelu, "config.json"); }),
+                        "hidden_act \"gelu\" is not supported");
   // transformers 5.24 builds this tower with 390 tensors holding 676,550,144 parameters.
   const auto shapes = Qwen2_5_VisionTransformerPretrainedModel::parameter_shapes(config);
   int64_t parameters = 0;

@@ -36,6 +36,10 @@ Qwen2_5_VLVisionConfig Qwen2_5_VLVisionConfig::from_json(const nlohmann::json& r
       config_int_at_least_or(vision, "spatial_merge_size", 1, config.spatial_merge_size, file);
   config.window_size = config_int_at_least_or(vision, "window_size", 1, config.window_size, file);
   config.fullatt_block_indexes = config_int_list_or(vision, "fullatt_block_indexes", {}, file);
+  // The blocks' MLP applies the config's activation; every Qwen2.5-VL checkpoint uses SiLU.
+  const std::string activation = config_string_or(vision, "hidden_act", "silu", file);
+  check(activation == "silu",
+        file + ": vision hidden_act \"" + activation + "\" is not supported, only silu");
   if (vision.contains("rope_parameters") && vision["rope_parameters"].is_object()) {
     config.rope_theta = config_float_or(vision["rope_parameters"], "rope_theta", config.rope_theta, file);
   }
