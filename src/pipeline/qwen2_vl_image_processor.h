@@ -53,7 +53,11 @@ struct Qwen2VLImageFeatures {
   std::vector<std::array<int64_t, 3>> image_grid_thw;
 };
 
-// What `processor(images=...)` returns for these pictures (the PIL backend: Pillow's BICUBIC resize).
+// What `processor(images=...)` returns for these pictures with transformers' PIL backend (Pillow's BICUBIC
+// resize), the one the pinned reference stack loads. With torchvision installed, transformers 5.24 loads its
+// torchvision backend instead, which resizes in float without Pillow's 8-bit rounding and clipping between
+// the two passes; torch's antialiased bicubic (what torchvision calls) differs from Pillow on a quarter of
+// the pixels of the noisy golden pictures, by up to 9 levels.
 Qwen2VLImageFeatures preprocess_images(const std::vector<RgbImage>& images,
                                        const Qwen2VLImageProcessorConfig& config);
 
