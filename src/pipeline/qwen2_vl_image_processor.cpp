@@ -104,9 +104,10 @@ Qwen2VLImageFeatures preprocess_images(const std::vector<RgbImage>& images,
   for (size_t i = 0; i < images.size(); ++i) {
     const ResizedSize size = sizes[i];
     // Pillow returns an equal-sized picture unchanged, so skipping the resample then is exact.
-    const RgbImage resized = size.height == images[i].height && size.width == images[i].width
-                                 ? images[i]
-                                 : resize(images[i], size.width, size.height, ResampleFilter::Bicubic);
+    const bool same_size = size.height == images[i].height && size.width == images[i].width;
+    const RgbImage resampled =
+        same_size ? RgbImage{} : resize(images[i], size.width, size.height, ResampleFilter::Bicubic);
+    const RgbImage& resized = same_size ? images[i] : resampled;
     const int64_t grid_h = size.height / patch, grid_w = size.width / patch;
     features.image_grid_thw.push_back({1, grid_h, grid_w});
     // Patches go merge block by merge block (block row, block column, row and column inside the block),
