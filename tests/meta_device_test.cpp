@@ -6,6 +6,7 @@
 #include "models/autoencoder_kl_qwen_image.h"
 #include "models/meta_weights.h"
 #include "models/qwen2_5_vl_text.h"
+#include "models/qwen2_5_vl_vision.h"
 #include "models/qwen_image_transformer.h"
 #include "planning/dry_run.h"
 #include "test_util.h"
@@ -219,6 +220,26 @@ TEST(MetaDevice, TextEncoderDryRunMatchesTheCpuPeak) {
   EXPECT_EQ(hidden.dtype(), expected.dtype());
   // The causal mask's device copy lives through every layer.
   expect_same_peaks("text encoder a", meta_peak, cpu, attention_mask.nbytes());
+}
+
+TEST(MetaDevice, VisionTowerDryRunMatchesTheCpuPeak) {
+  const std::string folder = "vision/tower_a_partial_windows";
+  Qwen2_5_VisionTransformerPretrainedModel model(
+      Qwen2_5_VLVisionConfig::from_file(test::source_path("tests/golden/" + folder) / "config.json"),
+      test::open_golden_model(folder, /*text_encoder=*/true));
+  WeightSource golden = test::open_golden(folder);
+  Tensor pixel_values = golden.get("pixel_values");
+  const std::vector<std::array<int64_t, 3>> grids = {{1, 14, 10}, {1, 6, 12}};
+
+  Tensor expected;
+  CpuPeak cpu = measure_cpu_peak([&] { expected = model.forward(pixel_values, grids); });
+  nn::MetaWeightsScope scope(model, "text_encoder");
+  Tensor embeds;
+  int64_t meta_peak = measure_activation_peak([&] { embeds = model.forward(pixel_values, grids); });
+  EXPECT_TRUE(embeds.device().is_meta());
+  EXPECT_EQ(embeds.shape(), expected.shape());
+  // The pixel values' device copy is freed by the patch embedding, before the peak in the blocks.
+  expect_same_peaks("vision tower a", meta_peak, cpu);
 }
 
 TEST(MetaDevice, VaeDecodeDryRunMatchesTheCpuPeak) {
