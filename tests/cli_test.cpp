@@ -12,6 +12,7 @@
 #include <iterator>
 #include <thread>
 
+#include "image/decode.h"
 #include "io/png_image.h"
 #include "test_util.h"
 
@@ -57,7 +58,7 @@ TEST(Cli, GenerateWritesPngWithReproducibleMetadata) {
       "generate " + model_argument() +
       " --prompt 'a red fox' --steps 2 --width 48 --height 32 --seed 11 --output " + output.string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  RgbImage image = read_png(output);
+  RgbImage image = read_image(output).rgb;
   EXPECT_EQ(image.width, 48);
   EXPECT_EQ(image.height, 32);
   std::string parameters, settings;
@@ -100,7 +101,7 @@ TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
   EXPECT_NE(result.output.find("--vram-budget 1.00 GiB requested per device, 64.00 MiB reserved for scratch"),
             std::string::npos)
       << result.output;
-  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(output)));
+  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_image(output).rgb));
   EXPECT_EQ(json.at("memory_plan").at("strategy"), "sequential_offload");
   EXPECT_LT(json.at("memory_plan").at("device_budget_bytes").get<int64_t>(), int64_t{1} << 30);
   EXPECT_GT(json.at("memory").at("transformer_bytes_streamed").get<int64_t>(), 0);
@@ -123,7 +124,7 @@ TEST(Cli, DevicesSpreadTheJobAndThePlanSaysWhere) {
   EXPECT_NE(result.output.find("parallelism sequence, cpu budget"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("sequence parallel over cpu, cpu:1"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("cpu:1 peak"), std::string::npos) << result.output;
-  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(output)));
+  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_image(output).rgb));
   EXPECT_EQ(json.at("device"), "cpu,cpu:1");
   EXPECT_EQ(json.at("memory_plan").at("parallelism"), "sequence");
   EXPECT_EQ(json.at("memory_plan").at("pools").size(), 2u);
@@ -164,7 +165,7 @@ TEST(Cli, ProfileWritesJsonPlotAndSummary) {
     EXPECT_NE(std::find(phases.begin(), phases.end(), expected), phases.end()) << expected;
   EXPECT_EQ(std::count(phases.begin(), phases.end(), "step"), 2);
   EXPECT_TRUE(std::filesystem::is_regular_file(folder / "job.svg"));
-  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(folder / "fox.png")));
+  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_image(folder / "fox.png").rgb));
   EXPECT_FALSE(json.at("profile_summary").empty());
 }
 
@@ -175,7 +176,7 @@ TEST(Cli, InjectedAllocationFailureIsRecoveredAndRecorded) {
   EXPECT_NE(recovered.output.find("Memory recovery: "), std::string::npos) << recovered.output;
   EXPECT_NE(recovered.output.find("injected allocation failure (CANVAS_FAIL_ALLOC=300)"), std::string::npos)
       << recovered.output;
-  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_png(output)));
+  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_image(output).rgb));
   ASSERT_EQ(json.at("recoveries").size(), 1u) << json.dump();
   EXPECT_NE(json.at("recoveries")[0].get<std::string>().find("released cached memory"), std::string::npos);
 }
@@ -269,7 +270,7 @@ TEST(Cli, AProfileThatCannotBeWrittenKeepsTheImage) {
                                ": File too large"),
             std::string::npos)
       << result.output;
-  EXPECT_EQ(read_png(folder / "x.png").width, 32);
+  EXPECT_EQ(read_image(folder / "x.png").rgb.width, 32);
   // No profile file and no temporary: only the image.
   EXPECT_EQ(entries(folder), 1u);
 }
@@ -278,12 +279,12 @@ TEST(Cli, SeedsCoverTheFullRangeAndAnythingElseIsRefused) {
   const fs::path folder = test::scratch_dir("cli-seeds");
   test::CommandResult largest = run_canvas(small_job(folder) + "--prompt x --seed 18446744073709551615");
   ASSERT_EQ(largest.exit_code, 0) << largest.output;
-  EXPECT_EQ(seed_of(read_png(folder / "x.png")), "18446744073709551615");
+  EXPECT_EQ(seed_of(read_image(folder / "x.png").rgb), "18446744073709551615");
 
   test::CommandResult random = run_canvas(small_job(folder) + "--prompt x --seed -1");
   ASSERT_EQ(random.exit_code, 0) << random.output;
   // Drawn over 64 bits, not 32: this fails once in four billion runs.
-  EXPECT_GT(std::stoull(seed_of(read_png(folder / "x.png"))), uint64_t{1} << 32);
+  EXPECT_GT(std::stoull(seed_of(read_image(folder / "x.png").rgb)), uint64_t{1} << 32);
 
   for (const char* bad : {"18446744073709551616", "0x10", "-2", "1e3", "''", "' 5'", "+5"}) {
     expect_refused_before_loading(run_canvas(small_job(folder) + "--prompt x --seed " + bad),

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "image/decode.h"
 #include "io/png_image.h"
 #include "test_util.h"
 
@@ -231,7 +232,7 @@ TEST(HostMemoryLimit, GeneratesUnderADataLimitSmallerThanTheModel) {
               generated.output.c_str());
   ASSERT_EQ(generated.exit_code, 0) << generated.output;
   test::expect_contains(generated.output, "mapped from the checkpoint");
-  EXPECT_EQ(read_png(image).width, 64);
+  EXPECT_EQ(read_image(image).rgb.width, 64);
 }
 
 }  // namespace

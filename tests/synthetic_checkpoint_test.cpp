@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "image/decode.h"
 #include "io/png_image.h"
 #include "io/weight_source.h"
 #include "test_util.h"
@@ -41,7 +42,7 @@ TEST(SyntheticCheckpoint, SmallCompleteFolderLoadsAndGenerates) {
                                                 image.string());
   ASSERT_EQ(generated.exit_code, 0) << generated.output;
   ASSERT_TRUE(fs::is_regular_file(image));
-  RgbImage png = read_png(image);
+  RgbImage png = read_image(image).rgb;
   EXPECT_EQ(png.width, 32);
   EXPECT_EQ(png.height, 32);
 }

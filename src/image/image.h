@@ -22,7 +22,7 @@ struct DecodedImage {
   // `ImageOps.exif_transpose(Image.open(f)).convert("RGB")`, so the EXIF (or XMP) orientation is applied
   // and the pixels are PIL's convert("RGB"): alpha dropped (not composited), grey replicated, palettes
   // looked up, 16-bit samples cut to their high byte, except 16-bit grey PNGs, which PIL opens as "I;16"
-  // and clips to 255.
+  // and clips to 255. A PNG's text chunks (tEXt, zTXt, iTXt) are kept in rgb.text.
   RgbImage rgb;
   // One byte per pixel, row-major, in the same orientation as `rgb`; empty when the file has neither an
   // alpha channel nor tRNS transparency. Kept for masks (e.g. inpainting where the picture is transparent).

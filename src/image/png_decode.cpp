@@ -192,6 +192,7 @@ void read_metadata(png_structp png, png_infop info, CodecOutput& output) {
         chunks[i].compression >= PNG_ITXT_COMPRESSION_NONE ? chunks[i].itxt_length : chunks[i].text_length;
     const std::string_view text(chunks[i].text, length);
     const std::string_view key(chunks[i].key);
+    output.image.rgb.text.push_back({std::string(key), std::string(text)});
     if (key == "XML:com.adobe.xmp") output.xmp = text;
     if (key == "Raw profile type exif" && output.exif.empty()) output.exif = parse_raw_exif_profile(text);
   }

@@ -15,13 +15,6 @@ namespace canvas {
 
 namespace {
 
-struct FileCloser {
-  void operator()(FILE* file) const {
-    if (file) std::fclose(file);
-  }
-};
-using FilePtr = std::unique_ptr<FILE, FileCloser>;
-
 // libpng reports errors by longjmp; the message is kept here so the caller can throw a canvas::Error
 // after the jump, outside libpng's frames.
 struct PngErrorState {
@@ -57,33 +50,6 @@ bool write_with_libpng(png_structp png, png_infop info, AtomicFile* file, const 
   return true;
 }
 
-bool read_header_with_libpng(png_structp png, png_infop info, FILE* file, png_uint_32* width,
-                             png_uint_32* height) {
-  if (setjmp(png_jmpbuf(png))) return false;
-  png_init_io(png, file);
-  png_set_sig_bytes(png, 8);
-  // Refuse absurd dimensions and chunks before libpng allocates anything for them.
-  png_set_user_limits(png, 65535, 65535);
-  png_set_chunk_malloc_max(png, 64 << 20);
-  png_read_info(png, info);
-  *width = png_get_image_width(png, info);
-  *height = png_get_image_height(png, info);
-  png_set_expand(png);
-  png_set_strip_16(png);
-  png_set_strip_alpha(png);
-  png_set_gray_to_rgb(png);
-  png_set_interlace_handling(png);
-  png_read_update_info(png, info);
-  return true;
-}
-
-bool read_pixels_with_libpng(png_structp png, png_infop info, png_bytep* rows) {
-  if (setjmp(png_jmpbuf(png))) return false;
-  png_read_image(png, rows);
-  png_read_end(png, info);
-  return true;
-}
-
 }  // namespace
 
 void write_png(const std::filesystem::path& path, const RgbImage& image) {
@@ -116,53 +82,6 @@ void write_png(const std::filesystem::path& path, const RgbImage& image) {
     throw Error("cannot write " + path.string() + ": " +
                 (state.message.empty() ? "libpng could not be set up" : state.message));
   file.commit();
-}
-
-RgbImage read_png(const std::filesystem::path& path, int64_t max_pixels) {
-  FilePtr file(std::fopen(path.c_str(), "rb"));
-  check(file != nullptr, "cannot open " + path.string() + ": " + std::strerror(errno));
-  unsigned char signature[8] = {};
-  check(std::fread(signature, 1, 8, file.get()) == 8 && png_sig_cmp(signature, 0, 8) == 0,
-        path.string() + " is not a PNG file");
-
-  PngErrorState state;
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, on_png_error, on_png_warning);
-  png_infop info = png ? png_create_info_struct(png) : nullptr;
-  // Frees libpng's structures on every path out of this function.
-  struct ReadStructs {
-    png_structp& png;
-    png_infop& info;
-    ~ReadStructs() {
-      if (png) png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
-    }
-  } guard{png, info};
-  check(png && info, "out of memory reading " + path.string());
-  auto fail = [&](const std::string& reason) {
-    return Error("cannot read " + path.string() + ": " + reason);
-  };
-
-  png_uint_32 width = 0, height = 0;
-  if (!read_header_with_libpng(png, info, file.get(), &width, &height)) throw fail(state.message);
-  if (static_cast<int64_t>(width) * height > max_pixels) {
-    throw fail(std::to_string(width) + "x" + std::to_string(height) + " pixels is over the limit of " +
-               std::to_string(max_pixels));
-  }
-  RgbImage image;
-  image.width = width;
-  image.height = height;
-  image.pixels.resize(static_cast<size_t>(image.width * image.height * 3));
-  std::vector<png_bytep> rows(height);
-  for (int64_t y = 0; y < image.height; ++y) rows[y] = image.pixels.data() + y * image.width * 3;
-  if (!read_pixels_with_libpng(png, info, rows.data())) throw fail(state.message);
-
-  png_textp chunks = nullptr;
-  int count = png_get_text(png, info, &chunks, nullptr);
-  for (int i = 0; i < count; ++i) {
-    size_t length =
-        chunks[i].compression >= PNG_ITXT_COMPRESSION_NONE ? chunks[i].itxt_length : chunks[i].text_length;
-    image.text.push_back({chunks[i].key, std::string(chunks[i].text, length)});
-  }
-  return image;
 }
 
 }  // namespace canvas

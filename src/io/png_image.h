@@ -25,8 +25,6 @@ struct RgbImage {
 // destroys an existing file. Throws canvas::Error naming the file and the system's reason on failure.
 void write_png(const std::filesystem::path& path, const RgbImage& image);
 
-// Reads any PNG (palette, gray, alpha and 16-bit are converted to 8-bit RGB; alpha is dropped).
-// Images with more than `max_pixels` pixels or a corrupt stream give canvas::Error, never a crash.
-RgbImage read_png(const std::filesystem::path& path, int64_t max_pixels = int64_t{1} << 26);
+// Reading images (PNG among them, text chunks included) is src/image's: read_image in image/decode.h.
 
 }  // namespace canvas
