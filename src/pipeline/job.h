@@ -40,6 +40,7 @@ struct PhaseTimings {
   double of(JobPhase phase) const { return seconds[static_cast<int>(phase)]; }
 };
 
+// One entry of a pipeline's list: the phase and the work that runs it.
 struct JobPhaseStep {
   JobPhase phase;
   std::function<void()> run;
