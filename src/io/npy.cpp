@@ -9,9 +9,10 @@ namespace canvas {
 
 void write_npy(const std::filesystem::path& path, const Tensor& tensor) {
   static_assert(std::endian::native == std::endian::little, "write_npy writes the host's float bytes");
+  // The shape as Python writes a tuple: "(1, 2, 3)", "(1,)", "()".
   std::string shape;
-  for (int64_t extent : tensor.shape()) shape += std::to_string(extent) + ", ";
-  // A one-element tuple keeps its comma; the others may too.
+  for (int64_t extent : tensor.shape()) shape += (shape.empty() ? "" : ", ") + std::to_string(extent);
+  if (tensor.ndim() == 1) shape += ",";
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
   // The magic, version and header length take 10 bytes; the header is padded with spaces so the data
   // starts 64-byte aligned, and ends with a newline.

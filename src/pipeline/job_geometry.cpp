@@ -14,10 +14,12 @@ std::string size_text(PixelSize size) {
 PixelSize picture_size(int64_t area, const RgbImage& image, size_t index) {
   const PixelSize size =
       calculate_dimensions(area, static_cast<double>(image.width) / static_cast<double>(image.height));
-  check(size.width >= 32 && size.height >= 32,
+  check(size.width >= 32 && size.height >= 32 && size.width <= kMaxImageSide && size.height <= kMaxImageSide,
         "picture " + std::to_string(index + 1) + " (" + std::to_string(image.width) + "x" +
             std::to_string(image.height) + ") is too narrow for its aspect to be kept: at an area of " +
-            std::to_string(area) + " pixels it would be sized to " + size_text(size));
+            std::to_string(area) + " pixels it would be sized to " + size_text(size) +
+            ", and each side must be between 32 and " + std::to_string(kMaxImageSide) +
+            "; crop it closer to square");
   return size;
 }
 
