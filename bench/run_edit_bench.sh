@@ -43,17 +43,20 @@ left() {  # left SECONDS: the timeout for the next stage, at most SECONDS, never
   echo $((remaining < $1 ? (remaining > 1 ? remaining : 1) : $1))
 }
 
-# The folder is written once per machine (59 GB: the 58 GB text-to-image folder plus the 1.35 GB vision
-# tower); the text-to-image one of run_h200.sh goes first if both would not fit on the disk.
-if [ ! -f "$MODEL/model_index.json" ]; then
-  free_gb=$(df -BG --output=avail /tmp | tail -1 | tr -dc 0-9)
-  if [ "$free_gb" -lt 62 ] && [ -d /tmp/synth-full ]; then
-    echo "removing /tmp/synth-full: ${free_gb} GB free"; rm -rf /tmp/synth-full
+# The folder is written once per machine: 57.7 GB (53.7 GiB), the text-to-image folder's 56.3 GB plus the
+# 1.35 GB vision tower. run_h200.sh's /tmp/synth-full goes first if both would not fit on the disk.
+# model_index.json comes first, so a folder counts as written only once the tool has finished it.
+if [ ! -f "$MODEL/.written" ]; then
+  rm -rf "$MODEL"
+  free_gib=$(df -BG --output=avail /tmp | tail -1 | tr -dc 0-9)
+  if [ "$free_gib" -lt 56 ] && [ -d /tmp/synth-full ]; then
+    echo "removing /tmp/synth-full: ${free_gib} GiB free"; rm -rf /tmp/synth-full
   fi
   df -h /tmp | tail -1 | tee -a "$OUT/gpu.txt"
   start=$(date +%s)
   timeout "$(left 240)" "$BIN/canvas-synthetic-checkpoint" --output "$MODEL" --pipeline edit-plus --shard-gib 5 \
     --tokenizer models/tiny-qwen-image/tokenizer 2>&1 | tail -4
+  [ "${PIPESTATUS[0]}" = 0 ] && touch "$MODEL/.written"
   echo "synthetic edit checkpoint written in $(($(date +%s) - start)) s" | tee -a "$OUT/gpu.txt"
 fi
 
