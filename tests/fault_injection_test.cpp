@@ -26,14 +26,14 @@ class FaultInjection : public ::testing::Test {
   }
   void TearDown() override { FaultInjector::instance().configure(""); }
 
-  TextToImageResult run() { return text_to_image(*model_, request_, options_); }
+  JobResult run() { return text_to_image(*model_, request_, options_); }
   // The clean job's result, and in `allocations` how many allocations a job makes (it plans and places
   // everything), so that a sweep covers every site. The first job also measures the machine's speeds,
   // once per cache folder: the second is counted.
-  TextToImageResult clean_job(int64_t& allocations) {
+  JobResult clean_job(int64_t& allocations) {
     FaultInjector& injector = FaultInjector::instance();
     injector.configure("");
-    TextToImageResult clean = run();
+    JobResult clean = run();
     injector.configure("");
     run();
     allocations = injector.allocations_seen();
@@ -48,14 +48,14 @@ class FaultInjection : public ::testing::Test {
 TEST_F(FaultInjection, EveryAllocationSiteIsRecoveredWithTheSameImage) {
   FaultInjector& injector = FaultInjector::instance();
   int64_t allocations = 0;
-  const TextToImageResult clean = clean_job(allocations);
+  const JobResult clean = clean_job(allocations);
   ASSERT_GT(allocations, 100);
   std::printf("[ faults ] %lld allocation sites in the job\n", static_cast<long long>(allocations));
 
   for (int64_t site = 1; site <= allocations; ++site) {
     injector.configure(std::to_string(site));
     // One failure: releasing the cached memory and running the attempt again is enough.
-    TextToImageResult result = run();
+    JobResult result = run();
     ASSERT_EQ(result.recoveries.size(), 1u) << "allocation " << site;
     EXPECT_NE(result.recoveries[0].find("injected allocation failure"), std::string::npos)
         << result.recoveries[0];
@@ -72,11 +72,11 @@ TEST_F(FaultInjection, RepeatedFailuresGoDownTheLadderOrFailClearly) {
   options_.plan.strategy = Strategy::ModelOffload;
   FaultInjector& injector = FaultInjector::instance();
   injector.configure("");
-  const TextToImageResult clean = run();
+  const JobResult clean = run();
   auto outcome = [&](int seed) -> std::string {
     injector.configure("random:" + std::to_string(seed) + ":0.005");
     try {
-      TextToImageResult result = run();
+      JobResult result = run();
       EXPECT_FALSE(result.recoveries.empty());
       EXPECT_TRUE(test::bit_identical(result.image, clean.image)) << "seed " << seed;
       std::string rungs;
@@ -106,7 +106,7 @@ TEST_F(FaultInjection, RepeatedFailuresGoDownTheLadderOrFailClearly) {
   EXPECT_GT(lower_rungs, 0);
   // Rungs taken for injected failures are not remembered: the next real job starts from the top.
   EXPECT_FALSE(RecoveryMemory::recall(recovery_key(*model_, request_, options_)).has_value());
-  const TextToImageResult next = run();
+  const JobResult next = run();
   EXPECT_TRUE(next.recoveries.empty());
   EXPECT_TRUE(test::bit_identical(next.image, clean.image));
 }
@@ -116,12 +116,12 @@ TEST_F(FaultInjection, ALosslessCpuJobRetriesWhileTheHostHasRoom) {
   // the host's memory free, used to end the job after the release; now the attempt is retried as it is.
   options_ = {};
   int64_t allocations = 0;
-  const TextToImageResult clean = clean_job(allocations);
+  const JobResult clean = clean_job(allocations);
   FaultInjector& injector = FaultInjector::instance();
   int retried = 0;
   for (int64_t site = allocations / 10; site < allocations; site += allocations / 10) {
     injector.configure(std::to_string(site) + "," + std::to_string(site + 1));
-    TextToImageResult result = run();
+    JobResult result = run();
     for (const std::string& line : result.recoveries) retried += line.find("-> retried") != std::string::npos;
     // A retry repeats the same arithmetic; only the VAE's tiling rung, if taken, moves the image.
     EXPECT_TRUE(test::bit_identical(result.latents, clean.latents)) << "faults at " << site;

@@ -20,8 +20,8 @@ class MemoryPlanPipeline : public test::TinyPipelineSuite {
     options.device_budget_bytes = device_budget;
     return options;
   }
-  static TextToImageResult run(Strategy strategy, std::optional<int64_t> device_budget = std::nullopt,
-                               ArrangementCache* cache = nullptr) {
+  static JobResult run(Strategy strategy, std::optional<int64_t> device_budget = std::nullopt,
+                       ArrangementCache* cache = nullptr) {
     return text_to_image(*model_, request_, options(strategy, device_budget), {}, cache);
   }
 };
@@ -34,7 +34,7 @@ TEST_F(MemoryPlanPipeline, UnconstrainedCpuPlanMapsEveryWeight) {
 
 TEST_F(MemoryPlanPipeline, LosslessPresetsAreBitIdentical) {
   for (Strategy strategy : {Strategy::Bf16Full, Strategy::ModelOffload, Strategy::SequentialOffload}) {
-    TextToImageResult result = run(strategy);
+    JobResult result = run(strategy);
     SCOPED_TRACE(std::string(strategy_name(strategy)));
     EXPECT_EQ(result.plan.strategy, strategy);
     EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
@@ -44,7 +44,7 @@ TEST_F(MemoryPlanPipeline, LosslessPresetsAreBitIdentical) {
 }
 
 TEST_F(MemoryPlanPipeline, SequentialOffloadStreamsEveryBlockEachStep) {
-  TextToImageResult result = run(Strategy::SequentialOffload);
+  JobResult result = run(Strategy::SequentialOffload);
   const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   EXPECT_EQ(transformer.resident_blocks, 0);
   EXPECT_EQ(transformer.streamed_blocks, static_cast<int>(model_->transformer->blocks().size()));
@@ -86,7 +86,7 @@ TEST_F(MemoryPlanPipeline, AnyMixOfResidentAndStreamedBlocksIsBitIdentical) {
       arrangement.release(Component::TextEncoder);
       arrangement.arrange(text_plan);
 
-      TextToImageResult result = run(Strategy::ModelOffload, std::nullopt, &cache);
+      JobResult result = run(Strategy::ModelOffload, std::nullopt, &cache);
       SCOPED_TRACE("resident blocks " + std::to_string(resident) + ", slots " + std::to_string(slots));
       ASSERT_EQ(result.plan.component(Component::Transformer).resident_blocks, resident);
       EXPECT_GT(result.bytes_streamed, 0);
@@ -107,7 +107,7 @@ TEST_F(MemoryPlanPipeline, PlannedPeakBoundsTheMeasuredPeak) {
   });
   for (Strategy strategy : {Strategy::Bf16Full, Strategy::ModelOffload, Strategy::SequentialOffload}) {
     planned_in_use = planned_peak = 0;
-    TextToImageResult result = run(strategy);
+    JobResult result = run(strategy);
     SCOPED_TRACE(std::string(strategy_name(strategy)));
     // On the CPU device, the inputs the pipeline builds on the host (token ids, noise, rotary tables) are
     // device memory too, which a GPU run would not charge there: a few KiB at this size.
@@ -128,7 +128,7 @@ TEST_F(MemoryPlanPipeline, ThePlanAndTheScratchReserveBoundEverythingAllocated) 
   Allocator& allocator = allocator_for(Device::cpu());
   const int64_t before = allocator.in_use();
   allocator.reset_peak();
-  TextToImageResult result = text_to_image(*model_, request, {});
+  JobResult result = text_to_image(*model_, request, {});
   const int64_t measured = allocator.peak() - before;
   const int64_t reserve = backend_for(Device::cpu()).scratch_reserve_bytes();
   std::printf("[ cpu peak ] measured %lld, planned %lld + reserve %lld\n", static_cast<long long>(measured),
@@ -143,7 +143,7 @@ TEST_F(MemoryPlanPipeline, QuantizedPresetsStayWithinTheirMeasuredError) {
     double limit;
   };
   for (Case c : {Case{Strategy::Fp8, 5e-2}, Case{Strategy::Nf4, 2e-1}}) {
-    TextToImageResult result = run(c.strategy);
+    JobResult result = run(c.strategy);
     double error = test::relative_error(result.latents, reference_->latents);
     std::printf("[ quantized ] %s latents rel error %.3g\n", std::string(strategy_name(c.strategy)).c_str(),
                 error);
@@ -155,7 +155,7 @@ TEST_F(MemoryPlanPipeline, QuantizedPresetsStayWithinTheirMeasuredError) {
 }
 
 TEST_F(MemoryPlanPipeline, ForcedPresetThatCannotFitNamesOneThatDoes) {
-  TextToImageResult streamed = run(Strategy::SequentialOffload);
+  JobResult streamed = run(Strategy::SequentialOffload);
   int64_t budget = streamed.plan.predicted_peak_bytes + allocator_for(Device::cpu()).in_use() +
                    backend_for(Device::cpu()).scratch_reserve_bytes() + 1024;
   try {

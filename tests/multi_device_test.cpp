@@ -156,20 +156,20 @@ TEST(SequenceParallelTransformer, MatchesTheReferenceWithAMaskAndUnevenShares) {
 
 class MultiDevicePipeline : public test::TinyPipelineSuite {
  protected:
-  static TextToImageResult run(Parallelism parallelism, Strategy strategy = Strategy::Auto) {
+  static JobResult run(Parallelism parallelism, Strategy strategy = Strategy::Auto) {
     MemoryOptions options;
     options.plan.parallelism = parallelism;
     options.plan.strategy = strategy;
     options.extra_devices = {kSecond};
     allocator_for(kSecond).reset_peak();
-    TextToImageResult result = text_to_image(*model_, request_, options);
+    JobResult result = text_to_image(*model_, request_, options);
     for (const std::string& line : result.plan.describe()) std::printf("  %s\n", line.c_str());
     return result;
   }
 };
 
 TEST_F(MultiDevicePipeline, PipelineSplitHandsTheHiddenStatesOnAndIsBitIdentical) {
-  TextToImageResult result = run(Parallelism::Pipeline);
+  JobResult result = run(Parallelism::Pipeline);
   const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   ASSERT_EQ(transformer.spread, Spread::Pipeline);
   ASSERT_EQ(transformer.shares.size(), 2u);
@@ -182,7 +182,7 @@ TEST_F(MultiDevicePipeline, PipelineSplitHandsTheHiddenStatesOnAndIsBitIdentical
 }
 
 TEST_F(MultiDevicePipeline, ComponentsOnDifferentDevicesAreBitIdentical) {
-  TextToImageResult result = run(Parallelism::Components);
+  JobResult result = run(Parallelism::Components);
   std::set<std::string> devices;
   for (const ComponentPlan& part : result.plan.components)
     devices.insert(part.device_or(Device::cpu()).str());
@@ -193,7 +193,7 @@ TEST_F(MultiDevicePipeline, ComponentsOnDifferentDevicesAreBitIdentical) {
 }
 
 TEST_F(MultiDevicePipeline, SequenceParallelStaysWithinTheFp32Tolerance) {
-  TextToImageResult result = run(Parallelism::Sequence);
+  JobResult result = run(Parallelism::Sequence);
   const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   ASSERT_EQ(transformer.spread, Spread::Sequence);
   EXPECT_GT(allocator_for(kSecond).peak(), 0);
@@ -205,14 +205,14 @@ TEST_F(MultiDevicePipeline, SequenceParallelStaysWithinTheFp32Tolerance) {
   EXPECT_LE(image_error, 1e-4);
 
   // Streaming every block on both devices changes where the weights are, not a bit of the result.
-  TextToImageResult streamed = run(Parallelism::Sequence, Strategy::SequentialOffload);
+  JobResult streamed = run(Parallelism::Sequence, Strategy::SequentialOffload);
   EXPECT_EQ(streamed.plan.component(Component::Transformer).resident_blocks, 0);
   EXPECT_GT(streamed.bytes_streamed, 0);
   EXPECT_TRUE(test::bit_identical(streamed.latents, result.latents));
 }
 
 TEST_F(MultiDevicePipeline, CfgParallelRunsEachGuidanceHalfOnItsOwnDeviceBitIdentically) {
-  TextToImageResult result = run(Parallelism::Guidance);
+  JobResult result = run(Parallelism::Guidance);
   const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   ASSERT_EQ(transformer.spread, Spread::Guidance);
   EXPECT_GT(allocator_for(kSecond).peak(), 0);
@@ -221,7 +221,7 @@ TEST_F(MultiDevicePipeline, CfgParallelRunsEachGuidanceHalfOnItsOwnDeviceBitIden
 }
 
 TEST_F(MultiDevicePipeline, NoneLeavesTheSecondDeviceUntouched) {
-  TextToImageResult result = run(Parallelism::None);
+  JobResult result = run(Parallelism::None);
   EXPECT_EQ(allocator_for(kSecond).peak(), 0);
   EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
 }
@@ -235,7 +235,7 @@ TEST_F(MultiDevicePipeline, TheSecondDevicesBudgetIsKept) {
   options.device_budget_bytes = budget;
   allocator_for(Device::cpu()).reset_peak();
   allocator_for(kSecond).reset_peak();
-  TextToImageResult result = text_to_image(*model_, request_, options);
+  JobResult result = text_to_image(*model_, request_, options);
   for (const PoolUse& pool : result.plan.pools) EXPECT_LE(pool.predicted_peak_bytes, pool.budget);
   EXPECT_GT(allocator_for(kSecond).peak(), 0);
   EXPECT_LE(allocator_for(kSecond).peak(), budget);

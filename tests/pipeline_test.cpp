@@ -29,7 +29,7 @@ TEST_P(PipelineGolden, ImageMatchesDiffusers) {
   int steps_reported = 0;
   JobObservers observers;
   observers.on_step = [&](int done, int) { steps_reported = done; };
-  TextToImageResult result = text_to_image(*model_, request, {}, observers);
+  JobResult result = text_to_image(*model_, request, {}, observers);
 
   EXPECT_EQ(steps_reported, request.steps);
   EXPECT_EQ(result.used_cfg, parameters.at("do_true_cfg").get<bool>());

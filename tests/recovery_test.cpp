@@ -25,15 +25,14 @@ class Recovery : public test::TinyPipelineSuite {
     RecoveryMemory::forget(recovery_key(*model_, request_, options_));
   }
 
-  static TextToImageResult run(const TextToImageRequest& request, const JobObservers& observers = {},
-                               ArrangementCache* cache = nullptr) {
+  static JobResult run(const TextToImageRequest& request, const JobObservers& observers = {},
+                       ArrangementCache* cache = nullptr) {
     return text_to_image(*model_, request, options_, observers, cache);
   }
 
   // Runs the job; after step `squeeze_after` the device's budget shrinks to what is in use plus
   // `headroom`, as if another process took the rest, until that process lets go after the last step.
-  static TextToImageResult squeezed_job(int squeeze_after, int64_t headroom = 0,
-                                        Profiler* profiler = nullptr) {
+  static JobResult squeezed_job(int squeeze_after, int64_t headroom = 0, Profiler* profiler = nullptr) {
     JobObservers observers;
     observers.profiler = profiler;
     observers.on_step = [&](int done, int total) {
@@ -44,7 +43,7 @@ class Recovery : public test::TinyPipelineSuite {
     return run(request_, observers);
   }
 
-  static bool took(const TextToImageResult& result, const std::string& rung) {
+  static bool took(const JobResult& result, const std::string& rung) {
     for (const std::string& line : result.recoveries)
       if (line.find(rung) != std::string::npos) return true;
     return false;
@@ -59,7 +58,7 @@ TEST_F(Recovery, SqueezeMidJobStreamsMoreBlocksAndKeepsTheImage) {
   const ComponentPlan resident = run(request_).plan.component(Component::Transformer);
   reset(Strategy::Bf16Full);
   Profiler profiler({});
-  TextToImageResult result = squeezed_job(1, 0, &profiler);
+  JobResult result = squeezed_job(1, 0, &profiler);
   for (const std::string& line : result.recoveries) std::printf("[ recovery ] %s\n", line.c_str());
   // Each recovery is an event on the job's timeline too.
   const nlohmann::json events = profiler.to_json()["events"];
@@ -81,14 +80,14 @@ TEST_F(Recovery, ASqueezeOnOneDeviceOfASequenceSplitStreamsOnEveryDeviceAndKeeps
   const Device second{DeviceType::CPU, 1};
   options_.extra_devices = {second};
   options_.plan.parallelism = Parallelism::Sequence;
-  const TextToImageResult unsqueezed = run(request_);
+  const JobResult unsqueezed = run(request_);
   JobObservers observers;
   observers.on_step = [&](int done, int total) {
     Allocator& device = allocator_for(second);
     if (done == 1) device.set_budget(device.in_use());
     if (done == total) device.set_budget(options_.device_budget_bytes);
   };
-  TextToImageResult result = run(request_, observers);
+  JobResult result = run(request_, observers);
   for (const std::string& line : result.recoveries) std::printf("[ recovery ] %s\n", line.c_str());
   EXPECT_TRUE(took(result, "step 2: "));
   const ComponentPlan& transformer = result.plan.component(Component::Transformer);
@@ -102,7 +101,7 @@ TEST_F(Recovery, ASqueezeOnOneDeviceOfASequenceSplitStreamsOnEveryDeviceAndKeeps
 }
 
 TEST_F(Recovery, TheNextJobWithTheSameSettingsStartsWhereTheLastRecovered) {
-  TextToImageResult squeezed = squeezed_job(1);
+  JobResult squeezed = squeezed_job(1);
   const int resident = squeezed.plan.component(Component::Transformer).resident_blocks;
   ASSERT_LT(resident, static_cast<int>(model_->transformer->blocks().size()));
   std::optional<Degradation> remembered = RecoveryMemory::recall(recovery_key(*model_, request_, options_));
@@ -110,7 +109,7 @@ TEST_F(Recovery, TheNextJobWithTheSameSettingsStartsWhereTheLastRecovered) {
   EXPECT_EQ(remembered->transformer_resident_blocks, resident);
 
   // A new process would read the same file; a job with no cache plans from scratch.
-  TextToImageResult next = run(request_);
+  JobResult next = run(request_);
   ASSERT_FALSE(next.recoveries.empty());
   EXPECT_NE(next.recoveries[0].find("starting where an earlier job"), std::string::npos)
       << next.recoveries[0];
@@ -119,7 +118,7 @@ TEST_F(Recovery, TheNextJobWithTheSameSettingsStartsWhereTheLastRecovered) {
 
   // Other settings are not affected, and forgetting starts from the top again.
   RecoveryMemory::forget(recovery_key(*model_, request_, options_));
-  TextToImageResult fresh = run(request_);
+  JobResult fresh = run(request_);
   EXPECT_TRUE(fresh.recoveries.empty());
   EXPECT_EQ(fresh.plan.component(Component::Transformer).streamed_blocks, 0);
 }
@@ -147,7 +146,7 @@ TEST_F(Recovery, FeedForwardChunksGiveTheSameTokens) {
   chunked.feed_forward_chunk = 5;
   ASSERT_TRUE(RecoveryMemory::remember(recovery_key(*model_, request_, options_), chunked));
   ArrangementCache cache;
-  TextToImageResult result = run(request_, {}, &cache);
+  JobResult result = run(request_, {}, &cache);
   EXPECT_EQ(cache.arrangement->transformers().front()->forward_chunk_size(), 5);
   EXPECT_LE(test::relative_error(result.latents, reference_->latents), 1e-6);
   EXPECT_LE(test::relative_error(result.image, reference_->image), 1e-6);
@@ -158,7 +157,7 @@ TEST_F(Recovery, LowerPrecisionOnlyAsFarAsQualityAllows) {
   fp8.transformer_precision = WeightPrecision::Fp8;
   reset(Strategy::Bf16Full, Quality::Fp8);
   ASSERT_TRUE(RecoveryMemory::remember(recovery_key(*model_, request_, options_), fp8));
-  TextToImageResult result = run(request_);
+  JobResult result = run(request_);
   EXPECT_EQ(result.plan.component(Component::Transformer).precision, WeightPrecision::Fp8);
   const double error = test::relative_error(result.latents, reference_->latents);
   EXPECT_GT(error, 0.0);
@@ -173,7 +172,7 @@ TEST_F(Recovery, LowerPrecisionOnlyAsFarAsQualityAllows) {
   EXPECT_NE(test::error_of([&] { squeezed_job(1, headroom); }).find("lowest rung"), std::string::npos);
   // ...while fp8 quality lets the streamed weights' ring shrink instead.
   reset(Strategy::SequentialOffload, Quality::Fp8);
-  TextToImageResult squeezed = squeezed_job(1, headroom);
+  JobResult squeezed = squeezed_job(1, headroom);
   EXPECT_TRUE(took(squeezed, "fp8 weights"));
   EXPECT_EQ(squeezed.plan.component(Component::Transformer).precision, WeightPrecision::Fp8);
   EXPECT_LE(test::relative_error(squeezed.latents, reference_->latents), 5e-2);
@@ -183,7 +182,7 @@ TEST_F(Recovery, VaeSqueezeDecodesInTiles) {
   // Large enough for the default 256-pixel tiles to split the image 3 x 3.
   TextToImageRequest request = request_;
   request.width = request.height = 512;
-  const TextToImageResult clean = run(request);
+  const JobResult clean = run(request);
   // What each way of decoding these latents really takes on the CPU, its scratch included.
   Allocator& device = allocator_for(Device::cpu());
   auto peak_of = [&](const std::function<void()>& decode) {
@@ -203,7 +202,7 @@ TEST_F(Recovery, VaeSqueezeDecodesInTiles) {
   observers.on_step = [&](int done, int total) {
     if (done == total) device.set_budget(device.in_use() + (whole + tiled) / 2);
   };
-  TextToImageResult result = run(request, observers);
+  JobResult result = run(request, observers);
   EXPECT_TRUE(took(result, "vae: tiled decode"));
   EXPECT_TRUE(test::bit_identical(result.latents, clean.latents));
   // Tiles blend across their overlaps, so the image moves a little, as the reference's tiled decode does.

@@ -332,14 +332,14 @@ QwenImageModel full_size_planning_model(const std::string& name) {
 
 QwenImageModel* TinyPipelineSuite::model_ = nullptr;
 TextToImageRequest TinyPipelineSuite::request_;
-TextToImageResult* TinyPipelineSuite::reference_ = nullptr;
+JobResult* TinyPipelineSuite::reference_ = nullptr;
 
 void TinyPipelineSuite::SetUpTestSuite() {
   const std::string suite = ::testing::UnitTest::GetInstance()->current_test_suite()->name();
   setenv("CANVAS_CACHE_DIR", scratch_dir(suite + "_cache").c_str(), 1);
   model_ = new QwenImageModel(load_qwen_image(source_path("models/tiny-qwen-image"), Device::cpu()));
   request_ = golden_request(golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
-  reference_ = new TextToImageResult(text_to_image(*model_, request_, {}));
+  reference_ = new JobResult(text_to_image(*model_, request_, {}));
 }
 
 void TinyPipelineSuite::TearDownTestSuite() {

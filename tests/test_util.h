@@ -107,7 +107,7 @@ class TinyPipelineSuite : public ::testing::Test {
 
   static QwenImageModel* model_;
   static TextToImageRequest request_;
-  static TextToImageResult* reference_;  // the job with no memory options
+  static JobResult* reference_;  // the job with no memory options
 };
 // One H200 with `budget_bytes` free and 100 GiB of host memory, at the speeds measured on it
 // (bench/RESULTS.md, 2026-11-28): a machine to plan for without one.

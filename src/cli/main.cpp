@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "cli/cancellation_signals.h"
+#include "cli/edit_command.h"
 #include "cli/generate_command.h"
 #include "util/error.h"
 
@@ -14,6 +15,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   canvas::cli::GenerateOptions generate_options;
   canvas::cli::add_generate_command(app, generate_options);
+  canvas::cli::EditOptions edit_options;
+  canvas::cli::add_edit_command(app, edit_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -22,6 +25,7 @@ int main(int argc, char** argv) {
   try {
     canvas::cli::install_cancellation_signal_handlers();
     if (app.got_subcommand("generate")) return canvas::cli::run_generate(generate_options);
+    if (app.got_subcommand("edit")) return canvas::cli::run_edit(edit_options);
   } catch (const canvas::CancelledError&) {
     std::fprintf(stderr, "cancelled\n");
     return canvas::cli::kCancelledExitCode;

@@ -17,6 +17,16 @@ bool is_modulation(const std::string& name) {
   return name.starts_with("img_mod.") || name.starts_with("txt_mod.");
 }
 
+ComponentWeights vision_encoder_weights(Qwen2_5_VisionTransformerPretrainedModel& model) {
+  ComponentWeights weights{Component::VisionEncoder, {}, {}, {}};
+  weights.shared = group_of(Component::VisionEncoder, -1, [&](const auto& v) { model.visit_shared(v); });
+  for (size_t i = 0; i < model.blocks().size(); ++i) {
+    weights.blocks.push_back(group_of(Component::VisionEncoder, static_cast<int>(i),
+                                      [&](const auto& v) { model.blocks()[i].visit("", v); }));
+  }
+  return weights;
+}
+
 ComponentWeights text_encoder_weights(Qwen2_5_VLTextModel& model) {
   ComponentWeights weights{Component::TextEncoder, {}, {}, {}};
   weights.shared = group_of(Component::TextEncoder, -1, [&](const auto& v) { model.visit_shared(v); });

@@ -6,11 +6,13 @@
 
 #include "models/autoencoder_kl_qwen_image.h"
 #include "models/qwen2_5_vl_text.h"
+#include "models/qwen2_5_vl_vision.h"
 #include "models/qwen_image_transformer.h"
 #include "pipeline/device_placement.h"
 
 namespace canvas {
 
+ComponentWeights vision_encoder_weights(Qwen2_5_VisionTransformerPretrainedModel& model);
 ComponentWeights text_encoder_weights(Qwen2_5_VLTextModel& model);
 ComponentWeights transformer_weights(QwenImageTransformer2DModel& model);
 ComponentWeights vae_weights(AutoencoderKLQwenImage& model);

@@ -9,7 +9,7 @@ nlohmann::json generation_json(const GenerationRecord& record) {
   nlohmann::json json = {
       {"software", "ethereal-canvas"},
       {"version", CANVAS_VERSION},
-      {"task", "text-to-image"},
+      {"task", record.task},
       {"model", record.model},
       {"device", record.device},
       {"precision", record.precision},
@@ -19,18 +19,27 @@ nlohmann::json generation_json(const GenerationRecord& record) {
       {"cfg_scale", request.cfg_scale},
       {"width", request.width},
       {"height", request.height},
-      {"max_sequence_length", request.max_sequence_length},
       {"scheduler", "FlowMatchEulerDiscreteScheduler"},
   };
+  // The edit pipelines encode the whole prompt.
+  if (request.max_sequence_length > 0) json["max_sequence_length"] = request.max_sequence_length;
+  for (const InputPicture& input : record.inputs) {
+    json["inputs"].push_back(
+        {{"path", input.path}, {"width", input.width}, {"height", input.height}, {"sha256", input.sha256}});
+  }
   if (request.negative_prompt) json["negative_prompt"] = *request.negative_prompt;
   if (record.result) {
-    const TextToImageResult& result = *record.result;
+    const JobResult& result = *record.result;
     json["true_cfg"] = result.used_cfg;
     if (result.used_cfg) json["negative_prompt_used"] = result.negative_prompt;
     if (result.prompt_truncated_tokens > 0) json["prompt_truncated_tokens"] = result.prompt_truncated_tokens;
     nlohmann::json timings = {{"load", record.load_s}, {"total", record.total_s}};
-    for (JobPhase phase : {JobPhase::Plan, JobPhase::TextEncode, JobPhase::Denoise, JobPhase::VaeDecode})
-      timings[std::string(phase_name(phase))] = result.timings.of(phase);
+    for (int phase = 0; phase < kJobPhases; ++phase) {
+      const JobPhase each = static_cast<JobPhase>(phase);
+      // A text-to-image job runs no vision or VAE encoding.
+      if (each == JobPhase::Plan || result.timings.of(each) > 0.0)
+        timings[std::string(phase_name(each))] = result.timings.of(each);
+    }
     timings["per_step"] = result.timings.step_s;
     json["timings_s"] = timings;
     json["memory_plan"] = result.plan.to_json();

@@ -9,12 +9,22 @@
 
 namespace canvas {
 
+// A file a job read (an edit's picture), as the image records it.
+struct InputPicture {
+  std::string path;
+  int64_t width = 0;  // as read, orientation applied
+  int64_t height = 0;
+  std::string sha256;  // of the file's bytes
+};
+
 struct GenerationRecord {
-  std::string model;  // the path or name the user gave
+  std::string task = "text-to-image";  // or "edit"
+  std::string model;                   // the path or name the user gave
   std::string device;
   std::string precision;
-  TextToImageRequest request;
-  TextToImageResult const* result = nullptr;
+  TextToImageRequest request;  // the settings as the job ran them (an edit's output size worked out)
+  std::vector<InputPicture> inputs;
+  JobResult const* result = nullptr;
   double load_s = 0;
   double total_s = 0;
   int64_t device_peak_bytes = 0;  // the device allocator's peak over the job

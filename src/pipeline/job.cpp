@@ -22,7 +22,7 @@ Job::Job(const QwenImageModel& model, JobGeometry geometry, std::string prompt, 
       observers_(std::move(observers)),
       cache_(cache),
       ladder_(arrangement_, model.device, recovery_key(model_, geometry_, prompt_, options_),
-              geometry_.image_tokens(), observers_.on_recovery, observers_.profiler) {}
+              geometry_.sequence_image_tokens(), observers_.on_recovery, observers_.profiler) {}
 
 // A job that fails part way leaves its weights mid-phase (placed, or a stream part way round its ring): its
 // arrangement goes with it instead of to the cache.
@@ -93,6 +93,15 @@ void Job::complete() {
     bytes_streamed_ += arrangement_->placement(Component::Transformer).bytes_streamed();
   ladder_.remember();
   if (cache_) cache_->arrangement = std::move(arrangement_);
+}
+
+void Job::report(JobResult& result) const {
+  result.used_cfg = geometry_.guided;
+  result.negative_prompt = geometry_.negative_prompt;
+  result.timings = timings_;
+  result.plan = final_plan_;
+  result.recoveries = recoveries();
+  result.bytes_streamed = bytes_streamed_;
 }
 
 }  // namespace canvas

@@ -40,6 +40,19 @@ struct PhaseTimings {
   double of(JobPhase phase) const { return seconds[static_cast<int>(phase)]; }
 };
 
+// What a finished job hands back.
+struct JobResult {
+  Tensor image;    // [H, W, 3] f32 in [0, 1]: the reference's output_type="np"
+  Tensor latents;  // packed latents after the last step: the reference's output_type="latent"
+  bool used_cfg = false;
+  std::string negative_prompt;          // what the unconditional pass encoded, when used_cfg
+  int64_t prompt_truncated_tokens = 0;  // cut past max_sequence_length, as the reference cuts them
+  PhaseTimings timings;
+  MemoryPlan plan;                      // how the job held its weights, after any recovery
+  std::vector<std::string> recoveries;  // each allocation failure recovered from, and the rung taken
+  int64_t bytes_streamed = 0;           // transformer weights copied to the device during the job
+};
+
 // One entry of a pipeline's list: the phase and the work that runs it.
 struct JobPhaseStep {
   JobPhase phase;
@@ -86,6 +99,9 @@ class Job {
   // to the device.
   const MemoryPlan& plan() const { return final_plan_; }
   int64_t bytes_streamed() const { return bytes_streamed_; }
+  // Once the job has run: fills in what every pipeline's result reports about it (guidance, timings, plan,
+  // recoveries, bytes streamed).
+  void report(JobResult& result) const;
 
  private:
   // Keeps the final plan and figures, remembers the rungs taken and hands the arrangement to the cache.

@@ -159,8 +159,10 @@ int64_t transformer_activation_peak(QwenImageTransformer2DModel& transformer,
                             {},
                             transformer.rotary(img_shapes, tokens, Device::meta(), dtype)});
     }
-    Tensor latents =
-        Tensor::empty({1, img_shapes.front().tokens(), config.in_channels}, dtype, Device::meta());
+    // The output's tokens and any reference pictures' after them, as the edit pipelines concatenate them.
+    int64_t image_tokens = 0;
+    for (const ImageShape& shape : img_shapes) image_tokens += shape.tokens();
+    Tensor latents = Tensor::empty({1, image_tokens, config.in_channels}, dtype, Device::meta());
     executor.set_conditions(std::move(conditions));
     executor.predict(0, latents);
   });
@@ -199,7 +201,8 @@ ComponentFacts transformer_facts(const QwenImageModel& model, const JobGeometry&
   denoise.passes = geometry.steps * halves;
   denoise.passes_per_weight_read = halves;
   const std::vector<ImageShape>& img_shapes = geometry.img_shapes;
-  const int64_t image_tokens = geometry.image_tokens();
+  // Every pass runs the reference pictures' tokens beside the output's.
+  const int64_t image_tokens = geometry.sequence_image_tokens();
   denoise.activation_bytes =
       transformer_activation_peak(transformer, img_shapes, text_tokens, geometry.steps, dtype, /*devices=*/1);
   // Per block: the image and text streams' linears (12 dim^2 weights each) on their own tokens, and
@@ -236,29 +239,91 @@ ComponentFacts transformer_facts(const QwenImageModel& model, const JobGeometry&
   return denoise;
 }
 
+// The VAE's facts: it decodes the output and, for an edit, first encodes each reference picture, one at a
+// time. Both runs are its phase: its peak is the larger of theirs.
 ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometry, bool tiled) {
   AutoencoderKLQwenImage vae = *model.vae;
-  ComponentFacts decode;
-  decode.component = Component::Vae;
-  decode.shared_bytes = shared_bytes([&](const auto& v) { vae.visit(v); }, model.device, model.vae_dtype);
+  ComponentFacts facts;
+  facts.component = Component::Vae;
+  facts.shared_bytes = shared_bytes([&](const auto& v) { vae.visit(v); }, model.device, model.vae_dtype);
   count_host_copies(
-      vae, model.device, model.vae_dtype, [](const std::string&) { return false; }, decode);
+      vae, model.device, model.vae_dtype, [](const std::string&) { return false; }, facts);
+  facts.passes = 1 + static_cast<int>(geometry.references.size());
+  nn::MetaWeightsScope meta(vae, component_label(Component::Vae));
+  OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
+  facts.activation_bytes = measure_activation_peak([&] {
+    Tensor latents =
+        Tensor::empty({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width},
+                      model.vae_dtype, Device::meta());
+    Tensor normalized = vae.denormalize_latents(latents);
+    if (tiled) {
+      vae.tiled_decode(normalized, VaeTiling{});
+    } else {
+      vae.decode(normalized);
+    }
+  });
+  for (const ReferencePicture& picture : geometry.references) {
+    facts.activation_bytes = std::max(facts.activation_bytes, measure_activation_peak([&] {
+                                        vae.encode_mean(Tensor::empty({1, vae.config().input_channels,
+                                                                       picture.vae.height, picture.vae.width},
+                                                                      model.vae_dtype, Device::meta()));
+                                      }));
+  }
+  return facts;
+}
+
+// The vision encoder's facts: one run over every picture's patches.
+ComponentFacts vision_encoder_facts(const QwenImageModel& model, const JobGeometry& geometry) {
+  const Device device = model.device;
+  const DType dtype = model.activation_dtype;
+  Qwen2_5_VisionTransformerPretrainedModel tower = *model.vision_encoder;
+  const Qwen2_5_VLVisionConfig& config = tower.config();
+  ComponentFacts vision;
+  vision.component = Component::VisionEncoder;
+  vision.shared_bytes = shared_bytes([&](const auto& v) { tower.visit_shared(v); }, device, dtype);
+  count_host_copies(
+      tower, device, dtype, [](const std::string&) { return false; }, vision);
+  for (auto& block : tower.blocks())
+    vision.blocks.push_back(block_facts([&](const auto& v) { block.visit("", v); }, device, dtype, false));
+  std::vector<std::array<int64_t, 3>> grids;
+  int64_t patches = 0;
+  double squared_patches = 0;
+  for (const ReferencePicture& picture : geometry.references) {
+    grids.push_back(picture.grid_thw);
+    const int64_t count = picture.grid_thw[0] * picture.grid_thw[1] * picture.grid_thw[2];
+    patches += count;
+    squared_patches += static_cast<double>(count) * static_cast<double>(count);
+  }
   {
-    nn::MetaWeightsScope meta(vae, component_label(Component::Vae));
-    OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
-    decode.activation_bytes = measure_activation_peak([&] {
-      Tensor latents =
-          Tensor::empty({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width},
-                        model.vae_dtype, Device::meta());
-      Tensor normalized = vae.denormalize_latents(latents);
-      if (tiled) {
-        vae.tiled_decode(normalized, VaeTiling{});
-      } else {
-        vae.decode(normalized);
-      }
+    nn::MetaWeightsScope meta(tower, component_label(Component::VisionEncoder));
+    OwnerScope owner({component_label(Component::VisionEncoder), -1, MemoryRole::Activations});
+    const int64_t patch_values =
+        config.in_channels * config.temporal_patch_size * config.patch_size * config.patch_size;
+    vision.activation_bytes = measure_activation_peak([&] {
+      tower.forward(Tensor::empty({patches, patch_values}, dtype, Device::meta()), grids, dtype);
     });
   }
-  return decode;
+  // Two flops per weight per patch, and attention's two products bounded by whole-picture attention in
+  // every block (the window blocks attend less).
+  double block_parameters = 0;
+  for (auto& block : tower.blocks())
+    block.visit("",
+                [&](const std::string&, Tensor& t) { block_parameters += static_cast<double>(t.numel()); });
+  const double depth = static_cast<double>(config.depth);
+  vision.flops_per_pass = 2.0 * static_cast<double>(patches) * block_parameters +
+                          4.0 * squared_patches * static_cast<double>(config.hidden_size) * depth;
+  vision.attention_scores_per_pass = squared_patches * static_cast<double>(config.num_heads) * depth;
+  return vision;
+}
+
+// An edit job's pictures as they shape its plan: the vision tower's grids and the reference latents.
+std::string references_key(const JobGeometry& geometry) {
+  std::string key;
+  for (const ReferencePicture& picture : geometry.references) {
+    key += "/ref" + std::to_string(picture.grid_thw[1]) + "x" + std::to_string(picture.grid_thw[2]) + ":" +
+           std::to_string(picture.vae.width) + "x" + std::to_string(picture.vae.height);
+  }
+  return key;
 }
 
 }  // namespace
@@ -270,10 +335,16 @@ bool can_split_tokens(const QwenImageTransformerConfig& config, int devices) {
 std::vector<ComponentFacts> job_facts(const QwenImageModel& model, const JobGeometry& geometry,
                                       const std::string& prompt, const MemoryOptions& options,
                                       const Degradation& degradation) {
+  std::vector<ComponentFacts> facts;
+  if (!geometry.references.empty()) {
+    check(model.vision_encoder != nullptr, "an edit job needs the model's vision encoder");
+    facts.push_back(vision_encoder_facts(model, geometry));
+  }
   std::vector<int64_t> text_tokens;
-  ComponentFacts text = text_encoder_facts(model, geometry, prompt, text_tokens);
-  return {text, transformer_facts(model, geometry, options, degradation.feed_forward_chunk, text_tokens),
-          vae_facts(model, geometry, degradation.vae_tiling)};
+  facts.push_back(text_encoder_facts(model, geometry, prompt, text_tokens));
+  facts.push_back(transformer_facts(model, geometry, options, degradation.feed_forward_chunk, text_tokens));
+  facts.push_back(vae_facts(model, geometry, degradation.vae_tiling));
+  return facts;
 }
 
 MachineFacts machine_facts(const QwenImageModel& model, const MemoryOptions& options) {
@@ -312,7 +383,7 @@ std::string plan_key(const JobGeometry& geometry, const std::string& prompt, con
          std::to_string(geometry.height) + "/" + std::to_string(geometry.steps) + "/" +
          (geometry.guided ? "cfg" : "nocfg") + "/" + std::to_string(geometry.max_sequence_length) + "/" +
          std::to_string(prompt.size()) + "/" +
-         std::to_string(geometry.guided ? geometry.negative_prompt.size() : 1);
+         std::to_string(geometry.guided ? geometry.negative_prompt.size() : 1) + references_key(geometry);
 }
 
 }  // namespace canvas

@@ -1,6 +1,43 @@
 #include "pipeline/job_geometry.h"
 
+#include <cmath>
+
 namespace canvas {
+
+namespace {
+
+std::string size_text(PixelSize size) {
+  return std::to_string(size.width) + "x" + std::to_string(size.height);
+}
+
+// A picture sized to `area`, refused when a side would round to nothing.
+PixelSize picture_size(int64_t area, const RgbImage& image, size_t index) {
+  const PixelSize size =
+      calculate_dimensions(area, static_cast<double>(image.width) / static_cast<double>(image.height));
+  check(size.width >= 32 && size.height >= 32 && size.width <= kMaxImageSide && size.height <= kMaxImageSide,
+        "picture " + std::to_string(index + 1) + " (" + std::to_string(image.width) + "x" +
+            std::to_string(image.height) + ") is too narrow for its aspect to be kept: at an area of " +
+            std::to_string(area) + " pixels it would be sized to " + size_text(size) +
+            ", and each side must be between 32 and " + std::to_string(kMaxImageSide) +
+            "; crop it closer to square");
+  return size;
+}
+
+}  // namespace
+
+PixelSize calculate_dimensions(int64_t target_area, double ratio) {
+  const double width = std::sqrt(static_cast<double>(target_area) * ratio);
+  const double height = width / ratio;
+  // nearbyint rounds half to even in the default rounding mode, as Python's round does.
+  return {static_cast<int64_t>(std::nearbyint(width / 32.0)) * 32,
+          static_cast<int64_t>(std::nearbyint(height / 32.0)) * 32};
+}
+
+int64_t JobGeometry::sequence_image_tokens() const {
+  int64_t tokens = 0;
+  for (const ImageShape& shape : img_shapes) tokens += shape.tokens();
+  return tokens;
+}
 
 JobGeometry job_geometry(const QwenImageConfigs& configs, const TextToImageRequest& request) {
   JobGeometry geometry;
@@ -16,6 +53,67 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const TextToImageReque
   geometry.max_sequence_length = request.max_sequence_length;
   geometry.guided = request.cfg_scale > 1.0f;
   if (geometry.guided) geometry.negative_prompt = request.negative_prompt.value_or(" ");
+  return geometry;
+}
+
+JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageEditRequest& request) {
+  check(configs.edits() && configs.image_processor,
+        "the model is a text-to-image model (" + configs.layout.pipeline_class +
+            "): editing needs Qwen-Image-Edit (QwenImageEditPipeline or QwenImageEditPlusPipeline)");
+  check(!request.images.empty(), "an edit needs at least one picture");
+  const bool plus = configs.kind == QwenImagePipelineKind::EditPlus;
+  check(plus || request.images.size() == 1, "this model (" + configs.layout.pipeline_class +
+                                                ") edits one picture; " +
+                                                std::to_string(request.images.size()) +
+                                                " were given (Qwen-Image-Edit-2509 and later take several)");
+  check(request.images.size() <= kMaxEditImages, "an edit takes at most " + std::to_string(kMaxEditImages) +
+                                                     " pictures, got " +
+                                                     std::to_string(request.images.size()));
+  const EditAreas& areas = request.areas;
+  const int64_t max_area = kMaxImageSide * kMaxImageSide;
+  check(areas.condition > 0 && areas.vae > 0 && areas.output > 0 && areas.condition <= max_area &&
+            areas.vae <= max_area && areas.output <= max_area,
+        "edit areas must be between 1 and " + std::to_string(max_area) + " pixels");
+
+  JobGeometry geometry;
+  geometry.kind = configs.kind;
+  const Qwen2VLImageProcessorConfig& processor = *configs.image_processor;
+  const int64_t grid_factor = processor.patch_size * processor.merge_size;
+  for (size_t i = 0; i < request.images.size(); ++i) {
+    const RgbImage& image = request.images[i];
+    check(image.width > 0 && image.height > 0, "picture " + std::to_string(i + 1) + " is empty");
+    ReferencePicture picture;
+    // The older pipeline resizes its picture once, to the output area, for the processor and the VAE.
+    picture.condition = picture_size(plus ? areas.condition : areas.output, image, i);
+    picture.vae = plus ? picture_size(areas.vae, image, i) : picture.condition;
+    const ResizedSize grid = smart_resize(picture.condition.height, picture.condition.width, grid_factor,
+                                          processor.min_pixels, processor.max_pixels);
+    picture.grid_thw = {1, grid.height / processor.patch_size, grid.width / processor.patch_size};
+    geometry.references.push_back(picture);
+  }
+  // The default size follows the last picture (the older pipeline: its one picture), then both sides are
+  // floored to whole latent patches.
+  const PixelSize default_size = picture_size(areas.output, request.images.back(), request.images.size() - 1);
+  const int64_t multiple = configs.pixel_multiple();
+  geometry.width = request.width.value_or(default_size.width) / multiple * multiple;
+  geometry.height = request.height.value_or(default_size.height) / multiple * multiple;
+  check(geometry.width >= multiple && geometry.height >= multiple && geometry.width <= kMaxImageSide &&
+            geometry.height <= kMaxImageSide,
+        "the output size must be between " + std::to_string(multiple) + " and " +
+            std::to_string(kMaxImageSide) + " pixels a side, got " + std::to_string(geometry.width) + "x" +
+            std::to_string(geometry.height));
+  geometry.latent_channels = configs.latent_channels();
+  const int64_t scale = configs.vae_scale_factor();
+  geometry.latent_height = 2 * (geometry.height / (scale * 2));
+  geometry.latent_width = 2 * (geometry.width / (scale * 2));
+  geometry.img_shapes = {{1, geometry.latent_height / 2, geometry.latent_width / 2}};
+  for (const ReferencePicture& picture : geometry.references)
+    geometry.img_shapes.push_back({1, picture.vae.height / scale / 2, picture.vae.width / scale / 2});
+  geometry.steps = request.steps;
+  // The edit pipelines encode the whole prompt: max_sequence_length is not applied.
+  geometry.max_sequence_length = 0;
+  geometry.guided = request.cfg_scale > 1.0f && request.negative_prompt.has_value();
+  if (geometry.guided) geometry.negative_prompt = *request.negative_prompt;
   return geometry;
 }
 

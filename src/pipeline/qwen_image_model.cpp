@@ -6,14 +6,49 @@ int64_t QwenImageConfigs::vae_scale_factor() const {
   return int64_t{1} << vae.temperal_downsample.size();
 }
 
+namespace {
+
+QwenImagePipelineKind pipeline_kind(const std::string& pipeline_class) {
+  if (pipeline_class == "QwenImageEditPlusPipeline") return QwenImagePipelineKind::EditPlus;
+  if (pipeline_class == "QwenImageEditPipeline" || pipeline_class == "QwenImageEditInpaintPipeline")
+    return QwenImagePipelineKind::Edit;
+  return QwenImagePipelineKind::TextToImage;
+}
+
+// An edit model's vision tower config (in the text encoder's config.json) and its image processor.
+void read_edit_configs(QwenImageConfigs& configs) {
+  const ModelLayout& layout = configs.layout;
+  configs.vision_encoder = Qwen2_5_VLVisionConfig::from_file(layout.component("text_encoder").config_file);
+  check(configs.vision_encoder->out_hidden_size == configs.text_encoder.hidden_size,
+        "the vision tower's out_hidden_size " + std::to_string(configs.vision_encoder->out_hidden_size) +
+            " does not match the text encoder's hidden size " +
+            std::to_string(configs.text_encoder.hidden_size));
+  check(layout.has("processor"), "the " + layout.pipeline_class +
+                                     " model_index.json lists no 'processor' component: an edit model needs "
+                                     "processor/preprocessor_config.json to size its pictures");
+  configs.image_processor = Qwen2VLImageProcessorConfig::from_file(layout.component("processor").folder /
+                                                                   "preprocessor_config.json");
+  check(configs.image_processor->patch_size == configs.vision_encoder->patch_size &&
+            configs.image_processor->merge_size == configs.vision_encoder->spatial_merge_size &&
+            configs.image_processor->temporal_patch_size == configs.vision_encoder->temporal_patch_size,
+        "the image processor's patch, merge and temporal sizes do not match the vision tower's: the "
+        "processor/ and text_encoder/ folders come from different models");
+}
+
+}  // namespace
+
 QwenImageConfigs read_qwen_image_configs(const std::filesystem::path& model) {
   ModelLayout layout = resolve_model(model);
+  const QwenImagePipelineKind kind = pipeline_kind(layout.pipeline_class);
   QwenImageConfigs configs{
       layout,
+      kind,
       Qwen2_5_VLTextConfig::from_file(layout.component("text_encoder").config_file),
       QwenImageTransformerConfig::from_file(layout.component("transformer").config_file),
       AutoencoderKLQwenImageConfig::from_file(layout.component("vae").config_file),
       FlowMatchSchedulerConfig::from_file(layout.component("scheduler").config_file),
+      std::nullopt,
+      std::nullopt,
   };
   const int64_t text_hidden = configs.text_encoder.hidden_size;
   const int64_t joint_dim = configs.transformer.joint_attention_dim;
@@ -25,6 +60,7 @@ QwenImageConfigs read_qwen_image_configs(const std::filesystem::path& model) {
   check(latent_channels == configs.vae.z_dim, "the transformer takes " + std::to_string(latent_channels) +
                                                   " latent channels but the VAE has z_dim " +
                                                   std::to_string(configs.vae.z_dim));
+  if (configs.edits()) read_edit_configs(configs);
   return configs;
 }
 
@@ -41,6 +77,11 @@ QwenImageModel load_qwen_image(QwenImageConfigs configs, Device device,
     OwnerScope owner({component_label(Component::TextEncoder), -1, MemoryRole::Weights});
     model.text_encoder = std::make_shared<const Qwen2_5_VLTextModel>(
         configs.text_encoder, layout.component("text_encoder").open_weights());
+  }
+  if (configs.vision_encoder) {
+    OwnerScope owner({component_label(Component::VisionEncoder), -1, MemoryRole::Weights});
+    model.vision_encoder = std::make_shared<const Qwen2_5_VisionTransformerPretrainedModel>(
+        *configs.vision_encoder, layout.component("text_encoder").open_weights());
   }
   {
     OwnerScope owner({component_label(Component::Transformer), -1, MemoryRole::Weights});

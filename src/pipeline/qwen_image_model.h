@@ -11,20 +11,36 @@
 #include "io/model_layout.h"
 #include "models/autoencoder_kl_qwen_image.h"
 #include "models/qwen2_5_vl_text.h"
+#include "models/qwen2_5_vl_vision.h"
 #include "models/qwen_image_transformer.h"
 #include "pipeline/flow_match_scheduler.h"
+#include "pipeline/qwen2_vl_image_processor.h"
 #include "planning/component.h"
 #include "tokenizer/qwen2_tokenizer.h"
 
 namespace canvas {
 
+// What a checkpoint was published for, from model_index.json's pipeline class. The edit pipelines share
+// the text-to-image networks and add the text encoder's vision tower and the image processor.
+enum class QwenImagePipelineKind {
+  TextToImage,  // QwenImagePipeline and its siblings on the same weights (img2img, inpaint)
+  Edit,         // QwenImageEditPipeline (Qwen-Image-Edit): one picture, in the prompt template itself
+  EditPlus,     // QwenImageEditPlusPipeline (Qwen-Image-Edit-2509 / -2511): several pictures
+};
+
 // Everything a request is checked against and a job is shaped by, read before any weight.
 struct QwenImageConfigs {
   ModelLayout layout;
+  QwenImagePipelineKind kind = QwenImagePipelineKind::TextToImage;
   Qwen2_5_VLTextConfig text_encoder;
   QwenImageTransformerConfig transformer;
   AutoencoderKLQwenImageConfig vae;
   FlowMatchSchedulerConfig scheduler;
+  // Edit pipelines only: the text encoder's vision tower and the processor/ folder's image processor.
+  std::optional<Qwen2_5_VLVisionConfig> vision_encoder;
+  std::optional<Qwen2VLImageProcessorConfig> image_processor;
+
+  bool edits() const { return kind != QwenImagePipelineKind::TextToImage; }
 
   // Pixels per latent cell: 2 ^ (number of VAE downsamples).
   int64_t vae_scale_factor() const;
@@ -48,15 +64,16 @@ struct QwenImageModel {
   Qwen2Tokenizer tokenizer;
   // The networks as loaded, weights mapped from the checkpoint.
   std::shared_ptr<const Qwen2_5_VLTextModel> text_encoder;
+  std::shared_ptr<const Qwen2_5_VisionTransformerPretrainedModel> vision_encoder;  // edit pipelines only
   std::shared_ptr<const QwenImageTransformer2DModel> transformer;
   std::shared_ptr<const AutoencoderKLQwenImage> vae;
 
   explicit QwenImageModel(Qwen2Tokenizer tokenizer_) : tokenizer(std::move(tokenizer_)) {}
 };
 
-// Loads every network of a Qwen-Image text-to-image model, its weights memory-mapped: each job's memory
-// plan decides what goes onto the device and how. Activations are f32 on the CPU and `activation_dtype`
-// (bf16 by default) on a GPU.
+// Loads every network of a Qwen-Image model (the vision tower too for an edit model), its weights
+// memory-mapped: each job's memory plan decides what goes onto the device and how. Activations are f32 on the
+// CPU and `activation_dtype` (bf16 by default) on a GPU.
 QwenImageModel load_qwen_image(QwenImageConfigs configs, Device device,
                                std::optional<DType> activation_dtype = std::nullopt);
 QwenImageModel load_qwen_image(const std::filesystem::path& model, Device device,

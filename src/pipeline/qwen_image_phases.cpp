@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 
+#include "image/resample.h"
 #include "pipeline/latent_packing.h"
+#include "pipeline/qwen2_vl_image_processor.h"
 #include "pipeline/torch_generator.h"
 #include "pipeline/transformer_executor.h"
 
@@ -30,7 +32,8 @@ Tensor guided_prediction(const Tensor& cond, const Tensor& uncond, float cfg_sca
 
 }  // namespace
 
-PromptEmbeddings encode_prompts(Job& job, const std::string& prompt) {
+PromptEmbeddings encode_prompts(Job& job, const std::string& prompt, const PictureEmbeddings* pictures) {
+  check(pictures == nullptr, "TEMPORARY: edit prompt encoding is being merged");
   const QwenImageModel& model = job.model();
   const JobGeometry& geometry = job.geometry();
   PromptEmbeddings prompts;
@@ -53,7 +56,81 @@ PromptEmbeddings encode_prompts(Job& job, const std::string& prompt) {
   return prompts;
 }
 
-Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float cfg_scale) {
+PictureEmbeddings encode_pictures(Job& job, const std::vector<RgbImage>& pictures) {
+  const QwenImageModel& model = job.model();
+  const JobGeometry& geometry = job.geometry();
+  check(pictures.size() == geometry.references.size(),
+        "the job was sized for " + std::to_string(geometry.references.size()) + " pictures, got " +
+            std::to_string(pictures.size()));
+  std::vector<RgbImage> condition_images;
+  for (size_t i = 0; i < pictures.size(); ++i) {
+    const PixelSize size = geometry.references[i].condition;
+    condition_images.push_back(resize(pictures[i], size.width, size.height, ResampleFilter::Lanczos));
+  }
+  const Qwen2VLImageFeatures features = preprocess_images(condition_images, *model.configs.image_processor);
+  for (size_t i = 0; i < pictures.size(); ++i) {
+    check(features.image_grid_thw[i] == geometry.references[i].grid_thw,
+          "the image processor's grid for picture " + std::to_string(i + 1) +
+              " differs from the one the job was planned with");
+  }
+  PictureEmbeddings embeddings;
+  embeddings.grid_thw = features.image_grid_thw;
+  job.attempt("vision encoder", [&] {
+    ComponentPlacement& placement = job.weights().placement(Component::VisionEncoder);
+    placement.set_profiler(job.observers().profiler);
+    placement.begin_phase();
+    OwnerScope owner({component_label(Component::VisionEncoder), -1, MemoryRole::Activations});
+    embeddings.embeds = job.weights().vision_encoder().forward(features.pixel_values, features.image_grid_thw,
+                                                               model.activation_dtype, &placement);
+  });
+  job.weights().placement(Component::VisionEncoder).end_phase();
+  check_finite(embeddings.embeds, "the vision encoder's embedding of the pictures", model.activation_dtype);
+  return embeddings;
+}
+
+Tensor encode_reference_latents(Job& job, const std::vector<RgbImage>& pictures) {
+  const QwenImageModel& model = job.model();
+  const JobGeometry& geometry = job.geometry();
+  check(pictures.size() == geometry.references.size(),
+        "the job was sized for " + std::to_string(geometry.references.size()) + " pictures, got " +
+            std::to_string(pictures.size()));
+  std::vector<Tensor> packed;
+  job.attempt("vae encode", [&] {
+    packed.clear();
+    const bool on_cpu = job.degradation().vae_on_cpu;
+    ComponentPlacement& placement = job.weights().placement(Component::Vae);
+    placement.set_profiler(job.observers().profiler);
+    placement.begin_phase();
+    OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
+    const AutoencoderKLQwenImage& vae = job.weights().vae();
+    const Device device = on_cpu ? Device::cpu() : model.device;
+    for (size_t i = 0; i < pictures.size(); ++i) {
+      const PixelSize size = geometry.references[i].vae;
+      const RgbImage resized = resize(pictures[i], size.width, size.height, ResampleFilter::Lanczos);
+      // VaeImageProcessor.preprocess: x / 255 in f32, then 2x - 1 (2x is exact, so fused or not rounds
+      // the same), channels first.
+      const int64_t pixels = size.width * size.height;
+      std::vector<float> values(static_cast<size_t>(3 * pixels));
+      for (int64_t p = 0; p < pixels; ++p) {
+        for (int64_t c = 0; c < 3; ++c) {
+          const float unit = static_cast<float>(resized.pixels[static_cast<size_t>(p * 3 + c)]) / 255.0f;
+          values[static_cast<size_t>(c * pixels + p)] = 2.0f * unit - 1.0f;
+        }
+      }
+      Tensor image =
+          Tensor::from_floats(values, {1, 3, size.height, size.width}).to(model.vae_dtype).to(device);
+      Tensor latents = vae.normalize_latents(vae.encode_mean(image));
+      packed.push_back(pack_latents(latents).to(model.activation_dtype).to(model.device));
+    }
+  });
+  job.weights().placement(Component::Vae).end_phase();
+  Tensor references = ops::concat(packed, 1);
+  check_finite(references, "the VAE's encoding of the pictures", model.vae_dtype);
+  return references;
+}
+
+Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float cfg_scale,
+               const Tensor& reference_latents) {
   using Clock = std::chrono::steady_clock;
   const QwenImageModel& model = job.model();
   const JobGeometry& geometry = job.geometry();
@@ -97,6 +174,12 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
     executor.precompute_modulation(sigma_timesteps);
   });
 
+  // The edit pipelines' torch.cat([latents, image_latents], dim=1) before every pass.
+  auto with_references = [&](const Tensor& noisy) {
+    if (!reference_latents.defined()) return noisy;
+    const Tensor parts[] = {noisy, reference_latents};
+    return ops::concat(parts, 1);
+  };
   const int steps = static_cast<int>(timesteps.size());
   for (int step = 0; step < steps; ++step) {
     job.check_cancelled();
@@ -110,7 +193,9 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
       if (!placement.in_phase()) placement.set_profiler(profiler);
       placement.begin_phase(/*once_read_done=*/true);
       executor.set_placement(placement, job.weights().transformers());
-      std::vector<Tensor> predictions = executor.predict(step, latents);
+      std::vector<Tensor> predictions = executor.predict(step, with_references(latents));
+      // The reference pictures' tokens are context: only the output's are denoised.
+      for (Tensor& prediction : predictions) prediction = prediction.slice(1, 0, latents.dim(1)).contiguous();
       Tensor prediction =
           geometry.guided ? guided_prediction(predictions[0], predictions[1], cfg_scale) : predictions[0];
       next_latents = scheduler.step(prediction, step, latents);

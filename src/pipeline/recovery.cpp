@@ -50,6 +50,10 @@ bool Degradation::any() const {
 
 std::vector<std::string> Degradation::describe() const {
   std::vector<std::string> lines;
+  if (vision_encoder_resident_blocks) {
+    lines.push_back("vision_encoder: at most " + std::to_string(*vision_encoder_resident_blocks) +
+                    " blocks on the device");
+  }
   if (text_encoder_resident_blocks) {
     lines.push_back("text_encoder: at most " + std::to_string(*text_encoder_resident_blocks) +
                     " layers on the device");
@@ -64,12 +68,13 @@ std::vector<std::string> Degradation::describe() const {
   if (transformer_precision != WeightPrecision::Lossless)
     lines.push_back("transformer: " + std::string(precision_name(transformer_precision)) + " weights");
   if (vae_tiling) lines.push_back("vae: tiled decode");
-  if (vae_on_cpu) lines.push_back("vae: decodes on the CPU");
+  if (vae_on_cpu) lines.push_back("vae: runs on the CPU");
   return lines;
 }
 
 json Degradation::to_json() const {
   json out = json::object();
+  if (vision_encoder_resident_blocks) out["vision_encoder_resident_blocks"] = *vision_encoder_resident_blocks;
   if (text_encoder_resident_blocks) out["text_encoder_resident_blocks"] = *text_encoder_resident_blocks;
   if (transformer_resident_blocks) out["transformer_resident_blocks"] = *transformer_resident_blocks;
   if (feed_forward_chunk > 0) out["feed_forward_chunk"] = feed_forward_chunk;
@@ -84,6 +89,8 @@ Degradation Degradation::from_json(const json& in) {
   check(in.is_object(), "a remembered recovery must be a JSON object");
   Degradation degradation;
   try {
+    if (in.contains("vision_encoder_resident_blocks"))
+      degradation.vision_encoder_resident_blocks = in.at("vision_encoder_resident_blocks").get<int>();
     if (in.contains("text_encoder_resident_blocks"))
       degradation.text_encoder_resident_blocks = in.at("text_encoder_resident_blocks").get<int>();
     if (in.contains("transformer_resident_blocks"))
@@ -96,13 +103,17 @@ Degradation Degradation::from_json(const json& in) {
   } catch (const json::exception& error) {
     throw Error(std::string("malformed remembered recovery: ") + error.what());
   }
-  check(degradation.feed_forward_chunk >= 0 && degradation.text_encoder_resident_blocks.value_or(0) >= 0 &&
+  check(degradation.feed_forward_chunk >= 0 && degradation.vision_encoder_resident_blocks.value_or(0) >= 0 &&
+            degradation.text_encoder_resident_blocks.value_or(0) >= 0 &&
             degradation.transformer_resident_blocks.value_or(0) >= 0,
         "malformed remembered recovery: negative sizes");
   return degradation;
 }
 
 void apply_degradation(const Degradation& degradation, MemoryPlan& plan) {
+  // Only editing jobs plan a vision encoder.
+  if (ComponentPlan* vision = plan.find(Component::VisionEncoder))
+    cap_resident_blocks(*vision, degradation.vision_encoder_resident_blocks);
   cap_resident_blocks(plan.component(Component::TextEncoder), degradation.text_encoder_resident_blocks);
   ComponentPlan& transformer = plan.component(Component::Transformer);
   cap_resident_blocks(transformer, degradation.transformer_resident_blocks);

@@ -8,7 +8,7 @@
 //   text encoder: stream more of its layers.
 //   transformer:  stream more of its blocks -> feed-forward in token chunks -> fp8 then 4-bit storage
 //                 (only as far as --quality allows).
-//   VAE:          decode in tiles -> decode on the CPU.
+//   VAE:          decode in tiles (decoding only) -> run on the CPU.
 // Past the last rung, while every device still has room for what failed (a transient failure, or
 // fragmentation; a CPU with mapped weights has no other rung), the attempt is retried as it is, twice.
 // Guidance halves always run one after the other here (TransformerExecutor), so that rung of the
@@ -27,7 +27,8 @@ namespace canvas {
 
 // How far down the ladder a job has gone; the default is the top (nothing given up).
 struct Degradation {
-  std::optional<int> text_encoder_resident_blocks;  // at most this many layers stay on the device
+  std::optional<int> vision_encoder_resident_blocks;  // at most this many blocks stay on the device
+  std::optional<int> text_encoder_resident_blocks;    // at most this many layers stay on the device
   std::optional<int> transformer_resident_blocks;
   int64_t feed_forward_chunk = 0;  // tokens per feed-forward chunk; 0 for all at once
   WeightPrecision transformer_precision = WeightPrecision::Lossless;  // at least this much quantized

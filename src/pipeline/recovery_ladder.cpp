@@ -27,8 +27,12 @@ const char* phase_description(JobPhase phase) {
   switch (phase) {
     case JobPhase::Plan:
       return "planning";
+    case JobPhase::VisionEncode:
+      return "vision encoding";
     case JobPhase::TextEncode:
       return "text encoding";
+    case JobPhase::VaeEncode:
+      return "VAE encoding";
     case JobPhase::Denoise:
       return "denoising";
     case JobPhase::VaeDecode:
@@ -42,10 +46,13 @@ std::optional<Component> component_of(JobPhase phase) {
   switch (phase) {
     case JobPhase::Plan:
       return std::nullopt;
+    case JobPhase::VisionEncode:
+      return Component::VisionEncoder;
     case JobPhase::TextEncode:
       return Component::TextEncoder;
     case JobPhase::Denoise:
       return Component::Transformer;
+    case JobPhase::VaeEncode:
     case JobPhase::VaeDecode:
       return Component::Vae;
   }
@@ -58,8 +65,12 @@ std::string_view phase_name(JobPhase phase) {
   switch (phase) {
     case JobPhase::Plan:
       return "plan";
+    case JobPhase::VisionEncode:
+      return "vision_encode";
     case JobPhase::TextEncode:
       return "text_encode";
+    case JobPhase::VaeEncode:
+      return "vae_encode";
     case JobPhase::Denoise:
       return "denoise";
     case JobPhase::VaeDecode:
@@ -152,12 +163,15 @@ std::string RecoveryLadder::lower(JobPhase phase) {
   switch (phase) {
     case JobPhase::Plan:
       return {};
+    case JobPhase::VisionEncode:
+      return lower_encoder(Component::VisionEncoder, degradation_.vision_encoder_resident_blocks);
     case JobPhase::TextEncode:
-      return lower_text_encoder();
+      return lower_encoder(Component::TextEncoder, degradation_.text_encoder_resident_blocks);
     case JobPhase::Denoise:
       return lower_transformer();
+    case JobPhase::VaeEncode:
     case JobPhase::VaeDecode:
-      return lower_vae();
+      return lower_vae(phase);
   }
   return {};
 }
@@ -201,14 +215,14 @@ int RecoveryLadder::resident_blocks_that_fit(Component component) {
   return 0;
 }
 
-std::string RecoveryLadder::lower_text_encoder() {
-  const ComponentPlan& plan = arrangement_->plan().component(Component::TextEncoder);
+std::string RecoveryLadder::lower_encoder(Component encoder, std::optional<int>& resident_blocks) {
+  const ComponentPlan& plan = arrangement_->plan().component(encoder);
   if (plan.residency == Residency::Mapped || plan.resident_blocks == 0) return {};
-  degradation_.text_encoder_resident_blocks = resident_blocks_that_fit(Component::TextEncoder);
+  resident_blocks = resident_blocks_that_fit(encoder);
   MemoryPlan narrowed = arrangement_->plan();
   apply_degradation(degradation_, narrowed);
-  rearrange(narrowed.component(Component::TextEncoder));
-  return blocks_line(narrowed.component(Component::TextEncoder), "layers");
+  rearrange(narrowed.component(encoder));
+  return blocks_line(narrowed.component(encoder), encoder == Component::TextEncoder ? "layers" : "blocks");
 }
 
 std::string RecoveryLadder::lower_transformer() {
@@ -247,8 +261,9 @@ std::string RecoveryLadder::lower_transformer() {
   return taken;
 }
 
-std::string RecoveryLadder::lower_vae() {
-  if (!degradation_.vae_tiling) {
+std::string RecoveryLadder::lower_vae(JobPhase phase) {
+  // Tiling applies to decoding only: the encoder's references run whole, so encoding goes to the CPU.
+  if (!degradation_.vae_tiling && phase == JobPhase::VaeDecode) {
     degradation_.vae_tiling = true;
     rearrange(arrangement_->plan().component(Component::Vae));
     return "vae: tiled decode";
@@ -258,7 +273,7 @@ std::string RecoveryLadder::lower_vae() {
   MemoryPlan narrowed = arrangement_->plan();
   apply_degradation(degradation_, narrowed);
   rearrange(narrowed.component(Component::Vae));
-  return "vae: decodes on the CPU";
+  return "vae: runs on the CPU";
 }
 
 void RecoveryLadder::remember() const {

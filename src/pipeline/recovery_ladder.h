@@ -16,9 +16,11 @@ namespace canvas {
 
 class Profiler;
 
-enum class JobPhase { Plan, TextEncode, Denoise, VaeDecode };
-inline constexpr int kJobPhases = 4;
-// "plan", "text_encode", "denoise", "vae_decode": the profiler's span names and the metadata's keys.
+// In the order a job runs them; a text-to-image job skips the vision and VAE encoding.
+enum class JobPhase { Plan, VisionEncode, TextEncode, VaeEncode, Denoise, VaeDecode };
+inline constexpr int kJobPhases = 6;
+// "plan", "vision_encode", "text_encode", "vae_encode", "denoise", "vae_decode": the profiler's span names
+// and the metadata's keys.
 std::string_view phase_name(JobPhase phase);
 
 class RecoveryLadder {
@@ -55,9 +57,10 @@ class RecoveryLadder {
   // The most of a component's blocks (fewer than now) that the device's free memory holds beside its
   // activations, with its placement released; 0 when even one does not fit.
   int resident_blocks_that_fit(Component component);
-  std::string lower_text_encoder();
+  // Streams more of an encoder's layers (the vision or the text encoder).
+  std::string lower_encoder(Component encoder, std::optional<int>& resident_blocks);
   std::string lower_transformer();
-  std::string lower_vae();
+  std::string lower_vae(JobPhase phase);
 
   std::unique_ptr<WeightArrangement>& arrangement_;
   Device device_;

@@ -2,7 +2,23 @@
 
 #include <cmath>
 
+#include "pipeline/job_geometry.h"
+
 namespace canvas {
+
+namespace {
+
+void validate_sampling(int steps, float cfg_scale, const QwenImageConfigs& configs) {
+  const int min_steps = configs.scheduler.min_steps();
+  check(steps >= min_steps && steps <= 1000,
+        "steps must be between " + std::to_string(min_steps) + " and 1000" +
+            (min_steps > 1 ? " for this model (its scheduler sets shift_terminal)" : "") + ", got " +
+            std::to_string(steps));
+  check(std::isfinite(cfg_scale) && cfg_scale >= 0.0f && cfg_scale <= 100.0f,
+        "cfg scale must be between 0 and 100");
+}
+
+}  // namespace
 
 void validate_request(const TextToImageRequest& request, const QwenImageConfigs& configs) {
   const int64_t multiple = configs.pixel_multiple();
@@ -16,15 +32,17 @@ void validate_request(const TextToImageRequest& request, const QwenImageConfigs&
             std::to_string(request.width) + "x" + std::to_string(request.height) + " (try " +
             std::to_string(std::max<int64_t>(multiple, request.width / multiple * multiple)) + "x" +
             std::to_string(std::max<int64_t>(multiple, request.height / multiple * multiple)) + ")");
-  const int min_steps = configs.scheduler.min_steps();
-  check(request.steps >= min_steps && request.steps <= 1000,
-        "steps must be between " + std::to_string(min_steps) + " and 1000" +
-            (min_steps > 1 ? " for this model (its scheduler sets shift_terminal)" : "") + ", got " +
-            std::to_string(request.steps));
-  check(std::isfinite(request.cfg_scale) && request.cfg_scale >= 0.0f && request.cfg_scale <= 100.0f,
-        "cfg scale must be between 0 and 100");
+  validate_sampling(request.steps, request.cfg_scale, configs);
   check(request.max_sequence_length >= 1 && request.max_sequence_length <= 1024,
         "max sequence length must be between 1 and 1024");
+}
+
+void validate_request(const ImageEditRequest& request, const QwenImageConfigs& configs) {
+  validate_sampling(request.steps, request.cfg_scale, configs);
+  for (const std::optional<int64_t>& side : {request.width, request.height})
+    check(!side || (*side > 0 && *side <= kMaxImageSide),
+          "width and height must be between 1 and " + std::to_string(kMaxImageSide));
+  job_geometry(configs, request);  // sizes every picture and the output, refusing what cannot be sized
 }
 
 }  // namespace canvas

@@ -6,26 +6,21 @@
 
 namespace canvas {
 
-TextToImageResult text_to_image(const QwenImageModel& model, const TextToImageRequest& request,
-                                const MemoryOptions& options, const JobObservers& observers,
-                                ArrangementCache* cache) {
+JobResult text_to_image(const QwenImageModel& model, const TextToImageRequest& request,
+                        const MemoryOptions& options, const JobObservers& observers,
+                        ArrangementCache* cache) {
   validate_request(request, model.configs);
   Job job(model, job_geometry(model.configs, request), request.prompt, options, observers, cache);
   PromptEmbeddings prompts;
-  TextToImageResult result;
+  JobResult result;
   job.run({
       {JobPhase::Plan, [&] { job.arrange_weights(); }},
       {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.prompt); }},
       {JobPhase::Denoise, [&] { result.latents = denoise(job, prompts, request.seed, request.cfg_scale); }},
       {JobPhase::VaeDecode, [&] { result.image = decode_latents(job, result.latents); }},
   });
-  result.used_cfg = job.geometry().guided;
-  result.negative_prompt = job.geometry().negative_prompt;
+  job.report(result);
   result.prompt_truncated_tokens = prompts.positive.truncated_tokens;
-  result.timings = job.timings();
-  result.plan = job.plan();
-  result.recoveries = job.recoveries();
-  result.bytes_streamed = job.bytes_streamed();
   return result;
 }
 

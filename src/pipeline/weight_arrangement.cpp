@@ -36,18 +36,30 @@ WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string ke
       text_encoder_(std::make_unique<Qwen2_5_VLTextModel>(*model.text_encoder)),
       transformer_(std::make_unique<QwenImageTransformer2DModel>(*model.transformer)),
       vae_(std::make_unique<AutoencoderKLQwenImage>(*model.vae)) {
+  // Only a job that plans the vision encoder arranges it; an edit model's text-to-image jobs leave it be.
+  if (plan_.find(Component::VisionEncoder)) {
+    check(model.vision_encoder != nullptr, "the job plans a vision encoder but the model has none");
+    vision_encoder_ = std::make_unique<Qwen2_5_VisionTransformerPretrainedModel>(*model.vision_encoder);
+    convert_host_weights(*vision_encoder_, model.device, model.activation_dtype);
+  }
   convert_host_weights(*text_encoder_, model.device, model.activation_dtype);
   convert_host_weights(*transformer_, model.device, model.activation_dtype);
   convert_host_weights(*vae_, model.device, model.vae_dtype);
   quantize_transformer(*transformer_, plan_.component(Component::Transformer).precision);
   transformer_->enable_forward_chunking(feed_forward_chunk);
-  for (Component component : kComponents) place(plan_.component(component));
+  for (const ComponentPlan& part : plan_.components) place(part);
 }
 
 WeightArrangement::~WeightArrangement() {
+  vision_encoder_placement_.reset();
   text_encoder_placement_.reset();
   transformer_placement_.reset();
   vae_placement_.reset();
+}
+
+const Qwen2_5_VisionTransformerPretrainedModel& WeightArrangement::vision_encoder() const {
+  check(vision_encoder_ != nullptr, "the job has no vision encoder: only edit models have one");
+  return *vision_encoder_;
 }
 
 std::vector<const QwenImageTransformer2DModel*> WeightArrangement::transformers() const {
@@ -58,6 +70,8 @@ std::vector<const QwenImageTransformer2DModel*> WeightArrangement::transformers(
 
 const std::unique_ptr<ComponentPlacement>& WeightArrangement::placement_slot(Component component) const {
   switch (component) {
+    case Component::VisionEncoder:
+      return vision_encoder_placement_;
     case Component::TextEncoder:
       return text_encoder_placement_;
     case Component::Transformer:
@@ -98,6 +112,10 @@ void WeightArrangement::place(const ComponentPlan& part) {
   std::unique_ptr<ComponentPlacement>& slot = placement_slot(part.component);
   check(slot == nullptr, "the " + component_label(part.component) + " is arranged already: release it first");
   switch (part.component) {
+    case Component::VisionEncoder:
+      check(vision_encoder_ != nullptr, "the job has no vision encoder: only edit models have one");
+      slot = std::make_unique<ComponentPlacement>(device, vision_encoder_weights(*vision_encoder_), part);
+      break;
     case Component::TextEncoder:
       slot = std::make_unique<ComponentPlacement>(device, text_encoder_weights(*text_encoder_), part);
       break;

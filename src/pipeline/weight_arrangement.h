@@ -32,7 +32,9 @@ class WeightArrangement {
   const MachineFacts& machine() const { return machine_; }
   const MemoryPlan& plan() const { return plan_; }
 
-  // The working networks the phases compute with.
+  // The working networks the phases compute with. The vision encoder throws canvas::Error for a model
+  // without one.
+  const Qwen2_5_VisionTransformerPretrainedModel& vision_encoder() const;
   const Qwen2_5_VLTextModel& text_encoder() const { return *text_encoder_; }
   const AutoencoderKLQwenImage& vae() const { return *vae_; }
   // The transformer once per device of its placement (the working one first).
@@ -67,13 +69,15 @@ class WeightArrangement {
   std::vector<ComponentFacts> facts_;
   MachineFacts machine_;
   MemoryPlan plan_;
+  std::unique_ptr<Qwen2_5_VisionTransformerPretrainedModel> vision_encoder_;  // edit models only
   std::unique_ptr<Qwen2_5_VLTextModel> text_encoder_;
   std::unique_ptr<QwenImageTransformer2DModel> transformer_;
   std::unique_ptr<AutoencoderKLQwenImage> vae_;
   // A replicated transformer's copies for its further devices (sharing the host weights). Declared before
   // the placements, which point into them and so must go first.
   std::vector<std::unique_ptr<QwenImageTransformer2DModel>> transformer_replicas_;
-  std::unique_ptr<ComponentPlacement> text_encoder_placement_, transformer_placement_, vae_placement_;
+  std::unique_ptr<ComponentPlacement> vision_encoder_placement_, text_encoder_placement_,
+      transformer_placement_, vae_placement_;
 };
 
 // What stays arranged on the devices between the jobs of one caller (a command, a server worker): a job of

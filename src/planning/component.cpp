@@ -4,6 +4,8 @@ namespace canvas {
 
 std::string_view component_name(Component component) {
   switch (component) {
+    case Component::VisionEncoder:
+      return "vision_encoder";
     case Component::TextEncoder:
       return "text_encoder";
     case Component::Transformer:

@@ -139,9 +139,18 @@ std::vector<DevicePool> MachineFacts::pools() const {
   return all;
 }
 
-const ComponentPlan& MemoryPlan::component(Component component) const {
+const ComponentPlan* MemoryPlan::find(Component component) const {
   for (const ComponentPlan& part : components)
-    if (part.component == component) return part;
+    if (part.component == component) return &part;
+  return nullptr;
+}
+
+ComponentPlan* MemoryPlan::find(Component component) {
+  return const_cast<ComponentPlan*>(std::as_const(*this).find(component));
+}
+
+const ComponentPlan& MemoryPlan::component(Component component) const {
+  if (const ComponentPlan* part = find(component)) return *part;
   throw Error("the memory plan has no component '" + component_label(component) + "'");
 }
 

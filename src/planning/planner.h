@@ -182,6 +182,9 @@ struct MemoryPlan {
   // Throws canvas::Error when the plan has no such component.
   const ComponentPlan& component(Component component) const;
   ComponentPlan& component(Component component);
+  // nullptr when the plan has no such component (a text-to-image job plans no vision encoder).
+  const ComponentPlan* find(Component component) const;
+  ComponentPlan* find(Component component);
   double predicted_step_s() const { return component(Component::Transformer).predicted_pass_s; }
   // One line per component, for the console and the image metadata.
   std::vector<std::string> describe() const;

@@ -24,4 +24,11 @@ inline std::string format_bytes(int64_t bytes) {
   return text;
 }
 
+// Seconds with two decimals: "12.34 s".
+inline std::string format_seconds(double seconds) {
+  char text[48];
+  std::snprintf(text, sizeof(text), "%.2f s", seconds);
+  return text;
+}
+
 }  // namespace canvas

@@ -123,7 +123,7 @@ TEST_P(CudaGolden, WholeImage) {
     const std::string folder = std::string("pipeline/") + name;
     nlohmann::json parameters = test::golden_json(folder);
     TextToImageRequest request = test::golden_request(parameters);
-    TextToImageResult result = text_to_image(model, request, options);
+    JobResult result = text_to_image(model, request, options);
     Tensor expected = test::open_golden(folder).get("image").select(0, 0).contiguous();
     double max_difference = test::max_abs_difference(result.image, expected);
     std::printf("[ gpu parity ] %-5s %-45s image max |d| %.3g/255\n",

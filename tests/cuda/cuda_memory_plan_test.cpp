@@ -45,13 +45,13 @@ TEST_F(CudaMemoryPlan, StreamedPlansMatchTheResidentPlanExactly) {
   const std::string folder = "pipeline/c_96x64_cfg4_neg_seed123";
   TextToImageRequest request = test::golden_request(test::golden_json(folder));
   options.plan.strategy = Strategy::Bf16Full;
-  TextToImageResult resident = text_to_image(model, request, options);
+  JobResult resident = text_to_image(model, request, options);
   double error = test::relative_error(resident.latents.to(Device::cpu()).to(DType::F32),
                                       test::open_golden(folder).get("latents"));
   EXPECT_LE(error, 5e-2);
   for (Strategy strategy : {Strategy::ModelOffload, Strategy::SequentialOffload}) {
     options.plan.strategy = strategy;
-    TextToImageResult streamed = text_to_image(model, request, options);
+    JobResult streamed = text_to_image(model, request, options);
     SCOPED_TRACE(std::string(strategy_name(strategy)));
     EXPECT_TRUE(test::bit_identical(streamed.latents, resident.latents));
     EXPECT_TRUE(test::bit_identical(streamed.image, resident.image));
@@ -68,16 +68,16 @@ TEST_F(CudaMemoryPlan, VaeWithNoRoomOnTheDeviceDecodesOnTheCpu) {
   options.plan.strategy = Strategy::ModelOffload;
   options.device_budget_bytes = int64_t{1} << 30;
   RecoveryMemory::forget(recovery_key(model, request, options));
-  const TextToImageResult clean = text_to_image(model, request, options);
+  const JobResult clean = text_to_image(model, request, options);
   // After the last step the device has no room left: neither the whole decode nor its tiles fit.
   JobObservers observers;
   observers.on_step = [](int done, int total) {
     if (done == total) allocator_for(kGpu).set_budget(0);
   };
-  TextToImageResult result = text_to_image(model, request, options, observers);
+  JobResult result = text_to_image(model, request, options, observers);
   RecoveryMemory::forget(recovery_key(model, request, options));
   ASSERT_FALSE(result.recoveries.empty());
-  EXPECT_NE(result.recoveries.back().find("vae: decodes on the CPU"), std::string::npos)
+  EXPECT_NE(result.recoveries.back().find("vae: runs on the CPU"), std::string::npos)
       << result.recoveries.back();
   EXPECT_EQ(result.plan.component(Component::Vae).residency, Residency::Mapped);
   EXPECT_TRUE(test::bit_identical(result.latents, clean.latents));

@@ -59,14 +59,14 @@ TEST_F(CudaMultiDevice, JobsSpreadOverTwoGpusMatchTheOneGpuJob) {
   const QwenImageModel model = load_qwen_image(test::source_path("models/tiny-qwen-image"), kGpu);
   MemoryOptions options;
   TextToImageRequest request = test::golden_request(test::golden_json("pipeline/c_96x64_cfg4_neg_seed123"));
-  const TextToImageResult one = text_to_image(model, request, options);
+  const JobResult one = text_to_image(model, request, options);
   options.extra_devices = {Device::cuda(1)};
   for (Parallelism parallelism :
        {Parallelism::Components, Parallelism::Pipeline, Parallelism::Guidance, Parallelism::Sequence}) {
     SCOPED_TRACE(std::string(parallelism_name(parallelism)));
     options.plan.parallelism = parallelism;
     allocator_for(Device::cuda(1)).reset_peak();
-    const TextToImageResult spread = text_to_image(model, request, options);
+    const JobResult spread = text_to_image(model, request, options);
     for (const std::string& line : spread.plan.describe()) std::printf("  %s\n", line.c_str());
     EXPECT_GT(allocator_for(Device::cuda(1)).peak(), 0);
     if (parallelism == Parallelism::Sequence) {

@@ -1,0 +1,85 @@
+#include "cli/edit_command.h"
+
+#include <cstdio>
+
+#include "cli/job_inputs.h"
+#include "cli/seed_option.h"
+#include "image/decode.h"
+#include "pipeline/image_edit.h"
+#include "pipeline/job_geometry.h"
+#include "util/sha256.h"
+
+namespace canvas::cli {
+
+void add_edit_command(CLI::App& app, EditOptions& options) {
+  CLI::App* command = app.add_subcommand("edit", "Edit pictures with Qwen-Image-Edit, as a prompt says");
+  add_job_options(*command, options.job,
+                  "What to steer away from; guidance runs only with one and --cfg-scale > 1, as in the "
+                  "reference pipelines (give \" \" to guide without steering away from anything)");
+  command
+      ->add_option(
+          "--image", options.images,
+          "A picture to edit or draw from (PNG, JPEG or WebP); repeat for several (Qwen-Image-Edit-2509 "
+          "and later), referred to in the prompt as picture 1, 2, ...")
+      ->required();
+  command->add_option("--width", options.width,
+                      "Output width in pixels (default: the last picture's aspect at about 1 megapixel); "
+                      "floored to a multiple of 16");
+  command->add_option("--height", options.height, "Output height in pixels; floored to a multiple of 16");
+}
+
+int run_edit(const EditOptions& options) {
+  const JobOptions& job = options.job;
+  ImageEditRequest request;
+  request.prompt = job.prompt;
+  request.negative_prompt = job.negative_prompt;
+  request.cfg_scale = job.cfg_scale;
+  request.steps = job.steps;
+  request.width = options.width;
+  request.height = options.height;
+  request.seed = seed_from_option(job.seed);
+  JobCommand command;
+  command.task = "edit";
+  // The pictures are read before the model: a bad file costs a moment, not a load.
+  for (const std::string& path : options.images) {
+    check_utf8(path, "the --image path");
+    const DecodedImage decoded = read_image(path);
+    command.inputs.push_back({path, decoded.rgb.width, decoded.rgb.height, sha256_file_hex(path)});
+    request.images.push_back(decoded.rgb);
+    request.images.back().text.clear();
+  }
+  if (job.negative_prompt && job.cfg_scale <= 1.0f) {
+    std::fprintf(stderr,
+                 "warning: --negative-prompt is ignored: --cfg-scale %.2f turns guidance off (give a "
+                 "scale above 1 to steer away from it)\n",
+                 job.cfg_scale);
+  } else if (!job.negative_prompt && job.cfg_scale > 1.0f) {
+    std::fprintf(stderr,
+                 "note: no guidance: the edit pipelines guide only with a negative prompt (give "
+                 "--negative-prompt \" \" to guide at --cfg-scale %.2f)\n",
+                 job.cfg_scale);
+  }
+  command.prepare = [&](const QwenImageConfigs& configs) {
+    validate_request(request, configs);
+    const JobGeometry geometry = job_geometry(configs, request);
+    TextToImageRequest settings;
+    settings.prompt = request.prompt;
+    settings.negative_prompt = request.negative_prompt;
+    settings.cfg_scale = request.cfg_scale;
+    settings.steps = request.steps;
+    settings.width = geometry.width;
+    settings.height = geometry.height;
+    settings.seed = request.seed;
+    settings.max_sequence_length = 0;  // the edit pipelines encode the whole prompt
+    return settings;
+  };
+  command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
+    return recovery_key(model, request, memory);
+  };
+  command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers) {
+    return image_edit(model, request, memory, observers);
+  };
+  return run_job_command(job, command);
+}
+
+}  // namespace canvas::cli

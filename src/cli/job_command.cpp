@@ -1,0 +1,338 @@
+#include "cli/job_command.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "backend/backend.h"
+#include "cli/cancellation_signals.h"
+#include "cli/job_inputs.h"
+#include "cli/progress_bar.h"
+#include "cli/seed_option.h"
+#include "io/npy.h"
+#include "io/png_image.h"
+#include "memory/host_memory.h"
+#include "pipeline/recovery.h"
+#include "pipeline/text_to_image.h"
+#include "profile/profiler.h"
+#include "util/format.h"
+
+#ifdef CANVAS_HAS_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace canvas::cli {
+
+namespace {
+
+// A non-negative index after `prefix`, or nullopt.
+std::optional<int> device_index(const std::string& name, const std::string& prefix) {
+  if (name.rfind(prefix, 0) != 0) return std::nullopt;
+  const std::string digits = name.substr(prefix.size());
+  if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoi(digits);
+}
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  if (name == "cuda") return Device::cuda(0);
+  if (std::optional<int> index = device_index(name, "cuda:")) return Device::cuda(*index);
+  throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
+}
+
+// --devices: CUDA indices ("0,1"), or device names; cpu:N names simulated pools (host memory with a budget
+// of its own) for trying multi-device plans without GPUs.
+std::vector<Device> parse_device_list(const std::string& list) {
+  check(!list.empty() && list.back() != ',' && list.front() != ',',
+        "--devices needs a comma-separated list, e.g. 0,1; got '" + list + "'");
+  std::vector<Device> devices;
+  std::stringstream stream(list);
+  std::string entry;
+  while (std::getline(stream, entry, ',')) {
+    if (std::optional<int> index = device_index(entry, "")) {
+      devices.push_back(Device::cuda(*index));
+    } else if (std::optional<int> host = device_index(entry, "cpu:")) {
+      devices.push_back({DeviceType::CPU, *host});
+    } else {
+      devices.push_back(parse_device(entry));
+    }
+    check(std::count(devices.begin(), devices.end(), devices.back()) == 1,
+          "--devices names " + devices.back().str() + " twice");
+    check(devices.back().type == devices.front().type, "--devices mixes " + devices.front().str() + " and " +
+                                                           devices.back().str() +
+                                                           ": name devices of one kind");
+  }
+  return devices;
+}
+
+std::optional<DType> parse_precision(const std::optional<std::string>& name) {
+  if (!name) return std::nullopt;
+  if (*name == "f32") return DType::F32;
+  if (*name == "bf16") return DType::BF16;
+  if (*name == "f16") return DType::F16;
+  throw Error("unknown precision '" + *name + "': use f32, bf16 or f16");
+}
+
+std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char* option) {
+  if (!gib) return std::nullopt;
+  check(std::isfinite(*gib) && *gib > 0 && *gib < 1e6,
+        std::string(option) + " must be a positive number of GiB");
+  return static_cast<int64_t>(*gib * 1024.0 * 1024.0 * 1024.0);
+}
+
+// --device names the device that holds the latents, which --devices names first; both given must agree.
+std::vector<Device> job_devices(const JobOptions& options) {
+  if (!options.devices) return {parse_device(options.device.value_or("cpu"))};
+  std::vector<Device> devices = parse_device_list(*options.devices);
+  if (options.device) {
+    const Device named = parse_device(*options.device);
+    check(named == devices.front(), "--device " + *options.device + " and --devices " + *options.devices +
+                                        " disagree: the first of --devices holds the latents; give it "
+                                        "alone, or --device " +
+                                        devices.front().str());
+  }
+  return devices;
+}
+
+// Each device keeps a scratch reserve outside the plan (its backend's workspaces): a --vram-budget must leave
+// room beyond it.
+void check_budget_leaves_room(const std::optional<int64_t>& budget, const std::vector<Device>& devices) {
+  if (!budget) return;
+  for (const Device& device : devices) {
+    const int64_t scratch = backend_for(device).scratch_reserve_bytes();
+    check(*budget > scratch, "--vram-budget " + format_bytes(*budget) + " leaves nothing for the job on " +
+                                 device.str() + ": " + format_bytes(scratch) +
+                                 " of it is reserved for the backend's scratch; give more than that");
+  }
+}
+
+// The plan's budget line gives what is left to plan with; this says where the rest of a --vram-budget went.
+std::string budget_split_line(int64_t budget, Device device) {
+  return "  --vram-budget " + format_bytes(budget) + " requested per device, " +
+         format_bytes(backend_for(device).scratch_reserve_bytes()) + " reserved for scratch on " +
+         device.str();
+}
+
+// The image first, then the profile: a profile that cannot be written must not cost the image.
+std::optional<std::string> write_profile_files(const Profiler& profiler, const std::filesystem::path& path) {
+  try {
+    profiler.write_files(path);
+  } catch (const Error& error) {
+    return error.what();
+  }
+  return std::nullopt;
+}
+
+// GPU backends are registered only when asked for, so CPU runs need no driver.
+void prepare_device(Device device) {
+  if (device.is_cpu()) return;
+#ifdef CANVAS_HAS_CUDA
+  int devices = register_cuda_backends();
+  check(devices > 0, "no usable CUDA device: " + cuda_unavailable_reason());
+  check(device.index < devices,
+        "there is no " + device.str() + ": " + std::to_string(devices) + " CUDA device(s) found");
+#else
+  throw Error("this build has no CUDA backend; rebuild with -DCANVAS_CUDA=ON or use --device cpu");
+#endif
+}
+
+}  // namespace
+
+void add_job_options(CLI::App& command, JobOptions& options, const std::string& negative_prompt_help) {
+  command
+      .add_option("--model", options.model,
+                  "Model: a diffusers folder, a Hugging Face cache folder (models--Org--Name) or a snapshot")
+      ->required();
+  command.add_option("--prompt", options.prompt, "What to draw")->required();
+  command.add_option("--negative-prompt", options.negative_prompt, negative_prompt_help);
+  command.add_option("--cfg-scale", options.cfg_scale, "True classifier-free guidance scale; 1 turns it off")
+      ->capture_default_str();
+  command.add_option("--steps", options.steps, "Denoising steps")->capture_default_str();
+  command.add_option(
+      "--seed", options.seed,
+      "Random seed, 0 to 18446744073709551615; -1 (the default) draws a random one, as in A1111, "
+      "and records it in the image");
+  command.add_option("--device", options.device, "cpu, cuda or cuda:N (default cpu)");
+  command.add_option("--devices", options.devices,
+                     "Several devices to spread the job over, the first holding the latents: CUDA indices "
+                     "(0,1) or names (cuda:0,cuda:1; cpu:0,cpu:1 simulates pools in host memory)");
+  command
+      .add_option("--parallel", options.parallel,
+                  "How to use several --devices: auto, none (the first only), components (each component "
+                  "whole on one device), pipeline (the transformer's blocks split across devices), sequence "
+                  "(each device a share of the tokens) or cfg (each guidance half on a device of its own)")
+      ->capture_default_str();
+  command.add_option("--precision", options.precision,
+                     "Activation precision: f32, bf16 or f16 (default: f32 on the CPU, bf16 on a GPU)");
+  command
+      .add_option("--strategy", options.strategy,
+                  "How to hold the models in memory: auto, bf16_full, fp8, nf4, model_offload or "
+                  "sequential_offload")
+      ->capture_default_str();
+  command
+      .add_option("--quality", options.quality,
+                  "The lowest weight precision auto may choose: lossless, fp8 or 4bit")
+      ->capture_default_str();
+  command.add_option("--vram-budget", options.vram_budget_gib,
+                     "GiB of device memory to plan for, on each device (default: what each has free)");
+  command.add_option("--ram-budget", options.ram_budget_gib,
+                     "GiB of host memory to plan for (default: what the host has available)");
+  command.add_option("--profile", options.profile,
+                     "Write a memory and time profile of the job to this .json file, and its plot beside it "
+                     "as .svg");
+  command.add_flag("--forget-recoveries", options.forget_recoveries,
+                   "Start from the top of the recovery ladder instead of where an earlier job with the "
+                   "same settings ran out of memory");
+  command.add_option("--save-latents", options.save_latents,
+                     "Also write the final packed latents to this .npy file (float32 [1, tokens, 64]: the "
+                     "reference pipeline's output_type=\"latent\")");
+  command.add_option("--output", options.output, "Where to write the PNG")->required();
+}
+
+int run_job_command(const JobOptions& options, const JobCommand& command) {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start = Clock::now();
+  std::filesystem::path output(options.output);
+  check(output.extension() == ".png" || output.extension() == ".PNG",
+        "--output must name a .png file, got '" + options.output + "'");
+  check_writable_file(output, "--output");
+  std::optional<std::filesystem::path> profile_path;
+  if (options.profile) {
+    profile_path = *options.profile;
+    check(profile_path->extension() == ".json",
+          "--profile must name a .json file, got '" + *options.profile + "'");
+    check_writable_file(*profile_path, "--profile");
+    check_writable_file(std::filesystem::path(*profile_path).replace_extension(".svg"), "--profile's plot");
+  }
+  // Each is recorded in the image's metadata, which must be valid UTF-8.
+  check_utf8(options.prompt, "the prompt");
+  if (options.negative_prompt) check_utf8(*options.negative_prompt, "the negative prompt");
+  check_utf8(options.model, "the --model path");
+
+  std::optional<std::filesystem::path> latents_path;
+  if (options.save_latents) {
+    latents_path = *options.save_latents;
+    check(latents_path->extension() == ".npy",
+          "--save-latents must name a .npy file, got '" + *options.save_latents + "'");
+    check_writable_file(*latents_path, "--save-latents");
+  }
+  const std::vector<Device> devices = job_devices(options);
+  const Device device = devices.front();
+  std::optional<DType> precision = parse_precision(options.precision);
+  for (const Device& each : devices) prepare_device(each);
+  const std::optional<int64_t> device_budget = budget_bytes(options.vram_budget_gib, "--vram-budget");
+  check_budget_leaves_room(device_budget, devices);
+  std::unique_ptr<Profiler> profiler = profile_path ? std::make_unique<Profiler>(devices) : nullptr;
+  std::optional<Profiler::Span> load_span;
+  if (profiler) load_span.emplace(profiler->span("load"));
+
+  std::fprintf(stderr, "Loading %s\n", options.model.c_str());
+  MemoryOptions memory;
+  memory.plan.strategy = parse_strategy(options.strategy);
+  memory.plan.quality = parse_quality(options.quality);
+  memory.plan.parallelism = parse_parallelism(options.parallel);
+  memory.extra_devices.assign(devices.begin() + 1, devices.end());
+  memory.device_budget_bytes = device_budget;
+  memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
+  QwenImageConfigs configs = read_qwen_image_configs(options.model);
+  // Check the request before spending time on the weights.
+  const TextToImageRequest settings = command.prepare(configs);
+  const QwenImageModel model = load_qwen_image(std::move(configs), device, precision);
+  double load_s = std::chrono::duration<double>(Clock::now() - start).count();
+  load_span.reset();
+
+  const Cancellation& cancellation = cli_cancellation();
+  cancellation.throw_if_requested();
+
+  ProgressBar progress("Denoising");
+  JobObservers observers;
+  observers.on_step = [&](int done, int total) { progress.update(done, total); };
+  // The job stops at its next phase or step once a first SIGINT or SIGTERM asks it to.
+  observers.cancellation = &cancellation;
+  observers.on_plan = [&](const MemoryPlan& plan) {
+    std::vector<std::string> lines = plan.describe();
+    if (device_budget) lines.insert(lines.begin() + 1, budget_split_line(*device_budget, device));
+    for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
+  };
+  observers.on_recovery = [](const std::string& recovery) {
+    std::fprintf(stderr, "\nMemory recovery: %s\n", recovery.c_str());
+  };
+  if (options.forget_recoveries) RecoveryMemory::forget(command.recovery_key(model, memory));
+  observers.profiler = profiler.get();
+  JobResult result = command.run(model, memory, observers);
+  progress.finish();
+  if (result.prompt_truncated_tokens > 0) {
+    std::fprintf(stderr, "warning: the prompt was cut to %lld tokens; its last %lld tokens were not used\n",
+                 static_cast<long long>(settings.max_sequence_length),
+                 static_cast<long long>(result.prompt_truncated_tokens));
+  }
+
+  GenerationRecord record;
+  record.model = options.model;
+  std::string peaks;
+  for (const Device& each : devices) {
+    record.device += (record.device.empty() ? "" : ",") + each.str();
+    record.device_peak_bytes = std::max(record.device_peak_bytes, allocator_for(each).peak());
+    peaks += (peaks.empty() ? "" : ", ") + each.str() + " peak " + format_bytes(allocator_for(each).peak());
+  }
+  record.precision = std::string(dtype_name(model.activation_dtype));
+  record.task = command.task;
+  record.request = settings;
+  record.inputs = command.inputs;
+  record.result = &result;
+  record.load_s = load_s;
+  record.total_s = std::chrono::duration<double>(Clock::now() - start).count();
+  record.host_peak_rss_bytes = host_memory_info().process_peak_rss_bytes;
+  RgbImage image;
+  image.height = result.image.dim(0);
+  image.width = result.image.dim(1);
+  image.pixels = image_to_rgb8(result.image);
+  if (profiler) record.profile_summary = profiler->summary_lines();
+  image.text = generation_text_chunks(record);
+  cancellation.throw_if_requested();
+  write_png(output, image);
+  std::optional<std::string> profile_error;
+  if (profiler) profile_error = write_profile_files(*profiler, *profile_path);
+
+  if (latents_path) write_npy(*latents_path, result.latents);
+
+  std::fprintf(stderr, "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n", output.c_str(),
+               static_cast<long long>(settings.width), static_cast<long long>(settings.height),
+               static_cast<unsigned long long>(settings.seed), settings.steps, settings.cfg_scale,
+               result.used_cfg ? "" : ", no guidance");
+  // Every phase the job ran (text-to-image runs no vision or VAE encoding), then the whole command.
+  std::string times = "Time: load " + format_seconds(load_s);
+  for (int phase = 0; phase < kJobPhases; ++phase) {
+    const JobPhase each = static_cast<JobPhase>(phase);
+    if (each != JobPhase::Plan && result.timings.of(each) == 0.0) continue;
+    std::string name(phase_name(each));
+    std::replace(name.begin(), name.end(), '_', ' ');
+    if (name.starts_with("vae")) name.replace(0, 3, "VAE");
+    times += ", " + name + " " + format_seconds(result.timings.of(each));
+  }
+  std::fprintf(stderr, "%s, total %s\n", times.c_str(), format_seconds(record.total_s).c_str());
+  // The plan covers weights and activations; each backend's scratch (GEMM blocks, convolution columns)
+  // stays within the reserve taken off the budget, and the measured peak includes it.
+  std::fprintf(
+      stderr,
+      "Memory: %s (planned %s + up to %s of backend scratch), host peak RSS %s, %s of weights streamed\n",
+      peaks.c_str(), format_bytes(result.plan.predicted_peak_bytes).c_str(),
+      format_bytes(backend_for(device).scratch_reserve_bytes()).c_str(),
+      format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
+  if (profile_error) {
+    std::fprintf(stderr, "error: the image was written to %s, but the profile was not: %s\n", output.c_str(),
+                 profile_error->c_str());
+    return kProfileNotWrittenExitCode;
+  }
+  if (profiler) {
+    std::fprintf(stderr, "Profile: %s and %s\n", profile_path->c_str(),
+                 std::filesystem::path(*profile_path).replace_extension(".svg").c_str());
+    for (const std::string& line : record.profile_summary) std::fprintf(stderr, "  %s\n", line.c_str());
+  }
+  return 0;
+}
+
+}  // namespace canvas::cli

@@ -1,0 +1,59 @@
+// What every job command (`canvas generate`, `canvas edit`) shares: the options for the prompt, sampling,
+// devices, memory and output, and the run around the pipeline itself: checks made before loading, loading,
+// the progress and plan lines, the PNG with its metadata, the latents and profile files, and the summary.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/generation_metadata.h"
+#include "pipeline/job.h"
+
+namespace canvas::cli {
+
+struct JobOptions {
+  std::string model;
+  std::string prompt;
+  std::optional<std::string> negative_prompt;
+  float cfg_scale = 4.0f;
+  int steps = 50;
+  std::optional<std::string> seed;    // parsed by seed_from_option
+  std::optional<std::string> device;  // cpu when neither it nor devices is given
+  std::optional<std::string> devices;
+  std::string parallel = "auto";
+  std::optional<std::string> precision;
+  std::string strategy = "auto";
+  std::string quality = "lossless";
+  std::optional<double> vram_budget_gib;
+  std::optional<double> ram_budget_gib;
+  std::optional<std::string> profile;
+  std::optional<std::string> save_latents;
+  bool forget_recoveries = false;
+  std::string output;
+};
+
+// The image was written but the --profile files were not (e.g. a full disk): the job's result is kept, and
+// scripts can tell this apart from a failed job (1).
+constexpr int kProfileNotWrittenExitCode = 3;
+
+// Adds the shared options to a job command. `negative_prompt_help` says when the command guides with it.
+void add_job_options(CLI::App& command, JobOptions& options, const std::string& negative_prompt_help);
+
+// What one kind of job adds to the shared run.
+struct JobCommand {
+  std::string task;                  // "text-to-image", "edit": the metadata's task
+  std::vector<InputPicture> inputs;  // the files the job reads, for the metadata
+  // Checks the request against the model's configs before any weight is loaded, and returns the settings
+  // as the job will run them (the metadata's, e.g. an edit's output size worked out from its pictures).
+  std::function<TextToImageRequest(const QwenImageConfigs&)> prepare;
+  std::function<std::string(const QwenImageModel&, const MemoryOptions&)> recovery_key;
+  std::function<JobResult(const QwenImageModel&, const MemoryOptions&, const JobObservers&)> run;
+};
+
+// Runs the job; returns the exit code. Throws canvas::Error (CancelledError once cancelled) when it fails.
+int run_job_command(const JobOptions& options, const JobCommand& command);
+
+}  // namespace canvas::cli
