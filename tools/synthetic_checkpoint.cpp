@@ -1,22 +1,28 @@
-// Writes a complete Qwen-Image-2512-shaped diffusers folder with random weights, so loading, memory use
-// and speed can be measured at full size without the real weights. The shapes come from each model's
-// own parameter list; the configs are the published ones unless a size is overridden.
+// Writes a complete diffusers folder with random weights, shaped as Qwen-Image-2512 (text-to-image, the
+// default) or Qwen-Image-Edit-2511 (--pipeline edit-plus), so loading, memory use and speed can be
+// measured at full size without the real weights. The shapes come from each model's own parameter list;
+// the configs are the published ones unless a size is overridden.
 //
-//   canvas-synthetic-checkpoint --output DIR [--components transformer,text_encoder,vae] [--layers 60]
-//       [--heads 24] [--text-layers 28] [--text-heads 28] [--vae-base-dim 96] [--shard-gib 5]
-//       [--dtype bf16] [--seed 0] [--tokenizer DIR]
+//   canvas-synthetic-checkpoint --output DIR [--pipeline text-to-image|edit-plus]
+//       [--components transformer,text_encoder,vae] [--layers 60] [--heads 24] [--text-layers 28]
+//       [--text-heads 28] [--vae-base-dim 96] [--shard-gib 5] [--dtype bf16] [--seed 0] [--zeros]
+//       [--tokenizer DIR]
 //
 // DIR receives model_index.json, scheduler/, tokenizer/ (the real Qwen2 vocabulary, copied from
 // --tokenizer) and, for each listed component, its config.json and either one weight file or shards
-// plus an index, as on the Hub. The text encoder holds the language model and lm_head of Qwen2.5-VL-7B
-// but not its vision tower: text-to-image never reads it, so its ~0.67 B weights are left out (its
-// settings are still in config.json).
+// plus an index, as on the Hub. The text encoder holds the language model and lm_head of Qwen2.5-VL-7B.
+// Text-to-image never reads its vision tower, so there its ~0.67 B weights are left out (its settings
+// are still in config.json). An edit folder holds them too (under `model.visual.*`, the published names
+// beside `model.language_model.*`), has zero_cond_t in the transformer's config, and adds processor/:
+// the Qwen2-VL image processor's published preprocessor_config.json and the tokenizer's files.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "models/autoencoder_kl_qwen_image.h"
 #include "models/qwen2_5_vl_text.h"
+#include "models/qwen2_5_vl_vision.h"
 #include "models/qwen_image_transformer.h"
 #include "synthetic/component_configs.h"
 #include "synthetic/random_weights.h"
@@ -40,61 +46,61 @@ void write_component(const fs::path& folder, const nlohmann::json& config, const
                written.files);
 }
 
-// The parts with no random weights: the tokenizer's files (copied), and the published Qwen-Image
-// scheduler config and model_index.json (written from their known contents, so the tool needs no
-// source tree at run time).
-void write_fixed_parts(const fs::path& output, const fs::path& tokenizer) {
+void copy_folder_files(const fs::path& from, const fs::path& to) {
+  fs::create_directories(to);
+  for (const fs::directory_entry& entry : fs::directory_iterator(from)) {
+    if (entry.is_regular_file()) {
+      fs::copy_file(entry.path(), to / entry.path().filename(), fs::copy_options::overwrite_existing);
+    }
+  }
+}
+
+// The parts with no random weights: the tokenizer's files (copied), and the published scheduler config,
+// model_index.json and, for an edit folder, preprocessor_config.json (written from their known contents,
+// so the tool needs no source tree at run time).
+void write_fixed_parts(const fs::path& output, const fs::path& tokenizer,
+                       synthetic::SyntheticPipeline pipeline) {
   check(fs::is_regular_file(tokenizer / "tokenizer.json"),
         "no tokenizer.json in " + tokenizer.string() +
             "; pass --tokenizer with the tokenizer/ folder of a Qwen-Image download");
-  fs::create_directories(output / "tokenizer");
-  for (const fs::directory_entry& entry : fs::directory_iterator(tokenizer)) {
-    if (entry.is_regular_file()) {
-      fs::copy_file(entry.path(), output / "tokenizer" / entry.path().filename(),
-                    fs::copy_options::overwrite_existing);
-    }
-  }
+  copy_folder_files(tokenizer, output / "tokenizer");
   fs::create_directories(output / "scheduler");
-  synthetic::write_json(output / "scheduler" / "scheduler_config.json",
-                        {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
-                         {"_diffusers_version", "0.34.0.dev0"},
-                         {"base_image_seq_len", 256},
-                         {"base_shift", 0.5},
-                         {"invert_sigmas", false},
-                         {"max_image_seq_len", 8192},
-                         {"max_shift", 0.9},
-                         {"num_train_timesteps", 1000},
-                         {"shift", 1.0},
-                         {"shift_terminal", 0.02},
-                         {"stochastic_sampling", false},
-                         {"time_shift_type", "exponential"},
-                         {"use_beta_sigmas", false},
-                         {"use_dynamic_shifting", true},
-                         {"use_exponential_sigmas", false},
-                         {"use_karras_sigmas", false}});
-  synthetic::write_json(output / "model_index.json",
-                        {{"_class_name", "QwenImagePipeline"},
-                         {"_diffusers_version", "0.34.0.dev0"},
-                         {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
-                         {"text_encoder", {"transformers", "Qwen2_5_VLForConditionalGeneration"}},
-                         {"tokenizer", {"transformers", "Qwen2Tokenizer"}},
-                         {"transformer", {"diffusers", "QwenImageTransformer2DModel"}},
-                         {"vae", {"diffusers", "AutoencoderKLQwenImage"}}});
+  synthetic::write_json(output / "scheduler" / "scheduler_config.json", synthetic::scheduler_config_json());
+  synthetic::write_json(output / "model_index.json", synthetic::model_index_json(pipeline));
+  if (pipeline == synthetic::SyntheticPipeline::EditPlus) {
+    // Qwen2VLProcessor.from_pretrained reads the image processor's settings and the tokenizer from this
+    // one folder; the published one also has a chat template, which neither loading nor the pipeline
+    // (it formats its own prompt) reads.
+    copy_folder_files(tokenizer, output / "processor");
+    synthetic::write_json(output / "processor" / "preprocessor_config.json",
+                          synthetic::preprocessor_config_json());
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "Write a full-size Qwen-Image diffusers folder with random weights (the text encoder's vision tower "
-      "is left out: text-to-image never reads it)"};
+      "Write a full-size Qwen-Image (or Qwen-Image-Edit) diffusers folder with random weights (for "
+      "text-to-image the text encoder's vision tower is left out: it never reads it)"};
   std::string output, dtype_option = "bf16", tokenizer = (kTinyModel / "tokenizer").string();
+  synthetic::SyntheticPipeline pipeline = synthetic::SyntheticPipeline::TextToImage;
   std::vector<std::string> components = {"transformer", "text_encoder", "vae"};
   synthetic::ComponentSizes sizes;
   double shard_gib = 5.0;
   uint64_t seed = 0;
   bool zeros = false;
   app.add_option("--output", output, "Folder to write (created)")->required();
+  app.add_option(
+         "--pipeline", pipeline,
+         "text-to-image (Qwen-Image-2512) or edit-plus (Qwen-Image-Edit-2511: adds processor/ and the "
+         "text encoder's vision tower)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, synthetic::SyntheticPipeline>{
+              {"text-to-image", synthetic::SyntheticPipeline::TextToImage},
+              {"edit-plus", synthetic::SyntheticPipeline::EditPlus}},
+          CLI::ignore_case))
+      ->default_str("text-to-image");
   app.add_option("--components", components, "Weighted components to write")
       ->delimiter(',')
       ->check(CLI::IsMember({"transformer", "text_encoder", "vae"}))
@@ -137,11 +143,11 @@ int main(int argc, char** argv) {
     layout.zeros = zeros;
     const fs::path root(output);
     fs::create_directories(root);
-    write_fixed_parts(root, tokenizer);
+    write_fixed_parts(root, tokenizer, pipeline);
     const std::set<std::string> selected(components.begin(), components.end());
 
     if (selected.count("transformer")) {
-      nlohmann::json json = synthetic::transformer_config_json(sizes);
+      nlohmann::json json = synthetic::transformer_config_json(sizes, pipeline);
       auto config = QwenImageTransformerConfig::from_json(json, "transformer/config.json");
       layout.file_stem = "diffusion_pytorch_model";
       write_component(root / "transformer", json, QwenImageTransformer2DModel::parameter_shapes(config),
@@ -150,11 +156,20 @@ int main(int argc, char** argv) {
     if (selected.count("text_encoder")) {
       nlohmann::json json = synthetic::text_encoder_config_json(sizes);
       auto config = Qwen2_5_VLTextConfig::from_json(json, "text_encoder/config.json");
-      ParameterList tensors = Qwen2_5_VLTextModel::parameter_shapes(config);
-      // tie_word_embeddings is false, so the checkpoint carries its own output projection.
+      const bool with_vision = pipeline == synthetic::SyntheticPipeline::EditPlus;
+      // In the order save_pretrained writes Qwen2_5_VLForConditionalGeneration: vision tower, language
+      // model, then lm_head (tie_word_embeddings is false, so the checkpoint carries its own).
+      ParameterList tensors;
+      if (with_vision) {
+        tensors = Qwen2_5_VisionTransformerPretrainedModel::parameter_shapes(
+            Qwen2_5_VLVisionConfig::from_json(json, "text_encoder/config.json"));
+      }
+      for (auto& entry : Qwen2_5_VLTextModel::parameter_shapes(config)) tensors.push_back(std::move(entry));
       tensors.push_back({"lm_head.weight", {config.vocab_size, config.hidden_size}});
       layout.file_stem = "model";
-      write_component(root / "text_encoder", json, tensors, layout, "text_encoder (language model)");
+      write_component(
+          root / "text_encoder", json, tensors, layout,
+          with_vision ? "text_encoder (language model and vision tower)" : "text_encoder (language model)");
     }
     if (selected.count("vae")) {
       nlohmann::json json = synthetic::vae_config_json(sizes);

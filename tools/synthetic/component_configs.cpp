@@ -4,18 +4,55 @@
 
 namespace canvas::synthetic {
 
-nlohmann::json transformer_config_json(const ComponentSizes& sizes) {
-  return {{"_class_name", "QwenImageTransformer2DModel"},
-          {"_diffusers_version", "0.36.0"},
-          {"attention_head_dim", kHeadDim},
-          {"axes_dims_rope", {16, 56, 56}},
-          {"guidance_embeds", false},
-          {"in_channels", 64},
-          {"joint_attention_dim", sizes.text_hidden_size()},
-          {"num_attention_heads", sizes.transformer_heads},
-          {"num_layers", sizes.transformer_layers},
-          {"out_channels", 16},
-          {"patch_size", 2}};
+nlohmann::json model_index_json(SyntheticPipeline pipeline) {
+  nlohmann::json index = {{"_class_name", "QwenImagePipeline"},
+                          {"_diffusers_version", "0.34.0.dev0"},
+                          {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
+                          {"text_encoder", {"transformers", "Qwen2_5_VLForConditionalGeneration"}},
+                          {"tokenizer", {"transformers", "Qwen2Tokenizer"}},
+                          {"transformer", {"diffusers", "QwenImageTransformer2DModel"}},
+                          {"vae", {"diffusers", "AutoencoderKLQwenImage"}}};
+  if (pipeline == SyntheticPipeline::EditPlus) {
+    index["_class_name"] = "QwenImageEditPlusPipeline";
+    index["_diffusers_version"] = "0.36.0.dev0";
+    index["processor"] = {"transformers", "Qwen2VLProcessor"};
+  }
+  return index;
+}
+
+nlohmann::json scheduler_config_json() {
+  return {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+          {"_diffusers_version", "0.34.0.dev0"},
+          {"base_image_seq_len", 256},
+          {"base_shift", 0.5},
+          {"invert_sigmas", false},
+          {"max_image_seq_len", 8192},
+          {"max_shift", 0.9},
+          {"num_train_timesteps", 1000},
+          {"shift", 1.0},
+          {"shift_terminal", 0.02},
+          {"stochastic_sampling", false},
+          {"time_shift_type", "exponential"},
+          {"use_beta_sigmas", false},
+          {"use_dynamic_shifting", true},
+          {"use_exponential_sigmas", false},
+          {"use_karras_sigmas", false}};
+}
+
+nlohmann::json transformer_config_json(const ComponentSizes& sizes, SyntheticPipeline pipeline) {
+  nlohmann::json config = {{"_class_name", "QwenImageTransformer2DModel"},
+                           {"_diffusers_version", "0.36.0"},
+                           {"attention_head_dim", kHeadDim},
+                           {"axes_dims_rope", {16, 56, 56}},
+                           {"guidance_embeds", false},
+                           {"in_channels", 64},
+                           {"joint_attention_dim", sizes.text_hidden_size()},
+                           {"num_attention_heads", sizes.transformer_heads},
+                           {"num_layers", sizes.transformer_layers},
+                           {"out_channels", 16},
+                           {"patch_size", 2}};
+  if (pipeline == SyntheticPipeline::EditPlus) config["zero_cond_t"] = true;
+  return config;
 }
 
 nlohmann::json text_encoder_config_json(const ComponentSizes& sizes) {
@@ -87,6 +124,24 @@ nlohmann::json vae_config_json(const ComponentSizes& sizes) {
           {"num_res_blocks", 2},
           {"temperal_downsample", {false, true, true}},
           {"z_dim", 16}};
+}
+
+nlohmann::json preprocessor_config_json() {
+  return {{"do_convert_rgb", true},
+          {"do_normalize", true},
+          {"do_rescale", true},
+          {"do_resize", true},
+          {"image_mean", {0.48145466, 0.4578275, 0.40821073}},
+          {"image_processor_type", "Qwen2VLImageProcessor"},
+          {"image_std", {0.26862954, 0.26130258, 0.27577711}},
+          {"max_pixels", 12845056},
+          {"merge_size", 2},
+          {"min_pixels", 3136},
+          {"patch_size", 14},
+          {"processor_class", "Qwen2VLProcessor"},
+          {"resample", 3},
+          {"rescale_factor", 0.00392156862745098},
+          {"temporal_patch_size", 2}};
 }
 
 }  // namespace canvas::synthetic

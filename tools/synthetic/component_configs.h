@@ -1,4 +1,4 @@
-// The config.json of each Qwen-Image component as published, with the sizes a test may shrink.
+// The config files of each Qwen-Image component as published, with the sizes a test may shrink.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,12 @@ namespace canvas::synthetic {
 // M-RoPE sections (16, 24, 24) pairs in the text encoder both span 128.
 constexpr int64_t kHeadDim = 128;
 
+// The published folder a synthetic checkpoint imitates.
+enum class SyntheticPipeline {
+  TextToImage,  // Qwen-Image-2512 (QwenImagePipeline)
+  EditPlus,     // Qwen-Image-Edit-2511 (QwenImageEditPlusPipeline): also a processor/ and the vision tower
+};
+
 struct ComponentSizes {
   int64_t transformer_layers = 60;
   int64_t transformer_heads = 24;
@@ -20,9 +26,15 @@ struct ComponentSizes {
   int64_t text_hidden_size() const { return text_heads * kHeadDim; }
 };
 
-nlohmann::json transformer_config_json(const ComponentSizes& sizes);
+nlohmann::json model_index_json(SyntheticPipeline pipeline);
+nlohmann::json scheduler_config_json();
+// Qwen-Image-Edit-2511's transformer differs from Qwen-Image-2512's only in zero_cond_t: its reference
+// images' tokens are modulated with timestep 0.
+nlohmann::json transformer_config_json(const ComponentSizes& sizes, SyntheticPipeline pipeline);
 // The flat layout of the published Qwen-Image text_encoder/config.json (Qwen2.5-VL-7B-Instruct).
 nlohmann::json text_encoder_config_json(const ComponentSizes& sizes);
 nlohmann::json vae_config_json(const ComponentSizes& sizes);
+// processor/preprocessor_config.json of Qwen-Image-Edit-2511: the Qwen2-VL image processor's settings.
+nlohmann::json preprocessor_config_json();
 
 }  // namespace canvas::synthetic
