@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/png_image.h"
 #include "io/weight_source.h"
 #include "pipeline/text_to_image.h"
 #include "tensor/tensor.h"
@@ -29,6 +31,10 @@ WeightSource open_golden(const std::string& folder);
 // names mapped to the canonical style, as the model layout does for real checkpoints.
 WeightSource open_golden_model(const std::string& folder, bool text_encoder = false);
 nlohmann::json golden_json(const std::string& folder);
+// A picture stored in a golden as U8 [H, W, 3].
+RgbImage golden_picture(const WeightSource& golden, const std::string& name);
+// The (t, h, w) rows of a golden's image_grid_thw, I64 [images, 3].
+std::vector<std::array<int64_t, 3>> golden_grids(const Tensor& image_grid_thw);
 
 // The request a pipeline golden's golden.json describes (prompt, negative prompt, CFG, size, steps, seed).
 TextToImageRequest golden_request(const nlohmann::json& parameters);

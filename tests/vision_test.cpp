@@ -15,23 +15,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-RgbImage golden_picture(const WeightSource& golden, const std::string& name) {
-  const Tensor tensor = golden.get(name);
-  RgbImage image;
-  image.height = tensor.dim(0);
-  image.width = tensor.dim(1);
-  const uint8_t* bytes = tensor.data<uint8_t>();
-  image.pixels.assign(bytes, bytes + tensor.numel());
-  return image;
-}
-
-std::vector<std::array<int64_t, 3>> golden_grids(const Tensor& image_grid_thw) {
-  std::vector<std::array<int64_t, 3>> grids;
-  const int64_t* values = image_grid_thw.data<int64_t>();
-  for (int64_t i = 0; i < image_grid_thw.dim(0); ++i)
-    grids.push_back({values[3 * i], values[3 * i + 1], values[3 * i + 2]});
-  return grids;
-}
+using test::golden_grids;
+using test::golden_picture;
 
 TEST(Qwen2VLImageProcessor, PixelValuesAndGridsMatchTransformers) {
   const WeightSource golden = test::open_golden("vision/processor");

@@ -130,50 +130,85 @@ Qwen2_5_VLTextModel::Qwen2_5_VLTextModel(const Qwen2_5_VLTextConfig& config, con
   norm_ = nn::RMSNorm::load(weights, kPrefix + "norm", hidden, config.rms_norm_eps);
 }
 
-std::pair<Tensor, Tensor> Qwen2_5_VLTextModel::rotary_tables(int64_t length, Device device,
+std::pair<Tensor, Tensor> Qwen2_5_VLTextModel::rotary_tables(std::span<const int64_t> positions,
+                                                             int64_t batch, int64_t length,
                                                              DType dtype) const {
-  int64_t pairs = config_.head_dim / 2;
+  const int64_t tokens = batch * length;
+  const int64_t pairs = config_.head_dim / 2;
   // M-RoPE gives each section of rotary pairs the position row of its axis (temporal, height, width).
-  // For text all three rows hold the token index, so every section sees the same position.
-  std::vector<int64_t> section_of_pair(pairs);
+  std::vector<int64_t> row_of_pair(pairs);
   for (int64_t pair = 0, section = 0, end = config_.mrope_section[0]; pair < pairs; ++pair) {
     while (pair >= end) end += config_.mrope_section[++section];
-    section_of_pair[pair] = section;
+    row_of_pair[pair] = section;
   }
-  std::vector<float> cos_values(length * pairs), sin_values(length * pairs);
+  std::vector<float> cos_values(tokens * pairs), sin_values(tokens * pairs);
   for (int64_t pair = 0; pair < pairs; ++pair) {
     // Matches transformers: the inverse frequency is computed in f32, the angle in f32.
     float inverse_frequency =
         static_cast<float>(1.0 / std::pow(config_.rope_theta, static_cast<double>(2 * pair) /
                                                                   static_cast<double>(config_.head_dim)));
-    for (int64_t position = 0; position < length; ++position) {
-      float angle = static_cast<float>(position) * inverse_frequency;
-      cos_values[position * pairs + pair] = std::cos(angle);
-      sin_values[position * pairs + pair] = std::sin(angle);
+    const int64_t* row = positions.data() + row_of_pair[pair] * tokens;
+    for (int64_t token = 0; token < tokens; ++token) {
+      float angle = static_cast<float>(row[token]) * inverse_frequency;
+      cos_values[token * pairs + pair] = std::cos(angle);
+      sin_values[token * pairs + pair] = std::sin(angle);
     }
   }
-  Tensor cos = Tensor::from_floats(cos_values, {length, pairs}).to(dtype).to(device);
-  Tensor sin = Tensor::from_floats(sin_values, {length, pairs}).to(dtype).to(device);
+  const Device device = embed_tokens_.weight.device();
+  Tensor cos = Tensor::from_floats(cos_values, {batch, length, pairs}).to(dtype).to(device);
+  Tensor sin = Tensor::from_floats(sin_values, {batch, length, pairs}).to(dtype).to(device);
   return {cos, sin};
 }
 
-Tensor Qwen2_5_VLTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask,
-                                    DType activation_dtype, nn::BlockGate* gate) const {
-  check(input_ids.ndim() == 2,
-        "text encoder input_ids must be [batch, length], got " + shape_str(input_ids.shape()));
-  check(attention_mask.shape() == input_ids.shape(),
-        "text encoder attention_mask " + shape_str(attention_mask.shape()) + " does not match input_ids " +
-            shape_str(input_ids.shape()));
-  Device device = embed_tokens_.weight.device();
-  Tensor hidden_states = embed_tokens_(input_ids.to(device), activation_dtype);
-  auto [cos, sin] = rotary_tables(input_ids.dim(1), device, activation_dtype);
-  ops::AttentionMask mask{attention_mask.to(device), /*causal=*/true};
+Tensor Qwen2_5_VLTextModel::decode(const Tensor& inputs_embeds, const std::pair<Tensor, Tensor>& rotary,
+                                   const Tensor& attention_mask, nn::BlockGate* gate) const {
+  const Shape tokens = {inputs_embeds.dim(0), inputs_embeds.dim(1)};
+  check(attention_mask.shape() == tokens, "text encoder attention_mask " + shape_str(attention_mask.shape()) +
+                                              " does not match the tokens " + shape_str(tokens));
+  const auto& [cos, sin] = rotary;
+  ops::AttentionMask mask{attention_mask.to(embed_tokens_.weight.device()), /*causal=*/true};
+  Tensor hidden_states = inputs_embeds;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (gate) gate->before_block(static_cast<int>(i));
     hidden_states = layers_[i].forward(hidden_states, cos, sin, mask);
     if (gate) gate->after_block(static_cast<int>(i));
   }
   return norm_(hidden_states);
+}
+
+Tensor Qwen2_5_VLTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask,
+                                    DType activation_dtype, nn::BlockGate* gate) const {
+  check(input_ids.ndim() == 2,
+        "text encoder input_ids must be [batch, length], got " + shape_str(input_ids.shape()));
+  const int64_t batch = input_ids.dim(0), length = input_ids.dim(1);
+  // Positions 0..L-1 on all three rows: forward_embeds' rotary for text.
+  std::vector<int64_t> positions(static_cast<size_t>(3 * batch * length));
+  for (size_t i = 0; i < positions.size(); ++i) positions[i] = static_cast<int64_t>(i) % length;
+  return decode(embed(input_ids, activation_dtype), rotary_tables(positions, batch, length, activation_dtype),
+                attention_mask, gate);
+}
+
+Tensor Qwen2_5_VLTextModel::embed(const Tensor& input_ids, DType activation_dtype) const {
+  return embed_tokens_(input_ids.to(embed_tokens_.weight.device()), activation_dtype);
+}
+
+Tensor Qwen2_5_VLTextModel::forward_embeds(const Tensor& inputs_embeds, const Tensor& position_ids,
+                                           const Tensor& attention_mask, nn::BlockGate* gate) const {
+  check(inputs_embeds.ndim() == 3 && inputs_embeds.dim(2) == config_.hidden_size,
+        "text encoder inputs_embeds must be [batch, length, " + std::to_string(config_.hidden_size) +
+            "], got " + shape_str(inputs_embeds.shape()));
+  check(inputs_embeds.device() == embed_tokens_.weight.device(),
+        "text encoder inputs_embeds are not on the model's device");
+  const int64_t batch = inputs_embeds.dim(0), length = inputs_embeds.dim(1);
+  check(position_ids.shape() == Shape{3, batch, length} &&
+            (position_ids.dtype() == DType::I64 || position_ids.dtype() == DType::I32),
+        "text encoder position_ids " + shape_str(position_ids.shape()) + " are not i32/i64 [3, " +
+            std::to_string(batch) + ", " + std::to_string(length) + "]");
+  const Tensor positions = position_ids.to(Device::cpu()).to(DType::I64).contiguous();
+  return decode(inputs_embeds,
+                rotary_tables({positions.data<int64_t>(), static_cast<size_t>(positions.numel())}, batch,
+                              length, inputs_embeds.dtype()),
+                attention_mask, gate);
 }
 
 std::vector<std::pair<std::string, Shape>> Qwen2_5_VLTextModel::parameter_shapes(

@@ -1,9 +1,12 @@
-// The language model of Qwen2.5-VL (transformers' Qwen2_5_VLTextModel), Qwen-Image's text encoder.
-// Only the text path: Qwen-Image encodes prompts with it and reads the final hidden state.
+// The language model of Qwen2.5-VL (transformers' Qwen2_5_VLTextModel), Qwen-Image's text encoder: Qwen-Image
+// encodes prompts with it and reads the final hidden state. Text alone goes through `forward`; text with
+// pictures (Qwen-Image-Edit) is embedded with `embed`, gets the vision tower's rows and 3D M-RoPE positions
+// from models/qwen2_5_vl_model.h, and runs through `forward_embeds`.
 #pragma once
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <vector>
 
 #include "models/nn.h"
@@ -59,11 +62,24 @@ class Qwen2_5_VLTextModel {
   // how older checkpoints are mapped onto them.
   Qwen2_5_VLTextModel(const Qwen2_5_VLTextConfig& config, const WeightSource& weights);
 
-  // input_ids [B, L] (i32/i64), attention_mask [B, L] (nonzero for real tokens, padding on the right).
+  // Text: input_ids [B, L] (i32/i64), attention_mask [B, L] (nonzero for real tokens, padding on the right),
+  // positions 0..L-1 on all three M-RoPE rows (what transformers gives when no position_ids are passed).
   // Returns the last hidden state after the final norm, [B, L, hidden_size], in `activation_dtype`.
   // `gate`, when given, is told before and after each decoder layer runs (weight streaming).
   Tensor forward(const Tensor& input_ids, const Tensor& attention_mask, DType activation_dtype = DType::F32,
                  nn::BlockGate* gate = nullptr) const;
+
+  // embed_tokens: input_ids [B, L] (i32/i64, any device) -> [B, L, hidden_size] in `activation_dtype` on the
+  // model's device.
+  Tensor embed(const Tensor& input_ids, DType activation_dtype = DType::F32) const;
+
+  // The decoder over given input embeddings (transformers' forward with inputs_embeds and position_ids).
+  // inputs_embeds [B, L, hidden_size] in the activation dtype, on the model's device; position_ids [3, B, L]
+  // (i32/i64, any device): the temporal, height and width position of each token, the rotary pairs of
+  // mrope_section[i] turning with row i; attention_mask [B, L] as in `forward`. Attention is causal.
+  // Returns the last hidden state after the final norm, [B, L, hidden_size], in the activation dtype.
+  Tensor forward_embeds(const Tensor& inputs_embeds, const Tensor& position_ids, const Tensor& attention_mask,
+                        nn::BlockGate* gate = nullptr) const;
 
   // Every weight the constructor loads for `config`, by canonical name, with its shape. The checkpoint's
   // lm_head and vision tower are not among them: text-to-image never reads them.
@@ -77,8 +93,14 @@ class Qwen2_5_VLTextModel {
   const std::vector<Qwen2_5_VLDecoderLayer>& layers() const { return layers_; }
 
  private:
-  // Rotary cos/sin tables [L, head_dim / 2] for text positions 0..L-1 (all three M-RoPE rows equal).
-  std::pair<Tensor, Tensor> rotary_tables(int64_t length, Device device, DType dtype) const;
+  // Rotary cos/sin tables [B, L, head_dim / 2] for positions [3, B, L] (row-major) on the host. A plain
+  // vector rather than a tensor, so that the text path holds no position tensor while its layers run and
+  // its memory stays what the planner's dry run measures.
+  std::pair<Tensor, Tensor> rotary_tables(std::span<const int64_t> positions, int64_t batch, int64_t length,
+                                          DType dtype) const;
+  // The decoder layers and the final norm over inputs_embeds [B, L, hidden_size].
+  Tensor decode(const Tensor& inputs_embeds, const std::pair<Tensor, Tensor>& rotary,
+                const Tensor& attention_mask, nn::BlockGate* gate) const;
 
   Qwen2_5_VLTextConfig config_;
   nn::Embedding embed_tokens_;

@@ -18,6 +18,23 @@ constexpr int64_t kTokenizerMaxLength = 1024;
 
 }  // namespace
 
+PromptEmbedding drop_template_tokens(const Tensor& hidden_states, std::vector<int32_t> template_token_ids,
+                                     int64_t template_tokens) {
+  const int64_t length = static_cast<int64_t>(template_token_ids.size());
+  check(hidden_states.ndim() == 3 && hidden_states.dim(0) == 1 && hidden_states.dim(1) == length,
+        "the text encoder's hidden states " + shape_str(hidden_states.shape()) + " are not [1, " +
+            std::to_string(length) + ", hidden] for the templated prompt's tokens");
+  check(length > template_tokens, "the templated prompt has only " + std::to_string(length) +
+                                      " tokens, not more than the template's " +
+                                      std::to_string(template_tokens) + "; is this the Qwen2 tokenizer?");
+  const int64_t kept = length - template_tokens;
+  PromptEmbedding result;
+  result.embeds = hidden_states.slice(1, template_tokens, length).contiguous();
+  result.mask = Tensor::from_ints(std::vector<int64_t>(static_cast<size_t>(kept), 1), {1, kept});
+  result.template_token_ids = std::move(template_token_ids);
+  return result;
+}
+
 PromptEmbedding QwenImagePromptEncoder::encode(const std::string& prompt, int64_t max_sequence_length,
                                                DType activation_dtype) const {
   check(max_sequence_length > 0 && max_sequence_length <= kTokenizerMaxLength,
@@ -41,10 +58,7 @@ PromptEmbedding QwenImagePromptEncoder::encode(const std::string& prompt, int64_
   Tensor attention_mask = Tensor::from_ints(ones, {1, length});
 
   Tensor hidden = text_encoder_.forward(input_ids, attention_mask, activation_dtype, gate_);
-  PromptEmbedding result;
-  result.embeds = hidden.slice(1, kDroppedTemplateTokens, length).contiguous();
-  result.mask = Tensor::from_ints(std::vector<int64_t>(static_cast<size_t>(kept), 1), {1, kept});
-  result.template_token_ids = std::move(ids);
+  PromptEmbedding result = drop_template_tokens(hidden, std::move(ids), kDroppedTemplateTokens);
   result.truncated_tokens = prompt_tokens - kept;
   return result;
 }

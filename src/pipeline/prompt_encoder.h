@@ -17,6 +17,12 @@ struct PromptEmbedding {
   int64_t truncated_tokens = 0;             // tokens past max_sequence_length, cut as the reference cuts
 };
 
+// What a prompt encoder returns for a templated prompt whose hidden states [1, L, hidden] the text encoder
+// gave for `template_token_ids`: the states after the template's first `template_tokens` (its system part,
+// which the pipelines drop) and a mask of ones.
+PromptEmbedding drop_template_tokens(const Tensor& hidden_states, std::vector<int32_t> template_token_ids,
+                                     int64_t template_tokens);
+
 class QwenImagePromptEncoder {
  public:
   static constexpr int64_t kDefaultMaxSequenceLength = 512;
