@@ -2,6 +2,7 @@
 // a finished edit records its inputs.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "image/decode.h"
@@ -62,6 +63,51 @@ TEST(EditCli, ATextToImageModelIsRefusedBeforeItsWeightsLoad) {
   EXPECT_EQ(result.exit_code, 1) << result.output;
   test::expect_contains(result.output, "editing needs Qwen-Image-Edit");
   EXPECT_FALSE(fs::exists(folder / "out.png"));
+}
+
+std::string canvas_chunk(const RgbImage& image) {
+  for (const PngTextChunk& chunk : image.text)
+    if (chunk.key == "canvas") return chunk.text;
+  return "";
+}
+
+// Little-endian float32 values after a .npy file's header.
+std::vector<float> npy_values(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const size_t header = 10 + static_cast<uint8_t>(bytes[8]) + 256 * static_cast<uint8_t>(bytes[9]);
+  std::vector<float> values((bytes.size() - header) / sizeof(float));
+  std::memcpy(values.data(), bytes.data() + header, values.size() * sizeof(float));
+  return values;
+}
+
+TEST(EditCli, EditWritesThePngWithItsInputsAndTheLatents) {
+  const fs::path folder = test::scratch_dir("edit-cli-run");
+  const fs::path first = write_picture(folder, "first.png");
+  const fs::path second = write_picture(folder, "second.png");
+  const test::CommandResult result = run_canvas(
+      "edit --model " + test::source_path("models/tiny-qwen-image-edit").string() + " --image " +
+      first.string() + " --image " + second.string() +
+      " --prompt 'swap them' --negative-prompt ' ' --steps 2 --seed 3 --width 40 --height 33 --output " +
+      (folder / "out.png").string() + " --save-latents " + (folder / "out.npy").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  test::expect_contains(result.output, "vision encode");
+  test::expect_contains(result.output, "VAE encode");
+  const RgbImage image = read_image(folder / "out.png").rgb;
+  // Floored to whole 16-pixel patches, as the reference does.
+  EXPECT_EQ(image.width, 32);
+  EXPECT_EQ(image.height, 32);
+  const nlohmann::json json = nlohmann::json::parse(canvas_chunk(image));
+  EXPECT_EQ(json.at("task"), "edit");
+  EXPECT_EQ(json.at("text_positions"), "mrope");
+  EXPECT_TRUE(json.at("true_cfg").get<bool>());
+  ASSERT_EQ(json.at("inputs").size(), 2u);
+  EXPECT_EQ(json.at("inputs")[1].at("width"), 40);
+  EXPECT_EQ(json.at("inputs")[0].at("sha256").get<std::string>().size(), 64u);
+  EXPECT_GT(json.at("timings_s").at("vision_encode").get<double>(), 0.0);
+  EXPECT_FALSE(json.contains("max_sequence_length"));
+  // [1, (32 / 16)^2 tokens, 64].
+  EXPECT_EQ(npy_values(folder / "out.npy").size(), 4u * 64u);
 }
 
 TEST(EditCli, AnImageIsRequired) {

@@ -12,8 +12,7 @@ namespace {
 QwenImageConfigs edit_configs(QwenImagePipelineKind kind) {
   QwenImageConfigs configs = read_qwen_image_configs(test::source_path("models/tiny-qwen-image"));
   configs.kind = kind;
-  configs.vision_encoder =
-      Qwen2_5_VLVisionConfig::from_file(configs.layout.component("text_encoder").config_file);
+  configs.vision_language = Qwen2_5_VLConfig::from_file(configs.layout.component("text_encoder").config_file);
   Qwen2VLImageProcessorConfig processor;
   processor.min_pixels = 3136;
   processor.max_pixels = 12845056;

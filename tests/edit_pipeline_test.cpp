@@ -11,6 +11,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
 
 #include "image/decode.h"
 #include "image/resample.h"
@@ -50,7 +53,8 @@ const QwenImageModel& model_for(const std::string& name) {
   static std::map<std::string, std::unique_ptr<QwenImageModel>> models;
   const std::string path = test::golden_json(folder_of(name)).at("model").get<std::string>();
   std::unique_ptr<QwenImageModel>& model = models[path];
-  if (!model) model = std::make_unique<QwenImageModel>(load_qwen_image(test::source_path(path), Device::cpu()));
+  if (!model)
+    model = std::make_unique<QwenImageModel>(load_qwen_image(test::source_path(path), Device::cpu()));
   return *model;
 }
 
@@ -86,12 +90,12 @@ TEST_P(EditPipelineGolden, EveryPhaseMatchesDiffusers) {
     const ReferencePicture& picture = geometry.references[i];
     EXPECT_EQ(picture.vae.width, parameters.at("vae_sizes")[i][0].get<int64_t>());
     EXPECT_EQ(picture.vae.height, parameters.at("vae_sizes")[i][1].get<int64_t>());
-    condition_images.push_back(
-        resize(request.images[i], picture.condition.width, picture.condition.height, ResampleFilter::Lanczos));
+    condition_images.push_back(resize(request.images[i], picture.condition.width, picture.condition.height,
+                                      ResampleFilter::Lanczos));
     const Tensor expected = golden.get("condition_image_" + std::to_string(i));
     ASSERT_EQ(expected.numel(), static_cast<int64_t>(condition_images.back().pixels.size()));
     std::vector<uint8_t> expected_bytes(static_cast<size_t>(expected.numel()));
-    std::memcpy(expected_bytes.data(), expected.data(), expected_bytes.size());
+    std::memcpy(expected_bytes.data(), expected.raw_data(), expected_bytes.size());
     EXPECT_EQ(condition_images.back().pixels, expected_bytes) << "condition image " << i;
   }
   const Qwen2VLImageFeatures features = preprocess_images(condition_images, *model.configs.image_processor);
@@ -145,8 +149,8 @@ TEST_P(EditPipelineGolden, LatentsAndImageMatchDiffusers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, EditPipelineGolden,
-                         ::testing::Values("a_plus_1picture", "b_plus_3pictures_cfg", "c_plus_2509_2pictures_cfg",
-                                           "d_edit_legacy_cfg"));
+                         ::testing::Values("a_plus_1picture", "b_plus_3pictures_cfg",
+                                           "c_plus_2509_2pictures_cfg", "d_edit_legacy_cfg"));
 
 // The inputs move the output: a test that passed with any picture would prove nothing.
 TEST(EditPipeline, AnotherPictureOrPromptChangesTheEdit) {

@@ -26,6 +26,14 @@ void add_edit_command(CLI::App& app, EditOptions& options) {
                       "Output width in pixels (default: the last picture's aspect at about 1 megapixel); "
                       "floored to a multiple of 16");
   command->add_option("--height", options.height, "Output height in pixels; floored to a multiple of 16");
+  command
+      ->add_option(
+          "--text-positions", options.text_positions,
+          "How the text encoder numbers the prompt's tokens around the pictures: mrope (Qwen2.5-VL's "
+          "3D positions, as the models were trained) or sequential (what diffusers 0.42 computes "
+          "with transformers 5, diffusers issue #14194)")
+      ->check(CLI::IsMember({"mrope", "sequential"}))
+      ->capture_default_str();
 }
 
 int run_edit(const EditOptions& options) {
@@ -38,8 +46,11 @@ int run_edit(const EditOptions& options) {
   request.width = options.width;
   request.height = options.height;
   request.seed = seed_from_option(job.seed);
+  request.text_positions =
+      options.text_positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
   JobCommand command;
   command.task = "edit";
+  command.task_settings = {{"text_positions", options.text_positions}};
   // The pictures are read before the model: a bad file costs a moment, not a load.
   for (const std::string& path : options.images) {
     check_utf8(path, "the --image path");

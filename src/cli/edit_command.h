@@ -15,6 +15,7 @@ struct EditOptions {
   std::vector<std::string> images;
   std::optional<int64_t> width;
   std::optional<int64_t> height;
+  std::string text_positions = "mrope";
 };
 
 void add_edit_command(CLI::App& app, EditOptions& options);

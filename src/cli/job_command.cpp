@@ -282,6 +282,7 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   record.task = command.task;
   record.request = settings;
   record.inputs = command.inputs;
+  record.task_settings = command.task_settings;
   record.result = &result;
   record.load_s = load_s;
   record.total_s = std::chrono::duration<double>(Clock::now() - start).count();

@@ -44,8 +44,9 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
 
 // What one kind of job adds to the shared run.
 struct JobCommand {
-  std::string task;                  // "text-to-image", "edit": the metadata's task
-  std::vector<InputPicture> inputs;  // the files the job reads, for the metadata
+  std::string task;                                         // "text-to-image", "edit": the metadata's task
+  std::vector<InputPicture> inputs;                         // the files the job reads, for the metadata
+  nlohmann::json task_settings = nlohmann::json::object();  // recorded beside the shared settings
   // Checks the request against the model's configs before any weight is loaded, and returns the settings
   // as the job will run them (the metadata's, e.g. an edit's output size worked out from its pictures).
   std::function<TextToImageRequest(const QwenImageConfigs&)> prepare;

@@ -166,7 +166,7 @@ Tensor scatter_image_embeds(const Tensor& inputs_embeds, std::span<const int32_t
 
 Tensor forward_text_with_images(const Qwen2_5_VLTextModel& text_model, const Qwen2_5_VLConfig& config,
                                 std::span<const int32_t> input_ids, const Qwen2_5_VLImageEmbeds& images,
-                                DType activation_dtype, nn::BlockGate* gate) {
+                                DType activation_dtype, nn::BlockGate* gate, TextPositions positions) {
   const int64_t length = static_cast<int64_t>(input_ids.size());
   const Tensor ids = Tensor::from_ints(std::vector<int64_t>(input_ids.begin(), input_ids.end()), {1, length});
   const Tensor attention_mask =
@@ -176,7 +176,14 @@ Tensor forward_text_with_images(const Qwen2_5_VLTextModel& text_model, const Qwe
           "forward_text_with_images: image embeddings were given without their grids");
     return text_model.forward(ids, attention_mask, activation_dtype, gate);
   }
-  const Tensor position_ids = get_rope_index(input_ids, images.grid_thw, config);
+  Tensor position_ids;
+  if (positions == TextPositions::MRope) {
+    position_ids = get_rope_index(input_ids, images.grid_thw, config);
+  } else {
+    std::vector<int64_t> sequential(static_cast<size_t>(3 * length));
+    for (size_t i = 0; i < sequential.size(); ++i) sequential[i] = static_cast<int64_t>(i) % length;
+    position_ids = Tensor::from_ints(sequential, {3, 1, length});
+  }
   const Tensor inputs_embeds =
       scatter_image_embeds(text_model.embed(ids, activation_dtype), input_ids, images.embeds, config);
   return text_model.forward_embeds(inputs_embeds, position_ids, attention_mask, gate);

@@ -73,6 +73,17 @@ Tensor get_rope_index(std::span<const int32_t> input_ids,
 Tensor scatter_image_embeds(const Tensor& inputs_embeds, std::span<const int32_t> input_ids,
                             const Tensor& image_embeds, const Qwen2_5_VLConfig& config);
 
+// How the text model numbers a sequence's tokens around its pictures.
+enum class TextPositions {
+  // Qwen2.5-VL's 3D M-RoPE positions (get_rope_index): what the models were trained with, and what
+  // transformers computes when the processor's mm_token_type_ids reach it (transformers 4 always did).
+  MRope,
+  // 0, 1, 2, ... on all three rows, pictures included: what transformers 5 falls back to without
+  // mm_token_type_ids, which diffusers 0.42's edit pipelines do not pass (diffusers issue #14194). Only for
+  // reproducing that reference's numbers.
+  Sequential,
+};
+
 // Qwen2_5_VLModel.forward for one sequence whose pictures the vision tower has already encoded: embeds
 // `input_ids` (expanded), scatters `images.embeds` in, runs the text model at get_rope_index's positions and
 // returns the last hidden state after the final norm, [1, L, hidden_size], in `activation_dtype`. With no
@@ -81,6 +92,7 @@ Tensor scatter_image_embeds(const Tensor& inputs_embeds, std::span<const int32_t
 // layers.
 Tensor forward_text_with_images(const Qwen2_5_VLTextModel& text_model, const Qwen2_5_VLConfig& config,
                                 std::span<const int32_t> input_ids, const Qwen2_5_VLImageEmbeds& images,
-                                DType activation_dtype = DType::F32, nn::BlockGate* gate = nullptr);
+                                DType activation_dtype = DType::F32, nn::BlockGate* gate = nullptr,
+                                TextPositions positions = TextPositions::MRope);
 
 }  // namespace canvas

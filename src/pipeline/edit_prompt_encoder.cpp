@@ -18,15 +18,22 @@ constexpr std::string_view kPicturePlaceholder = "<|vision_start|><|image_pad|><
 
 }  // namespace
 
+EditPromptTemplate edit_prompt_template(QwenImagePipelineKind kind) {
+  check(kind != QwenImagePipelineKind::TextToImage, "a text-to-image model has no edit prompt template");
+  return kind == QwenImagePipelineKind::EditPlus ? EditPromptTemplate::EditPlus : EditPromptTemplate::Edit;
+}
+
 QwenImageEditPromptEncoder::QwenImageEditPromptEncoder(EditPromptTemplate prompt_template,
                                                        const Qwen2Tokenizer& tokenizer,
                                                        const Qwen2_5_VLTextModel& text_encoder,
-                                                       const Qwen2_5_VLConfig& config, nn::BlockGate* gate)
+                                                       const Qwen2_5_VLConfig& config, nn::BlockGate* gate,
+                                                       TextPositions positions)
     : prompt_template_(prompt_template),
       tokenizer_(tokenizer),
       text_encoder_(text_encoder),
       config_(config),
-      gate_(gate) {
+      gate_(gate),
+      positions_(positions) {
   // The template names the placeholder by its text, the text encoder knows it by its id.
   check(tokenizer.token_to_id("<|image_pad|>") == config.image_token_id,
         "the tokenizer's <|image_pad|> is id " + std::to_string(tokenizer.token_to_id("<|image_pad|>")) +
@@ -59,7 +66,7 @@ PromptEmbedding QwenImageEditPromptEncoder::encode(const std::string& prompt,
                                                    DType activation_dtype) const {
   std::vector<int32_t> ids = template_token_ids(prompt, images.grid_thw);
   const Tensor hidden =
-      forward_text_with_images(text_encoder_, config_, ids, images, activation_dtype, gate_);
+      forward_text_with_images(text_encoder_, config_, ids, images, activation_dtype, gate_, positions_);
   return drop_template_tokens(hidden, std::move(ids), kTemplateTokens);
 }
 

@@ -17,7 +17,8 @@
 // The 3D positions are those transformers computes when the processor's mm_token_type_ids reach the model,
 // as in transformers 4.x. diffusers 0.42.1 drops that field and transformers 5 then falls back to positions
 // 0..L-1 for the whole prompt (diffusers issue #14194, fix in PR #14189); a reference run without the fix
-// differs from this encoder by ~20% on the tiny model's embeddings (tests/golden/vision/edit_prompt/).
+// differs from this encoder by ~20% on the tiny model's embeddings (tests/golden/vision/edit_prompt/), and
+// TextPositions::Sequential reproduces it.
 #pragma once
 
 #include <string>
@@ -25,6 +26,7 @@
 
 #include "models/qwen2_5_vl_model.h"
 #include "pipeline/prompt_encoder.h"
+#include "pipeline/qwen_image_model.h"
 
 namespace canvas {
 
@@ -37,6 +39,9 @@ enum class EditPromptTemplate {
   Edit,
 };
 
+// The template an edit model's pipeline uses. Throws canvas::Error for a text-to-image model.
+EditPromptTemplate edit_prompt_template(QwenImagePipelineKind kind);
+
 class QwenImageEditPromptEncoder {
  public:
   // Tokens of the template's system part, which the encoder sees and the embedding drops.
@@ -47,7 +52,7 @@ class QwenImageEditPromptEncoder {
   // and the text encoder must outlive the encoder.
   QwenImageEditPromptEncoder(EditPromptTemplate prompt_template, const Qwen2Tokenizer& tokenizer,
                              const Qwen2_5_VLTextModel& text_encoder, const Qwen2_5_VLConfig& config,
-                             nn::BlockGate* gate = nullptr);
+                             nn::BlockGate* gate = nullptr, TextPositions positions = TextPositions::MRope);
 
   // The templated prompt's ids as the text encoder sees them for pictures of these grids (what the
   // reference's processor returns as input_ids). Throws canvas::Error for more pictures than the template
@@ -67,6 +72,7 @@ class QwenImageEditPromptEncoder {
   const Qwen2_5_VLTextModel& text_encoder_;
   Qwen2_5_VLConfig config_;
   nn::BlockGate* gate_;
+  TextPositions positions_;
 };
 
 }  // namespace canvas

@@ -23,6 +23,7 @@ nlohmann::json generation_json(const GenerationRecord& record) {
   };
   // The edit pipelines encode the whole prompt.
   if (request.max_sequence_length > 0) json["max_sequence_length"] = request.max_sequence_length;
+  for (const auto& [key, value] : record.task_settings.items()) json[key] = value;
   for (const InputPicture& input : record.inputs) {
     json["inputs"].push_back(
         {{"path", input.path}, {"width", input.width}, {"height", input.height}, {"sha256", input.sha256}});

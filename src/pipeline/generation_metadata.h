@@ -24,6 +24,7 @@ struct GenerationRecord {
   std::string precision;
   TextToImageRequest request;  // the settings as the job ran them (an edit's output size worked out)
   std::vector<InputPicture> inputs;
+  nlohmann::json task_settings = nlohmann::json::object();  // the task's own, e.g. an edit's text positions
   JobResult const* result = nullptr;
   double load_s = 0;
   double total_s = 0;

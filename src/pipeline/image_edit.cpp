@@ -8,7 +8,7 @@ JobResult image_edit(const QwenImageModel& model, const ImageEditRequest& reques
                      const MemoryOptions& options, const JobObservers& observers, ArrangementCache* cache) {
   validate_request(request, model.configs);
   Job job(model, job_geometry(model.configs, request), request.prompt, options, observers, cache);
-  PictureEmbeddings pictures;
+  Qwen2_5_VLImageEmbeds pictures;
   PromptEmbeddings prompts;
   Tensor reference_latents;
   JobResult result;

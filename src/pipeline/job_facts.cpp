@@ -7,6 +7,7 @@
 #include "memory/host_memory.h"
 #include "models/meta_weights.h"
 #include "pipeline/component_weights.h"
+#include "pipeline/edit_prompt_encoder.h"
 #include "pipeline/prompt_encoder.h"
 #include "pipeline/transformer_executor.h"
 #include "planning/dry_run.h"
@@ -100,21 +101,42 @@ ComponentFacts text_encoder_facts(const QwenImageModel& model, const JobGeometry
   for (auto& layer : text_encoder.layers())
     text.blocks.push_back(block_facts([&](const auto& v) { layer.visit("", v); }, device, dtype, false));
   text.passes = geometry.guidance_halves();
+  const bool edits = !geometry.references.empty();
   {
     nn::MetaWeightsScope meta(text_encoder, component_label(Component::TextEncoder));
-    QwenImagePromptEncoder encoder(model.tokenizer, text_encoder);
     OwnerScope owner({component_label(Component::TextEncoder), -1, MemoryRole::Activations});
-    text.activation_bytes = measure_activation_peak([&] {
-      text_tokens.push_back(encoder.encode(prompt, geometry.max_sequence_length, dtype).embeds.dim(1));
-      if (geometry.guided) {
-        text_tokens.push_back(
-            encoder.encode(geometry.negative_prompt, geometry.max_sequence_length, dtype).embeds.dim(1));
+    if (edits) {
+      // The pictures' rows as the vision encoder hands them on.
+      Qwen2_5_VLImageEmbeds pictures;
+      int64_t rows = 0;
+      for (const ReferencePicture& picture : geometry.references) {
+        pictures.grid_thw.push_back(picture.grid_thw);
+        rows += image_token_count(picture.grid_thw,
+                                  model.configs.vision_language->vision_config.spatial_merge_size);
       }
-    });
+      pictures.embeds = Tensor::empty({rows, model.configs.text_encoder.hidden_size}, dtype, Device::meta());
+      QwenImageEditPromptEncoder encoder(edit_prompt_template(geometry.kind), model.tokenizer, text_encoder,
+                                         *model.configs.vision_language, nullptr, geometry.text_positions);
+      text.activation_bytes = measure_activation_peak([&] {
+        text_tokens.push_back(encoder.encode(prompt, pictures, dtype).embeds.dim(1));
+        if (geometry.guided)
+          text_tokens.push_back(encoder.encode(geometry.negative_prompt, pictures, dtype).embeds.dim(1));
+      });
+    } else {
+      QwenImagePromptEncoder encoder(model.tokenizer, text_encoder);
+      text.activation_bytes = measure_activation_peak([&] {
+        text_tokens.push_back(encoder.encode(prompt, geometry.max_sequence_length, dtype).embeds.dim(1));
+        if (geometry.guided) {
+          text_tokens.push_back(
+              encoder.encode(geometry.negative_prompt, geometry.max_sequence_length, dtype).embeds.dim(1));
+        }
+      });
+    }
   }
   // Two flops per weight per token; the template adds its system tokens to the prompt's.
   const double templated_tokens =
-      static_cast<double>(text_tokens.front() + QwenImagePromptEncoder::kTemplateTokens);
+      static_cast<double>(text_tokens.front() + (edits ? QwenImageEditPromptEncoder::kTemplateTokens
+                                                       : QwenImagePromptEncoder::kTemplateTokens));
   double layer_parameters = 0;
   for (auto& layer : text_encoder.layers())
     layer.visit("",

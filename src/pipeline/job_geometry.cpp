@@ -77,6 +77,7 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageEditRequest
 
   JobGeometry geometry;
   geometry.kind = configs.kind;
+  geometry.text_positions = request.text_positions;
   const Qwen2VLImageProcessorConfig& processor = *configs.image_processor;
   const int64_t grid_factor = processor.patch_size * processor.merge_size;
   for (size_t i = 0; i < request.images.size(); ++i) {

@@ -43,6 +43,7 @@ struct JobGeometry {
   // Edit jobs: which template the prompt takes, and how each picture is sized.
   QwenImagePipelineKind kind = QwenImagePipelineKind::TextToImage;
   std::vector<ReferencePicture> references;
+  TextPositions text_positions = TextPositions::MRope;
 
   // The output's tokens (what is denoised), and those of every image in the sequence.
   int64_t image_tokens() const { return img_shapes.front().tokens(); }

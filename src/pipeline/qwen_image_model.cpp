@@ -18,9 +18,10 @@ QwenImagePipelineKind pipeline_kind(const std::string& pipeline_class) {
 // An edit model's vision tower config (in the text encoder's config.json) and its image processor.
 void read_edit_configs(QwenImageConfigs& configs) {
   const ModelLayout& layout = configs.layout;
-  configs.vision_encoder = Qwen2_5_VLVisionConfig::from_file(layout.component("text_encoder").config_file);
-  check(configs.vision_encoder->out_hidden_size == configs.text_encoder.hidden_size,
-        "the vision tower's out_hidden_size " + std::to_string(configs.vision_encoder->out_hidden_size) +
+  configs.vision_language = Qwen2_5_VLConfig::from_file(layout.component("text_encoder").config_file);
+  const Qwen2_5_VLVisionConfig& vision = configs.vision_language->vision_config;
+  check(vision.out_hidden_size == configs.text_encoder.hidden_size,
+        "the vision tower's out_hidden_size " + std::to_string(vision.out_hidden_size) +
             " does not match the text encoder's hidden size " +
             std::to_string(configs.text_encoder.hidden_size));
   check(layout.has("processor"), "the " + layout.pipeline_class +
@@ -28,9 +29,9 @@ void read_edit_configs(QwenImageConfigs& configs) {
                                      "processor/preprocessor_config.json to size its pictures");
   configs.image_processor = Qwen2VLImageProcessorConfig::from_file(layout.component("processor").folder /
                                                                    "preprocessor_config.json");
-  check(configs.image_processor->patch_size == configs.vision_encoder->patch_size &&
-            configs.image_processor->merge_size == configs.vision_encoder->spatial_merge_size &&
-            configs.image_processor->temporal_patch_size == configs.vision_encoder->temporal_patch_size,
+  check(configs.image_processor->patch_size == vision.patch_size &&
+            configs.image_processor->merge_size == vision.spatial_merge_size &&
+            configs.image_processor->temporal_patch_size == vision.temporal_patch_size,
         "the image processor's patch, merge and temporal sizes do not match the vision tower's: the "
         "processor/ and text_encoder/ folders come from different models");
 }
@@ -78,10 +79,10 @@ QwenImageModel load_qwen_image(QwenImageConfigs configs, Device device,
     model.text_encoder = std::make_shared<const Qwen2_5_VLTextModel>(
         configs.text_encoder, layout.component("text_encoder").open_weights());
   }
-  if (configs.vision_encoder) {
+  if (configs.vision_language) {
     OwnerScope owner({component_label(Component::VisionEncoder), -1, MemoryRole::Weights});
     model.vision_encoder = std::make_shared<const Qwen2_5_VisionTransformerPretrainedModel>(
-        *configs.vision_encoder, layout.component("text_encoder").open_weights());
+        configs.vision_language->vision_config, layout.component("text_encoder").open_weights());
   }
   {
     OwnerScope owner({component_label(Component::Transformer), -1, MemoryRole::Weights});

@@ -10,8 +10,7 @@
 
 #include "io/model_layout.h"
 #include "models/autoencoder_kl_qwen_image.h"
-#include "models/qwen2_5_vl_text.h"
-#include "models/qwen2_5_vl_vision.h"
+#include "models/qwen2_5_vl_model.h"
 #include "models/qwen_image_transformer.h"
 #include "pipeline/flow_match_scheduler.h"
 #include "pipeline/qwen2_vl_image_processor.h"
@@ -36,8 +35,9 @@ struct QwenImageConfigs {
   QwenImageTransformerConfig transformer;
   AutoencoderKLQwenImageConfig vae;
   FlowMatchSchedulerConfig scheduler;
-  // Edit pipelines only: the text encoder's vision tower and the processor/ folder's image processor.
-  std::optional<Qwen2_5_VLVisionConfig> vision_encoder;
+  // Edit pipelines only: the text encoder's config as a whole (its vision tower and special tokens) and the
+  // processor/ folder's image processor.
+  std::optional<Qwen2_5_VLConfig> vision_language;
   std::optional<Qwen2VLImageProcessorConfig> image_processor;
 
   bool edits() const { return kind != QwenImagePipelineKind::TextToImage; }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "image/resample.h"
+#include "pipeline/edit_prompt_encoder.h"
 #include "pipeline/latent_packing.h"
 #include "pipeline/qwen2_vl_image_processor.h"
 #include "pipeline/torch_generator.h"
@@ -32,31 +33,37 @@ Tensor guided_prediction(const Tensor& cond, const Tensor& uncond, float cfg_sca
 
 }  // namespace
 
-PromptEmbeddings encode_prompts(Job& job, const std::string& prompt, const PictureEmbeddings* pictures) {
-  check(pictures == nullptr, "TEMPORARY: edit prompt encoding is being merged");
+PromptEmbeddings encode_prompts(Job& job, const std::string& prompt, const Qwen2_5_VLImageEmbeds* pictures) {
   const QwenImageModel& model = job.model();
   const JobGeometry& geometry = job.geometry();
+  const DType dtype = model.activation_dtype;
   PromptEmbeddings prompts;
   job.attempt("text encoder", [&] {
     ComponentPlacement& placement = job.weights().placement(Component::TextEncoder);
     placement.set_profiler(job.observers().profiler);
     placement.begin_phase();
-    QwenImagePromptEncoder encoder(model.tokenizer, job.weights().text_encoder(), &placement);
     OwnerScope owner({component_label(Component::TextEncoder), -1, MemoryRole::Activations});
-    prompts.positive = encoder.encode(prompt, geometry.max_sequence_length, model.activation_dtype);
-    if (geometry.guided)
-      prompts.negative =
-          encoder.encode(geometry.negative_prompt, geometry.max_sequence_length, model.activation_dtype);
+    if (pictures) {
+      QwenImageEditPromptEncoder encoder(edit_prompt_template(geometry.kind), model.tokenizer,
+                                         job.weights().text_encoder(), *model.configs.vision_language,
+                                         &placement, geometry.text_positions);
+      prompts.positive = encoder.encode(prompt, *pictures, dtype);
+      if (geometry.guided) prompts.negative = encoder.encode(geometry.negative_prompt, *pictures, dtype);
+    } else {
+      QwenImagePromptEncoder encoder(model.tokenizer, job.weights().text_encoder(), &placement);
+      prompts.positive = encoder.encode(prompt, geometry.max_sequence_length, dtype);
+      if (geometry.guided)
+        prompts.negative = encoder.encode(geometry.negative_prompt, geometry.max_sequence_length, dtype);
+    }
   });
   job.weights().placement(Component::TextEncoder).end_phase();
-  check_finite(prompts.positive.embeds, "the text encoder's embedding of the prompt", model.activation_dtype);
+  check_finite(prompts.positive.embeds, "the text encoder's embedding of the prompt", dtype);
   if (geometry.guided)
-    check_finite(prompts.negative.embeds, "the text encoder's embedding of the negative prompt",
-                 model.activation_dtype);
+    check_finite(prompts.negative.embeds, "the text encoder's embedding of the negative prompt", dtype);
   return prompts;
 }
 
-PictureEmbeddings encode_pictures(Job& job, const std::vector<RgbImage>& pictures) {
+Qwen2_5_VLImageEmbeds encode_pictures(Job& job, const std::vector<RgbImage>& pictures) {
   const QwenImageModel& model = job.model();
   const JobGeometry& geometry = job.geometry();
   check(pictures.size() == geometry.references.size(),
@@ -73,7 +80,7 @@ PictureEmbeddings encode_pictures(Job& job, const std::vector<RgbImage>& picture
           "the image processor's grid for picture " + std::to_string(i + 1) +
               " differs from the one the job was planned with");
   }
-  PictureEmbeddings embeddings;
+  Qwen2_5_VLImageEmbeds embeddings;
   embeddings.grid_thw = features.image_grid_thw;
   job.attempt("vision encoder", [&] {
     ComponentPlacement& placement = job.weights().placement(Component::VisionEncoder);

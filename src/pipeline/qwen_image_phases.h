@@ -4,20 +4,14 @@
 // finite.
 #pragma once
 
-#include <array>
 #include <string>
 #include <vector>
 
+#include "models/qwen2_5_vl_model.h"
 #include "pipeline/job.h"
 #include "pipeline/prompt_encoder.h"
 
 namespace canvas {
-
-// The vision tower's embeddings of an edit job's pictures, in order, and each one's patch grid.
-struct PictureEmbeddings {
-  Tensor embeds;  // [merged patches of every picture, text hidden size]
-  std::vector<std::array<int64_t, 3>> grid_thw;
-};
 
 struct PromptEmbeddings {
   PromptEmbedding positive;
@@ -27,11 +21,11 @@ struct PromptEmbeddings {
 // The text encoder's phase: `prompt`, and the job's negative prompt when guided. An edit job's prompts
 // carry its pictures' vision embeddings (from encode_pictures).
 PromptEmbeddings encode_prompts(Job& job, const std::string& prompt,
-                                const PictureEmbeddings* pictures = nullptr);
+                                const Qwen2_5_VLImageEmbeds* pictures = nullptr);
 
 // The vision encoder's phase: each picture resized (Lanczos) to its condition size, through the image
 // processor and the vision tower, once for both guidance halves.
-PictureEmbeddings encode_pictures(Job& job, const std::vector<RgbImage>& pictures);
+Qwen2_5_VLImageEmbeds encode_pictures(Job& job, const std::vector<RgbImage>& pictures);
 
 // The VAE's encoding phase: each picture resized (Lanczos) to its VAE size, encoded to its posterior's mode,
 // normalized and packed; all of them concatenated along the tokens, [1, reference tokens, 4 * z_dim], in

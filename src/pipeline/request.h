@@ -48,6 +48,7 @@ struct ImageEditRequest {
   uint64_t seed = 0;
   std::vector<RgbImage> images;  // the pictures to edit or draw from, in the prompt's order
   EditAreas areas;
+  TextPositions text_positions = TextPositions::MRope;
 };
 
 // Most pictures one edit takes: each lengthens the text and the transformer's sequences.
