@@ -15,7 +15,6 @@
 #include <map>
 #include <memory>
 
-#include "image/decode.h"
 #include "image/resample.h"
 #include "pipeline/image_edit.h"
 #include "pipeline/qwen2_vl_image_processor.h"
@@ -27,26 +26,6 @@ namespace {
 
 std::string folder_of(const std::string& name) {
   return "edit/" + name;
-}
-
-ImageEditRequest golden_edit_request(const std::string& name) {
-  const nlohmann::json parameters = test::golden_json(folder_of(name));
-  ImageEditRequest request;
-  request.prompt = parameters.at("prompt").get<std::string>();
-  if (!parameters.at("negative_prompt").is_null())
-    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
-  request.cfg_scale = parameters.at("true_cfg_scale").get<float>();
-  request.steps = parameters.at("num_inference_steps").get<int>();
-  if (!parameters.at("width").is_null()) request.width = parameters["width"].get<int64_t>();
-  if (!parameters.at("height").is_null()) request.height = parameters["height"].get<int64_t>();
-  request.seed = parameters.at("seed").get<uint64_t>();
-  request.areas = {parameters.at("condition_area").get<int64_t>(), parameters.at("vae_area").get<int64_t>(),
-                   parameters.at("output_area").get<int64_t>()};
-  for (const nlohmann::json& file : parameters.at("images")) {
-    request.images.push_back(
-        read_image(test::source_path("tests/golden/" + folder_of(name) + "/" + file.get<std::string>())).rgb);
-  }
-  return request;
 }
 
 const QwenImageModel& model_for(const std::string& name) {
@@ -77,7 +56,7 @@ TEST_P(EditPipelineGolden, EveryPhaseMatchesDiffusers) {
   const std::string name = GetParam();
   const WeightSource golden = test::open_golden(folder_of(name));
   const QwenImageModel& model = model_for(name);
-  const ImageEditRequest request = golden_edit_request(name);
+  const ImageEditRequest request = test::golden_edit_request(name);
   const JobGeometry geometry = job_geometry(model.configs, request);
   ASSERT_EQ(geometry.references.size(), request.images.size());
 
@@ -127,7 +106,7 @@ TEST_P(EditPipelineGolden, LatentsAndImageMatchDiffusers) {
   const std::string name = GetParam();
   const WeightSource golden = test::open_golden(folder_of(name));
   const QwenImageModel& model = model_for(name);
-  ImageEditRequest request = golden_edit_request(name);
+  ImageEditRequest request = test::golden_edit_request(name);
   const bool guided = test::golden_json(folder_of(name)).at("do_true_cfg").get<bool>();
 
   const JobResult mrope = image_edit(model, request, {});
@@ -155,7 +134,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, EditPipelineGolden,
 // The inputs move the output: a test that passed with any picture would prove nothing.
 TEST(EditPipeline, AnotherPictureOrPromptChangesTheEdit) {
   const QwenImageModel& model = model_for("a_plus_1picture");
-  ImageEditRequest request = golden_edit_request("a_plus_1picture");
+  ImageEditRequest request = test::golden_edit_request("a_plus_1picture");
   const Tensor first = image_edit(model, request, {}).latents;
   ImageEditRequest other_picture = request;
   for (uint8_t& value : other_picture.images[0].pixels) value = static_cast<uint8_t>(255 - value);

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <optional>
 
+#include "image/decode.h"
 #include "io/json_config.h"
 #include "io/model_layout.h"
 #include "pipeline/component_weights.h"
@@ -128,6 +129,26 @@ TextToImageRequest golden_request(const nlohmann::json& parameters) {
   request.width = parameters.at("width").get<int64_t>();
   request.height = parameters.at("height").get<int64_t>();
   request.seed = parameters.at("seed").get<uint64_t>();
+  return request;
+}
+
+ImageEditRequest golden_edit_request(const std::string& name) {
+  const nlohmann::json parameters = test::golden_json("edit/" + name);
+  ImageEditRequest request;
+  request.prompt = parameters.at("prompt").get<std::string>();
+  if (!parameters.at("negative_prompt").is_null())
+    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
+  request.cfg_scale = parameters.at("true_cfg_scale").get<float>();
+  request.steps = parameters.at("num_inference_steps").get<int>();
+  if (!parameters.at("width").is_null()) request.width = parameters["width"].get<int64_t>();
+  if (!parameters.at("height").is_null()) request.height = parameters["height"].get<int64_t>();
+  request.seed = parameters.at("seed").get<uint64_t>();
+  request.areas = {parameters.at("condition_area").get<int64_t>(), parameters.at("vae_area").get<int64_t>(),
+                   parameters.at("output_area").get<int64_t>()};
+  for (const nlohmann::json& file : parameters.at("images")) {
+    request.images.push_back(
+        read_image(test::source_path("tests/golden/edit/" + name + "/" + file.get<std::string>())).rgb);
+  }
   return request;
 }
 

@@ -15,6 +15,7 @@
 
 #include "io/png_image.h"
 #include "io/weight_source.h"
+#include "pipeline/request.h"
 #include "pipeline/text_to_image.h"
 #include "tensor/tensor.h"
 
@@ -38,6 +39,10 @@ std::vector<std::array<int64_t, 3>> golden_grids(const Tensor& image_grid_thw);
 
 // The request a pipeline golden's golden.json describes (prompt, negative prompt, CFG, size, steps, seed).
 TextToImageRequest golden_request(const nlohmann::json& parameters);
+
+// The request an edit golden's golden.json describes (tests/golden/edit/<name>/), pictures read from its
+// folder.
+ImageEditRequest golden_edit_request(const std::string& name);
 
 struct CommandResult {
   int exit_code;       // -1 when the process did not exit normally
