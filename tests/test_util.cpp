@@ -358,10 +358,11 @@ Tensor sequence_parallel_forward(QwenImageTransformer2DModel& model, const std::
   return prediction;
 }
 
-QwenImageModel full_size_planning_model(const std::string& name) {
+QwenImageModel full_size_planning_model(const std::string& name, const std::string& pipeline) {
   const std::filesystem::path folder = scratch_dir(name) / "qwen-image-zeros";
-  const CommandResult written = run_built_program("tools/canvas-synthetic-checkpoint",
-                                                  "--output " + folder.string() + " --zeros --shard-gib 5");
+  const CommandResult written =
+      run_built_program("tools/canvas-synthetic-checkpoint",
+                        "--output " + folder.string() + " --zeros --shard-gib 5 --pipeline " + pipeline);
   check(written.exit_code == 0, "writing the full-size checkpoint failed: " + written.output);
   QwenImageModel model = load_qwen_image(folder, Device::cpu());
   model.device = Device::cuda(0);

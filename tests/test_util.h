@@ -106,7 +106,9 @@ class TestComponent {
 
 // The full-size Qwen-Image layout written as a sparse all-zero checkpoint into scratch folder `name`, loaded
 // for the host and described as a bf16 job on cuda:0: planning facts need no GPU, only the placed dtypes.
-QwenImageModel full_size_planning_model(const std::string& name);
+// `pipeline` is the synthetic tool's --pipeline (text-to-image, or edit-plus for Qwen-Image-Edit-2511).
+QwenImageModel full_size_planning_model(const std::string& name,
+                                        const std::string& pipeline = "text-to-image");
 
 // A suite of whole jobs on the tiny model (models/tiny-qwen-image) on the CPU, with the request of the
 // pipeline golden c_96x64_cfg4_neg_seed123. The model and the unconstrained job's result are made once per

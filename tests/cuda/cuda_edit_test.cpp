@@ -51,6 +51,16 @@ TEST_P(CudaEdit, EveryPhaseAndTheLatentsMatchDiffusers) {
         {JobPhase::VaeEncode, [&] { references = encode_reference_latents(job, request.images); }},
     });
     expect_close(pictures.embeds, golden.get("image_embeds"), folder + " image_embeds", tolerance);
+    // The text encoder on its own: from the reference's image embeddings, so the vision tower's rounding is
+    // not counted twice.
+    Job text_job(model, job_geometry(model.configs, request), request.prompt, {}, {});
+    const Qwen2_5_VLImageEmbeds reference_pictures{golden.get("image_embeds").to(GetParam().dtype).to(kGpu),
+                                                   pictures.grid_thw};
+    text_job.run({
+        {JobPhase::Plan, [&] { text_job.arrange_weights(); }},
+        {JobPhase::TextEncode,
+         [&] { prompts = encode_prompts(text_job, request.prompt, &reference_pictures); }},
+    });
     expect_close(prompts.positive.embeds, golden.get("prompt_embeds_mrope"), folder + " prompt_embeds",
                  tolerance);
     expect_close(references, golden.get("image_latents"), folder + " image_latents", tolerance);
