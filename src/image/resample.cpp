@@ -56,10 +56,11 @@ struct Taps {
   std::vector<int32_t> weights;
 };
 
-Taps compute_taps(int64_t in_size, int64_t out_size, ResampleFilter filter) {
+// `box_start` and `box_end` are the source box's edges along the axis (Pillow's floats).
+Taps compute_taps(int64_t in_size, float box_start, float box_end, int64_t out_size, ResampleFilter filter) {
   const FilterShape shape = shape_of(filter);
-  // Pillow's source box is a float rectangle (0, 0, width, height): the size goes through float.
-  const double scale = static_cast<double>(static_cast<float>(in_size)) / static_cast<double>(out_size);
+  // The box extent is a float difference, widened for the division.
+  const double scale = static_cast<double>(box_end - box_start) / static_cast<double>(out_size);
   // Shrinking stretches the filter over the scale, so every input pixel contributes (antialiasing).
   const double filter_scale = std::max(scale, 1.0);
   const double support = shape.support * filter_scale;
@@ -72,7 +73,7 @@ Taps compute_taps(int64_t in_size, int64_t out_size, ResampleFilter filter) {
   taps.weights.assign(out_size * taps.stride, 0);
   std::vector<double> weights(taps.stride);
   for (int64_t i = 0; i < out_size; ++i) {
-    const double center = (static_cast<double>(i) + 0.5) * scale;
+    const double center = static_cast<double>(box_start) + (static_cast<double>(i) + 0.5) * scale;
     // Truncation toward zero, as C's (int) cast.
     const int64_t first = std::max<int64_t>(static_cast<int64_t>(center - support + 0.5), 0);
     const int64_t end = std::min<int64_t>(static_cast<int64_t>(center + support + 0.5), in_size);
@@ -146,10 +147,10 @@ RgbImage blank(int64_t width, int64_t height) {
 }
 
 // The first `rows` rows from `first_row` of `image`, resampled to `width`.
-RgbImage horizontal_pass(const RgbImage& image, int64_t width, int64_t first_row, int64_t rows,
-                         ResampleFilter filter) {
+RgbImage horizontal_pass(const RgbImage& image, const Taps& taps, int64_t width, int64_t first_row,
+                         int64_t rows) {
   RgbImage out = blank(width, rows);
-  resample_horizontal(image, first_row, compute_taps(image.width, width, filter), out);
+  resample_horizontal(image, first_row, taps, out);
   return out;
 }
 
@@ -162,6 +163,12 @@ RgbImage vertical_pass(const RgbImage& image, const Taps& taps, int64_t height) 
 }  // namespace
 
 RgbImage resize(const RgbImage& image, int64_t width, int64_t height, ResampleFilter filter) {
+  return resize(image, width, height, filter,
+                ResampleBox{0, 0, static_cast<float>(image.width), static_cast<float>(image.height)});
+}
+
+RgbImage resize(const RgbImage& image, int64_t width, int64_t height, ResampleFilter filter,
+                const ResampleBox& box) {
   const std::string size = std::to_string(width) + "x" + std::to_string(height);
   check(width > 0 && height > 0 && width <= kMaxImagePixels / height,
         "cannot resize to " + size + ": the result must have 1 to " + std::to_string(kMaxImagePixels) +
@@ -170,23 +177,39 @@ RgbImage resize(const RgbImage& image, int64_t width, int64_t height, ResampleFi
             static_cast<int64_t>(image.pixels.size()) == image.width * image.height * 3,
         "cannot resize a " + std::to_string(image.width) + "x" + std::to_string(image.height) +
             " image whose pixel buffer does not match its size");
-  const bool horizontal = width != image.width;
-  const bool vertical = height != image.height;
-  if (!horizontal && !vertical) return RgbImage{width, height, image.pixels, {}};
+  check(box.left >= 0 && box.top >= 0 && box.right <= static_cast<float>(image.width) &&
+            box.bottom <= static_cast<float>(image.height) && box.right >= box.left && box.bottom >= box.top,
+        "the resize box must lie inside the " + std::to_string(image.width) + "x" +
+            std::to_string(image.height) + " picture with its right and bottom edges past its left and top");
+  // Pillow copies a whole-pixel box that already has the requested size.
+  const bool whole_pixels = box.left == std::floor(box.left) && box.top == std::floor(box.top);
+  if (whole_pixels && box.right - box.left == static_cast<float>(width) &&
+      box.bottom - box.top == static_cast<float>(height)) {
+    RgbImage copy = blank(width, height);
+    const auto left = static_cast<int64_t>(box.left), top = static_cast<int64_t>(box.top);
+    for (int64_t y = 0; y < height; ++y) {
+      const auto source = image.pixels.begin() + ((top + y) * image.width + left) * 3;
+      std::copy(source, source + width * 3, copy.pixels.begin() + y * width * 3);
+    }
+    return copy;
+  }
+  const bool horizontal = width != image.width || box.left != 0 || box.right != static_cast<float>(width);
+  const bool vertical = height != image.height || box.top != 0 || box.bottom != static_cast<float>(height);
+  Taps vertical_taps = compute_taps(image.height, box.top, box.bottom, height, filter);
+  const Taps horizontal_taps = compute_taps(image.width, box.left, box.right, width, filter);
 
   // Pillow 13's ImagingResampleInner. Each pass rounds to 8 bits, so the order shows in the result: the
   // vertical pass comes first when the height loses more than twice as many pixels as the width.
   const int64_t height_loss = image.height - height;
   if (height_loss > 0 && height_loss > (image.width - width) * 2) {
-    const RgbImage shorter = vertical_pass(image, compute_taps(image.height, height, filter), height);
-    return horizontal ? horizontal_pass(shorter, width, 0, height, filter) : shorter;
+    const RgbImage shorter = vertical ? vertical_pass(image, vertical_taps, height) : image;
+    return horizontal ? horizontal_pass(shorter, horizontal_taps, width, 0, height) : shorter;
   }
   // Otherwise the horizontal pass comes first, over just the rows the vertical pass reads.
-  Taps vertical_taps = compute_taps(image.height, height, filter);
   if (!horizontal) return vertical_pass(image, vertical_taps, height);
   const int64_t first_row = vertical_taps.first.front();
   const int64_t end_row = vertical_taps.first.back() + vertical_taps.count.back();
-  const RgbImage rows = horizontal_pass(image, width, first_row, end_row - first_row, filter);
+  const RgbImage rows = horizontal_pass(image, horizontal_taps, width, first_row, end_row - first_row);
   if (!vertical) return rows;
   for (int64_t& first : vertical_taps.first) first -= first_row;
   return vertical_pass(rows, vertical_taps, height);

@@ -17,4 +17,19 @@ enum class ResampleFilter { Bicubic, Lanczos };
 // over. Throws canvas::Error unless the result has 1 to kMaxImagePixels pixels.
 RgbImage resize(const RgbImage& image, int64_t width, int64_t height, ResampleFilter filter);
 
+// Pillow's `box`: the source rectangle, in input pixels, that is stretched over the result. Its edges may
+// be fractional and it may be empty along an axis (VaeImageProcessor's "fill" mode stretches the first or
+// last row with a box of zero height: each output row then blends the rows nearest the edge).
+struct ResampleBox {
+  float left = 0;
+  float top = 0;
+  float right = 0;
+  float bottom = 0;
+};
+
+// `image.resize((width, height), filter, box=box)`. Throws canvas::Error for a box outside the picture or
+// with right < left or bottom < top, as Pillow refuses them.
+RgbImage resize(const RgbImage& image, int64_t width, int64_t height, ResampleFilter filter,
+                const ResampleBox& box);
+
 }  // namespace canvas

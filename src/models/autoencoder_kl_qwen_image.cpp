@@ -319,17 +319,25 @@ Tensor AutoencoderKLQwenImage::latent_statistic(const std::vector<float>& values
   return Tensor::from_floats(values, {1, config_.z_dim, 1, 1}).to(like.dtype()).to(like.device());
 }
 
+Tensor AutoencoderKLQwenImage::latent_inverse_std(const Tensor& like) const {
+  // The reference forms 1 / std in the latents' dtype.
+  Tensor ones = latent_statistic(std::vector<float>(config_.latents_std.size(), 1.0f), like);
+  return ops::div(ones, latent_statistic(config_.latents_std, like));
+}
+
 Tensor AutoencoderKLQwenImage::denormalize_latents(const Tensor& latents) const {
-  // The reference inverts std in the latents' dtype, then divides by the inverse.
-  Tensor std_dev = latent_statistic(config_.latents_std, latents);
-  Tensor ones = latent_statistic(std::vector<float>(config_.latents_std.size(), 1.0f), latents);
-  return ops::add(ops::div(latents, ops::div(ones, std_dev)),
+  return ops::add(ops::div(latents, latent_inverse_std(latents)),
                   latent_statistic(config_.latents_mean, latents));
 }
 
 Tensor AutoencoderKLQwenImage::normalize_latents(const Tensor& latents) const {
   return ops::div(ops::sub(latents, latent_statistic(config_.latents_mean, latents)),
                   latent_statistic(config_.latents_std, latents));
+}
+
+Tensor AutoencoderKLQwenImage::normalize_latents_by_inverse_std(const Tensor& latents) const {
+  return ops::mul(ops::sub(latents, latent_statistic(config_.latents_mean, latents)),
+                  latent_inverse_std(latents));
 }
 
 std::vector<std::pair<std::string, Shape>> AutoencoderKLQwenImage::parameter_shapes(

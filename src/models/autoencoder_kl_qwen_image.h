@@ -113,10 +113,12 @@ class AutoencoderKLQwenImage {
 
   // Pipeline-side latent scaling, in the reference's exact arithmetic (so results match bit for bit):
   // before decode, latents / (1 / std) + mean (QwenImagePipeline); after encode, (latents - mean) / std
-  // (QwenImageEditPipeline; the img2img pipeline multiplies by 1 / std instead, which can differ in the
-  // last bit). Both take [B, z_dim, h, w] on any device.
+  // (QwenImageEditPipeline) or (latents - mean) * (1 / std), the reciprocal rounded to the latents' dtype
+  // first (the img2img and inpainting pipelines; it can differ from the division in the last bit). All take
+  // [B, z_dim, h, w] on any device.
   Tensor denormalize_latents(const Tensor& latents) const;
   Tensor normalize_latents(const Tensor& latents) const;
+  Tensor normalize_latents_by_inverse_std(const Tensor& latents) const;
 
   // Every tensor of the diffusers checkpoint for `config`, by name, with its stored shape: the causal
   // convs' 5-D kernels and the temporal convs (time_conv) that single images never read but the
@@ -136,6 +138,7 @@ class AutoencoderKLQwenImage {
   // quant_conv's output: the mean and logvar channels, unclamped.
   Tensor encode_moments(const Tensor& images) const;
   Tensor latent_statistic(const std::vector<float>& values, const Tensor& like) const;
+  Tensor latent_inverse_std(const Tensor& like) const;
 
   AutoencoderKLQwenImageConfig config_;
   QwenImageEncoder3d encoder_;

@@ -1,5 +1,6 @@
 #include "pipeline/flow_match_scheduler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -176,6 +177,36 @@ Tensor FlowMatchEulerDiscreteScheduler::step(const Tensor& model_output, int ste
   const Tensor sample_f32 = sample.dtype() == DType::F32 ? sample : ops::cast(sample, DType::F32);
   const Tensor updated = ops::add(sample_f32, displacement);
   return dtype == DType::F32 ? updated : ops::cast(updated, dtype);
+}
+
+Tensor FlowMatchEulerDiscreteScheduler::scale_noise(const Tensor& sample, int sigma_index,
+                                                    const Tensor& noise) const {
+  check(!sigmas_.empty(), "scale_noise before set_timesteps");
+  check(sigma_index >= 0 && sigma_index < static_cast<int>(sigmas_.size()),
+        "scale_noise at sigma " + std::to_string(sigma_index) + " of the " + std::to_string(sigmas_.size()) +
+            " sigmas set");
+  check(sample.shape() == noise.shape() && sample.dtype() == noise.dtype(),
+        "scale_noise: sample " + shape_str(sample.shape()) + " " + std::string(dtype_name(sample.dtype())) +
+            " and noise " + shape_str(noise.shape()) + " " + std::string(dtype_name(noise.dtype())) +
+            " differ");
+  const DType dtype = sample.dtype();
+  check(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
+        "scale_noise: the sample must be F32, BF16 or F16, got " + std::string(dtype_name(dtype)));
+  // The reference casts the sigmas to the sample's dtype and computes 1.0 - sigma in it.
+  const float sigma = rounded_to(sigmas_[static_cast<size_t>(sigma_index)], dtype);
+  const float one_minus_sigma = rounded_to(1.0f - sigma, dtype);
+  return ops::add(ops::scale(noise, sigma), ops::scale(sample, one_minus_sigma));
+}
+
+int FlowMatchEulerDiscreteScheduler::first_step_for_strength(int steps, double strength) {
+  check(steps >= 1, "the number of steps must be at least 1, got " + std::to_string(steps));
+  check(strength >= 0.0 && strength <= 1.0,
+        "the strength must lie in [0, 1], got " + std::to_string(strength));
+  const double kept = std::min(static_cast<double>(steps) * strength, static_cast<double>(steps));
+  const int start = static_cast<int>(std::max(static_cast<double>(steps) - kept, 0.0));
+  check(steps - start >= 1, "strength " + std::to_string(strength) + " of " + std::to_string(steps) +
+                                " steps leaves no step to run; raise the strength or the steps");
+  return start;
 }
 
 }  // namespace canvas

@@ -69,6 +69,21 @@ class FlowMatchEulerDiscreteScheduler {
   // step size rounded to it first (torch's CPU arithmetic for a low-precision tensor times an f32 scalar).
   Tensor step(const Tensor& model_output, int step_index, const Tensor& sample) const;
 
+  // The forward process of flow matching (scale_noise), at sigmas()[sigma_index]:
+  // sigma * noise + (1 - sigma) * sample, in sample's dtype (F32, BF16 or F16) with torch's roundings: sigma
+  // rounded to the dtype, 1 - sigma formed and rounded in it, then both products and the sum. The img2img
+  // and inpainting pipelines call it with set_begin_index, so the sigma is the one of an index, not of a
+  // timestep: the first kept step's for the initial latents, the next step's for the inpainting blend;
+  // sigma_index = steps (the final 0) returns `sample`.
+  Tensor scale_noise(const Tensor& sample, int sigma_index, const Tensor& noise) const;
+
+  // The img2img and inpainting pipelines' get_timesteps: of `steps` scheduled steps, `strength` keeps the
+  // last min(steps * strength, steps), i.e. they start at index t_start = int(max(steps - steps * strength,
+  // 0)), in double precision as Python computes it (25 * 0.56 = 14.000000000000002 gives 10, not 11). The
+  // denoising loop then runs indices t_start .. steps - 1 of timesteps() and sigmas(). Throws canvas::Error
+  // for a strength outside [0, 1] or one that leaves no step, as the reference raises.
+  static int first_step_for_strength(int steps, double strength);
+
  private:
   FlowMatchSchedulerConfig config_;
   std::vector<float> timesteps_;
