@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "image/resample.h"
+#include "image/vae_image_processor.h"
 #include "pipeline/edit_prompt_encoder.h"
 #include "pipeline/latent_packing.h"
 #include "pipeline/qwen2_vl_image_processor.h"
@@ -113,19 +114,12 @@ Tensor encode_reference_latents(Job& job, const std::vector<RgbImage>& pictures)
     const Device device = on_cpu ? Device::cpu() : model.device;
     for (size_t i = 0; i < pictures.size(); ++i) {
       const PixelSize size = geometry.references[i].vae;
-      const RgbImage resized = resize(pictures[i], size.width, size.height, ResampleFilter::Lanczos);
-      // VaeImageProcessor.preprocess: x / 255 in f32, then 2x - 1 (2x is exact, so fused or not rounds
-      // the same), channels first.
-      const int64_t pixels = size.width * size.height;
-      std::vector<float> values(static_cast<size_t>(3 * pixels));
-      for (int64_t p = 0; p < pixels; ++p) {
-        for (int64_t c = 0; c < 3; ++c) {
-          const float unit = static_cast<float>(resized.pixels[static_cast<size_t>(p * 3 + c)]) / 255.0f;
-          values[static_cast<size_t>(c * pixels + p)] = 2.0f * unit - 1.0f;
-        }
-      }
-      Tensor image =
-          Tensor::from_floats(values, {1, 3, size.height, size.width}).to(model.vae_dtype).to(device);
+      // VaeImageProcessor.preprocess: Lanczos to the VAE size, then [0, 255] -> [-1, 1].
+      const Tensor image =
+          vae_image_processor::preprocess(pictures[i], size.width, size.height,
+                                          vae_image_processor::ResizeMode::Default, std::nullopt)
+              .to(model.vae_dtype)
+              .to(device);
       Tensor latents = vae.normalize_latents(vae.encode_mean(image));
       packed.push_back(pack_latents(latents).to(model.activation_dtype).to(model.device));
     }
