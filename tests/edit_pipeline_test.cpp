@@ -12,10 +12,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 
 #include "image/resample.h"
+#include "io/safetensors.h"
 #include "pipeline/image_edit.h"
 #include "pipeline/qwen2_vl_image_processor.h"
 #include "pipeline/qwen_image_phases.h"
@@ -28,10 +30,16 @@ std::string folder_of(const std::string& name) {
   return "edit/" + name;
 }
 
-const QwenImageModel& model_for(const std::string& name) {
+// The models the cases load, by path. Emptied when each suite ends: models must go before the process's
+// allocators and backends do.
+std::map<std::string, std::unique_ptr<QwenImageModel>>& loaded_models() {
   static std::map<std::string, std::unique_ptr<QwenImageModel>> models;
+  return models;
+}
+
+const QwenImageModel& model_for(const std::string& name) {
   const std::string path = test::golden_json(folder_of(name)).at("model").get<std::string>();
-  std::unique_ptr<QwenImageModel>& model = models[path];
+  std::unique_ptr<QwenImageModel>& model = loaded_models()[path];
   if (!model)
     model = std::make_unique<QwenImageModel>(load_qwen_image(test::source_path(path), Device::cpu()));
   return *model;
@@ -49,7 +57,15 @@ std::pair<double, double> image_difference(const Tensor& ours, const Tensor& ref
   return {largest, sum / static_cast<double>(a.size())};
 }
 
-class EditPipelineGolden : public ::testing::TestWithParam<std::string> {};
+class EditPipelineGolden : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void TearDownTestSuite() { loaded_models().clear(); }
+};
+
+class EditPipeline : public ::testing::Test {
+ protected:
+  static void TearDownTestSuite() { loaded_models().clear(); }
+};
 
 // Each phase on its own, from the reference's inputs to it where they differ from ours only by rounding.
 TEST_P(EditPipelineGolden, EveryPhaseMatchesDiffusers) {
@@ -132,7 +148,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, EditPipelineGolden,
                                            "c_plus_2509_2pictures_cfg", "d_edit_legacy_cfg"));
 
 // The inputs move the output: a test that passed with any picture would prove nothing.
-TEST(EditPipeline, AnotherPictureOrPromptChangesTheEdit) {
+TEST_F(EditPipeline, AnotherPictureOrPromptChangesTheEdit) {
   const QwenImageModel& model = model_for("a_plus_1picture");
   ImageEditRequest request = test::golden_edit_request("a_plus_1picture");
   const Tensor first = image_edit(model, request, {}).latents;
@@ -142,6 +158,36 @@ TEST(EditPipeline, AnotherPictureOrPromptChangesTheEdit) {
   ImageEditRequest other_prompt = request;
   other_prompt.prompt = "Make the sea green and add a small blue house.";
   EXPECT_GT(test::relative_error(image_edit(model, other_prompt, {}).latents, first), 0.05);
+}
+
+// ComfyUI's Qwen-Image-Edit-2511 files mark zero_cond_t with an empty `__index_timestep_zero__` tensor rather
+// than a config key: a transformer whose config says false but whose weights hold the marker edits as 2511.
+TEST_F(EditPipeline, ComfyUisIndexTimestepZeroMarkerTurnsOnZeroCondT) {
+  namespace fs = std::filesystem;
+  const fs::path source = test::source_path("models/tiny-qwen-image-edit");
+  const fs::path folder = test::scratch_dir("edit_marker") / "model";
+  fs::create_directories(folder / "transformer");
+  for (const char* part : {"model_index.json", "processor", "scheduler", "text_encoder", "tokenizer", "vae"})
+    fs::create_symlink(fs::canonical(source / part), folder / part);
+  nlohmann::json config = nlohmann::json::parse(std::ifstream(source / "transformer" / "config.json"));
+  ASSERT_TRUE(config.at("zero_cond_t").get<bool>());
+  config["zero_cond_t"] = false;
+  std::ofstream(folder / "transformer" / "config.json") << config.dump();
+  const WeightSource weights =
+      WeightSource::open(source / "transformer" / "diffusion_pytorch_model.safetensors");
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const std::string& name : weights.names()) tensors.emplace_back(name, weights.get(name));
+  write_safetensors(folder / "transformer" / "diffusion_pytorch_model.safetensors", tensors);
+  EXPECT_FALSE(read_qwen_image_configs(folder).transformer.zero_cond_t);
+
+  tensors.emplace_back("__index_timestep_zero__", Tensor::from_floats(std::vector<float>{}, {0}));
+  write_safetensors(folder / "transformer" / "diffusion_pytorch_model.safetensors", tensors);
+  const QwenImageModel model = load_qwen_image(folder, Device::cpu());
+  EXPECT_TRUE(model.configs.transformer.zero_cond_t);
+  const JobResult result = image_edit(model, test::golden_edit_request("a_plus_1picture"), {});
+  EXPECT_LE(
+      test::relative_error(result.latents, test::open_golden("edit/a_plus_1picture").get("latents_mrope")),
+      1e-4);
 }
 
 }  // namespace

@@ -8,6 +8,8 @@ int64_t QwenImageConfigs::vae_scale_factor() const {
 
 namespace {
 
+constexpr std::string_view kIndexTimestepZeroMarker = "__index_timestep_zero__";
+
 QwenImagePipelineKind pipeline_kind(const std::string& pipeline_class) {
   if (pipeline_class == "QwenImageEditPlusPipeline") return QwenImagePipelineKind::EditPlus;
   if (pipeline_class == "QwenImageEditPipeline" || pipeline_class == "QwenImageEditInpaintPipeline")
@@ -61,6 +63,12 @@ QwenImageConfigs read_qwen_image_configs(const std::filesystem::path& model) {
   check(latent_channels == configs.vae.z_dim, "the transformer takes " + std::to_string(latent_channels) +
                                                   " latent channels but the VAE has z_dim " +
                                                   std::to_string(configs.vae.z_dim));
+  // ComfyUI's Qwen-Image-Edit-2511 files carry no config: an empty `__index_timestep_zero__` tensor marks
+  // zero_cond_t instead, under the transformer's names.
+  if (!configs.transformer.zero_cond_t && configs.layout.component("transformer").has_weights()) {
+    for (const std::string& name : configs.layout.component("transformer").open_weights().names())
+      configs.transformer.zero_cond_t |= name == kIndexTimestepZeroMarker;
+  }
   if (configs.edits()) read_edit_configs(configs);
   return configs;
 }
