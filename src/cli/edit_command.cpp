@@ -3,7 +3,6 @@
 #include <cstdio>
 
 #include "cli/job_inputs.h"
-#include "cli/seed_option.h"
 #include "image/decode.h"
 #include "pipeline/image_edit.h"
 #include "pipeline/job_geometry.h"
@@ -38,14 +37,15 @@ void add_edit_command(CLI::App& app, EditOptions& options) {
 
 int run_edit(const EditOptions& options) {
   const JobOptions& job = options.job;
+  const TextToImageRequest settings = job_settings(job);
   ImageEditRequest request;
-  request.prompt = job.prompt;
-  request.negative_prompt = job.negative_prompt;
-  request.cfg_scale = job.cfg_scale;
-  request.steps = job.steps;
+  request.prompt = settings.prompt;
+  request.negative_prompt = settings.negative_prompt;
+  request.cfg_scale = settings.cfg_scale;
+  request.steps = settings.steps;
+  request.seed = settings.seed;
   request.width = options.width;
   request.height = options.height;
-  request.seed = seed_from_option(job.seed);
   request.text_positions =
       options.text_positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
   JobCommand command;
@@ -59,12 +59,7 @@ int run_edit(const EditOptions& options) {
     request.images.push_back(decoded.rgb);
     request.images.back().text.clear();
   }
-  if (job.negative_prompt && job.cfg_scale <= 1.0f) {
-    std::fprintf(stderr,
-                 "warning: --negative-prompt is ignored: --cfg-scale %.2f turns guidance off (give a "
-                 "scale above 1 to steer away from it)\n",
-                 job.cfg_scale);
-  } else if (!job.negative_prompt && job.cfg_scale > 1.0f) {
+  if (!job.negative_prompt && job.cfg_scale > 1.0f) {
     std::fprintf(stderr,
                  "note: no guidance: the edit pipelines guide only with a negative prompt (give "
                  "--negative-prompt \" \" to guide at --cfg-scale %.2f)\n",
@@ -73,16 +68,11 @@ int run_edit(const EditOptions& options) {
   command.prepare = [&](const QwenImageConfigs& configs) {
     validate_request(request, configs);
     const JobGeometry geometry = job_geometry(configs, request);
-    TextToImageRequest settings;
-    settings.prompt = request.prompt;
-    settings.negative_prompt = request.negative_prompt;
-    settings.cfg_scale = request.cfg_scale;
-    settings.steps = request.steps;
-    settings.width = geometry.width;
-    settings.height = geometry.height;
-    settings.seed = request.seed;
-    settings.max_sequence_length = 0;  // the edit pipelines encode the whole prompt
-    return settings;
+    TextToImageRequest recorded = settings;
+    recorded.width = geometry.width;
+    recorded.height = geometry.height;
+    recorded.max_sequence_length = 0;  // the edit pipelines encode the whole prompt
+    return recorded;
   };
   command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
     return recovery_key(model, request, memory);

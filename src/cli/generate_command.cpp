@@ -1,8 +1,5 @@
 #include "cli/generate_command.h"
 
-#include <cstdio>
-
-#include "cli/seed_option.h"
 #include "pipeline/text_to_image.h"
 
 namespace canvas::cli {
@@ -18,20 +15,9 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
 
 int run_generate(const GenerateOptions& options) {
   const JobOptions& job = options.job;
-  TextToImageRequest request;
-  request.prompt = job.prompt;
-  request.negative_prompt = job.negative_prompt;
-  request.cfg_scale = job.cfg_scale;
-  request.steps = job.steps;
+  TextToImageRequest request = job_settings(job);
   request.width = options.width;
   request.height = options.height;
-  request.seed = seed_from_option(job.seed);
-  if (job.negative_prompt && job.cfg_scale <= 1.0f) {
-    std::fprintf(stderr,
-                 "warning: --negative-prompt is ignored: --cfg-scale %.2f turns guidance off (give a "
-                 "scale above 1 to steer away from it)\n",
-                 job.cfg_scale);
-  }
   JobCommand command;
   command.task = "text-to-image";
   command.prepare = [&](const QwenImageConfigs& configs) {

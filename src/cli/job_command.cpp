@@ -192,6 +192,22 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
   command.add_option("--output", options.output, "Where to write the PNG")->required();
 }
 
+TextToImageRequest job_settings(const JobOptions& options) {
+  TextToImageRequest settings;
+  settings.prompt = options.prompt;
+  settings.negative_prompt = options.negative_prompt;
+  settings.cfg_scale = options.cfg_scale;
+  settings.steps = options.steps;
+  settings.seed = seed_from_option(options.seed);
+  if (options.negative_prompt && options.cfg_scale <= 1.0f) {
+    std::fprintf(stderr,
+                 "warning: --negative-prompt is ignored: --cfg-scale %.2f turns guidance off (give a "
+                 "scale above 1 to steer away from it)\n",
+                 options.cfg_scale);
+  }
+  return settings;
+}
+
 int run_job_command(const JobOptions& options, const JobCommand& command) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point start = Clock::now();

@@ -42,6 +42,10 @@ constexpr int kProfileNotWrittenExitCode = 3;
 // Adds the shared options to a job command. `negative_prompt_help` says when the command guides with it.
 void add_job_options(CLI::App& command, JobOptions& options, const std::string& negative_prompt_help);
 
+// The settings every job takes from the shared options: prompt, negative prompt, CFG scale, steps and the
+// seed (a random one drawn for -1 or none). Warns when the negative prompt cannot be used.
+TextToImageRequest job_settings(const JobOptions& options);
+
 // What one kind of job adds to the shared run.
 struct JobCommand {
   std::string task;                                         // "text-to-image", "edit": the metadata's task

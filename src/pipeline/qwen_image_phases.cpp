@@ -26,6 +26,13 @@ void check_finite(const Tensor& tensor, const std::string& what, DType activatio
                                               : std::string()));
 }
 
+// The phases of an edit take the pictures the job was sized (and planned) for.
+void check_picture_count(const JobGeometry& geometry, const std::vector<RgbImage>& pictures) {
+  check(pictures.size() == geometry.references.size(),
+        "the job was sized for " + std::to_string(geometry.references.size()) + " pictures, got " +
+            std::to_string(pictures.size()));
+}
+
 // True CFG with the norm rescale: the guided prediction keeps the conditional prediction's norm per token.
 Tensor guided_prediction(const Tensor& cond, const Tensor& uncond, float cfg_scale) {
   Tensor combined = ops::add(uncond, ops::scale(ops::sub(cond, uncond), cfg_scale));
@@ -67,9 +74,7 @@ PromptEmbeddings encode_prompts(Job& job, const std::string& prompt, const Qwen2
 Qwen2_5_VLImageEmbeds encode_pictures(Job& job, const std::vector<RgbImage>& pictures) {
   const QwenImageModel& model = job.model();
   const JobGeometry& geometry = job.geometry();
-  check(pictures.size() == geometry.references.size(),
-        "the job was sized for " + std::to_string(geometry.references.size()) + " pictures, got " +
-            std::to_string(pictures.size()));
+  check_picture_count(geometry, pictures);
   std::vector<RgbImage> condition_images;
   for (size_t i = 0; i < pictures.size(); ++i) {
     const PixelSize size = geometry.references[i].condition;
@@ -99,9 +104,7 @@ Qwen2_5_VLImageEmbeds encode_pictures(Job& job, const std::vector<RgbImage>& pic
 Tensor encode_reference_latents(Job& job, const std::vector<RgbImage>& pictures) {
   const QwenImageModel& model = job.model();
   const JobGeometry& geometry = job.geometry();
-  check(pictures.size() == geometry.references.size(),
-        "the job was sized for " + std::to_string(geometry.references.size()) + " pictures, got " +
-            std::to_string(pictures.size()));
+  check_picture_count(geometry, pictures);
   std::vector<Tensor> packed;
   job.attempt("vae encode", [&] {
     packed.clear();
