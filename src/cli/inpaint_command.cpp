@@ -128,6 +128,7 @@ int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const
           request.text_positions == TextPositions::Sequential ? "sequential" : "mrope";
     validate_request(request, configs);
     const JobGeometry geometry = job_geometry(configs, request);
+    process_pictures(request, geometry);  // e.g. an empty mask has no region to crop around
     TextToImageRequest settings;
     settings.prompt = request.prompt;
     settings.negative_prompt = request.negative_prompt;
