@@ -29,9 +29,10 @@ std::string folder_of(const std::string& name) {
 }
 
 const QwenImageModel& model_for(const std::string& name) {
-  static std::map<std::string, std::unique_ptr<QwenImageModel>> models;
+  // Never destroyed: the allocators the weights return to may be gone by the time statics are.
+  static auto* models = new std::map<std::string, std::unique_ptr<QwenImageModel>>();
   const std::string path = test::golden_json(folder_of(name)).at("model").get<std::string>();
-  std::unique_ptr<QwenImageModel>& model = models[path];
+  std::unique_ptr<QwenImageModel>& model = (*models)[path];
   if (!model)
     model = std::make_unique<QwenImageModel>(load_qwen_image(test::source_path(path), Device::cpu()));
   return *model;
