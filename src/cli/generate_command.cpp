@@ -1,5 +1,6 @@
 #include "cli/generate_command.h"
 
+#include "cli/inpaint_command.h"
 #include "pipeline/text_to_image.h"
 
 namespace canvas::cli {
@@ -7,17 +8,34 @@ namespace canvas::cli {
 void add_generate_command(CLI::App& app, GenerateOptions& options) {
   CLI::App* command = app.add_subcommand("generate", "Generate an image from a text prompt");
   add_job_options(*command, options.job, "What to steer away from (with --cfg-scale > 1; default \" \")");
-  command->add_option("--width", options.width, "Image width in pixels, a multiple of 16")
-      ->capture_default_str();
-  command->add_option("--height", options.height, "Image height in pixels, a multiple of 16")
+  command->add_option("--width", options.width,
+                      "Image width in pixels, a multiple of 16 (default 1024; with --image the picture's, "
+                      "floored to a multiple of 16)");
+  command->add_option("--height", options.height,
+                      "Image height in pixels, a multiple of 16 (default 1024; with --image the picture's, "
+                      "floored to a multiple of 16)");
+  CLI::Option* image = command->add_option(
+      "--image", options.image, "img2img: start from this picture (PNG, JPEG or WebP) instead of pure noise");
+  command
+      ->add_option("--strength", options.strength,
+                   "img2img: how much of the schedule runs, from 0 (the picture) to 1 (from pure noise)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->needs(image)
       ->capture_default_str();
 }
 
 int run_generate(const GenerateOptions& options) {
   const JobOptions& job = options.job;
+  if (options.image) {
+    ImageToImageRequest request;
+    request.width = options.width;
+    request.height = options.height;
+    request.strength = options.strength;
+    return run_image_to_image(job, request, *options.image, std::nullopt, false);
+  }
   TextToImageRequest request = job_settings(job);
-  request.width = options.width;
-  request.height = options.height;
+  request.width = options.width.value_or(request.width);
+  request.height = options.height.value_or(request.height);
   JobCommand command;
   command.task = "text-to-image";
   command.prepare = [&](const QwenImageConfigs& configs) {

@@ -1,7 +1,9 @@
-// `canvas generate`: text-to-image from the command line.
+// `canvas generate`: text-to-image from the command line, and img2img with --image.
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
 
 #include "cli/job_command.h"
 
@@ -9,8 +11,11 @@ namespace canvas::cli {
 
 struct GenerateOptions {
   JobOptions job;
-  int64_t width = 1024;
-  int64_t height = 1024;
+  // Default 1024, or the --image picture's size.
+  std::optional<int64_t> width;
+  std::optional<int64_t> height;
+  std::optional<std::string> image;
+  double strength = 0.6;
 };
 
 void add_generate_command(CLI::App& app, GenerateOptions& options);

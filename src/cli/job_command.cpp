@@ -317,7 +317,7 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   if (latents_path) write_npy(*latents_path, result.latents);
 
   std::fprintf(stderr, "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n", output.c_str(),
-               static_cast<long long>(settings.width), static_cast<long long>(settings.height),
+               static_cast<long long>(image.width), static_cast<long long>(image.height),
                static_cast<unsigned long long>(settings.seed), settings.steps, settings.cfg_scale,
                result.used_cfg ? "" : ", no guidance");
   // Every phase the job ran (text-to-image runs no vision or VAE encoding), then the whole command.

@@ -220,7 +220,7 @@ ComponentFacts transformer_facts(const QwenImageModel& model, const JobGeometry&
     denoise.blocks.push_back(every_step);
   }
   const int halves = geometry.guidance_halves();
-  denoise.passes = geometry.steps * halves;
+  denoise.passes = (geometry.steps - geometry.first_step) * halves;
   denoise.passes_per_weight_read = halves;
   const std::vector<ImageShape>& img_shapes = geometry.img_shapes;
   // Every pass runs the reference pictures' tokens beside the output's.
@@ -261,8 +261,8 @@ ComponentFacts transformer_facts(const QwenImageModel& model, const JobGeometry&
   return denoise;
 }
 
-// The VAE's facts: it decodes the output and, for an edit, first encodes each reference picture, one at a
-// time. Both runs are its phase: its peak is the larger of theirs.
+// The VAE's facts: it decodes the output and first encodes each picture (an edit's references, img2img's
+// source), one at a time. Both runs are its phase: its peak is the larger of theirs.
 ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometry, bool tiled) {
   AutoencoderKLQwenImage vae = *model.vae;
   ComponentFacts facts;
@@ -270,7 +270,8 @@ ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometr
   facts.shared_bytes = shared_bytes([&](const auto& v) { vae.visit(v); }, model.device, model.vae_dtype);
   count_host_copies(
       vae, model.device, model.vae_dtype, [](const std::string&) { return false; }, facts);
-  facts.passes = 1 + static_cast<int>(geometry.references.size());
+  // Edit-inpainting's reference latents are its source's: one encode.
+  facts.passes = 1 + (geometry.encodes_source ? 1 : static_cast<int>(geometry.references.size()));
   nn::MetaWeightsScope meta(vae, component_label(Component::Vae));
   OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
   facts.activation_bytes = measure_activation_peak([&] {
@@ -284,12 +285,20 @@ ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometr
       vae.decode(normalized);
     }
   });
-  for (const ReferencePicture& picture : geometry.references) {
+  auto picture = [&](const PixelSize& size) {
+    return Tensor::empty({1, vae.config().input_channels, size.height, size.width}, model.vae_dtype,
+                         Device::meta());
+  };
+  // The source's posterior is sampled: its logvar is kept, where the references take the mean alone.
+  if (geometry.encodes_source) {
     facts.activation_bytes = std::max(facts.activation_bytes, measure_activation_peak([&] {
-                                        vae.encode_mean(Tensor::empty({1, vae.config().input_channels,
-                                                                       picture.vae.height, picture.vae.width},
-                                                                      model.vae_dtype, Device::meta()));
+                                        vae.encode(picture({geometry.width, geometry.height}));
                                       }));
+  } else {
+    for (const ReferencePicture& reference : geometry.references) {
+      facts.activation_bytes = std::max(
+          facts.activation_bytes, measure_activation_peak([&] { vae.encode_mean(picture(reference.vae)); }));
+    }
   }
   return facts;
 }
@@ -338,9 +347,11 @@ ComponentFacts vision_encoder_facts(const QwenImageModel& model, const JobGeomet
   return vision;
 }
 
-// An edit job's pictures as they shape its plan: the vision tower's grids and the reference latents.
+// A job's pictures as they shape its plan: the vision tower's grids, the reference latents and the source
+// an img2img job starts from.
 std::string references_key(const JobGeometry& geometry) {
   std::string key;
+  if (geometry.encodes_source) key += "/source@" + std::to_string(geometry.first_step);
   for (const ReferencePicture& picture : geometry.references) {
     key += "/ref" + std::to_string(picture.grid_thw[1]) + "x" + std::to_string(picture.grid_thw[2]) + ":" +
            std::to_string(picture.vae.width) + "x" + std::to_string(picture.vae.height);

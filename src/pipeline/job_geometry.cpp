@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "pipeline/flow_match_scheduler.h"
+
 namespace canvas {
 
 namespace {
@@ -115,6 +117,56 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageEditRequest
   geometry.max_sequence_length = 0;
   geometry.guided = request.cfg_scale > 1.0f && request.negative_prompt.has_value();
   if (geometry.guided) geometry.negative_prompt = *request.negative_prompt;
+  return geometry;
+}
+
+JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageToImageRequest& request) {
+  const RgbImage& image = request.image;
+  check(image.width > 0 && image.height > 0, "the picture is empty");
+  JobGeometry geometry;
+  const int64_t multiple = configs.pixel_multiple();
+  PixelSize size{request.width.value_or(image.width), request.height.value_or(image.height)};
+  if (configs.edits()) {
+    check(configs.image_processor.has_value(), "the edit model has no image processor config");
+    size = picture_size(request.edit_area, image, 0);
+    // QwenImageEditInpaintPipeline's prompt takes the legacy template, whatever the model's pipeline.
+    geometry.kind = QwenImagePipelineKind::Edit;
+    geometry.text_positions = request.text_positions;
+    const Qwen2VLImageProcessorConfig& processor = *configs.image_processor;
+    const ResizedSize grid =
+        smart_resize(size.height, size.width, processor.patch_size * processor.merge_size,
+                     processor.min_pixels, processor.max_pixels);
+    geometry.references.push_back(
+        {size, {1, grid.height / processor.patch_size, grid.width / processor.patch_size}, size});
+  }
+  geometry.width = size.width / multiple * multiple;
+  geometry.height = size.height / multiple * multiple;
+  check(geometry.width >= multiple && geometry.height >= multiple && geometry.width <= kMaxImageSide &&
+            geometry.height <= kMaxImageSide,
+        "the working size must be between " + std::to_string(multiple) + " and " +
+            std::to_string(kMaxImageSide) + " pixels a side, got " + std::to_string(geometry.width) + "x" +
+            std::to_string(geometry.height) + " (from " + size_text(size) + ")");
+  geometry.latent_channels = configs.latent_channels();
+  const int64_t scale = configs.vae_scale_factor();
+  geometry.latent_height = 2 * (geometry.height / (scale * 2));
+  geometry.latent_width = 2 * (geometry.width / (scale * 2));
+  const ImageShape output{1, geometry.latent_height / 2, geometry.latent_width / 2};
+  geometry.img_shapes = {output};
+  // Edit-inpainting's reference tokens are the source's latents, at the output's size.
+  if (configs.edits()) geometry.img_shapes.push_back(output);
+  geometry.steps = request.steps;
+  geometry.encodes_source = true;
+  geometry.first_step =
+      FlowMatchEulerDiscreteScheduler::first_step_for_strength(request.steps, request.strength);
+  if (configs.edits()) {
+    geometry.max_sequence_length = 0;  // the edit pipelines encode the whole prompt
+    geometry.guided = request.cfg_scale > 1.0f && request.negative_prompt.has_value();
+    if (geometry.guided) geometry.negative_prompt = *request.negative_prompt;
+  } else {
+    geometry.max_sequence_length = request.max_sequence_length;
+    geometry.guided = request.cfg_scale > 1.0f;
+    if (geometry.guided) geometry.negative_prompt = request.negative_prompt.value_or(" ");
+  }
   return geometry;
 }
 

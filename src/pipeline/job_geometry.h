@@ -44,6 +44,11 @@ struct JobGeometry {
   QwenImagePipelineKind kind = QwenImagePipelineKind::TextToImage;
   std::vector<ReferencePicture> references;
   TextPositions text_positions = TextPositions::MRope;
+  // img2img and inpainting: the picture the VAE encodes (at the output's size) to start from, and the index
+  // into the schedule the denoising starts at (the strength's cut). Edit-inpainting's one reference picture
+  // is that picture: its latents are the source's, encoded once.
+  bool encodes_source = false;
+  int first_step = 0;
 
   // The output's tokens (what is denoised), and those of every image in the sequence.
   int64_t image_tokens() const { return img_shapes.front().tokens(); }
@@ -56,5 +61,11 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const TextToImageReque
 // As QwenImageEditPlusPipeline (or QwenImageEditPipeline) sizes the output and the pictures. Throws
 // canvas::Error when a picture's aspect is too extreme to size, or the output size is out of range.
 JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageEditRequest& request);
+// img2img and inpainting as QwenImageImg2ImgPipeline and QwenImageInpaintPipeline size them (the picture's
+// size by default, floored to 16); on an edit model, edit-inpainting as QwenImageEditInpaintPipeline does
+// (calculate_dimensions(edit_area, aspect) floored to 16; the picture, resized to it, is both the condition
+// image of the legacy edit template and the reference latents). Throws canvas::Error when the size is out
+// of range or the strength leaves no step.
+JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageToImageRequest& request);
 
 }  // namespace canvas

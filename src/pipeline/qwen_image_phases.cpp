@@ -7,6 +7,7 @@
 #include "image/resample.h"
 #include "image/vae_image_processor.h"
 #include "pipeline/edit_prompt_encoder.h"
+#include "pipeline/image_latents.h"
 #include "pipeline/latent_packing.h"
 #include "pipeline/qwen2_vl_image_processor.h"
 #include "pipeline/torch_generator.h"
@@ -133,8 +134,42 @@ Tensor encode_reference_latents(Job& job, const std::vector<RgbImage>& pictures)
   return references;
 }
 
+SourceLatents encode_source_latents(Job& job, const Tensor& picture, uint64_t seed) {
+  const QwenImageModel& model = job.model();
+  const JobGeometry& geometry = job.geometry();
+  check(picture.ndim() == 4 && picture.dim(2) == geometry.height && picture.dim(3) == geometry.width,
+        "the job was sized for a " + std::to_string(geometry.width) + "x" + std::to_string(geometry.height) +
+            " picture, got " + shape_str(picture.shape()));
+  SourceLatents source;
+  job.attempt("vae encode", [&] {
+    const bool on_cpu = job.degradation().vae_on_cpu;
+    ComponentPlacement& placement = job.weights().placement(Component::Vae);
+    placement.set_profiler(job.observers().profiler);
+    placement.begin_phase();
+    OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
+    const AutoencoderKLQwenImage& vae = job.weights().vae();
+    const Device device = on_cpu ? Device::cpu() : model.device;
+    // A retry draws again from the start.
+    TorchGenerator generator(seed);
+    const Tensor sample =
+        sample_latent_distribution(vae.encode(picture.to(model.vae_dtype).to(device)), generator);
+    source.image_latents = pack_latents(vae.normalize_latents_by_inverse_std(sample))
+                               .to(model.activation_dtype)
+                               .to(model.device);
+    const Tensor noise =
+        generator.randn({1, 1, geometry.latent_channels, geometry.latent_height, geometry.latent_width});
+    source.noise =
+        pack_latents(noise.view({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width}))
+            .to(model.activation_dtype)
+            .to(model.device);
+  });
+  job.weights().placement(Component::Vae).end_phase();
+  check_finite(source.image_latents, "the VAE's encoding of the picture", model.vae_dtype);
+  return source;
+}
+
 Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float cfg_scale,
-               const Tensor& reference_latents) {
+               const Tensor& reference_latents, const SourceLatents* source) {
   using Clock = std::chrono::steady_clock;
   const QwenImageModel& model = job.model();
   const JobGeometry& geometry = job.geometry();
@@ -153,14 +188,19 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
   TransformerExecutor executor(job.weights().transformers(), job.weights().placement(Component::Transformer),
                                geometry.img_shapes, dtype);
   Tensor latents;
+  const int first_step = source ? geometry.first_step : 0;
   job.attempt("denoise setup", [&] {
-    TorchGenerator generator(seed);
-    Tensor noise =
-        generator.randn({1, 1, geometry.latent_channels, geometry.latent_height, geometry.latent_width});
-    latents =
-        pack_latents(noise.view({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width}))
-            .to(dtype)
-            .to(model.device);
+    if (source) {
+      latents = scheduler.scale_noise(source->image_latents, first_step, source->noise);
+    } else {
+      TorchGenerator generator(seed);
+      Tensor noise =
+          generator.randn({1, 1, geometry.latent_channels, geometry.latent_height, geometry.latent_width});
+      latents = pack_latents(
+                    noise.view({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width}))
+                    .to(dtype)
+                    .to(model.device);
+    }
     // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
     std::vector<TransformerCondition> conditions;
     for (const PromptEmbedding* prompt : {&prompts.positive, &prompts.negative}) {
@@ -184,14 +224,22 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
     const Tensor parts[] = {noisy, reference_latents};
     return ops::concat(parts, 1);
   };
+  // The inpainting blend's target after `step`: x0 noised to the next step, or x0 after the last.
+  const bool blends = source && source->mask.defined();
   const int steps = static_cast<int>(timesteps.size());
-  for (int step = 0; step < steps; ++step) {
+  auto image_latents_after = [&](int step) {
+    return step + 1 < steps ? scheduler.scale_noise(source->image_latents, step + 1, source->noise)
+                            : source->image_latents;
+  };
+  const int steps_run = steps - first_step;
+  for (int step = first_step; step < steps; ++step) {
+    const int done = step - first_step + 1;
     job.check_cancelled();
-    Profiler::Span step_span = profiler ? profiler->span("step", {{"step", step + 1}}) : Profiler::Span();
+    Profiler::Span step_span = profiler ? profiler->span("step", {{"step", done}}) : Profiler::Span();
     const Clock::time_point step_start = Clock::now();
     Tensor next_latents;
     // A retry starts again from `latents`, which only a completed step replaces.
-    job.attempt("step " + std::to_string(step + 1), [&] {
+    job.attempt("step " + std::to_string(done), [&] {
       ComponentPlacement& placement = job.weights().placement(Component::Transformer);
       // A placement the ladder rebuilt is new to the profiler and to the executor.
       if (!placement.in_phase()) placement.set_profiler(profiler);
@@ -203,11 +251,12 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
       Tensor prediction =
           geometry.guided ? guided_prediction(predictions[0], predictions[1], cfg_scale) : predictions[0];
       next_latents = scheduler.step(prediction, step, latents);
+      if (blends) next_latents = blend_masked_latents(source->mask, image_latents_after(step), next_latents);
     });
-    check_finite(next_latents, "the latents after denoising step " + std::to_string(step + 1), dtype);
+    check_finite(next_latents, "the latents after denoising step " + std::to_string(done), dtype);
     latents = next_latents;
     job.timings().step_s.push_back(std::chrono::duration<double>(Clock::now() - step_start).count());
-    if (job.observers().on_step) job.observers().on_step(step + 1, steps);
+    if (job.observers().on_step) job.observers().on_step(done, steps_run);
   }
   job.weights().placement(Component::Transformer).end_phase();
   return latents;

@@ -45,4 +45,50 @@ void validate_request(const ImageEditRequest& request, const QwenImageConfigs& c
   job_geometry(configs, request);  // sizes every picture and the output, refusing what cannot be sized
 }
 
+void validate_request(const ImageToImageRequest& request, const QwenImageConfigs& configs) {
+  validate_sampling(request.steps, request.cfg_scale, configs);
+  check(request.max_sequence_length >= 1 && request.max_sequence_length <= 1024,
+        "max sequence length must be between 1 and 1024");
+  const RgbImage& image = request.image;
+  check(image.width > 0 && image.height > 0 &&
+            static_cast<int64_t>(image.pixels.size()) == image.width * image.height * 3,
+        "the picture is empty or its pixels do not match its size");
+  for (const std::optional<int64_t>& side : {request.width, request.height})
+    check(!side || (*side > 0 && *side <= kMaxImageSide),
+          "width and height must be between 1 and " + std::to_string(kMaxImageSide));
+  if (request.mask) {
+    check(request.mask->width > 0 && request.mask->height > 0 &&
+              static_cast<int64_t>(request.mask->pixels.size()) ==
+                  request.mask->width * request.mask->height * 3,
+          "the mask is empty or its pixels do not match its size");
+  }
+  check(!request.padding_mask_crop || request.mask, "padding_mask_crop needs a mask");
+  check(!request.padding_mask_crop || *request.padding_mask_crop >= 0,
+        "padding_mask_crop must be 0 or more pixels");
+  check(!request.padding_mask_crop ||
+            (request.mask->width == image.width && request.mask->height == image.height),
+        "with padding_mask_crop the mask must have the picture's size (" + std::to_string(image.width) + "x" +
+            std::to_string(image.height) + "), got " +
+            (request.mask ? std::to_string(request.mask->width) + "x" + std::to_string(request.mask->height)
+                          : std::string()) +
+            ": the region is cut from both and the result pasted back through the mask");
+  check(std::isfinite(request.mask_blur) && request.mask_blur >= 0.0f, "the mask blur must be 0 or more");
+  check(request.mask || (request.mask_blur == 0.0f && !request.invert_mask),
+        "mask blur and inversion need a mask");
+  if (configs.edits()) {
+    check(request.mask.has_value(), "img2img without a mask needs a text-to-image model: on an edit model (" +
+                                        configs.layout.pipeline_class +
+                                        ") only edit-inpainting (with a mask) is available");
+    check(!request.width && !request.height,
+          "edit-inpainting sizes its output from the picture (as QwenImageEditInpaintPipeline does): give no "
+          "width or height");
+    check(!request.padding_mask_crop,
+          "edit-inpainting does not take padding_mask_crop (the reference crops the resized picture with the "
+          "region of the mask at its own size)");
+    check(request.edit_area > 0 && request.edit_area <= kMaxImageSide * kMaxImageSide,
+          "the edit area must be between 1 and " + std::to_string(kMaxImageSide * kMaxImageSide) + " pixels");
+  }
+  job_geometry(configs, request);  // sizes the output and cuts the schedule, refusing what cannot be run
+}
+
 }  // namespace canvas

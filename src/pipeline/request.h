@@ -1,5 +1,5 @@
-// What a user asks of a job (text-to-image, or editing pictures), and the checks it must pass against the
-// model's configs before any weight is loaded.
+// What a user asks of a job (text-to-image, editing pictures, img2img or inpainting), and the checks it must
+// pass against the model's configs before any weight is loaded.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +51,41 @@ struct ImageEditRequest {
   TextPositions text_positions = TextPositions::MRope;
 };
 
+// img2img and inpainting (QwenImageImg2ImgPipeline, QwenImageInpaintPipeline) on a text-to-image model, and
+// edit-inpainting (QwenImageEditInpaintPipeline) on an edit model: the picture is encoded by the VAE, noised
+// to the strength's first step and denoised from there; with a mask, only its white part is repainted.
+struct ImageToImageRequest {
+  std::string prompt;
+  // Guidance as text-to-image (cfg_scale > 1, " " without a negative prompt); edit-inpainting as the edit
+  // pipelines (only with a negative prompt).
+  std::optional<std::string> negative_prompt;
+  float cfg_scale = 4.0f;
+  int steps = 50;
+  // The working size, each defaulting to the picture's, floored to multiples of 16 as the reference does.
+  // Edit-inpainting sizes itself from the picture (at `edit_area`) and takes neither.
+  std::optional<int64_t> width;
+  std::optional<int64_t> height;
+  uint64_t seed = 0;
+  int64_t max_sequence_length = 512;
+  RgbImage image;
+  // Inpainting: white (grey level >= 128 once processed) is repainted, black kept. A mask of another size
+  // than the picture is stretched to the working size, as the reference does.
+  std::optional<RgbImage> mask;
+  // How much of the schedule runs: its last min(steps * strength, steps) steps.
+  double strength = 0.6;
+  // Inpainting only: the region around the mask grown by this many pixels is cut out, inpainted at the
+  // working size and pasted back (the reference's padding_mask_crop).
+  std::optional<int64_t> padding_mask_crop;
+  // Applied to the mask picture before the pipeline, in this order: ImageOps.invert, then
+  // VaeImageProcessor.blur (a Gaussian of this radius; 0: none).
+  bool invert_mask = false;
+  float mask_blur = 0.0f;
+  // Edit-inpainting: the output's area (QwenImageEditInpaintPipeline's 1024 * 1024) and the text encoder's
+  // positions (see ImageEditRequest).
+  int64_t edit_area = 1024 * 1024;
+  TextPositions text_positions = TextPositions::MRope;
+};
+
 // Most pictures one edit takes: each lengthens the text and the transformer's sequences.
 inline constexpr size_t kMaxEditImages = 8;
 
@@ -63,5 +98,7 @@ inline constexpr int64_t kMaxImageSide = 4096;
 void validate_request(const TextToImageRequest& request, const QwenImageConfigs& configs);
 // Also checks the model edits, and the number and sizes of the pictures.
 void validate_request(const ImageEditRequest& request, const QwenImageConfigs& configs);
+// Also checks the picture, the mask and the strength against the steps.
+void validate_request(const ImageToImageRequest& request, const QwenImageConfigs& configs);
 
 }  // namespace canvas
