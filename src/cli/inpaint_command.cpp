@@ -4,7 +4,6 @@
 #include <cstdio>
 
 #include "cli/job_inputs.h"
-#include "cli/seed_option.h"
 #include "image/decode.h"
 #include "image/mask.h"
 #include "pipeline/img2img.h"
