@@ -112,7 +112,7 @@ TEST(InpaintCli, BadMasksAreRefusedBeforeTheWeightsLoad) {
   const std::string job = "inpaint" + kModel + " --prompt x --steps 2 --image " + picture.string() +
                           " --output " + (folder / "out.png").string();
   const std::pair<std::string, std::string> cases[] = {
-      {"", "needs --mask or --mask-from-alpha"},
+      {"", "needs --mask, --mask-from-alpha or --outpaint"},
       {" --mask " + (folder / "missing.png").string(), "missing.png"},
       {" --mask-from-alpha", "alpha"},
       {" --mask " + small.string() + " --padding-mask-crop 4", "the mask must have the picture's size"},
@@ -149,6 +149,44 @@ TEST(InpaintCli, AMaskOfAnotherSizeIsStretchedAndABlackOneKeepsThePicture) {
                  " --save-latents " + (folder / "kept.npy").string());
   ASSERT_EQ(kept.exit_code, 0) << kept.output;
   test::expect_contains(kept.output, "nothing is repainted");
+}
+
+TEST(InpaintCli, BadOutpaintMarginsAreRefusedAndGoodOnesGrowToTheMultiple) {
+  const fs::path folder = test::scratch_dir("inpaint-cli-outpaint");
+  const fs::path picture = write_plain(folder, "picture.png", 32, 24, 120);
+  const std::string job = "inpaint" + kModel + " --prompt x --steps 2 --image " + picture.string() +
+                          " --output " + (folder / "out.png").string();
+  const std::pair<std::string, std::string> cases[] = {
+      {" --outpaint 16,0,16", "four margins"},
+      {" --outpaint 16,0,16,0,", "four margins"},
+      {" --outpaint a,0,0,0", "four margins"},
+      {" --outpaint=-1,0,0,0", "each 0 or more"},
+      {" --outpaint 0,0,0,0", "at least one margin"},
+      {" --outpaint 0,0,4096,0", "at most 4096"},
+      {" --outpaint 8,0,0,0 --mask-blur 2", "makes its own mask"},
+      {" --outpaint 8,0,0,0 --mask " + picture.string(), "makes its own mask"},
+  };
+  for (const auto& [options, message] : cases) {
+    const test::CommandResult result = run_canvas(job + options);
+    EXPECT_EQ(result.exit_code, 1) << options << "\n" << result.output;
+    test::expect_contains(result.output, message);
+    EXPECT_EQ(result.output.find("plan:"), std::string::npos) << result.output;
+  }
+  EXPECT_FALSE(fs::exists(folder / "out.png"));
+
+  const test::CommandResult grown = run_canvas(job + " --outpaint 8,0,0,0");
+  ASSERT_EQ(grown.exit_code, 0) << grown.output;
+  test::expect_contains(grown.output, "margins grow to 8,0,8,8");
+  const RgbImage image = read_image(folder / "out.png").rgb;
+  EXPECT_EQ(image.width, 48);
+  EXPECT_EQ(image.height, 32);
+  for (int64_t y = 0; y < 24; ++y)
+    for (int64_t x = 8; x < 40; ++x)
+      ASSERT_EQ(image.pixels[static_cast<size_t>((y * 48 + x) * 3)], 120) << x << "," << y;
+  const nlohmann::json json = nlohmann::json::parse(canvas_chunk(image));
+  EXPECT_EQ(json.at("task"), "outpaint");
+  EXPECT_EQ(json.at("outpaint"), nlohmann::json({8, 0, 8, 8}));
+  EXPECT_EQ(json.at("strength"), 1.0);
 }
 
 }  // namespace

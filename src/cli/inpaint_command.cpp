@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <sstream>
+#include <vector>
 
 #include "cli/job_inputs.h"
 #include "image/decode.h"
 #include "image/mask.h"
+#include "image/outpaint.h"
 #include "pipeline/img2img.h"
 #include "pipeline/job_geometry.h"
 #include "util/sha256.h"
@@ -37,11 +40,16 @@ void add_inpaint_command(CLI::App& app, InpaintOptions& options) {
       "--padding-mask-crop", options.padding_mask_crop,
       "Inpaint only the region around the mask grown by this many pixels, at the working size, "
       "and paste it back into the picture");
+  command->add_option(
+      "--outpaint", options.outpaint,
+      "Outpaint: grow the canvas by L,T,R,B pixels (right and bottom further, to multiples of "
+      "16), fill the new area from the picture's edges and paint it; the picture's pixels "
+      "come back unchanged");
   command
       ->add_option("--strength", options.strength,
-                   "How much of the schedule runs, from 0 (the picture) to 1 (from pure noise)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
+                   "How much of the schedule runs, from 0 (the picture) to 1 (from pure noise); default "
+                   "0.6, or 1 with --outpaint")
+      ->check(CLI::Range(0.0, 1.0));
   command->add_option("--width", options.width,
                       "Working width in pixels (default: the picture's); floored to a multiple of 16");
   command->add_option("--height", options.height,
@@ -54,10 +62,39 @@ void add_inpaint_command(CLI::App& app, InpaintOptions& options) {
       ->capture_default_str();
 }
 
+namespace {
+
+// "L,T,R,B": four whole numbers of pixels, 0 or more.
+OutpaintMargins parse_outpaint_margins(const std::string& text) {
+  std::vector<int64_t> values;
+  std::istringstream in(text);
+  std::string field;
+  while (std::getline(in, field, ',')) {
+    size_t used = 0;
+    int64_t value = -1;
+    try {
+      value = std::stoll(field, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    check(used > 0 && used == field.size() && value >= 0,
+          "--outpaint takes four margins in pixels, L,T,R,B (e.g. 0,0,256,0), each 0 or more; got '" + text +
+              "'");
+    values.push_back(value);
+  }
+  check(values.size() == 4 && text.back() != ',',
+        "--outpaint takes four margins in pixels, L,T,R,B (e.g. 0,0,256,0); got '" + text + "'");
+  return {values[0], values[1], values[2], values[3]};
+}
+
+}  // namespace
+
 int run_inpaint(const InpaintOptions& options) {
-  check(options.mask || options.mask_from_alpha, "inpainting needs --mask or --mask-from-alpha");
   ImageToImageRequest request;
-  request.strength = options.strength;
+  if (options.outpaint) request.outpaint = parse_outpaint_margins(*options.outpaint);
+  check(options.mask || options.mask_from_alpha || request.outpaint,
+        "inpainting needs --mask, --mask-from-alpha or --outpaint");
+  request.strength = options.strength.value_or(request.outpaint ? 1.0 : request.strength);
   request.width = options.width;
   request.height = options.height;
   request.padding_mask_crop = options.padding_mask_crop;
@@ -77,6 +114,24 @@ DecodedImage read_input(const std::string& path, const std::string& option, JobC
   decoded.rgb.text.clear();
   command.inputs.push_back({path, decoded.rgb.width, decoded.rgb.height, sha256_file_hex(path)});
   return decoded;
+}
+
+// Records the margins outpainting runs with, saying so when they grew to make the canvas a multiple of
+// the model's pixel multiple.
+void note_outpaint_margins(const ImageToImageRequest& request, const ImageToImageRequest& working,
+                           const QwenImageConfigs& configs, JobCommand& command) {
+  const OutpaintMargins asked = *request.outpaint;
+  const OutpaintMargins margins =
+      aligned_margins(asked, request.image.width, request.image.height, configs.pixel_multiple());
+  command.task_settings["outpaint"] = {margins.left, margins.top, margins.right, margins.bottom};
+  if (margins == asked) return;
+  std::fprintf(stderr,
+               "note: the --outpaint margins grow to %lld,%lld,%lld,%lld so that the canvas (%lldx%lld) is a "
+               "multiple of %lld pixels a side and the picture comes back unresized\n",
+               static_cast<long long>(margins.left), static_cast<long long>(margins.top),
+               static_cast<long long>(margins.right), static_cast<long long>(margins.bottom),
+               static_cast<long long>(working.image.width), static_cast<long long>(working.image.height),
+               static_cast<long long>(configs.pixel_multiple()));
 }
 
 }  // namespace
@@ -116,13 +171,18 @@ int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const
   }
   // Which pipeline runs depends on the model, known once its configs are read.
   command.prepare = [&](const QwenImageConfigs& configs) {
-    command.task = configs.edits() ? "edit-inpaint" : inpaints ? "inpaint" : "img2img";
+    command.task = configs.edits()    ? "edit-inpaint"
+                   : request.outpaint ? "outpaint"
+                   : inpaints         ? "inpaint"
+                                      : "img2img";
     if (configs.edits())
       command.task_settings["text_positions"] =
           request.text_positions == TextPositions::Sequential ? "sequential" : "mrope";
     validate_request(request, configs);
-    const JobGeometry geometry = job_geometry(configs, request);
-    process_pictures(request, geometry);  // e.g. an empty mask has no region to crop around
+    const ImageToImageRequest working = outpainted_request(request, configs);
+    if (request.outpaint) note_outpaint_margins(request, working, configs, command);
+    const JobGeometry geometry = job_geometry(configs, working);
+    process_pictures(working, geometry);  // e.g. an empty mask has no region to crop around
     TextToImageRequest recorded = settings;
     recorded.width = geometry.width;
     recorded.height = geometry.height;

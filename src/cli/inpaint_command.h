@@ -19,7 +19,8 @@ struct InpaintOptions {
   bool invert_mask = false;
   float mask_blur = 0.0f;
   std::optional<int64_t> padding_mask_crop;
-  double strength = 0.6;
+  std::optional<std::string> outpaint;  // "L,T,R,B" margins in pixels
+  std::optional<double> strength;       // default 0.6, 1 when outpainting
   std::optional<int64_t> width;
   std::optional<int64_t> height;
   std::string text_positions = "mrope";

@@ -1,6 +1,7 @@
 #include "pipeline/img2img.h"
 
 #include "image/mask.h"
+#include "image/outpaint.h"
 #include "pipeline/image_latents.h"
 #include "pipeline/qwen_image_phases.h"
 #include "pipeline/text_to_image.h"
@@ -39,18 +40,36 @@ ProcessedPictures process_pictures(const ImageToImageRequest& request, const Job
 
 namespace {
 
+// A decoded image ([H, W, 3] in [0, 1]) as the 8-bit picture the PNG gets.
+RgbImage rgb8_picture(const Tensor& image) {
+  RgbImage picture;
+  picture.height = image.dim(0);
+  picture.width = image.dim(1);
+  picture.pixels = image_to_rgb8(image);
+  return picture;
+}
+
+// A picture as a decoded image: [H, W, 3] floats v / 255, which image_to_rgb8 turns back into v.
+Tensor picture_image(const RgbImage& picture) {
+  std::vector<float> values(picture.pixels.size());
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(picture.pixels[i]) / 255.0f;
+  return Tensor::from_floats(values, {picture.height, picture.width, 3});
+}
+
 // The reference's PIL output with padding_mask_crop: the decoded image to 8 bits, pasted into the picture
-// through the mask, handed back as [H, W, 3] floats v / 255 (which image_to_rgb8 turns back into v).
+// through the mask.
 Tensor overlaid_image(const ProcessedPictures& processed, const Tensor& image) {
-  RgbImage generated;
-  generated.height = image.dim(0);
-  generated.width = image.dim(1);
-  generated.pixels = image_to_rgb8(image);
-  const RgbImage overlaid =
-      vip::apply_overlay(processed.mask, processed.picture, generated, processed.crop_region);
-  std::vector<float> values(overlaid.pixels.size());
-  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(overlaid.pixels[i]) / 255.0f;
-  return Tensor::from_floats(values, {overlaid.height, overlaid.width, 3});
+  return picture_image(
+      vip::apply_overlay(processed.mask, processed.picture, rgb8_picture(image), processed.crop_region));
+}
+
+// Outpainting's output: the decoded canvas with the source picture's own pixels pasted back, since the VAE
+// round trip changes them slightly.
+Tensor outpainted_image(const ImageToImageRequest& request, const QwenImageConfigs& configs,
+                        const Tensor& image) {
+  const OutpaintMargins margins =
+      aligned_margins(*request.outpaint, request.image.width, request.image.height, configs.pixel_multiple());
+  return picture_image(paste_picture(rgb8_picture(image), request.image, margins));
 }
 
 }  // namespace
@@ -59,8 +78,9 @@ JobResult image_to_image(const QwenImageModel& model, const ImageToImageRequest&
                          const MemoryOptions& options, const JobObservers& observers,
                          ArrangementCache* cache) {
   validate_request(request, model.configs);
-  const JobGeometry geometry = job_geometry(model.configs, request);
-  const ProcessedPictures processed = process_pictures(request, geometry);
+  const ImageToImageRequest working = outpainted_request(request, model.configs);
+  const JobGeometry geometry = job_geometry(model.configs, working);
+  const ProcessedPictures processed = process_pictures(working, geometry);
   const bool edits = !geometry.references.empty();
   Job job(model, geometry, request.prompt, options, observers, cache);
   Qwen2_5_VLImageEmbeds pictures;
@@ -86,6 +106,8 @@ JobResult image_to_image(const QwenImageModel& model, const ImageToImageRequest&
   phases.push_back({JobPhase::VaeDecode, [&] {
                       result.image = decode_latents(job, result.latents);
                       if (processed.crop_region) result.image = overlaid_image(processed, result.image);
+                      if (request.outpaint)
+                        result.image = outpainted_image(request, model.configs, result.image);
                     }});
   job.run(phases);
   job.report(result);
@@ -95,7 +117,8 @@ JobResult image_to_image(const QwenImageModel& model, const ImageToImageRequest&
 
 std::string recovery_key(const QwenImageModel& model, const ImageToImageRequest& request,
                          const MemoryOptions& options) {
-  return recovery_key(model, job_geometry(model.configs, request), request.prompt, options);
+  return recovery_key(model, job_geometry(model.configs, outpainted_request(request, model.configs)),
+                      request.prompt, options);
 }
 
 }  // namespace canvas

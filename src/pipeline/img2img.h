@@ -28,14 +28,16 @@ struct ProcessedPictures {
   Tensor packed_mask;  // [1, tokens, 4 * z_dim] host F32 of 0 and 1; undefined without a mask
 };
 
-// Steps 1 to 4 of the reference for the job's geometry: the crop region, the picture's tensor and the mask
-// binarized on the packed latent grid. Throws canvas::Error for an empty mask with padding_mask_crop.
+// Steps 1 to 4 of the reference for the job's geometry (of an outpainted_request): the crop region, the
+// picture's tensor and the mask binarized on the packed latent grid. Throws canvas::Error for an empty mask
+// with padding_mask_crop.
 ProcessedPictures process_pictures(const ImageToImageRequest& request, const JobGeometry& geometry);
 
 // Checks the request, plans the job's memory as `options` say, and runs img2img (no mask) or inpainting
 // on a text-to-image model, edit-inpainting on an edit model. With padding_mask_crop the image is the
-// picture with the inpainted region pasted back (its 8-bit values / 255, at the picture's size); the
-// latents are the working size's. With a `cache`, the job takes over the weights an earlier job of the
+// picture with the inpainted region pasted back (its 8-bit values / 255, at the picture's size); with
+// outpaint, the grown canvas with the picture's own pixels pasted back over its place (8-bit values / 255);
+// the latents are the working size's. With a `cache`, the job takes over the weights an earlier job of the
 // same shape left arranged, and leaves its own there.
 JobResult image_to_image(const QwenImageModel& model, const ImageToImageRequest& request,
                          const MemoryOptions& options, const JobObservers& observers = {},

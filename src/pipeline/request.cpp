@@ -18,6 +18,38 @@ void validate_sampling(int steps, float cfg_scale, const QwenImageConfigs& confi
         "cfg scale must be between 0 and 100");
 }
 
+std::string margins_text(const OutpaintMargins& margins) {
+  return std::to_string(margins.left) + "," + std::to_string(margins.top) + "," +
+         std::to_string(margins.right) + "," + std::to_string(margins.bottom);
+}
+
+// What only an outpainting request must satisfy; the inpainting request it turns into is checked as any.
+void validate_outpaint(const ImageToImageRequest& request, const QwenImageConfigs& configs) {
+  const OutpaintMargins& margins = *request.outpaint;
+  for (int64_t margin : {margins.left, margins.top, margins.right, margins.bottom})
+    check(margin >= 0 && margin <= kMaxImageSide, "outpainting margins must be between 0 and " +
+                                                      std::to_string(kMaxImageSide) + " pixels, got " +
+                                                      margins_text(margins));
+  check(margins != OutpaintMargins{}, "outpainting needs at least one margin above 0");
+  check(!configs.edits(), "outpainting needs a text-to-image model: edit-inpainting resizes the picture (" +
+                              configs.layout.pipeline_class + "), so its pixels could not come back exactly");
+  check(!request.mask && !request.padding_mask_crop && request.mask_blur == 0.0f && !request.invert_mask,
+        "outpainting makes its own mask (white over the new area): give no mask, mask blur, inversion or "
+        "padding_mask_crop");
+  check(!request.width && !request.height,
+        "outpainting works at the size of the grown canvas: give no width or height");
+  const RgbImage& image = request.image;
+  check(image.width > 0 && image.height > 0, "the picture is empty");
+  const OutpaintMargins aligned =
+      aligned_margins(margins, image.width, image.height, configs.pixel_multiple());
+  const int64_t width = aligned.left + image.width + aligned.right;
+  const int64_t height = aligned.top + image.height + aligned.bottom;
+  check(width <= kMaxImageSide && height <= kMaxImageSide,
+        "the outpainted canvas must be at most " + std::to_string(kMaxImageSide) + " pixels a side, got " +
+            std::to_string(width) + "x" + std::to_string(height) + " (the " + std::to_string(image.width) +
+            "x" + std::to_string(image.height) + " picture grown by " + margins_text(aligned) + ")");
+}
+
 }  // namespace
 
 void validate_request(const TextToImageRequest& request, const QwenImageConfigs& configs) {
@@ -46,6 +78,11 @@ void validate_request(const ImageEditRequest& request, const QwenImageConfigs& c
 }
 
 void validate_request(const ImageToImageRequest& request, const QwenImageConfigs& configs) {
+  if (request.outpaint) {
+    validate_outpaint(request, configs);
+    validate_request(outpainted_request(request, configs), configs);
+    return;
+  }
   validate_sampling(request.steps, request.cfg_scale, configs);
   check(request.max_sequence_length >= 1 && request.max_sequence_length <= 1024,
         "max sequence length must be between 1 and 1024");
@@ -89,6 +126,19 @@ void validate_request(const ImageToImageRequest& request, const QwenImageConfigs
           "the edit area must be between 1 and " + std::to_string(kMaxImageSide * kMaxImageSide) + " pixels");
   }
   job_geometry(configs, request);  // sizes the output and cuts the schedule, refusing what cannot be run
+}
+
+ImageToImageRequest outpainted_request(const ImageToImageRequest& request, const QwenImageConfigs& configs) {
+  if (!request.outpaint) return request;
+  ImageToImageRequest outpainted = request;
+  outpainted.outpaint.reset();
+  const OutpaintMargins margins =
+      aligned_margins(*request.outpaint, request.image.width, request.image.height, configs.pixel_multiple());
+  outpainted.image = extend_canvas(request.image, margins);
+  outpainted.mask = outpaint_mask(request.image, margins);
+  outpainted.width = outpainted.image.width;
+  outpainted.height = outpainted.image.height;
+  return outpainted;
 }
 
 }  // namespace canvas

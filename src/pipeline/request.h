@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "image/outpaint.h"
 #include "io/png_image.h"
 #include "pipeline/qwen_image_model.h"
 
@@ -80,6 +81,10 @@ struct ImageToImageRequest {
   // VaeImageProcessor.blur (a Gaussian of this radius; 0: none).
   bool invert_mask = false;
   float mask_blur = 0.0f;
+  // Outpainting (text-to-image models): the canvas is grown by these margins (right and bottom further, to
+  // multiples of 16), the new area edge-extended and repainted, and the picture's pixels come back exactly.
+  // The pipeline makes the mask and the working size: give no mask, width, height or padding_mask_crop.
+  std::optional<OutpaintMargins> outpaint;
   // Edit-inpainting: the output's area (QwenImageEditInpaintPipeline's 1024 * 1024) and the text encoder's
   // positions (see ImageEditRequest).
   int64_t edit_area = 1024 * 1024;
@@ -98,7 +103,12 @@ inline constexpr int64_t kMaxImageSide = 4096;
 void validate_request(const TextToImageRequest& request, const QwenImageConfigs& configs);
 // Also checks the model edits, and the number and sizes of the pictures.
 void validate_request(const ImageEditRequest& request, const QwenImageConfigs& configs);
-// Also checks the picture, the mask and the strength against the steps.
+// Also checks the picture, the mask and the strength against the steps, and outpainting's margins.
 void validate_request(const ImageToImageRequest& request, const QwenImageConfigs& configs);
+
+// The inpainting request an outpainting one runs as: the picture on the grown canvas (margins aligned for
+// the model), its mask, and the canvas as the working size; a request without outpaint as it is. Job
+// geometry and picture processing take this one.
+ImageToImageRequest outpainted_request(const ImageToImageRequest& request, const QwenImageConfigs& configs);
 
 }  // namespace canvas
