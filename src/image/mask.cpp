@@ -7,14 +7,7 @@
 #include <string>
 
 #include "util/error.h"
-
-// Pillow's blur radius is float arithmetic rounded at every operation; a fused multiply-add would round
-// differently.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "util/no_fused_multiply_add.h"
 
 namespace canvas {
 

@@ -7,14 +7,7 @@
 #include "backend/ops.h"
 #include "io/json_config.h"
 #include "util/error.h"
-
-// The schedule must round exactly where numpy and torch do (each of their operations rounds once), so
-// the compiler must not fuse a multiply and an add into one rounding.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "util/no_fused_multiply_add.h"
 
 namespace canvas {
 

@@ -6,14 +6,7 @@
 #include <string>
 
 #include "util/error.h"
-
-// Matching torch bit for bit needs every multiply and add below to round exactly where torch's do:
-// the fused ones are written as std::fma, and the compiler must not fuse any others.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "util/no_fused_multiply_add.h"
 
 namespace canvas {
 
