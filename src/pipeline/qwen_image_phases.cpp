@@ -27,6 +27,27 @@ void check_finite(const Tensor& tensor, const std::string& what, DType activatio
                                               : std::string()));
 }
 
+// Starts `component`'s part of the current attempt on its placement (which a recovery may have rebuilt, so
+// it is looked up each time) and returns it; the phase ends it once its attempts are done.
+ComponentPlacement& begin_component_phase(Job& job, Component component) {
+  ComponentPlacement& placement = job.weights().placement(component);
+  placement.set_profiler(job.observers().profiler);
+  placement.begin_phase();
+  return placement;
+}
+
+// The next seeded noise of `generator` over the job's latent grid, as the pipelines draw it
+// ([1, 1, C, h, w]), packed into tokens in `dtype` on the model's device.
+Tensor packed_noise(TorchGenerator& generator, const Job& job, DType dtype) {
+  const JobGeometry& geometry = job.geometry();
+  const Tensor noise =
+      generator.randn({1, 1, geometry.latent_channels, geometry.latent_height, geometry.latent_width});
+  return pack_latents(
+             noise.view({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width}))
+      .to(dtype)
+      .to(job.model().device);
+}
+
 // The phases of an edit take the pictures the job was sized (and planned) for.
 void check_picture_count(const JobGeometry& geometry, const std::vector<RgbImage>& pictures) {
   check(pictures.size() == geometry.references.size(),
@@ -48,9 +69,7 @@ PromptEmbeddings encode_prompts(Job& job, const std::string& prompt, const Qwen2
   const DType dtype = model.activation_dtype;
   PromptEmbeddings prompts;
   job.attempt("text encoder", [&] {
-    ComponentPlacement& placement = job.weights().placement(Component::TextEncoder);
-    placement.set_profiler(job.observers().profiler);
-    placement.begin_phase();
+    ComponentPlacement& placement = begin_component_phase(job, Component::TextEncoder);
     OwnerScope owner({component_label(Component::TextEncoder), -1, MemoryRole::Activations});
     if (pictures) {
       QwenImageEditPromptEncoder encoder(edit_prompt_template(geometry.kind), model.tokenizer,
@@ -90,9 +109,7 @@ Qwen2_5_VLImageEmbeds encode_pictures(Job& job, const std::vector<RgbImage>& pic
   Qwen2_5_VLImageEmbeds embeddings;
   embeddings.grid_thw = features.image_grid_thw;
   job.attempt("vision encoder", [&] {
-    ComponentPlacement& placement = job.weights().placement(Component::VisionEncoder);
-    placement.set_profiler(job.observers().profiler);
-    placement.begin_phase();
+    ComponentPlacement& placement = begin_component_phase(job, Component::VisionEncoder);
     OwnerScope owner({component_label(Component::VisionEncoder), -1, MemoryRole::Activations});
     embeddings.embeds = job.weights().vision_encoder().forward(features.pixel_values, features.image_grid_thw,
                                                                model.activation_dtype, &placement);
@@ -110,9 +127,7 @@ Tensor encode_reference_latents(Job& job, const std::vector<RgbImage>& pictures)
   job.attempt("vae encode", [&] {
     packed.clear();
     const bool on_cpu = job.degradation().vae_on_cpu;
-    ComponentPlacement& placement = job.weights().placement(Component::Vae);
-    placement.set_profiler(job.observers().profiler);
-    placement.begin_phase();
+    begin_component_phase(job, Component::Vae);
     OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
     const AutoencoderKLQwenImage& vae = job.weights().vae();
     const Device device = on_cpu ? Device::cpu() : model.device;
@@ -143,9 +158,7 @@ SourceLatents encode_source_latents(Job& job, const Tensor& picture, uint64_t se
   SourceLatents source;
   job.attempt("vae encode", [&] {
     const bool on_cpu = job.degradation().vae_on_cpu;
-    ComponentPlacement& placement = job.weights().placement(Component::Vae);
-    placement.set_profiler(job.observers().profiler);
-    placement.begin_phase();
+    begin_component_phase(job, Component::Vae);
     OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
     const AutoencoderKLQwenImage& vae = job.weights().vae();
     const Device device = on_cpu ? Device::cpu() : model.device;
@@ -156,12 +169,7 @@ SourceLatents encode_source_latents(Job& job, const Tensor& picture, uint64_t se
     source.image_latents = pack_latents(vae.normalize_latents_by_inverse_std(sample))
                                .to(model.activation_dtype)
                                .to(model.device);
-    const Tensor noise =
-        generator.randn({1, 1, geometry.latent_channels, geometry.latent_height, geometry.latent_width});
-    source.noise =
-        pack_latents(noise.view({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width}))
-            .to(model.activation_dtype)
-            .to(model.device);
+    source.noise = packed_noise(generator, job, model.activation_dtype);
   });
   job.weights().placement(Component::Vae).end_phase();
   check_finite(source.image_latents, "the VAE's encoding of the picture", model.vae_dtype);
@@ -194,12 +202,7 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
       latents = scheduler.scale_noise(source->image_latents, first_step, source->noise);
     } else {
       TorchGenerator generator(seed);
-      Tensor noise =
-          generator.randn({1, 1, geometry.latent_channels, geometry.latent_height, geometry.latent_width});
-      latents = pack_latents(
-                    noise.view({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width}))
-                    .to(dtype)
-                    .to(model.device);
+      latents = packed_noise(generator, job, dtype);
     }
     // Rotary tables depend only on the sizes, so each prompt's are built once for all steps.
     std::vector<TransformerCondition> conditions;
@@ -210,9 +213,7 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
            {},
            transformer.rotary(geometry.img_shapes, prompt->embeds.dim(1), model.device, dtype)});
     }
-    ComponentPlacement& placement = job.weights().placement(Component::Transformer);
-    placement.set_profiler(profiler);
-    placement.begin_phase();
+    ComponentPlacement& placement = begin_component_phase(job, Component::Transformer);
     executor.set_placement(placement, job.weights().transformers());
     executor.set_conditions(std::move(conditions));
     executor.precompute_modulation(sigma_timesteps);
@@ -268,9 +269,7 @@ Tensor decode_latents(Job& job, const Tensor& latents) {
   Tensor image;
   job.attempt("vae decode", [&] {
     const bool on_cpu = job.degradation().vae_on_cpu;
-    ComponentPlacement& placement = job.weights().placement(Component::Vae);
-    placement.set_profiler(job.observers().profiler);
-    placement.begin_phase();
+    begin_component_phase(job, Component::Vae);
     OwnerScope owner({component_label(Component::Vae), -1, MemoryRole::Activations});
     const AutoencoderKLQwenImage& vae = job.weights().vae();
     // On the CPU rung nothing more may be asked of the device, not even for unpacking.
