@@ -67,12 +67,7 @@ int run_edit(const EditOptions& options) {
   }
   command.prepare = [&](const QwenImageConfigs& configs) {
     validate_request(request, configs);
-    const JobGeometry geometry = job_geometry(configs, request);
-    TextToImageRequest recorded = settings;
-    recorded.width = geometry.width;
-    recorded.height = geometry.height;
-    recorded.max_sequence_length = 0;  // the edit pipelines encode the whole prompt
-    return recorded;
+    return settings_as_run(settings, job_geometry(configs, request));
   };
   command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
     return recovery_key(model, request, memory);

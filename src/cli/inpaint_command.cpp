@@ -183,11 +183,7 @@ int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const
     if (request.outpaint) note_outpaint_margins(request, working, configs, command);
     const JobGeometry geometry = job_geometry(configs, working);
     process_pictures(working, geometry);  // e.g. an empty mask has no region to crop around
-    TextToImageRequest recorded = settings;
-    recorded.width = geometry.width;
-    recorded.height = geometry.height;
-    recorded.max_sequence_length = geometry.max_sequence_length;
-    return recorded;
+    return settings_as_run(settings, geometry);
   };
   command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
     return recovery_key(model, request, memory);

@@ -208,6 +208,14 @@ TextToImageRequest job_settings(const JobOptions& options) {
   return settings;
 }
 
+TextToImageRequest settings_as_run(const TextToImageRequest& settings, const JobGeometry& geometry) {
+  TextToImageRequest recorded = settings;
+  recorded.width = geometry.width;
+  recorded.height = geometry.height;
+  recorded.max_sequence_length = geometry.max_sequence_length;
+  return recorded;
+}
+
 int run_job_command(const JobOptions& options, const JobCommand& command) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point start = Clock::now();

@@ -46,6 +46,10 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
 // seed (a random one drawn for -1 or none). Warns when the negative prompt cannot be used.
 TextToImageRequest job_settings(const JobOptions& options);
 
+// `settings` as a job of `geometry` runs them, for the metadata: the working size it worked out and the
+// prompt length it applies (0 where, as in the edit pipelines, the whole prompt is encoded).
+TextToImageRequest settings_as_run(const TextToImageRequest& settings, const JobGeometry& geometry);
+
 // What one kind of job adds to the shared run.
 struct JobCommand {
   std::string task;                                         // "text-to-image", "edit": the metadata's task
