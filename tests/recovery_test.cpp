@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "backend/backend.h"
+#include "pipeline/img2img.h"
 #include "pipeline/recovery_ladder.h"
 #include "pipeline/text_to_image.h"
 #include "test_util.h"
@@ -213,21 +214,63 @@ TEST_F(Recovery, VaeSqueezeDecodesInTiles) {
   RecoveryMemory::forget(recovery_key(*model_, request, options_));
 }
 
+TEST_F(Recovery, VaeSqueezeEncodesInTiles) {
+  // An img2img job large enough for the default 256-pixel tiles to split its picture 3 x 3.
+  ImageToImageRequest request;
+  request.prompt = request_.prompt;
+  // Half of 4 steps: the first kept step's sigma is below 1, so the source's latents count.
+  request.steps = 4;
+  request.strength = 0.5;
+  request.image.width = request.image.height = 512;
+  for (int64_t i = 0; i < 512 * 512 * 3; ++i)
+    request.image.pixels.push_back(static_cast<uint8_t>(i * 7 % 251));
+  RecoveryMemory::forget(recovery_key(*model_, request, options_));
+  const JobResult clean = image_to_image(*model_, request, options_);
+  ASSERT_TRUE(clean.recoveries.empty());
+  Allocator& device = allocator_for(Device::cpu());
+  auto peak_of = [&](const std::function<void()>& encode) {
+    device.reset_peak();
+    const int64_t before = device.in_use();
+    encode();
+    return device.peak() - before;
+  };
+  const AutoencoderKLQwenImage& vae = *model_->vae;
+  const Tensor picture = Tensor::zeros({1, 3, 512, 512}, DType::F32);
+  const int64_t whole = peak_of([&] { vae.encode(picture); });
+  const int64_t tiled = peak_of([&] { vae.encode(picture, VaeTiling{}); });
+  ASSERT_LT(tiled * 3 / 2, whole);
+  RecoveryMemory::forget(recovery_key(*model_, request, options_));
+  // Squeezed from the plan to the first step, so that a whole encode no longer fits but a tiled one does.
+  JobObservers observers;
+  observers.on_plan = [&](const MemoryPlan&) { device.set_budget(device.in_use() + (whole + tiled) / 2); };
+  observers.on_step = [&](int, int) { device.set_budget(options_.device_budget_bytes); };
+  const JobResult result = image_to_image(*model_, request, options_, observers);
+  EXPECT_TRUE(took(result, "vae: tiled encode"));
+  EXPECT_FALSE(took(result, "vae: tiled decode"));
+  // The tiles blend across their overlaps, so the source latents move a little, as the reference's do.
+  const double error = test::relative_error(result.latents, clean.latents);
+  std::printf("[ recovery ] tiled VAE encode latents rel error %.3g\n", error);
+  EXPECT_GT(error, 0.0);
+  EXPECT_LE(error, 5e-2);
+  RecoveryMemory::forget(recovery_key(*model_, request, options_));
+}
+
 TEST_F(Recovery, DegradationsRoundTripAndRejectMalformedMemories) {
   Degradation all;
   all.text_encoder_resident_blocks = 1;
   all.transformer_resident_blocks = 3;
   all.feed_forward_chunk = 256;
   all.transformer_precision = WeightPrecision::Nf4;
-  all.vae_tiling = true;
+  all.vae_encode_tiling = true;
+  all.vae_decode_tiling = true;
   all.vae_on_cpu = true;
   EXPECT_EQ(Degradation::from_json(all.to_json()), all);
-  EXPECT_EQ(all.describe().size(), 6u);
+  EXPECT_EQ(all.describe().size(), 7u);
   EXPECT_FALSE(Degradation{}.any());
   EXPECT_THROW(Degradation::from_json(nlohmann::json::array()), Error);
   EXPECT_THROW(Degradation::from_json({{"feed_forward_chunk", -4}}), Error);
   EXPECT_THROW(Degradation::from_json({{"transformer_precision", "fp4"}}), Error);
-  EXPECT_THROW(Degradation::from_json({{"vae_tiling", "yes"}}), Error);
+  EXPECT_THROW(Degradation::from_json({{"vae_decode_tiling", "yes"}}), Error);
 }
 
 }  // namespace

@@ -335,6 +335,56 @@ TEST(VaeTest, TiledDecodeLowersTheActivationPeak) {
   EXPECT_LT(3 * meta_tiled_peak, meta_whole_peak);
 }
 
+constexpr char kTiledEncodeGolden[] = "vae/encode_tiled_80x88";
+
+TEST(VaeTest, TiledEncodeMatchesReference) {
+  WeightSource golden = test::open_golden(kTiledEncodeGolden);
+  const Tensor image = golden_frame(golden, "image");
+  const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
+  const QwenImageLatentDistribution tiled = vae.encode(image, golden_tiling());
+  expect_matches_reference(std::string(kTiledEncodeGolden) + " mean", tiled.mean,
+                           golden_frame(golden, "mean"));
+  expect_matches_reference(std::string(kTiledEncodeGolden) + " logvar", tiled.logvar,
+                           golden_frame(golden, "logvar"));
+  EXPECT_EQ(tiled.mean.to_floats(), vae.encode_mean(image, golden_tiling()).to_floats());
+  // The seams really are blended tiles, not a whole-picture encode.
+  EXPECT_GT(test::relative_error(vae.encode(image).mean, tiled.mean), 1e-2);
+}
+
+TEST(VaeTest, TiledEncodeOfOneTileIsEncode) {
+  const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
+  const Tensor image = golden_frame(test::open_golden(kTiledEncodeGolden), "image");
+  const Tensor whole = vae.encode_mean(image);
+  EXPECT_TRUE(test::bit_identical(vae.encode_mean(image, VaeTiling{}), whole));
+  EXPECT_TRUE(test::bit_identical(vae.encode_mean(image, VaeTiling{80, 88, 64, 64}), whole));
+  EXPECT_FALSE(test::bit_identical(vae.encode_mean(image, VaeTiling{80, 80, 64, 64}), whole));
+}
+
+TEST(VaeTest, TiledEncodeLowersTheActivationPeak) {
+  // 256x256 pixels in 64-pixel tiles, in a dry run as the planner measures it.
+  LoadedVae loaded = load_vae(tiny_vae_dir());
+  const AutoencoderKLQwenImage& vae = *loaded.vae;
+  nn::MetaWeightsScope meta(*loaded.vae, "vae");
+  const Tensor image = Tensor::empty({1, 3, 256, 256}, DType::F32, Device::meta());
+  Tensor whole, tiled;
+  const int64_t whole_peak = measure_activation_peak([&] { whole = vae.encode(image).mean; });
+  const int64_t tiled_peak = measure_activation_peak([&] {
+    tiled = vae.encode(image, VaeTiling{64, 64, 48, 48}).mean;
+  });
+  std::printf("[   VAE    ] 256x256 encode, meta dry run: whole %lld B, tiled %lld B\n",
+              static_cast<long long>(whole_peak), static_cast<long long>(tiled_peak));
+  EXPECT_EQ(tiled.shape(), whole.shape());
+  EXPECT_LT(3 * tiled_peak, whole_peak);
+}
+
+TEST(VaeTest, TiledEncodeNeedsWholeLatents) {
+  const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
+  test::expect_contains(test::error_of([&] {
+                          vae.encode(Tensor::zeros({1, 3, 100, 36}, DType::F32), VaeTiling{64, 64, 48, 48});
+                        }),
+                        "multiples of 8 pixels), got [1, 3, 100, 36]");
+}
+
 TEST(VaeTest, RejectsBadTilingParameters) {
   const AutoencoderKLQwenImage& vae = *tiny_vae().vae;
   const Tensor latents = Tensor::zeros({1, 16, 40, 40}, DType::F32);

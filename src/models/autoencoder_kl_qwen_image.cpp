@@ -1,6 +1,7 @@
 #include "models/autoencoder_kl_qwen_image.h"
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 
 #include "io/json_config.h"
@@ -51,6 +52,47 @@ Tensor blend_edge(const Tensor& edge, const Tensor& tile, int axis, int64_t exte
                                   ops::mul(tile.slice(axis, 0, n), ramp(fade_in)));
   const Tensor parts[] = {blended, tile.slice(axis, n, tile.dim(axis))};
   return ops::concat(parts, axis);
+}
+
+// Where the tiles of a tiled encode or decode lie. Tiles of tile_* input elements start every stride_*
+// elements. Each tile's output is blended with its already blended neighbours above and to the left over
+// blend_* output elements, then contributes its first kept_* output elements at (row, column) * kept_*.
+struct TileLayout {
+  int64_t tile_height = 0, tile_width = 0;
+  int64_t stride_height = 0, stride_width = 0;
+  int64_t blend_height = 0, blend_width = 0;
+  int64_t kept_height = 0, kept_width = 0;
+};
+
+// The reference's tiled_encode / tiled_decode loop. It keeps every tile and blends each with its
+// neighbours; only their facing edges matter, so only those outlive a tile here: the bottom edge of each
+// tile of the previous row, and the right edge of the previous tile of this row. The activation peak is
+// that of one tile.
+Tensor run_tiled(const Tensor& input, const TileLayout& layout, const Shape& output_shape,
+                 const std::function<Tensor(const Tensor&)>& run_tile) {
+  const int64_t height = input.dim(2), width = input.dim(3);
+  Tensor output = Tensor::empty(output_shape, input.dtype(), input.device());
+  std::vector<Tensor> bottom_edges((width + layout.stride_width - 1) / layout.stride_width);
+  for (int64_t top = 0, row = 0; top < height; top += layout.stride_height, ++row) {
+    Tensor right_edge;
+    for (int64_t left = 0, column = 0; left < width; left += layout.stride_width, ++column) {
+      Tensor tile = run_tile(input.slice(2, top, std::min(top + layout.tile_height, height))
+                                 .slice(3, left, std::min(left + layout.tile_width, width))
+                                 .contiguous());
+      if (row > 0) tile = blend_edge(bottom_edges[column], tile, 2, layout.blend_height);
+      if (column > 0) tile = blend_edge(right_edge, tile, 3, layout.blend_width);
+      // The next tiles cover the rest of this one, blended; the reference crops what overhangs the output.
+      const int64_t out_top = row * layout.kept_height, out_left = column * layout.kept_width;
+      const int64_t kept_height = std::min({layout.kept_height, tile.dim(2), output_shape[2] - out_top});
+      const int64_t kept_width = std::min({layout.kept_width, tile.dim(3), output_shape[3] - out_left});
+      Tensor destination =
+          output.slice(2, out_top, out_top + kept_height).slice(3, out_left, out_left + kept_width);
+      ops::copy_into(tile.slice(2, 0, kept_height).slice(3, 0, kept_width), destination);
+      bottom_edges[column] = trailing_edge(tile, 2, layout.blend_height);
+      right_edge = trailing_edge(tile, 3, layout.blend_width);
+    }
+  }
+  return output;
 }
 
 }  // namespace
@@ -244,44 +286,26 @@ Tensor AutoencoderKLQwenImage::tiled_decode(const Tensor& latents, const VaeTili
   const int64_t ratio = config_.spatial_compression_ratio();
   tiling.validate(ratio);
   const int64_t height = latents.dim(2), width = latents.dim(3);
-  const int64_t tile_height = tiling.tile_sample_min_height / ratio;
-  const int64_t tile_width = tiling.tile_sample_min_width / ratio;
-  if (height <= tile_height && width <= tile_width) return decode(latents);
-  const int64_t stride_height = tiling.tile_sample_stride_height / ratio;
-  const int64_t stride_width = tiling.tile_sample_stride_width / ratio;
-  const int64_t blend_height = tiling.tile_sample_min_height - tiling.tile_sample_stride_height;
-  const int64_t blend_width = tiling.tile_sample_min_width - tiling.tile_sample_stride_width;
+  TileLayout layout;
+  layout.tile_height = tiling.tile_sample_min_height / ratio;
+  layout.tile_width = tiling.tile_sample_min_width / ratio;
+  if (height <= layout.tile_height && width <= layout.tile_width) return decode(latents);
+  layout.stride_height = tiling.tile_sample_stride_height / ratio;
+  layout.stride_width = tiling.tile_sample_stride_width / ratio;
+  // The reference blends decoded tiles over the overlap measured in latents but applied in pixels.
+  layout.blend_height = tiling.tile_sample_min_height - tiling.tile_sample_stride_height;
+  layout.blend_width = tiling.tile_sample_min_width - tiling.tile_sample_stride_width;
+  layout.kept_height = tiling.tile_sample_stride_height;
+  layout.kept_width = tiling.tile_sample_stride_width;
 
   OwnerScope owner({"vae", -1, MemoryRole::Activations});
   const Tensor input = latents.to(post_quant_conv_.weight.device());
-  Tensor image = Tensor::empty({input.dim(0), config_.input_channels, height * ratio, width * ratio},
-                               input.dtype(), input.device());
-  // The reference keeps every decoded tile and blends each with its already blended neighbours above and
-  // to the left. Only their facing edges matter, so only those outlive a tile: the bottom edge of each tile
-  // of the previous tile row, and the right edge of the previous tile of this row.
-  std::vector<Tensor> bottom_edges((width + stride_width - 1) / stride_width);
-  for (int64_t top = 0; top < height; top += stride_height) {
-    Tensor right_edge;
-    for (int64_t left = 0, column = 0; left < width; left += stride_width, ++column) {
-      Tensor tile = run_decoder(input.slice(2, top, std::min(top + tile_height, height))
-                                    .slice(3, left, std::min(left + tile_width, width))
-                                    .contiguous());
-      if (top > 0) tile = blend_edge(bottom_edges[column], tile, 2, blend_height);
-      if (left > 0) tile = blend_edge(right_edge, tile, 3, blend_width);
-      // Each tile contributes its first stride pixels; the next tiles cover the rest, blended.
-      const Tensor kept = tile.slice(2, 0, std::min(stride_height * ratio, tile.dim(2)))
-                              .slice(3, 0, std::min(stride_width * ratio, tile.dim(3)));
-      Tensor destination = image.slice(2, top * ratio, top * ratio + kept.dim(2))
-                               .slice(3, left * ratio, left * ratio + kept.dim(3));
-      ops::copy_into(kept, destination);
-      bottom_edges[column] = trailing_edge(tile, 2, blend_height);
-      right_edge = trailing_edge(tile, 3, blend_width);
-    }
-  }
-  return image;
+  return run_tiled(input, layout, {input.dim(0), config_.input_channels, height * ratio, width * ratio},
+                   [&](const Tensor& tile) { return run_decoder(tile); });
 }
 
-Tensor AutoencoderKLQwenImage::encode_moments(const Tensor& images) const {
+Tensor AutoencoderKLQwenImage::encode_moments(const Tensor& images,
+                                              const std::optional<VaeTiling>& tiling) const {
   const int64_t channels = config_.input_channels;
   check(images.ndim() != 5, "VAE encode takes one frame as [B, " + channels_str(channels) +
                                 ", H, W], with the frame axis dropped; got " + shape_str(images.shape()));
@@ -290,24 +314,46 @@ Tensor AutoencoderKLQwenImage::encode_moments(const Tensor& images) const {
       "VAE encode takes images [B, " + channels_str(channels) + ", H, W], got " + shape_str(images.shape()));
   // Each stride-2 downsampler needs at least two rows and columns, so the input needs one pixel per
   // latent at the least.
-  const int64_t minimum = config_.spatial_compression_ratio();
-  check(images.dim(0) > 0 && images.dim(2) >= minimum && images.dim(3) >= minimum,
-        "VAE encode needs images of at least " + std::to_string(minimum) + "x" + std::to_string(minimum) +
+  const int64_t ratio = config_.spatial_compression_ratio();
+  check(images.dim(0) > 0 && images.dim(2) >= ratio && images.dim(3) >= ratio,
+        "VAE encode needs images of at least " + std::to_string(ratio) + "x" + std::to_string(ratio) +
             " pixels, got " + shape_str(images.shape()));
   OwnerScope owner({"vae", -1, MemoryRole::Activations});
-  return quant_conv_(encoder_.forward(images.to(quant_conv_.weight.device())));
+  const Tensor input = images.to(quant_conv_.weight.device());
+  auto encode_whole = [&](const Tensor& x) { return quant_conv_(encoder_.forward(x)); };
+  const int64_t height = input.dim(2), width = input.dim(3);
+  if (!tiling || (height <= tiling->tile_sample_min_height && width <= tiling->tile_sample_min_width))
+    return encode_whole(input);
+  tiling->validate(ratio);
+  // Every tile, the last ones included, then spans whole latents.
+  check(height % ratio == 0 && width % ratio == 0,
+        "tiled VAE encode needs a picture of whole latents (multiples of " + std::to_string(ratio) +
+            " pixels), got " + shape_str(images.shape()));
+  TileLayout layout;
+  layout.tile_height = tiling->tile_sample_min_height;
+  layout.tile_width = tiling->tile_sample_min_width;
+  layout.stride_height = tiling->tile_sample_stride_height;
+  layout.stride_width = tiling->tile_sample_stride_width;
+  layout.kept_height = tiling->tile_sample_stride_height / ratio;
+  layout.kept_width = tiling->tile_sample_stride_width / ratio;
+  layout.blend_height = layout.tile_height / ratio - layout.kept_height;
+  layout.blend_width = layout.tile_width / ratio - layout.kept_width;
+  return run_tiled(input, layout, {input.dim(0), 2 * config_.z_dim, height / ratio, width / ratio},
+                   encode_whole);
 }
 
-QwenImageLatentDistribution AutoencoderKLQwenImage::encode(const Tensor& images) const {
-  Tensor moments = encode_moments(images);
+QwenImageLatentDistribution AutoencoderKLQwenImage::encode(const Tensor& images,
+                                                           const std::optional<VaeTiling>& tiling) const {
+  Tensor moments = encode_moments(images, tiling);
   OwnerScope owner({"vae", -1, MemoryRole::Activations});
   const int64_t z = config_.z_dim;
   return {moments.slice(1, 0, z).contiguous(),
           ops::clamp(moments.slice(1, z, 2 * z), kLogvarMin, kLogvarMax)};
 }
 
-Tensor AutoencoderKLQwenImage::encode_mean(const Tensor& images) const {
-  Tensor moments = encode_moments(images);
+Tensor AutoencoderKLQwenImage::encode_mean(const Tensor& images,
+                                           const std::optional<VaeTiling>& tiling) const {
+  Tensor moments = encode_moments(images, tiling);
   OwnerScope owner({"vae", -1, MemoryRole::Activations});
   return moments.slice(1, 0, config_.z_dim).contiguous();
 }

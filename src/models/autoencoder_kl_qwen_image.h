@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -48,8 +49,8 @@ struct QwenImageLatentDistribution {
   Tensor logvar;  // [B, z_dim, h, w], clamped to [-30, 20]
 };
 
-// Tiled decoding as diffusers' AutoencoderKLQwenImage.enable_tiling sets it up, in pixels, with the
-// reference's defaults. Tiles of tile_sample_min_* pixels start every tile_sample_stride_* pixels, so
+// Tiled encoding and decoding as diffusers' AutoencoderKLQwenImage.enable_tiling sets it up, in pixels, with
+// the reference's defaults. Tiles of tile_sample_min_* pixels start every tile_sample_stride_* pixels, so
 // neighbours overlap by min - stride pixels, where they are blended linearly.
 struct VaeTiling {
   int64_t tile_sample_min_height = 256;
@@ -106,10 +107,13 @@ class AutoencoderKLQwenImage {
   // clamped to [-1, 1] (the pipeline's postprocessing clamps it).
   Tensor tiled_decode(const Tensor& latents, const VaeTiling& tiling) const;
   // images [B, input_channels, H, W] in [-1, 1] -> the posterior over [B, z_dim, H / 8, W / 8] (sizes
-  // rounded down as the reference's stride-2 convs do). H and W must be at least 8.
-  QwenImageLatentDistribution encode(const Tensor& images) const;
+  // rounded down as the reference's stride-2 convs do). H and W must be at least 8. With `tiling`, a
+  // picture larger than one tile is encoded one overlapping tile at a time, as the reference's encode does
+  // after enable_tiling (its tiles blend over latents); it then needs H and W in whole latents.
+  QwenImageLatentDistribution encode(const Tensor& images,
+                                     const std::optional<VaeTiling>& tiling = std::nullopt) const;
   // The posterior's mode, as the pipelines use with sample_mode="argmax"; skips the logvar clamp.
-  Tensor encode_mean(const Tensor& images) const;
+  Tensor encode_mean(const Tensor& images, const std::optional<VaeTiling>& tiling = std::nullopt) const;
 
   // Pipeline-side latent scaling, in the reference's exact arithmetic (so results match bit for bit):
   // before decode, latents / (1 / std) + mean (QwenImagePipeline); after encode, (latents - mean) / std
@@ -136,7 +140,7 @@ class AutoencoderKLQwenImage {
   // post_quant_conv and the decoder on the weights' device, without decode's clamp.
   Tensor run_decoder(const Tensor& latents) const;
   // quant_conv's output: the mean and logvar channels, unclamped.
-  Tensor encode_moments(const Tensor& images) const;
+  Tensor encode_moments(const Tensor& images, const std::optional<VaeTiling>& tiling) const;
   Tensor latent_statistic(const std::vector<float>& values, const Tensor& like) const;
   Tensor latent_inverse_std(const Tensor& like) const;
 

@@ -263,7 +263,8 @@ ComponentFacts transformer_facts(const QwenImageModel& model, const JobGeometry&
 
 // The VAE's facts: it decodes the output and first encodes each picture (an edit's references, img2img's
 // source), one at a time. Both runs are its phase: its peak is the larger of theirs.
-ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometry, bool tiled) {
+ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometry,
+                         const Degradation& degradation) {
   AutoencoderKLQwenImage vae = *model.vae;
   ComponentFacts facts;
   facts.component = Component::Vae;
@@ -279,7 +280,7 @@ ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometr
         Tensor::empty({1, geometry.latent_channels, geometry.latent_height, geometry.latent_width},
                       model.vae_dtype, Device::meta());
     Tensor normalized = vae.denormalize_latents(latents);
-    if (tiled) {
+    if (degradation.vae_decode_tiling) {
       vae.tiled_decode(normalized, VaeTiling{});
     } else {
       vae.decode(normalized);
@@ -289,15 +290,17 @@ ComponentFacts vae_facts(const QwenImageModel& model, const JobGeometry& geometr
     return Tensor::empty({1, vae.config().input_channels, size.height, size.width}, model.vae_dtype,
                          Device::meta());
   };
+  const std::optional<VaeTiling> encode_tiling = vae_encode_tiling(degradation);
   // The source's posterior is sampled: its logvar is kept, where the references take the mean alone.
   if (geometry.encodes_source) {
     facts.activation_bytes = std::max(facts.activation_bytes, measure_activation_peak([&] {
-                                        vae.encode(picture({geometry.width, geometry.height}));
+                                        vae.encode(picture({geometry.width, geometry.height}), encode_tiling);
                                       }));
   } else {
     for (const ReferencePicture& reference : geometry.references) {
-      facts.activation_bytes = std::max(
-          facts.activation_bytes, measure_activation_peak([&] { vae.encode_mean(picture(reference.vae)); }));
+      facts.activation_bytes =
+          std::max(facts.activation_bytes,
+                   measure_activation_peak([&] { vae.encode_mean(picture(reference.vae), encode_tiling); }));
     }
   }
   return facts;
@@ -376,7 +379,7 @@ std::vector<ComponentFacts> job_facts(const QwenImageModel& model, const JobGeom
   std::vector<int64_t> text_tokens;
   facts.push_back(text_encoder_facts(model, geometry, prompt, text_tokens));
   facts.push_back(transformer_facts(model, geometry, options, degradation.feed_forward_chunk, text_tokens));
-  facts.push_back(vae_facts(model, geometry, degradation.vae_tiling));
+  facts.push_back(vae_facts(model, geometry, degradation));
   return facts;
 }
 

@@ -139,7 +139,7 @@ Tensor encode_reference_latents(Job& job, const std::vector<RgbImage>& pictures)
                                           vae_image_processor::ResizeMode::Default, std::nullopt)
               .to(model.vae_dtype)
               .to(device);
-      Tensor latents = vae.normalize_latents(vae.encode_mean(image));
+      Tensor latents = vae.normalize_latents(vae.encode_mean(image, vae_encode_tiling(job.degradation())));
       packed.push_back(pack_latents(latents).to(model.activation_dtype).to(model.device));
     }
   });
@@ -164,8 +164,8 @@ SourceLatents encode_source_latents(Job& job, const Tensor& picture, uint64_t se
     const Device device = on_cpu ? Device::cpu() : model.device;
     // A retry draws again from the start.
     TorchGenerator generator(seed);
-    const Tensor sample =
-        sample_latent_distribution(vae.encode(picture.to(model.vae_dtype).to(device)), generator);
+    const Tensor sample = sample_latent_distribution(
+        vae.encode(picture.to(model.vae_dtype).to(device), vae_encode_tiling(job.degradation())), generator);
     source.image_latents = pack_latents(vae.normalize_latents_by_inverse_std(sample))
                                .to(model.activation_dtype)
                                .to(model.device);
@@ -277,8 +277,8 @@ Tensor decode_latents(Job& job, const Tensor& latents) {
                                      geometry.latent_width)
                           .to(model.vae_dtype);
     Tensor normalized = vae.denormalize_latents(unpacked);
-    Tensor decoded =
-        job.degradation().vae_tiling ? vae.tiled_decode(normalized, VaeTiling{}) : vae.decode(normalized);
+    Tensor decoded = job.degradation().vae_decode_tiling ? vae.tiled_decode(normalized, VaeTiling{})
+                                                         : vae.decode(normalized);
     // VaeImageProcessor.postprocess: [-1, 1] -> [0, 1], clamped, channels last. x * 0.5 is exact, so this
     // rounds as the reference's x / 2 + 0.5 does.
     Tensor channels_last = decoded.select(0, 0).permute({1, 2, 0}).contiguous();

@@ -67,7 +67,8 @@ std::vector<std::string> Degradation::describe() const {
                     " tokens");
   if (transformer_precision != WeightPrecision::Lossless)
     lines.push_back("transformer: " + std::string(precision_name(transformer_precision)) + " weights");
-  if (vae_tiling) lines.push_back("vae: tiled decode");
+  if (vae_encode_tiling) lines.push_back("vae: tiled encode");
+  if (vae_decode_tiling) lines.push_back("vae: tiled decode");
   if (vae_on_cpu) lines.push_back("vae: runs on the CPU");
   return lines;
 }
@@ -80,7 +81,8 @@ json Degradation::to_json() const {
   if (feed_forward_chunk > 0) out["feed_forward_chunk"] = feed_forward_chunk;
   if (transformer_precision != WeightPrecision::Lossless)
     out["transformer_precision"] = precision_name(transformer_precision);
-  if (vae_tiling) out["vae_tiling"] = true;
+  if (vae_encode_tiling) out["vae_encode_tiling"] = true;
+  if (vae_decode_tiling) out["vae_decode_tiling"] = true;
   if (vae_on_cpu) out["vae_on_cpu"] = true;
   return out;
 }
@@ -98,7 +100,8 @@ Degradation Degradation::from_json(const json& in) {
     degradation.feed_forward_chunk = in.value("feed_forward_chunk", int64_t{0});
     if (in.contains("transformer_precision"))
       degradation.transformer_precision = parse_precision(in.at("transformer_precision").get<std::string>());
-    degradation.vae_tiling = in.value("vae_tiling", false);
+    degradation.vae_encode_tiling = in.value("vae_encode_tiling", false);
+    degradation.vae_decode_tiling = in.value("vae_decode_tiling", false);
     degradation.vae_on_cpu = in.value("vae_on_cpu", false);
   } catch (const json::exception& error) {
     throw Error(std::string("malformed remembered recovery: ") + error.what());
@@ -108,6 +111,11 @@ Degradation Degradation::from_json(const json& in) {
             degradation.transformer_resident_blocks.value_or(0) >= 0,
         "malformed remembered recovery: negative sizes");
   return degradation;
+}
+
+std::optional<VaeTiling> vae_encode_tiling(const Degradation& degradation) {
+  if (!degradation.vae_encode_tiling) return std::nullopt;
+  return VaeTiling{};
 }
 
 void apply_degradation(const Degradation& degradation, MemoryPlan& plan) {

@@ -8,7 +8,7 @@
 //   text encoder: stream more of its layers.
 //   transformer:  stream more of its blocks -> feed-forward in token chunks -> fp8 then 4-bit storage
 //                 (only as far as --quality allows).
-//   VAE:          decode in tiles (decoding only) -> run on the CPU.
+//   VAE:          encode or decode in tiles (each phase its own rung) -> run on the CPU.
 // Past the last rung, while every device still has room for what failed (a transient failure, or
 // fragmentation; a CPU with mapped weights has no other rung), the attempt is retried as it is, twice.
 // Guidance halves always run one after the other here (TransformerExecutor), so that rung of the
@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "models/autoencoder_kl_qwen_image.h"
 #include "planning/planner.h"
 
 namespace canvas {
@@ -32,7 +33,8 @@ struct Degradation {
   std::optional<int> transformer_resident_blocks;
   int64_t feed_forward_chunk = 0;  // tokens per feed-forward chunk; 0 for all at once
   WeightPrecision transformer_precision = WeightPrecision::Lossless;  // at least this much quantized
-  bool vae_tiling = false;
+  bool vae_encode_tiling = false;
+  bool vae_decode_tiling = false;
   bool vae_on_cpu = false;
 
   bool any() const;
@@ -43,6 +45,10 @@ struct Degradation {
   static Degradation from_json(const nlohmann::json& json);
   bool operator==(const Degradation&) const = default;
 };
+
+// The tiling of a job's VAE encodes: none until the ladder gave whole encodes up, then the reference's
+// default tiles.
+std::optional<VaeTiling> vae_encode_tiling(const Degradation& degradation);
 
 // Narrows `plan` to `degradation`: fewer resident blocks, a lower precision, the VAE on the CPU. The
 // activation peaks the planner measured already reflect the chunking and tiling.

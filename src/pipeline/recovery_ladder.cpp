@@ -262,11 +262,14 @@ std::string RecoveryLadder::lower_transformer() {
 }
 
 std::string RecoveryLadder::lower_vae(JobPhase phase) {
-  // Tiling applies to decoding only: the encoder's references run whole, so encoding goes to the CPU.
-  if (!degradation_.vae_tiling && phase == JobPhase::VaeDecode) {
-    degradation_.vae_tiling = true;
+  // Tiling is lossy (tiles blend over their overlaps), so it is given up per phase: an encode that
+  // failed leaves the decode whole until that fails too.
+  bool& tiling =
+      phase == JobPhase::VaeEncode ? degradation_.vae_encode_tiling : degradation_.vae_decode_tiling;
+  if (!tiling) {
+    tiling = true;
     rearrange(arrangement_->plan().component(Component::Vae));
-    return "vae: tiled decode";
+    return phase == JobPhase::VaeEncode ? "vae: tiled encode" : "vae: tiled decode";
   }
   if (degradation_.vae_on_cpu || device_.is_cpu()) return {};
   degradation_.vae_on_cpu = true;

@@ -724,6 +724,33 @@ decoded = vae.decode(latents, return_dict=False)[0]                 # takes tile
                             "clamp (golden.json fraction_beyond_unit counts the pixels beyond [-1, 1])",
              })
 
+    # Tiled encode, with the same tiles over the 80x88 picture of those latents: latent tiles of 6x8 every 4x5,
+    # blended over 2x3 latents; the last column (8 pixels, one latent) is again narrower than its blend.
+    picture = torch.rand(1, 3, 1, 8 * h, 8 * w, generator=g, dtype=torch.float32) * 2 - 1
+    with torch.no_grad():
+        tiled = vae.encode(picture, return_dict=False)[0]
+        vae.disable_tiling()
+        whole = vae.encode(picture, return_dict=False)[0]
+    moved = float((tiled.mean - whole.mean).abs().max() / whole.mean.abs().max())
+    assert moved > 1e-3, "the tiles must change the encoding, or the test cannot tell tiled from whole"
+    folder = root / "vae" / f"encode_tiled_{8 * h}x{8 * w}"
+    save_golden(folder, {"image": picture, "mean": tiled.mean, "logvar": tiled.logvar}, {
+        "vae": "models/tiny-qwen-image/vae", "seed": seed, "image_hw": [8 * h, 8 * w], "latent_hw": [h, w],
+        "tiling": VAE_TILING, "tiles_hw": tiles, "relative_change_from_whole_encode": moved,
+        "call": "vae.enable_tiling(**tiling); vae.encode(image, return_dict=False)[0]",
+    })
+    register(folder,
+             f"AutoencoderKLQwenImage tiled encode (`enable_tiling`): an {8 * h}x{8 * w} picture in a "
+             f"{tiles[0]}x{tiles[1]} grid of overlapping pixel tiles whose moments blend over latents "
+             "(golden.json `tiling`, as for decode_tiled).",
+             call="""
+vae.enable_tiling(**tiling)                                          # golden.json "tiling"
+posterior = vae.encode(image, return_dict=False)[0]                  # takes tiled_encode: the picture exceeds one tile
+""", tensors={
+                 "image": "float32 [1, 3, 1, 80, 88] uniform in [-1, 1], drawn after the decode case's latents",
+                 "mean": "float32 [1, 16, 1, 10, 11] posterior.mean",
+                 "logvar": "float32 [1, 16, 1, 10, 11] posterior.logvar (clamped to [-30, 20])",
+             })
 
 # ---------------------------------------------------------------------------------------------
 # 5. Scheduler
