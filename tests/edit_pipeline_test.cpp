@@ -99,7 +99,7 @@ TEST_P(EditPipelineGolden, EveryPhaseMatchesDiffusers) {
   for (TextPositions positions : {TextPositions::MRope, TextPositions::Sequential}) {
     ImageEditRequest with_positions = request;
     with_positions.text_positions = positions;
-    Job job(model, job_geometry(model.configs, with_positions), request.prompt, {}, {});
+    Job job(model, job_geometry(model.configs, with_positions), request.prompt, {}, {}, {});
     Qwen2_5_VLImageEmbeds pictures;
     PromptEmbeddings prompts;
     Tensor references;

@@ -105,7 +105,7 @@ TEST_P(Img2ImgPipelineGolden, InputsAndSourceLatentsMatchDiffusers) {
               (vae_image_processor::CropRegion{region[0], region[1], region[2], region[3]}));
   }
 
-  Job job(model, geometry, request.prompt, {}, {});
+  Job job(model, geometry, request.prompt, {}, {}, {});
   SourceLatents source;
   job.run({
       {JobPhase::Plan, [&] { job.arrange_weights(); }},

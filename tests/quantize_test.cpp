@@ -253,7 +253,8 @@ TEST(QuantizedLinearChecks, RejectsMissingOrMismatchedScales) {
 }
 
 TEST(QuantizedLinearChecks, VisitCarriesTheScalesNextToTheWeight) {
-  nn::Linear layer{random_weight(4, 64, 5), {}, {}};
+  nn::Linear layer;
+  layer.weight = random_weight(4, 64, 5);
   layer.quantize(WeightFormat::Fp8PerRow);
   std::vector<std::string> names;
   layer.visit("proj", [&](const std::string& name, Tensor&) { names.push_back(name); });

@@ -285,7 +285,7 @@ TestComponent::TestComponent(int blocks, int64_t dim, DType dtype)
     : weights_{Component::Transformer, {}, {}, {}} {
   auto group = [&](int block, const Shape& shape) {
     tensors_.push_back(Tensor::zeros(shape, dtype));
-    return WeightGroup{{"transformer", block, MemoryRole::Weights}, {&tensors_.back()}};
+    return WeightGroup{{"transformer", block, MemoryRole::Weights}, {&tensors_.back()}, {}};
   };
   weights_.shared = group(-1, {dim});
   for (int i = 0; i < blocks; ++i) {

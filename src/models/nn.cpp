@@ -18,10 +18,22 @@ Linear Linear::load(const WeightSource& weights, const std::string& prefix, int6
   return layer;
 }
 
+Tensor Linear::operator()(const Tensor& x) const {
+  Tensor y = ops::linear(x, weight, bias, weight_scale);
+  if (lora_down.defined()) y = ops::add(y, ops::linear(ops::linear(x, lora_down), lora_up));
+  if (lora_diff.defined()) y = ops::add(y, ops::linear(x, lora_diff));
+  if (lora_diff_bias.defined()) y = ops::add(y, lora_diff_bias);
+  return y;
+}
+
 void Linear::visit(const std::string& prefix, const ParameterVisitor& visitor) {
   visit_if_defined(prefix + ".weight", weight, visitor);
   visit_if_defined(prefix + ".bias", bias, visitor);
   visit_if_defined(prefix + std::string(kWeightScaleSuffix), weight_scale, visitor);
+  visit_if_defined(prefix + ".lora_down", lora_down, visitor);
+  visit_if_defined(prefix + ".lora_up", lora_up, visitor);
+  visit_if_defined(prefix + ".lora_diff", lora_diff, visitor);
+  visit_if_defined(prefix + ".lora_diff_bias", lora_diff_bias, visitor);
 }
 
 void Linear::quantize(WeightFormat format) {

@@ -50,14 +50,25 @@ struct Linear {
   Tensor weight;        // [out, in]
   Tensor bias;          // [out], undefined when the layer has none
   Tensor weight_scale;  // f32 scales of quantized weight codes (tensor/quantize.h); undefined otherwise
+  // LoRAs computed beside the weight (models/lora.h), each undefined when none: the output gains
+  // (x lora_downᵀ) lora_upᵀ + x lora_diffᵀ + lora_diff_bias. The low-rank pairs of every LoRA on the layer
+  // are stacked along the rank, their scales folded into lora_up.
+  Tensor lora_down;       // [rank, in]
+  Tensor lora_up;         // [out, rank]
+  Tensor lora_diff;       // [out, in]
+  Tensor lora_diff_bias;  // [out]
 
   static Linear load(const WeightSource& weights, const std::string& prefix, int64_t in_features,
                      int64_t out_features, bool has_bias = true);
-  Tensor operator()(const Tensor& x) const { return ops::linear(x, weight, bias, weight_scale); }
-  // Replaces the (host) weight by its codes and scales in `format`.
+  Tensor operator()(const Tensor& x) const;
+  // Replaces the (host) weight by its codes and scales in `format`; LoRAs stay as they are.
   void quantize(WeightFormat format);
+  bool has_lora() const { return lora_down.defined() || lora_diff.defined() || lora_diff_bias.defined(); }
   void visit(const std::string& prefix, const ParameterVisitor& visitor);
 };
+
+// Visits each linear layer of a network with its module path (e.g. "transformer_blocks.0.attn.to_q").
+using LinearVisitor = std::function<void(const std::string& module, Linear& layer)>;
 
 struct RMSNorm {
   Tensor weight;  // [dim], undefined for a norm without affine weight

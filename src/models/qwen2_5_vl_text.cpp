@@ -244,6 +244,20 @@ void Qwen2_5_VLTextModel::visit(const nn::ParameterVisitor& visitor) {
     layers_[i].visit(kPrefix + "layers." + std::to_string(i) + ".", visitor);
 }
 
+void Qwen2_5_VLTextModel::visit_linears(const nn::LinearVisitor& visitor) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string prefix = kPrefix + "layers." + std::to_string(i) + ".";
+    Qwen2_5_VLDecoderLayer& layer = layers_[i];
+    visitor(prefix + "self_attn.q_proj", layer.self_attn.q_proj);
+    visitor(prefix + "self_attn.k_proj", layer.self_attn.k_proj);
+    visitor(prefix + "self_attn.v_proj", layer.self_attn.v_proj);
+    visitor(prefix + "self_attn.o_proj", layer.self_attn.o_proj);
+    visitor(prefix + "mlp.gate_proj", layer.mlp.gate_proj);
+    visitor(prefix + "mlp.up_proj", layer.mlp.up_proj);
+    visitor(prefix + "mlp.down_proj", layer.mlp.down_proj);
+  }
+}
+
 void Qwen2_5_VLTextModel::visit_shared(const nn::ParameterVisitor& visitor) {
   embed_tokens_.visit(kPrefix + "embed_tokens", visitor);
   norm_.visit(kPrefix + "norm", visitor);

@@ -89,6 +89,8 @@ class Qwen2_5_VLTextModel {
   void visit(const nn::ParameterVisitor& visitor);
   // Visits the weights outside the decoder layers.
   void visit_shared(const nn::ParameterVisitor& visitor);
+  // Visits every linear layer by its transformers module path ("model.language_model.layers.N.…").
+  void visit_linears(const nn::LinearVisitor& visitor);
   std::vector<Qwen2_5_VLDecoderLayer>& layers() { return layers_; }
   const std::vector<Qwen2_5_VLDecoderLayer>& layers() const { return layers_; }
 

@@ -229,12 +229,25 @@ void QwenImageTransformerBlock::visit(const std::string& prefix, const nn::Param
   txt_mlp.net_2.visit(prefix + "txt_mlp.net.2", visitor);
 }
 
+void QwenImageTransformerBlock::visit_linears(const std::string& prefix, const nn::LinearVisitor& visitor) {
+  visitor(prefix + "img_mod.1", img_mod_1);
+  visitor(prefix + "txt_mod.1", txt_mod_1);
+  visitor(prefix + "attn.to_q", attn.to_q);
+  visitor(prefix + "attn.to_k", attn.to_k);
+  visitor(prefix + "attn.to_v", attn.to_v);
+  visitor(prefix + "attn.to_out.0", attn.to_out_0);
+  visitor(prefix + "attn.add_q_proj", attn.add_q_proj);
+  visitor(prefix + "attn.add_k_proj", attn.add_k_proj);
+  visitor(prefix + "attn.add_v_proj", attn.add_v_proj);
+  visitor(prefix + "attn.to_add_out", attn.to_add_out);
+  visitor(prefix + "img_mlp.net.0.proj", img_mlp.net_0_proj);
+  visitor(prefix + "img_mlp.net.2", img_mlp.net_2);
+  visitor(prefix + "txt_mlp.net.0.proj", txt_mlp.net_0_proj);
+  visitor(prefix + "txt_mlp.net.2", txt_mlp.net_2);
+}
+
 void QwenImageTransformerBlock::quantize_weights(WeightFormat format) {
-  for (nn::Linear* layer : {&img_mod_1, &txt_mod_1, &attn.to_q, &attn.to_k, &attn.to_v, &attn.to_out_0,
-                            &attn.add_q_proj, &attn.add_k_proj, &attn.add_v_proj, &attn.to_add_out,
-                            &img_mlp.net_0_proj, &img_mlp.net_2, &txt_mlp.net_0_proj, &txt_mlp.net_2}) {
-    layer->quantize(format);
-  }
+  visit_linears("", [&](const std::string&, nn::Linear& layer) { layer.quantize(format); });
 }
 
 QwenImageTransformer2DModel::QwenImageTransformer2DModel(const QwenImageTransformerConfig& config,
@@ -504,6 +517,17 @@ void QwenImageTransformer2DModel::visit_shared(const nn::ParameterVisitor& visit
   txt_in_.visit("txt_in", visitor);
   norm_out_linear_.visit("norm_out.linear", visitor);
   proj_out_.visit("proj_out", visitor);
+}
+
+void QwenImageTransformer2DModel::visit_linears(const nn::LinearVisitor& visitor) {
+  visitor("time_text_embed.timestep_embedder.linear_1", timestep_embedder_linear_1_);
+  visitor("time_text_embed.timestep_embedder.linear_2", timestep_embedder_linear_2_);
+  visitor("img_in", img_in_);
+  visitor("txt_in", txt_in_);
+  for (size_t i = 0; i < transformer_blocks_.size(); ++i)
+    transformer_blocks_[i].visit_linears("transformer_blocks." + std::to_string(i) + ".", visitor);
+  visitor("norm_out.linear", norm_out_linear_);
+  visitor("proj_out", proj_out_);
 }
 
 void QwenImageTransformer2DModel::quantize_block_weights(WeightFormat format) {

@@ -117,6 +117,7 @@ struct QwenImageTransformerBlock {
   // Stores every linear layer's weight in `format`; the attention's RMSNorms stay as they are.
   void quantize_weights(WeightFormat format);
   void visit(const std::string& prefix, const nn::ParameterVisitor& visitor);
+  void visit_linears(const std::string& prefix, const nn::LinearVisitor& visitor);
 };
 
 class QwenImageTransformer2DModel {
@@ -171,6 +172,8 @@ class QwenImageTransformer2DModel {
   void visit(const nn::ParameterVisitor& visitor);
   // Visits the weights outside the transformer blocks.
   void visit_shared(const nn::ParameterVisitor& visitor);
+  // Visits every linear layer, blocks included, by its diffusers module path.
+  void visit_linears(const nn::LinearVisitor& visitor);
   // Quantizes the transformer blocks' linear layers (host weights). Embedders, norms, img_in, txt_in,
   // norm_out and proj_out keep their precision: they are small and sit where errors reach every token.
   void quantize_block_weights(WeightFormat format);

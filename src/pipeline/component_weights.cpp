@@ -6,7 +6,7 @@ namespace {
 
 WeightGroup group_of(Component component, int block,
                      const std::function<void(const nn::ParameterVisitor&)>& visit) {
-  WeightGroup group{{component_label(component), block, MemoryRole::Weights}, {}};
+  WeightGroup group{{component_label(component), block, MemoryRole::Weights}, {}, {}};
   visit([&](const std::string&, Tensor& tensor) { group.tensors.push_back(&tensor); });
   return group;
 }
@@ -42,7 +42,7 @@ ComponentWeights transformer_weights(QwenImageTransformer2DModel& model) {
   weights.shared = group_of(Component::Transformer, -1, [&](const auto& v) { model.visit_shared(v); });
   for (size_t i = 0; i < model.blocks().size(); ++i) {
     WeightGroup every_step{
-        {component_label(Component::Transformer), static_cast<int>(i), MemoryRole::Weights}, {}};
+        {component_label(Component::Transformer), static_cast<int>(i), MemoryRole::Weights}, {}, {}};
     WeightGroup once = every_step;
     model.blocks()[i].visit("", [&](const std::string& name, Tensor& tensor) {
       (is_modulation(name) ? once : every_step).tensors.push_back(&tensor);

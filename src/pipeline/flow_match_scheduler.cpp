@@ -109,6 +109,18 @@ double FlowMatchEulerDiscreteScheduler::calculate_shift(int64_t image_seq_len,
   return static_cast<double>(image_seq_len) * slope + intercept;
 }
 
+FlowMatchSchedulerConfig FlowMatchSchedulerConfig::with_fixed_shift(double fixed_shift) const {
+  check(std::isfinite(fixed_shift) && fixed_shift > 0.0 && fixed_shift <= 100.0,
+        "the scheduler shift must be above 0 and at most 100, got " + std::to_string(fixed_shift));
+  FlowMatchSchedulerConfig config = *this;
+  config.shift = 1.0;
+  config.use_dynamic_shifting = true;
+  config.base_shift = config.max_shift = std::log(fixed_shift);
+  config.shift_terminal.reset();
+  config.time_shift_type = TimeShiftType::Exponential;
+  return config;
+}
+
 int FlowMatchSchedulerConfig::min_steps() const {
   return shift_terminal.has_value() && *shift_terminal != 0.0 ? 2 : 1;
 }

@@ -40,6 +40,10 @@ struct FlowMatchSchedulerConfig {
   // The fewest steps set_timesteps accepts: 2 when shift_terminal stretches the schedule (one step would
   // divide by zero), else 1.
   int min_steps() const;
+  // This schedule with a fixed shift, as the Lightning recipes sample: dynamic shifting with base_shift =
+  // max_shift = ln(shift), so mu = ln(shift) at every resolution, exponential time shift, no
+  // shift_terminal. Throws canvas::Error unless 0 < shift <= 100.
+  FlowMatchSchedulerConfig with_fixed_shift(double shift) const;
 
   static FlowMatchSchedulerConfig from_json(const nlohmann::json& json, const std::filesystem::path& file);
   static FlowMatchSchedulerConfig from_file(const std::filesystem::path& path);

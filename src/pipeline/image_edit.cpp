@@ -7,7 +7,8 @@ namespace canvas {
 JobResult image_edit(const QwenImageModel& model, const ImageEditRequest& request,
                      const MemoryOptions& options, const JobObservers& observers, ArrangementCache* cache) {
   validate_request(request, model.configs);
-  Job job(model, job_geometry(model.configs, request), request.prompt, options, observers, cache);
+  Job job(model, job_geometry(model.configs, request), request.prompt, job_loras(model, request.loras),
+          options, observers, cache);
   Qwen2_5_VLImageEmbeds pictures;
   PromptEmbeddings prompts;
   Tensor reference_latents;

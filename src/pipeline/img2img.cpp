@@ -82,7 +82,7 @@ JobResult image_to_image(const QwenImageModel& model, const ImageToImageRequest&
   const JobGeometry geometry = job_geometry(model.configs, working);
   const ProcessedPictures processed = process_pictures(working, geometry);
   const bool edits = !geometry.references.empty();
-  Job job(model, geometry, request.prompt, options, observers, cache);
+  Job job(model, geometry, request.prompt, job_loras(model, request.loras), options, observers, cache);
   Qwen2_5_VLImageEmbeds pictures;
   PromptEmbeddings prompts;
   SourceLatents source;

@@ -13,11 +13,13 @@ std::string recovery_key(const QwenImageModel& model, const JobGeometry& geometr
          std::string(dtype_name(model.activation_dtype)) + "|" + plan_key(geometry, prompt, options);
 }
 
-Job::Job(const QwenImageModel& model, JobGeometry geometry, std::string prompt, MemoryOptions options,
-         JobObservers observers, ArrangementCache* cache)
+Job::Job(const QwenImageModel& model, JobGeometry geometry, std::string prompt,
+         std::vector<AppliedLora> loras, MemoryOptions options, JobObservers observers,
+         ArrangementCache* cache)
     : model_(model),
       geometry_(std::move(geometry)),
       prompt_(std::move(prompt)),
+      loras_(std::move(loras)),
       options_(std::move(options)),
       observers_(std::move(observers)),
       cache_(cache),
@@ -50,7 +52,8 @@ void Job::run(const std::vector<JobPhaseStep>& phases) {
 
 void Job::arrange_weights() {
   attempt("plan", [&] {
-    const std::string key = plan_key(geometry_, prompt_, options_) + "/" + degradation().to_json().dump();
+    const std::string key = plan_key(geometry_, prompt_, options_) + "/" + degradation().to_json().dump() +
+                            "/" + loras_identity(loras_);
     if (cache_ && cache_->arrangement) {
       // A different arrangement goes first: its device memory is part of what the new plan may use.
       if (cache_->arrangement->key() == key) {
@@ -59,7 +62,8 @@ void Job::arrange_weights() {
       }
       cache_->arrangement.reset();
     }
-    std::vector<ComponentFacts> facts = job_facts(model_, geometry_, prompt_, options_, degradation());
+    std::vector<ComponentFacts> facts =
+        job_facts(model_, geometry_, prompt_, options_, degradation(), loras_);
     MachineFacts machine = machine_facts(model_, options_);
     MemoryPlan plan = plan_memory(facts, machine, options_.plan);
     if (degradation().any()) {
@@ -67,7 +71,8 @@ void Job::arrange_weights() {
       plan = evaluate_plan(facts, machine, plan);
     }
     arrangement_ = std::make_unique<WeightArrangement>(model_, key, std::move(facts), std::move(machine),
-                                                       std::move(plan), degradation().feed_forward_chunk);
+                                                       std::move(plan), degradation().feed_forward_chunk,
+                                                       loras_, options_.lora_apply);
   });
   for (const Device& device : arrangement_->devices()) {
     Allocator& allocator = allocator_for(device);

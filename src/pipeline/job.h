@@ -65,10 +65,11 @@ std::string recovery_key(const QwenImageModel& model, const JobGeometry& geometr
 
 class Job {
  public:
-  // `prompt` is the one the planner's dry run encodes (its length shapes the text tokens). A `cache`
-  // offers the arrangement an earlier job kept, and takes this job's when it completes.
-  Job(const QwenImageModel& model, JobGeometry geometry, std::string prompt, MemoryOptions options,
-      JobObservers observers, ArrangementCache* cache = nullptr);
+  // `prompt` is the one the planner's dry run encodes (its length shapes the text tokens); `loras` change
+  // the weights the job computes with. A `cache` offers the arrangement an earlier job kept, and takes this
+  // job's when it completes.
+  Job(const QwenImageModel& model, JobGeometry geometry, std::string prompt, std::vector<AppliedLora> loras,
+      MemoryOptions options, JobObservers observers, ArrangementCache* cache = nullptr);
   ~Job();
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
@@ -110,6 +111,7 @@ class Job {
   const QwenImageModel& model_;
   JobGeometry geometry_;
   std::string prompt_;
+  std::vector<AppliedLora> loras_;
   MemoryOptions options_;
   JobObservers observers_;
   ArrangementCache* cache_;

@@ -88,11 +88,13 @@ int64_t device_budget(Device device, const MemoryOptions& options, const HostMem
 
 // The text encoder's facts; `text_tokens` receives each prompt's embedding length for the next phase.
 ComponentFacts text_encoder_facts(const QwenImageModel& model, const JobGeometry& geometry,
-                                  const std::string& prompt, std::vector<int64_t>& text_tokens) {
+                                  const std::string& prompt, const std::vector<AppliedLora>& loras,
+                                  std::vector<int64_t>& text_tokens) {
   const Device device = model.device;
   const DType dtype = model.activation_dtype;
   // A working copy: the dry run swaps meta tensors into it.
   Qwen2_5_VLTextModel text_encoder = *model.text_encoder;
+  attach_loras(loras, text_encoder);
   ComponentFacts text;
   text.component = Component::TextEncoder;
   text.shared_bytes = shared_bytes([&](const auto& v) { text_encoder.visit_shared(v); }, device, dtype);
@@ -193,10 +195,12 @@ int64_t transformer_activation_peak(QwenImageTransformer2DModel& transformer,
 
 ComponentFacts transformer_facts(const QwenImageModel& model, const JobGeometry& geometry,
                                  const MemoryOptions& options, int64_t feed_forward_chunk,
+                                 const std::vector<AppliedLora>& loras,
                                  const std::vector<int64_t>& text_tokens) {
   const Device device = model.device;
   const DType dtype = model.activation_dtype;
   QwenImageTransformer2DModel transformer = *model.transformer;
+  attach_loras(loras, transformer);
   transformer.enable_forward_chunking(feed_forward_chunk);
   const QwenImageTransformerConfig& config = transformer.config();
   ComponentFacts denoise;
@@ -370,15 +374,16 @@ bool can_split_tokens(const QwenImageTransformerConfig& config, int devices) {
 
 std::vector<ComponentFacts> job_facts(const QwenImageModel& model, const JobGeometry& geometry,
                                       const std::string& prompt, const MemoryOptions& options,
-                                      const Degradation& degradation) {
+                                      const Degradation& degradation, const std::vector<AppliedLora>& loras) {
   std::vector<ComponentFacts> facts;
   if (!geometry.references.empty()) {
     check(model.vision_encoder != nullptr, "an edit job needs the model's vision encoder");
     facts.push_back(vision_encoder_facts(model, geometry));
   }
   std::vector<int64_t> text_tokens;
-  facts.push_back(text_encoder_facts(model, geometry, prompt, text_tokens));
-  facts.push_back(transformer_facts(model, geometry, options, degradation.feed_forward_chunk, text_tokens));
+  facts.push_back(text_encoder_facts(model, geometry, prompt, loras, text_tokens));
+  facts.push_back(
+      transformer_facts(model, geometry, options, degradation.feed_forward_chunk, loras, text_tokens));
   facts.push_back(vae_facts(model, geometry, degradation));
   return facts;
 }
@@ -413,6 +418,7 @@ std::string plan_key(const JobGeometry& geometry, const std::string& prompt, con
   std::string devices;
   for (const Device& device : options.extra_devices) devices += device.str() + ",";
   return std::string(strategy_name(options.plan.strategy)) + "/" +
+         std::string(lora_apply_name(options.lora_apply)) + "/" +
          std::string(parallelism_name(options.plan.parallelism)) + "/" + devices + "/" +
          std::string(quality_name(options.plan.quality)) + "/" + budget(options.device_budget_bytes) + "/" +
          budget(options.host_budget_bytes) + "/" + std::to_string(geometry.width) + "x" +

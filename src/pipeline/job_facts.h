@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "models/lora.h"
 #include "pipeline/job_geometry.h"
 #include "pipeline/memory_options.h"
 #include "pipeline/recovery.h"
@@ -13,10 +14,13 @@
 namespace canvas {
 
 // The facts of each component, in phase order. The dry runs measure the chunking and tiling that
-// `degradation` (where the recovery ladder starts the job) asks for.
+// `degradation` (where the recovery ladder starts the job) asks for. The LoRAs' tensors count as weights of
+// the layers they change, as if every one were computed beside its weight (an upper bound: merged ones
+// leave the device once folded in).
 std::vector<ComponentFacts> job_facts(const QwenImageModel& model, const JobGeometry& geometry,
                                       const std::string& prompt, const MemoryOptions& options,
-                                      const Degradation& degradation = {});
+                                      const Degradation& degradation = {},
+                                      const std::vector<AppliedLora>& loras = {});
 
 // The free device memory and host memory the plan may use, and the machine's measured speeds. Sets up a
 // sequence-parallel exchange first when the plan may use one, so the free memory leaves what it keeps.

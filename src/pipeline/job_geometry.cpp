@@ -52,6 +52,7 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const TextToImageReque
   geometry.latent_width = 2 * (request.width / (scale * 2));
   geometry.img_shapes = {{1, geometry.latent_height / 2, geometry.latent_width / 2}};
   geometry.steps = request.steps;
+  geometry.scheduler = job_scheduler(configs, request.scheduler_shift);
   geometry.max_sequence_length = request.max_sequence_length;
   geometry.guided = request.cfg_scale > 1.0f;
   if (geometry.guided) geometry.negative_prompt = request.negative_prompt.value_or(" ");
@@ -113,6 +114,7 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageEditRequest
   for (const ReferencePicture& picture : geometry.references)
     geometry.img_shapes.push_back({1, picture.vae.height / scale / 2, picture.vae.width / scale / 2});
   geometry.steps = request.steps;
+  geometry.scheduler = job_scheduler(configs, request.scheduler_shift);
   // The edit pipelines encode the whole prompt: max_sequence_length is not applied.
   geometry.max_sequence_length = 0;
   geometry.guided = request.cfg_scale > 1.0f && request.negative_prompt.has_value();
@@ -155,6 +157,7 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageToImageRequ
   // Edit-inpainting's reference tokens are the source's latents, at the output's size.
   if (configs.edits()) geometry.img_shapes.push_back(output);
   geometry.steps = request.steps;
+  geometry.scheduler = job_scheduler(configs, request.scheduler_shift);
   geometry.encodes_source = true;
   geometry.first_step =
       FlowMatchEulerDiscreteScheduler::first_step_for_strength(request.steps, request.strength);

@@ -35,6 +35,8 @@ struct JobGeometry {
   // The transformer's token grid of each image: the output first, then each reference picture's.
   std::vector<ImageShape> img_shapes;
   int steps = 0;
+  // The model's schedule, or the request's fixed shift of it.
+  FlowMatchSchedulerConfig scheduler;
   int64_t max_sequence_length = 0;
   // True classifier-free guidance runs (cfg_scale > 1), with `negative_prompt` as the unconditional prompt:
   // the request's, or " " as the Qwen-Image examples use.

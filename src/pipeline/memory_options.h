@@ -3,11 +3,20 @@
 #pragma once
 
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "planning/planner.h"
 
 namespace canvas {
+
+// How a job's LoRAs meet the weights (models/lora.h). Auto merges them into the weights a placement holds
+// whole in lossless storage and computes them beside the rest (streamed, quantized or mapped weights);
+// RunTime computes them all beside the weights.
+enum class LoraApply { Auto, RunTime };
+std::string_view lora_apply_name(LoraApply apply);  // "auto", "runtime"
+// Throws canvas::Error listing the choices.
+LoraApply parse_lora_apply(std::string_view name);
 
 struct MemoryOptions {
   PlanRequest plan;
@@ -15,6 +24,7 @@ struct MemoryOptions {
   std::optional<int64_t> host_budget_bytes;    // replaces the measured available host memory
   // Devices beside the model's own that plans may spread over (--devices); all of the same type.
   std::vector<Device> extra_devices;
+  LoraApply lora_apply = LoraApply::Auto;
 };
 
 }  // namespace canvas

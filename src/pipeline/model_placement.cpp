@@ -8,7 +8,7 @@ namespace {
 // blocks only when `with_shared`.
 ComponentWeights share_of(const ComponentWeights& weights, int first, int count, bool with_shared) {
   ComponentWeights share{weights.component, {}, {}, {}};
-  share.shared = with_shared ? weights.shared : WeightGroup{weights.shared.owner, {}};
+  share.shared = with_shared ? weights.shared : WeightGroup{weights.shared.owner, {}, {}};
   share.blocks.assign(weights.blocks.begin() + first, weights.blocks.begin() + first + count);
   if (!weights.once_blocks.empty())
     share.once_blocks.assign(weights.once_blocks.begin() + first,

@@ -111,4 +111,8 @@ QwenImageModel load_qwen_image(const std::filesystem::path& model, Device device
   return load_qwen_image(read_qwen_image_configs(model), device, activation_dtype);
 }
 
+std::vector<AppliedLora> job_loras(const QwenImageModel& model, const std::vector<LoraChoice>& choices) {
+  return read_loras(choices, model.transformer->config(), model.text_encoder->config());
+}
+
 }  // namespace canvas

@@ -10,6 +10,7 @@
 
 #include "io/model_layout.h"
 #include "models/autoencoder_kl_qwen_image.h"
+#include "models/lora.h"
 #include "models/qwen2_5_vl_model.h"
 #include "models/qwen_image_transformer.h"
 #include "pipeline/flow_match_scheduler.h"
@@ -70,6 +71,9 @@ struct QwenImageModel {
 
   explicit QwenImageModel(Qwen2Tokenizer tokenizer_) : tokenizer(std::move(tokenizer_)) {}
 };
+
+// Reads the chosen LoRA files against the model's networks (models/lora.h read_loras).
+std::vector<AppliedLora> job_loras(const QwenImageModel& model, const std::vector<LoraChoice>& choices);
 
 // Loads every network of a Qwen-Image model (the vision tower too for an edit model), its weights
 // memory-mapped: each job's memory plan decides what goes onto the device and how. Activations are f32 on the

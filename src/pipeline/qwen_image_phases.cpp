@@ -184,9 +184,9 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
   const DType dtype = model.activation_dtype;
   Profiler* profiler = job.observers().profiler;
   OwnerScope owner({component_label(Component::Transformer), -1, MemoryRole::Activations});
-  FlowMatchEulerDiscreteScheduler scheduler(model.configs.scheduler);
+  FlowMatchEulerDiscreteScheduler scheduler(geometry.scheduler);
   scheduler.set_timesteps(geometry.steps, FlowMatchEulerDiscreteScheduler::calculate_shift(
-                                              geometry.image_tokens(), model.configs.scheduler));
+                                              geometry.image_tokens(), geometry.scheduler));
   const std::vector<float>& timesteps = scheduler.timesteps();
   std::vector<float> sigma_timesteps;
   // The reference passes t / 1000 in the latents' dtype.

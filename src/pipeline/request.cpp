@@ -8,8 +8,9 @@ namespace canvas {
 
 namespace {
 
-void validate_sampling(int steps, float cfg_scale, const QwenImageConfigs& configs) {
-  const int min_steps = configs.scheduler.min_steps();
+void validate_sampling(int steps, float cfg_scale, std::optional<double> scheduler_shift,
+                       const QwenImageConfigs& configs) {
+  const int min_steps = job_scheduler(configs, scheduler_shift).min_steps();
   check(steps >= min_steps && steps <= 1000,
         "steps must be between " + std::to_string(min_steps) + " and 1000" +
             (min_steps > 1 ? " for this model (its scheduler sets shift_terminal)" : "") + ", got " +
@@ -52,6 +53,10 @@ void validate_outpaint(const ImageToImageRequest& request, const QwenImageConfig
 
 }  // namespace
 
+FlowMatchSchedulerConfig job_scheduler(const QwenImageConfigs& configs, std::optional<double> shift) {
+  return shift ? configs.scheduler.with_fixed_shift(*shift) : configs.scheduler;
+}
+
 void validate_request(const TextToImageRequest& request, const QwenImageConfigs& configs) {
   const int64_t multiple = configs.pixel_multiple();
   check(request.width > 0 && request.height > 0 && request.width <= kMaxImageSide &&
@@ -64,13 +69,13 @@ void validate_request(const TextToImageRequest& request, const QwenImageConfigs&
             std::to_string(request.width) + "x" + std::to_string(request.height) + " (try " +
             std::to_string(std::max<int64_t>(multiple, request.width / multiple * multiple)) + "x" +
             std::to_string(std::max<int64_t>(multiple, request.height / multiple * multiple)) + ")");
-  validate_sampling(request.steps, request.cfg_scale, configs);
+  validate_sampling(request.steps, request.cfg_scale, request.scheduler_shift, configs);
   check(request.max_sequence_length >= 1 && request.max_sequence_length <= 1024,
         "max sequence length must be between 1 and 1024");
 }
 
 void validate_request(const ImageEditRequest& request, const QwenImageConfigs& configs) {
-  validate_sampling(request.steps, request.cfg_scale, configs);
+  validate_sampling(request.steps, request.cfg_scale, request.scheduler_shift, configs);
   for (const std::optional<int64_t>& side : {request.width, request.height})
     check(!side || (*side > 0 && *side <= kMaxImageSide),
           "width and height must be between 1 and " + std::to_string(kMaxImageSide));
@@ -83,7 +88,7 @@ void validate_request(const ImageToImageRequest& request, const QwenImageConfigs
     validate_request(outpainted_request(request, configs), configs);
     return;
   }
-  validate_sampling(request.steps, request.cfg_scale, configs);
+  validate_sampling(request.steps, request.cfg_scale, request.scheduler_shift, configs);
   check(request.max_sequence_length >= 1 && request.max_sequence_length <= 1024,
         "max sequence length must be between 1 and 1024");
   const RgbImage& image = request.image;

@@ -9,6 +9,7 @@
 
 #include "image/outpaint.h"
 #include "io/png_image.h"
+#include "models/lora.h"
 #include "pipeline/qwen_image_model.h"
 
 namespace canvas {
@@ -22,6 +23,11 @@ struct TextToImageRequest {
   int64_t width = 1024;
   int64_t height = 1024;
   uint64_t seed = 0;
+  // LoRAs applied to the model's weights for this job, in order.
+  std::vector<LoraChoice> loras;
+  // A fixed shift of the schedule instead of the model's own (FlowMatchSchedulerConfig::with_fixed_shift),
+  // as distilled models such as the Lightning LoRAs are sampled.
+  std::optional<double> scheduler_shift;
   int64_t max_sequence_length = 512;
 };
 
@@ -47,6 +53,11 @@ struct ImageEditRequest {
   std::optional<int64_t> width;
   std::optional<int64_t> height;
   uint64_t seed = 0;
+  // LoRAs applied to the model's weights for this job, in order.
+  std::vector<LoraChoice> loras;
+  // A fixed shift of the schedule instead of the model's own (FlowMatchSchedulerConfig::with_fixed_shift),
+  // as distilled models such as the Lightning LoRAs are sampled.
+  std::optional<double> scheduler_shift;
   std::vector<RgbImage> images;  // the pictures to edit or draw from, in the prompt's order
   EditAreas areas;
   TextPositions text_positions = TextPositions::MRope;
@@ -67,6 +78,11 @@ struct ImageToImageRequest {
   std::optional<int64_t> width;
   std::optional<int64_t> height;
   uint64_t seed = 0;
+  // LoRAs applied to the model's weights for this job, in order.
+  std::vector<LoraChoice> loras;
+  // A fixed shift of the schedule instead of the model's own (FlowMatchSchedulerConfig::with_fixed_shift),
+  // as distilled models such as the Lightning LoRAs are sampled.
+  std::optional<double> scheduler_shift;
   int64_t max_sequence_length = 512;
   RgbImage image;
   // Inpainting: white (grey level >= 128 once processed) is repainted, black kept. A mask of another size
@@ -100,6 +116,10 @@ inline constexpr int64_t kMaxImageSide = 4096;
 
 // Checks a request against the model: sizes, steps (the scheduler's fewest included), guidance, prompt
 // length. Throws canvas::Error with the reason.
+// The schedule a job samples: the model's, or with `shift` fixed
+// (FlowMatchSchedulerConfig::with_fixed_shift).
+FlowMatchSchedulerConfig job_scheduler(const QwenImageConfigs& configs, std::optional<double> shift);
+
 void validate_request(const TextToImageRequest& request, const QwenImageConfigs& configs);
 // Also checks the model edits, and the number and sizes of the pictures.
 void validate_request(const ImageEditRequest& request, const QwenImageConfigs& configs);

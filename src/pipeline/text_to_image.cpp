@@ -10,7 +10,8 @@ JobResult text_to_image(const QwenImageModel& model, const TextToImageRequest& r
                         const MemoryOptions& options, const JobObservers& observers,
                         ArrangementCache* cache) {
   validate_request(request, model.configs);
-  Job job(model, job_geometry(model.configs, request), request.prompt, options, observers, cache);
+  Job job(model, job_geometry(model.configs, request), request.prompt, job_loras(model, request.loras),
+          options, observers, cache);
   PromptEmbeddings prompts;
   JobResult result;
   job.run({

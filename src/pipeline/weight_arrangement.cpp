@@ -1,5 +1,7 @@
 #include "pipeline/weight_arrangement.h"
 
+#include <algorithm>
+
 #include "backend/backend.h"
 #include "pipeline/component_weights.h"
 
@@ -27,12 +29,15 @@ void quantize_transformer(QwenImageTransformer2DModel& transformer, WeightPrecis
 
 WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string key,
                                      std::vector<ComponentFacts> facts, MachineFacts machine, MemoryPlan plan,
-                                     int64_t feed_forward_chunk)
+                                     int64_t feed_forward_chunk, std::vector<AppliedLora> loras,
+                                     LoraApply lora_apply)
     : model_(model),
       key_(std::move(key)),
       facts_(std::move(facts)),
       machine_(std::move(machine)),
       plan_(std::move(plan)),
+      loras_(std::move(loras)),
+      lora_apply_(lora_apply),
       text_encoder_(std::make_unique<Qwen2_5_VLTextModel>(*model.text_encoder)),
       transformer_(std::make_unique<QwenImageTransformer2DModel>(*model.transformer)),
       vae_(std::make_unique<AutoencoderKLQwenImage>(*model.vae)) {
@@ -42,10 +47,10 @@ WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string ke
     vision_encoder_ = std::make_unique<Qwen2_5_VisionTransformerPretrainedModel>(*model.vision_encoder);
     convert_host_weights(*vision_encoder_, model.device, model.activation_dtype);
   }
+  attach_loras(loras_, *text_encoder_);
   convert_host_weights(*text_encoder_, model.device, model.activation_dtype);
-  convert_host_weights(*transformer_, model.device, model.activation_dtype);
+  prepare_transformer(plan_.component(Component::Transformer).precision);
   convert_host_weights(*vae_, model.device, model.vae_dtype);
-  quantize_transformer(*transformer_, plan_.component(Component::Transformer).precision);
   transformer_->enable_forward_chunking(feed_forward_chunk);
   for (const ComponentPlan& part : plan_.components) place(part);
 }
@@ -117,34 +122,61 @@ void WeightArrangement::place(const ComponentPlan& part) {
       slot = std::make_unique<ComponentPlacement>(device, vision_encoder_weights(*vision_encoder_), part);
       break;
     case Component::TextEncoder:
-      slot = std::make_unique<ComponentPlacement>(device, text_encoder_weights(*text_encoder_), part);
+      slot = std::make_unique<ComponentPlacement>(
+          device, merging_loras(text_encoder_weights(*text_encoder_), *text_encoder_), part);
       break;
     case Component::Vae:
       slot = std::make_unique<ComponentPlacement>(device, vae_weights(*vae_), part);
       break;
     case Component::Transformer:
       if (!is_replicated(part.spread)) {
-        slot = std::make_unique<ComponentPlacement>(device, transformer_weights(*transformer_), part);
+        slot = std::make_unique<ComponentPlacement>(
+            device, merging_loras(transformer_weights(*transformer_), *transformer_), part);
         break;
       }
       // Copies of the network share its host weights; each device's placement swaps in its own device copies.
-      std::vector<ComponentWeights> replicas{transformer_weights(*transformer_)};
+      std::vector<ComponentWeights> replicas{
+          merging_loras(transformer_weights(*transformer_), *transformer_)};
       for (size_t share = 1; share < part.shares.size(); ++share) {
         transformer_replicas_.push_back(std::make_unique<QwenImageTransformer2DModel>(*transformer_));
-        replicas.push_back(transformer_weights(*transformer_replicas_.back()));
+        QwenImageTransformer2DModel& replica = *transformer_replicas_.back();
+        replicas.push_back(merging_loras(transformer_weights(replica), replica));
       }
       slot = std::make_unique<ComponentPlacement>(device, std::move(replicas), part);
       break;
   }
 }
 
+void WeightArrangement::prepare_transformer(WeightPrecision precision) {
+  *transformer_ = *model_.transformer;
+  attach_loras(loras_, *transformer_);
+  convert_host_weights(*transformer_, model_.device, model_.activation_dtype);
+  quantize_transformer(*transformer_, precision);
+}
+
 void WeightArrangement::store_transformer_weights(WeightPrecision precision) {
   check(transformer_placement_ == nullptr, "the transformer's weights are stored anew only once released");
   const int64_t chunk = transformer_->forward_chunk_size();
-  *transformer_ = *model_.transformer;
-  convert_host_weights(*transformer_, model_.device, model_.activation_dtype);
-  quantize_transformer(*transformer_, precision);
+  prepare_transformer(precision);
   transformer_->enable_forward_chunking(chunk);
+}
+
+template <typename Network>
+ComponentWeights WeightArrangement::merging_loras(ComponentWeights weights, Network& network) const {
+  if (lora_apply_ != LoraApply::Auto || loras_.empty()) return weights;
+  std::vector<WeightGroup*> groups{&weights.shared};
+  for (WeightGroup& group : weights.blocks) groups.push_back(&group);
+  for (WeightGroup& group : weights.once_blocks) groups.push_back(&group);
+  network.visit_linears([&](const std::string&, nn::Linear& layer) {
+    if (!can_merge_lora(layer)) return;
+    for (WeightGroup* group : groups) {
+      if (std::find(group->tensors.begin(), group->tensors.end(), &layer.weight) == group->tensors.end())
+        continue;
+      group->on_placed.push_back([&layer] { merge_lora(layer); });
+      return;
+    }
+  });
+  return weights;
 }
 
 void WeightArrangement::set_feed_forward_chunk(int64_t tokens) {

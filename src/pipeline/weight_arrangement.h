@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "models/lora.h"
+#include "pipeline/memory_options.h"
 #include "pipeline/model_placement.h"
 #include "pipeline/qwen_image_model.h"
 
@@ -20,8 +22,11 @@ class WeightArrangement {
   // Arranges every component as `plan` says. `key` names what the plan was made for (plan_key and the
   // degradation); `facts` and `machine` are what it was made from, for re-evaluating it when a recovery
   // narrows it.
+  // `loras` are attached to the working networks (models/lora.h); with LoraApply::Auto, those on layers a
+  // placement holds whole in lossless storage are folded into the placed copies.
   WeightArrangement(const QwenImageModel& model, std::string key, std::vector<ComponentFacts> facts,
-                    MachineFacts machine, MemoryPlan plan, int64_t feed_forward_chunk);
+                    MachineFacts machine, MemoryPlan plan, int64_t feed_forward_chunk,
+                    std::vector<AppliedLora> loras = {}, LoraApply lora_apply = LoraApply::Auto);
   // The placements point into the working networks: they go first.
   ~WeightArrangement();
   WeightArrangement(const WeightArrangement&) = delete;
@@ -61,6 +66,12 @@ class WeightArrangement {
  private:
   // Makes `part`'s placement, without touching the plan.
   void place(const ComponentPlan& part);
+  // The transformer's working copy from the loaded one: its LoRAs attached, its host weights converted
+  // and stored in `precision`.
+  void prepare_transformer(WeightPrecision precision);
+  // The groups of `weights` fold the LoRAs of `network` they hold into their placed copies (LoraApply::Auto).
+  template <typename Network>
+  ComponentWeights merging_loras(ComponentWeights weights, Network& network) const;
   const std::unique_ptr<ComponentPlacement>& placement_slot(Component component) const;
   std::unique_ptr<ComponentPlacement>& placement_slot(Component component);
 
@@ -69,6 +80,8 @@ class WeightArrangement {
   std::vector<ComponentFacts> facts_;
   MachineFacts machine_;
   MemoryPlan plan_;
+  std::vector<AppliedLora> loras_;
+  LoraApply lora_apply_;
   std::unique_ptr<Qwen2_5_VisionTransformerPretrainedModel> vision_encoder_;  // edit models only
   std::unique_ptr<Qwen2_5_VLTextModel> text_encoder_;
   std::unique_ptr<QwenImageTransformer2DModel> transformer_;

@@ -63,6 +63,12 @@ void PlacedGroup::place(Device device) {
     host_.push_back(*group_.tensors[i]);
     *group_.tensors[i] = std::move(on_device[i]);
   }
+  try {
+    for (const std::function<void()>& change : group_.on_placed) change();
+  } catch (...) {
+    release();
+    throw;
+  }
 }
 
 void PlacedGroup::release() {

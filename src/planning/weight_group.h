@@ -3,6 +3,7 @@
 // the model's own tensors, so moving a group is what the model then computes with.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,10 @@ namespace canvas {
 struct WeightGroup {
   MemoryOwner owner;  // component, block (-1 outside the blocks), role Weights
   std::vector<Tensor*> tensors;
+  // Run once the group's tensors are on the device as a whole (PlacedGroup, not a streaming ring), to
+  // change the device copies, e.g. fold a LoRA into a weight (models/lora.h). They may replace the
+  // group's tensors; releasing the group puts the host tensors back all the same.
+  std::vector<std::function<void()>> on_placed;
 
   int64_t bytes() const;
   // Bytes of the group laid out in one device slot, each tensor aligned for vector loads.
@@ -37,8 +42,8 @@ class PlacedGroup {
   PlacedGroup(const PlacedGroup&) = delete;
   PlacedGroup& operator=(const PlacedGroup&) = delete;
 
-  // Copies every tensor into `device` memory charged to the group's owner. Throws OutOfMemoryError
-  // with the host tensors still in place.
+  // Copies every tensor into `device` memory charged to the group's owner, then runs the group's
+  // on_placed. Throws OutOfMemoryError with the host tensors back in place.
   void place(Device device);
   void release();
   bool placed() const { return !host_.empty(); }

@@ -40,7 +40,7 @@ TEST_P(CudaEdit, EveryPhaseAndTheLatentsMatchDiffusers) {
     const QwenImageModel model =
         load_qwen_image(test::source_path(parameters.at("model").get<std::string>()), kGpu, GetParam().dtype);
     const ImageEditRequest request = test::golden_edit_request(name);
-    Job job(model, job_geometry(model.configs, request), request.prompt, {}, {});
+    Job job(model, job_geometry(model.configs, request), request.prompt, {}, {}, {});
     Qwen2_5_VLImageEmbeds pictures;
     PromptEmbeddings prompts;
     Tensor references;
@@ -53,7 +53,7 @@ TEST_P(CudaEdit, EveryPhaseAndTheLatentsMatchDiffusers) {
     expect_close(pictures.embeds, golden.get("image_embeds"), folder + " image_embeds", tolerance);
     // The text encoder on its own: from the reference's image embeddings, so the vision tower's rounding is
     // not counted twice.
-    Job text_job(model, job_geometry(model.configs, request), request.prompt, {}, {});
+    Job text_job(model, job_geometry(model.configs, request), request.prompt, {}, {}, {});
     const Qwen2_5_VLImageEmbeds reference_pictures{golden.get("image_embeds").to(GetParam().dtype).to(kGpu),
                                                    pictures.grid_thw};
     text_job.run({
