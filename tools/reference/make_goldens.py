@@ -1092,8 +1092,10 @@ Reference: diffusers {diffusers}, transformers {transformers}, torch {torch} (CP
 `tools/reference/requirements.txt`. `tests/golden/tokenizer/` is produced by someone else
 (`tools/reference/make_tokenizer_corpus.py`) and is not listed here, nor are `tests/golden/image/`
 (`tools/reference/make_image_goldens.py`, Pillow), `tests/golden/vision/`
-(`tools/reference/make_vision_goldens.py`), `tests/golden/edit/` (`tools/reference/make_edit_goldens.py`) and
-`tests/golden/inpaint/` (`tools/reference/make_inpaint_goldens.py`); each has a README.md of its own.
+(`tools/reference/make_vision_goldens.py`), `tests/golden/edit/` (`tools/reference/make_edit_goldens.py`),
+`tests/golden/inpaint/` (`tools/reference/make_inpaint_goldens.py`) and `tests/golden/lora/`
+(`tools/reference/make_lora_goldens.py`: LoRA files in six key styles, LoRA and Lightning pipeline calls); each has a
+README.md of its own.
 
 Conventions:
 * Every folder has `golden.safetensors` (the tensors, names below) and `golden.json` (every non-tensor parameter,
@@ -1281,11 +1283,11 @@ def generate_only(root: Path, section: str) -> None:
 
 
 def compare_trees(old: Path, new: Path) -> list[str]:
-    """Byte-compare the generated parts of two golden trees (tokenizer/, image/, vision/, edit/ and inpaint/ come
-    from other scripts)."""
+    """Byte-compare the generated parts of two golden trees (tokenizer/, image/, vision/, edit/, inpaint/ and lora/
+    come from other scripts)."""
     def files(root: Path) -> set[Path]:
         return {p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0]
-                not in ("tokenizer", "image", "vision", "edit", "inpaint")}
+                not in ("tokenizer", "image", "vision", "edit", "inpaint", "lora")}
 
     fo, fn = files(old), files(new)
     diffs = [f"only in {old}: {p}" for p in sorted(fo - fn)] + [f"only in new: {p}" for p in sorted(fn - fo)]
