@@ -132,8 +132,8 @@ std::string loras_identity(const std::vector<AppliedLora>& loras) {
   return identity;
 }
 
-void attach_loras(const std::vector<AppliedLora>& loras, LoraComponent component,
-                  const std::function<void(const nn::LinearVisitor&)>& visit_linears) {
+int attach_loras(const std::vector<AppliedLora>& loras, LoraComponent component,
+                 const std::function<void(const nn::LinearVisitor&)>& visit_linears) {
   std::map<std::string, LayerChanges> by_module;
   for (const AppliedLora& lora : loras) {
     for (const LoraUpdate& update : lora.file.updates)
@@ -152,16 +152,17 @@ void attach_loras(const std::vector<AppliedLora>& loras, LoraComponent component
           changes.first_file + ": the LoRA changes '" + module + "', which is not a linear layer of the " +
               std::string(lora_component_name(component)) + " (only linear layers take LoRAs)");
   }
+  return static_cast<int>(attached.size());
 }
 
-void attach_loras(const std::vector<AppliedLora>& loras, QwenImageTransformer2DModel& transformer) {
-  attach_loras(loras, LoraComponent::Transformer,
-               [&](const nn::LinearVisitor& visitor) { transformer.visit_linears(visitor); });
+int attach_loras(const std::vector<AppliedLora>& loras, QwenImageTransformer2DModel& transformer) {
+  return attach_loras(loras, LoraComponent::Transformer,
+                      [&](const nn::LinearVisitor& visitor) { transformer.visit_linears(visitor); });
 }
 
-void attach_loras(const std::vector<AppliedLora>& loras, Qwen2_5_VLTextModel& text_encoder) {
-  attach_loras(loras, LoraComponent::TextEncoder,
-               [&](const nn::LinearVisitor& visitor) { text_encoder.visit_linears(visitor); });
+int attach_loras(const std::vector<AppliedLora>& loras, Qwen2_5_VLTextModel& text_encoder) {
+  return attach_loras(loras, LoraComponent::TextEncoder,
+                      [&](const nn::LinearVisitor& visitor) { text_encoder.visit_linears(visitor); });
 }
 
 bool can_merge_lora(const nn::Linear& layer) {

@@ -44,13 +44,14 @@ std::vector<AppliedLora> read_loras(const std::vector<LoraChoice>& choices,
 std::string loras_identity(const std::vector<AppliedLora>& loras);
 
 // Sets the side path of every linear layer `visit_linears` gives from the updates of `loras` for
-// `component`, and clears it on layers they do not name. The stacked tensors are f32 on the host. Throws
+// `component`, and clears it on layers they do not name; returns how many layers have one. The stacked
+// tensors are f32 on the host. Throws
 // canvas::Error naming the file and module when an update does not fit its layer's weight, or names a
 // module that is not a linear layer of the network.
-void attach_loras(const std::vector<AppliedLora>& loras, LoraComponent component,
-                  const std::function<void(const nn::LinearVisitor&)>& visit_linears);
-void attach_loras(const std::vector<AppliedLora>& loras, QwenImageTransformer2DModel& transformer);
-void attach_loras(const std::vector<AppliedLora>& loras, Qwen2_5_VLTextModel& text_encoder);
+int attach_loras(const std::vector<AppliedLora>& loras, LoraComponent component,
+                 const std::function<void(const nn::LinearVisitor&)>& visit_linears);
+int attach_loras(const std::vector<AppliedLora>& loras, QwenImageTransformer2DModel& transformer);
+int attach_loras(const std::vector<AppliedLora>& loras, Qwen2_5_VLTextModel& text_encoder);
 
 // Whether merge_lora can fold the layer's side path into its weight: the layer has one, its weight is
 // lossless storage (not quantized codes), and a bias difference has a bias to go into.

@@ -93,6 +93,8 @@ void Job::check_cancelled() const {
 
 void Job::complete() {
   final_plan_ = arrangement_->plan();
+  lora_layers_ = arrangement_->lora_layers();
+  lora_layers_merged_ = arrangement_->lora_layers_merged();
   bytes_streamed_ = ladder_.bytes_streamed_by_replaced();
   if (arrangement_->placed(Component::Transformer))
     bytes_streamed_ += arrangement_->placement(Component::Transformer).bytes_streamed();
@@ -107,6 +109,8 @@ void Job::report(JobResult& result) const {
   result.plan = final_plan_;
   result.recoveries = recoveries();
   result.bytes_streamed = bytes_streamed_;
+  result.lora_layers = lora_layers_;
+  result.lora_layers_merged = lora_layers_merged_;
 }
 
 }  // namespace canvas

@@ -51,6 +51,10 @@ struct JobResult {
   MemoryPlan plan;                      // how the job held its weights, after any recovery
   std::vector<std::string> recoveries;  // each allocation failure recovered from, and the rung taken
   int64_t bytes_streamed = 0;           // transformer weights copied to the device during the job
+  // Linear layers the job's LoRAs change, and how many of them had the LoRAs folded into their weights
+  // (the rest computed them beside the weights).
+  int lora_layers = 0;
+  int lora_layers_merged = 0;
 };
 
 // One entry of a pipeline's list: the phase and the work that runs it.
@@ -122,6 +126,8 @@ class Job {
   std::vector<std::unique_ptr<BudgetScope>> budgets_;
   MemoryPlan final_plan_;
   int64_t bytes_streamed_ = 0;
+  int lora_layers_ = 0;
+  int lora_layers_merged_ = 0;
 };
 
 }  // namespace canvas

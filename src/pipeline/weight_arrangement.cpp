@@ -47,9 +47,9 @@ WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string ke
     vision_encoder_ = std::make_unique<Qwen2_5_VisionTransformerPretrainedModel>(*model.vision_encoder);
     convert_host_weights(*vision_encoder_, model.device, model.activation_dtype);
   }
-  attach_loras(loras_, *text_encoder_);
+  lora_layers_ = attach_loras(loras_, *text_encoder_);
   convert_host_weights(*text_encoder_, model.device, model.activation_dtype);
-  prepare_transformer(plan_.component(Component::Transformer).precision);
+  lora_layers_ += prepare_transformer(plan_.component(Component::Transformer).precision);
   convert_host_weights(*vae_, model.device, model.vae_dtype);
   transformer_->enable_forward_chunking(feed_forward_chunk);
   for (const ComponentPlan& part : plan_.components) place(part);
@@ -147,22 +147,25 @@ void WeightArrangement::place(const ComponentPlan& part) {
   }
 }
 
-void WeightArrangement::prepare_transformer(WeightPrecision precision) {
+int WeightArrangement::prepare_transformer(WeightPrecision precision) {
   *transformer_ = *model_.transformer;
-  attach_loras(loras_, *transformer_);
+  const int layers = attach_loras(loras_, *transformer_);
   convert_host_weights(*transformer_, model_.device, model_.activation_dtype);
   quantize_transformer(*transformer_, precision);
+  return layers;
 }
 
 void WeightArrangement::store_transformer_weights(WeightPrecision precision) {
   check(transformer_placement_ == nullptr, "the transformer's weights are stored anew only once released");
   const int64_t chunk = transformer_->forward_chunk_size();
+  // The quantized weights are new, so no LoRA is folded into them yet.
+  merged_layers_.clear();
   prepare_transformer(precision);
   transformer_->enable_forward_chunking(chunk);
 }
 
 template <typename Network>
-ComponentWeights WeightArrangement::merging_loras(ComponentWeights weights, Network& network) const {
+ComponentWeights WeightArrangement::merging_loras(ComponentWeights weights, Network& network) {
   if (lora_apply_ != LoraApply::Auto || loras_.empty()) return weights;
   std::vector<WeightGroup*> groups{&weights.shared};
   for (WeightGroup& group : weights.blocks) groups.push_back(&group);
@@ -172,7 +175,10 @@ ComponentWeights WeightArrangement::merging_loras(ComponentWeights weights, Netw
     for (WeightGroup* group : groups) {
       if (std::find(group->tensors.begin(), group->tensors.end(), &layer.weight) == group->tensors.end())
         continue;
-      group->on_placed.push_back([&layer] { merge_lora(layer); });
+      group->on_placed.push_back([this, &layer] {
+        merge_lora(layer);
+        merged_layers_.insert(&layer);
+      });
       return;
     }
   });

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,10 @@ class WeightArrangement {
   // Runs the transformer's feed-forward in chunks of `tokens` (0: all at once).
   void set_feed_forward_chunk(int64_t tokens);
 
+  // Linear layers the LoRAs change, and how many of those a placement folded them into.
+  int lora_layers() const { return lora_layers_; }
+  int lora_layers_merged() const { return static_cast<int>(merged_layers_.size()); }
+
   // Every device the plan uses, the primary first.
   std::vector<Device> devices() const;
   // Hands every device's cached memory back to its driver.
@@ -68,10 +73,11 @@ class WeightArrangement {
   void place(const ComponentPlan& part);
   // The transformer's working copy from the loaded one: its LoRAs attached, its host weights converted
   // and stored in `precision`.
-  void prepare_transformer(WeightPrecision precision);
+  // Returns the layers the LoRAs change.
+  int prepare_transformer(WeightPrecision precision);
   // The groups of `weights` fold the LoRAs of `network` they hold into their placed copies (LoraApply::Auto).
   template <typename Network>
-  ComponentWeights merging_loras(ComponentWeights weights, Network& network) const;
+  ComponentWeights merging_loras(ComponentWeights weights, Network& network);
   const std::unique_ptr<ComponentPlacement>& placement_slot(Component component) const;
   std::unique_ptr<ComponentPlacement>& placement_slot(Component component);
 
@@ -82,6 +88,8 @@ class WeightArrangement {
   MemoryPlan plan_;
   std::vector<AppliedLora> loras_;
   LoraApply lora_apply_;
+  int lora_layers_ = 0;
+  std::set<const nn::Linear*> merged_layers_;
   std::unique_ptr<Qwen2_5_VisionTransformerPretrainedModel> vision_encoder_;  // edit models only
   std::unique_ptr<Qwen2_5_VLTextModel> text_encoder_;
   std::unique_ptr<QwenImageTransformer2DModel> transformer_;
