@@ -12,6 +12,7 @@
 #include "image/decode.h"
 #include "io/lora_file.h"
 #include "pipeline/image_edit.h"
+#include "pipeline/job_facts.h"
 #include "pipeline/text_to_image.h"
 #include "test_util.h"
 
@@ -162,6 +163,65 @@ TEST_F(LoraPipeline, AKeptArrangementGoesBackToTheExactBaseWeights) {
   request.loras.clear();
   const JobResult after = text_to_image(model, request, options, {}, &cache);
   EXPECT_TRUE(test::bit_identical(after.latents, fresh.latents));
+}
+
+// Streamed blocks cannot take a merge (the ring holds the checkpoint's bytes), so their LoRAs run beside the
+// weights, while the weights placed whole (outside the blocks) take theirs merged: the same image.
+TEST_F(LoraPipeline, StreamedBlocksComputeTheirLorasBesideTheWeights) {
+  MemoryOptions options;
+  options.plan.strategy = Strategy::SequentialOffload;
+  const JobResult result = run_case("a_peft_64x64", options);
+  const WeightSource golden = test::open_golden(folder_of("a_peft_64x64"));
+  EXPECT_LE(test::relative_error(result.latents, golden.get("latents")), kLatentTolerance);
+  EXPECT_GT(result.bytes_streamed, 0);
+  EXPECT_GT(result.lora_layers_merged, 0);
+  EXPECT_LT(result.lora_layers_merged, result.lora_layers);
+}
+
+// Quantized blocks keep their codes: their LoRAs run beside them, in full precision.
+TEST_F(LoraPipeline, QuantizedBlocksComputeTheirLorasBesideTheCodes) {
+  MemoryOptions options;
+  options.plan.strategy = Strategy::Fp8;
+  options.plan.quality = Quality::Fp8;
+  const JobResult result = run_case("a_peft_64x64", options);
+  const WeightSource golden = test::open_golden(folder_of("a_peft_64x64"));
+  const double error = test::relative_error(result.latents, golden.get("latents"));
+  const double lora_effect = test::relative_error(golden.get("latents_without_lora"), golden.get("latents"));
+  std::printf("[   LoRA   ] fp8 blocks: latents %.3g from the f32 reference (the LoRA moves them %.3g)\n",
+              error, lora_effect);
+  EXPECT_EQ(result.plan.component(Component::Transformer).precision, WeightPrecision::Fp8);
+  EXPECT_LT(error, 0.1 * lora_effect);
+  EXPECT_LT(result.lora_layers_merged, result.lora_layers);
+}
+
+// The planner counts the LoRAs' tensors with the layers they change.
+TEST_F(LoraPipeline, ThePlannerCountsTheLoraTensors) {
+  const nlohmann::json parameters = test::golden_json(folder_of("a_peft_64x64"));
+  const QwenImageModel& model = model_for(parameters);
+  TextToImageRequest request = test::golden_request(parameters);
+  const JobGeometry geometry = job_geometry(model.configs, request);
+  const std::vector<AppliedLora> loras = job_loras(model, golden_loras(parameters));
+  const std::vector<ComponentFacts> plain = job_facts(model, geometry, request.prompt, {});
+  const std::vector<ComponentFacts> with_loras = job_facts(model, geometry, request.prompt, {}, {}, loras);
+  QwenImageTransformer2DModel transformer = *model.transformer;
+  attach_loras(loras, transformer);
+  int64_t block_lora_bytes = 0;
+  transformer.blocks()[0].visit_linears("", [&](const std::string&, nn::Linear& layer) {
+    for (const Tensor* tensor : {&layer.lora_down, &layer.lora_up, &layer.lora_diff, &layer.lora_diff_bias})
+      if (tensor->defined()) block_lora_bytes += tensor->nbytes();
+  });
+  ASSERT_GT(block_lora_bytes, 0);
+  const auto transformer_facts = [](const std::vector<ComponentFacts>& facts) {
+    for (const ComponentFacts& component : facts)
+      if (component.component == Component::Transformer) return component;
+    throw Error("no transformer facts");
+  };
+  const BlockFacts before = transformer_facts(plain).blocks[0];
+  const BlockFacts after = transformer_facts(with_loras).blocks[0];
+  const int lossless = static_cast<int>(WeightPrecision::Lossless);
+  EXPECT_EQ(after.bytes[lossless] + after.once_bytes[lossless] - before.bytes[lossless] -
+                before.once_bytes[lossless],
+            block_lora_bytes);
 }
 
 TEST_F(LoraPipeline, ALoraForAnotherModelFailsNamingTheLayer) {
