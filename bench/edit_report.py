@@ -1,7 +1,8 @@
-"""Prints one line `RESULT {json}` with the figures of one `canvas edit` (or `canvas generate`) run, in the
-terms of bench/reference/diffusers_edit_bench.py: s/step (the median step after the first), the first step,
-the time before the steps (plan, prompt encoding, the pictures' VAE encoding), after them (VAE decode) and
-end to end without loading, plus loading, the memory plan and the device peaks.
+"""Prints one line `RESULT {json}` with the figures of one `canvas edit`, `canvas inpaint` or `canvas generate`
+run (text-to-image or img2img), in the terms of the diffusers reference scripts (bench/reference/
+pipeline_timing.py): s/step (the median step after the first), the first step, the time before the steps
+(plan, prompt encoding, the pictures' VAE encoding), after them (VAE decode) and end to end without loading,
+plus loading, the memory plan and the device peaks.
 
 The steps and phases come from the --profile JSON ("step" phases and the top-level ones); the log's
 "Time:" line (each phase's seconds and the total, load included), its plan lines and its "Memory:" line are

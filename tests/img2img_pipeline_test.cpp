@@ -10,7 +10,6 @@
 #include <map>
 #include <memory>
 
-#include "image/decode.h"
 #include "pipeline/img2img.h"
 #include "pipeline/qwen_image_phases.h"
 #include "test_util.h"
@@ -32,39 +31,6 @@ const QwenImageModel& model_for(const std::string& name) {
   return *model;
 }
 
-RgbImage golden_file_picture(const std::string& name, const std::string& file) {
-  RgbImage picture = read_image(test::source_path("tests/golden/" + folder_of(name) + "/" + file)).rgb;
-  picture.text.clear();
-  return picture;
-}
-
-// The request golden.json describes. img2img and inpainting guide as text-to-image does (cfg > 1), so an
-// unguided reference call runs at scale 1.
-ImageToImageRequest golden_request(const std::string& name) {
-  const nlohmann::json parameters = test::golden_json(folder_of(name));
-  ImageToImageRequest request;
-  request.prompt = parameters.at("prompt").get<std::string>();
-  if (!parameters.at("negative_prompt").is_null())
-    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
-  const bool guided = parameters.at("do_true_cfg").get<bool>();
-  request.cfg_scale = guided ? parameters.at("true_cfg_scale").get<float>() : 1.0f;
-  request.steps = parameters.at("num_inference_steps").get<int>();
-  if (!parameters.at("requested_width").is_null())
-    request.width = parameters["requested_width"].get<int64_t>();
-  if (!parameters.at("requested_height").is_null())
-    request.height = parameters["requested_height"].get<int64_t>();
-  request.seed = parameters.at("seed").get<uint64_t>();
-  request.strength = parameters.at("strength").get<double>();
-  request.image = golden_file_picture(name, parameters.at("image").get<std::string>());
-  if (!parameters.at("mask").is_null())
-    request.mask = golden_file_picture(name, parameters["mask"].get<std::string>());
-  if (!parameters.at("mask_blur").is_null()) request.mask_blur = parameters["mask_blur"].get<float>();
-  if (!parameters.at("padding_mask_crop").is_null())
-    request.padding_mask_crop = parameters["padding_mask_crop"].get<int64_t>();
-  if (!parameters.at("output_area").is_null()) request.edit_area = parameters["output_area"].get<int64_t>();
-  return request;
-}
-
 // Largest |difference| of two images in 1/255 steps.
 double largest_difference(const std::vector<float>& ours, const std::vector<float>& reference) {
   double largest = 0;
@@ -81,7 +47,7 @@ TEST_P(Img2ImgPipelineGolden, InputsAndSourceLatentsMatchDiffusers) {
   const nlohmann::json parameters = test::golden_json(folder_of(name));
   const WeightSource golden = test::open_golden(folder_of(name));
   const QwenImageModel& model = model_for(name);
-  const ImageToImageRequest request = golden_request(name);
+  const ImageToImageRequest request = test::golden_image_to_image_request(name);
   const JobGeometry geometry = job_geometry(model.configs, request);
   EXPECT_EQ(geometry.width, parameters.at("width").get<int64_t>());
   EXPECT_EQ(geometry.height, parameters.at("height").get<int64_t>());
@@ -120,7 +86,7 @@ TEST_P(Img2ImgPipelineGolden, LatentsAndImageMatchDiffusers) {
   const std::string name = GetParam();
   const WeightSource golden = test::open_golden(folder_of(name));
   const QwenImageModel& model = model_for(name);
-  ImageToImageRequest request = golden_request(name);
+  ImageToImageRequest request = test::golden_image_to_image_request(name);
   const bool edits = model.configs.edits();
   std::vector<int> steps_seen;
   JobObservers observers;

@@ -152,6 +152,42 @@ ImageEditRequest golden_edit_request(const std::string& name) {
   return request;
 }
 
+namespace {
+
+// A picture of an inpaint golden's folder, without its PNG text (which the request would otherwise carry).
+RgbImage inpaint_golden_picture(const std::string& name, const std::string& file) {
+  RgbImage picture = read_image(source_path("tests/golden/inpaint/" + name + "/" + file)).rgb;
+  picture.text.clear();
+  return picture;
+}
+
+}  // namespace
+
+ImageToImageRequest golden_image_to_image_request(const std::string& name) {
+  const nlohmann::json parameters = golden_json("inpaint/" + name);
+  ImageToImageRequest request;
+  request.prompt = parameters.at("prompt").get<std::string>();
+  if (!parameters.at("negative_prompt").is_null())
+    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
+  const bool guided = parameters.at("do_true_cfg").get<bool>();
+  request.cfg_scale = guided ? parameters.at("true_cfg_scale").get<float>() : 1.0f;
+  request.steps = parameters.at("num_inference_steps").get<int>();
+  if (!parameters.at("requested_width").is_null())
+    request.width = parameters["requested_width"].get<int64_t>();
+  if (!parameters.at("requested_height").is_null())
+    request.height = parameters["requested_height"].get<int64_t>();
+  request.seed = parameters.at("seed").get<uint64_t>();
+  request.strength = parameters.at("strength").get<double>();
+  request.image = inpaint_golden_picture(name, parameters.at("image").get<std::string>());
+  if (!parameters.at("mask").is_null())
+    request.mask = inpaint_golden_picture(name, parameters["mask"].get<std::string>());
+  if (!parameters.at("mask_blur").is_null()) request.mask_blur = parameters["mask_blur"].get<float>();
+  if (!parameters.at("padding_mask_crop").is_null())
+    request.padding_mask_crop = parameters["padding_mask_crop"].get<int64_t>();
+  if (!parameters.at("output_area").is_null()) request.edit_area = parameters["output_area"].get<int64_t>();
+  return request;
+}
+
 std::filesystem::path built_program(const std::string& program) {
   return folder_from("CANVAS_BINARY_DIR", CANVAS_BINARY_DIR) / program;
 }

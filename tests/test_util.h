@@ -44,6 +44,11 @@ TextToImageRequest golden_request(const nlohmann::json& parameters);
 // folder.
 ImageEditRequest golden_edit_request(const std::string& name);
 
+// The request an img2img / inpainting golden's golden.json describes (tests/golden/inpaint/<name>/), picture
+// and mask read from its folder. img2img and inpainting guide as text-to-image does (cfg > 1), so an
+// unguided reference call runs at scale 1.
+ImageToImageRequest golden_image_to_image_request(const std::string& name);
+
 struct CommandResult {
   int exit_code;       // -1 when the process did not exit normally
   std::string output;  // stdout and stderr together

@@ -3,9 +3,9 @@ Qwen-Image-Edit-2511 folder (`canvas-synthetic-checkpoint --pipeline edit-plus`)
 
 For each configuration (--refs: how many reference pictures) it runs the whole pipeline once and prints one
 line `RESULT {json}` with s/step (the median step after the first; each step timed from the transformer's
-first call to callback_on_step_end, both after a device synchronize), the first step, the time before the
-steps (prompt and negative prompt encoded with the pictures, the pictures' VAE encoding), after them (VAE
-decode) and end to end (the pipeline call). The first configuration is preceded by an untimed run of
+first call to callback_on_step_end, both after a device synchronize: pipeline_timing.py), the first step,
+the time before the steps (prompt and negative prompt encoded with the pictures, the pictures' VAE
+encoding), after them (VAE decode) and end to end (the pipeline call). The first configuration is preceded by an untimed run of
 --warmup-steps, so that every figure is a warm one; its end to end is reported as warmup_e2e_s.
 
 The pictures are generated deterministically and written to --pictures-dir as A.png, B.png, ... before
@@ -24,21 +24,19 @@ never use; the processor is then loaded by the same from_pretrained with the vid
   python3 bench/reference/diffusers_edit_bench.py --model /tmp/synth-edit --steps 4 --refs 1,3
 """
 import argparse
-import gc
 import importlib.util
 import json
 import os
-import statistics
 import sys
 import time
 
 if os.environ.get("DIFFUSERS_SRC"):
     sys.path.insert(0, os.environ["DIFFUSERS_SRC"])
-import numpy as np
 import torch
 from PIL import Image
 
-GiB = 1 << 30
+from pipeline_timing import GiB, Placement, picture, timed_call
+
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="/tmp/synth-edit")
 p.add_argument("--pictures-dir", default="/tmp/edit-pictures")
@@ -62,19 +60,6 @@ p.add_argument("--pictures-only", action="store_true", help="write the pictures 
 a = p.parse_args()
 device = torch.device(a.device)
 on_cuda = device.type == "cuda"
-
-
-def synchronize():
-    if on_cuda:
-        torch.cuda.synchronize(device)
-
-
-def picture(width, height, seed):
-    """A deterministic RGB picture: smooth colour waves plus noise, so that it is neither flat nor pure noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    base = np.stack([127 + 110 * np.sin(x / (23 + 7 * c) + y / (31 + 5 * c) + seed) for c in range(3)], axis=-1)
-    return Image.fromarray(np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8))
 
 
 def write_pictures():
@@ -105,61 +90,9 @@ def processor_without_video(folder):
         auto_video.from_pretrained = load_video
 
 
-class StepTimer:
-    """A step runs from the transformer's first call (the conditional pass) to callback_on_step_end."""
-
-    def __init__(self):
-        self.start = None
-        self.first_start = None
-        self.last_end = None
-        self.steps = []
-
-    def before_transformer(self, module, args, kwargs):
-        if self.start is None:
-            synchronize()
-            self.start = time.perf_counter()
-            self.first_start = self.first_start or self.start
-
-    def on_step_end(self, pipe, step, timestep, callback_kwargs):
-        synchronize()
-        self.last_end = time.perf_counter()
-        self.steps.append(self.last_end - self.start)
-        self.start = None
-        return {}
-
-
 def run(pipe, images, steps, output=None):
-    timer = StepTimer()
-    hook = pipe.transformer.register_forward_pre_hook(timer.before_transformer, with_kwargs=True)
-    generator = torch.Generator(device="cpu").manual_seed(a.seed)
-    try:
-        synchronize()
-        begin = time.perf_counter()
-        image = pipe(image=images, prompt=a.prompt, negative_prompt=a.negative_prompt, true_cfg_scale=a.cfg_scale,
-                     num_inference_steps=steps, width=a.width, height=a.height, generator=generator,
-                     callback_on_step_end=timer.on_step_end).images[0]
-        synchronize()
-        end = time.perf_counter()
-    finally:
-        hook.remove()
-    if output:
-        image.save(output)
-    steady = sorted(timer.steps[1:] or timer.steps)
-    return {"s_per_step": steady[len(steady) // 2], "first_step_s": timer.steps[0], "per_step_s": timer.steps,
-            "mean_step_after_first_s": statistics.mean(steady), "before_steps_s": timer.first_start - begin,
-            "after_steps_s": end - timer.last_end, "e2e_s": end - begin, "image_size": list(image.size)}
-
-
-def is_device_oom(error):
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
-def offload(pipe):
-    pipe.to("cpu")
-    gc.collect()
-    if on_cuda:
-        torch.cuda.empty_cache()
-    pipe.enable_model_cpu_offload(device=device)
+    return timed_call(pipe, device, a.seed, output, image=images, prompt=a.prompt, negative_prompt=a.negative_prompt,
+                      true_cfg_scale=a.cfg_scale, num_inference_steps=steps, width=a.width, height=a.height)
 
 
 def main():
@@ -186,21 +119,8 @@ def main():
     pipe.set_progress_bar_config(disable=True)
     common["load_host_s"] = time.perf_counter() - begin
     common["pipeline_class"] = type(pipe).__name__
-    placement, device_oom = ("device" if a.placement == "auto" else a.placement), None
-    begin = time.perf_counter()
-    if placement == "device":
-        try:
-            pipe.to(device)
-        except Exception as error:  # noqa: BLE001 - only device-memory failures fall back
-            if a.placement != "auto" or not is_device_oom(error):
-                raise
-            device_oom = f"loading: {type(error).__name__}: {str(error)[:200]}"
-            placement = "model_cpu_offload"
-    # Outside the except clause, whose traceback would keep the failed attempt's device tensors alive.
-    if placement == "model_cpu_offload":
-        offload(pipe)
-    synchronize()
-    common["to_device_s"] = time.perf_counter() - begin
+    placement = Placement(device, a.placement)
+    common["to_device_s"] = placement.place(pipe)
     if on_cuda:
         common["allocated_after_placement_GiB"] = torch.cuda.memory_allocated(device) / GiB
 
@@ -210,25 +130,15 @@ def main():
         result = dict(common, config=f"edit_{refs}ref", refs=refs, pictures=paths[:refs],
                       picture_sizes=[list(im.size) for im in images])
         output = os.path.join(a.output_dir, f"diffusers_{refs}ref.png") if a.output_dir else None
-        while True:
-            if on_cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            try:
-                if index == 0 and a.warmup_steps > 0:
-                    result["warmup_e2e_s"] = run(pipe, images, a.warmup_steps)["e2e_s"]
-                result.update(run(pipe, images, a.steps, output))
-                break
-            except Exception as error:  # noqa: BLE001 - only device-memory failures fall back
-                if placement != "device" or a.placement != "auto" or not is_device_oom(error):
-                    result["error"] = f"{type(error).__name__}: {str(error)[:300]}"
-                    break
-                device_oom = f"{result['config']}: {type(error).__name__}: {str(error)[:200]}"
-            placement = "model_cpu_offload"
-            offload(pipe)
-        result["placement"] = placement
-        result["device_oom"] = device_oom
-        if on_cuda:
-            result["peak_allocated_GiB"] = torch.cuda.max_memory_allocated(device) / GiB
+
+        def attempt():
+            figures = {}
+            if index == 0 and a.warmup_steps > 0:
+                figures["warmup_e2e_s"] = run(pipe, images, a.warmup_steps)["e2e_s"]
+            figures.update(run(pipe, images, a.steps, output))
+            return figures
+
+        result.update(placement.run(pipe, result["config"], attempt))
         print("RESULT " + json.dumps(result), flush=True)
 
 
