@@ -37,7 +37,7 @@ Qwen2_5_VLImageEmbeds cpu_picture_embeddings(const std::string& model_path,
   const QwenImageModel model = load_qwen_image(test::source_path(model_path), Device::cpu());
   const JobGeometry geometry = job_geometry(model.configs, request);
   const ProcessedPictures processed = process_pictures(request, geometry);
-  Job job(model, geometry, request.prompt, {}, {});
+  Job job(model, geometry, request.prompt, {}, {}, {});
   Qwen2_5_VLImageEmbeds pictures;
   job.run({
       {JobPhase::Plan, [&] { job.arrange_weights(); }},
@@ -82,7 +82,7 @@ TEST_P(CudaImg2Img, EveryPhaseAndTheLatentsMatchDiffusers) {
       pictures.embeds = pictures.embeds.to(dtype).to(kGpu);
     }
 
-    Job job(model, geometry, request.prompt, {}, {});
+    Job job(model, geometry, request.prompt, {}, {}, {});
     PromptEmbeddings prompts;
     SourceLatents source;
     Tensor decoded;
