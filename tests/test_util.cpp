@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <optional>
 
 #include "image/decode.h"
@@ -194,6 +196,21 @@ std::filesystem::path built_program(const std::string& program) {
 
 CommandResult run_built_program(const std::string& program, const std::string& arguments) {
   return run_command(built_program(program).string() + " " + arguments);
+}
+
+std::string png_text(const RgbImage& image, const std::string& key) {
+  for (const PngTextChunk& chunk : image.text)
+    if (chunk.key == key) return chunk.text;
+  return "";
+}
+
+std::vector<float> npy_floats(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const size_t header = 10 + static_cast<uint8_t>(bytes.at(8)) + 256 * static_cast<uint8_t>(bytes.at(9));
+  std::vector<float> values((bytes.size() - header) / sizeof(float));
+  std::memcpy(values.data(), bytes.data() + header, values.size() * sizeof(float));
+  return values;
 }
 
 CommandResult run_command(const std::string& command_line) {

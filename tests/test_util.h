@@ -60,6 +60,10 @@ CommandResult run_built_program(const std::string& program, const std::string& a
 std::filesystem::path built_program(const std::string& program);
 // Runs a shell command line.
 CommandResult run_command(const std::string& command);
+// The text of a PNG's chunk `key` ("parameters", "canvas"), or "" when it has none.
+std::string png_text(const RgbImage& image, const std::string& key);
+// The values of a .npy file that write_npy wrote (little-endian float32 after the header).
+std::vector<float> npy_floats(const std::filesystem::path& path);
 
 // A transformer golden's model, and the image shapes of its first sample (golden.json's img_shapes).
 QwenImageTransformer2DModel load_golden_transformer(const std::string& folder);

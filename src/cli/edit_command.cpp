@@ -38,12 +38,7 @@ void add_edit_command(CLI::App& app, EditOptions& options) {
 int run_edit(const EditOptions& options) {
   const JobOptions& job = options.job;
   const TextToImageRequest settings = job_settings(job);
-  ImageEditRequest request;
-  request.prompt = settings.prompt;
-  request.negative_prompt = settings.negative_prompt;
-  request.cfg_scale = settings.cfg_scale;
-  request.steps = settings.steps;
-  request.seed = settings.seed;
+  ImageEditRequest request = with_job_settings(ImageEditRequest(), settings);
   request.width = options.width;
   request.height = options.height;
   request.text_positions =
@@ -59,11 +54,11 @@ int run_edit(const EditOptions& options) {
     request.images.push_back(decoded.rgb);
     request.images.back().text.clear();
   }
-  if (!job.negative_prompt && job.cfg_scale > 1.0f) {
+  if (!job.negative_prompt && settings.cfg_scale > 1.0f) {
     std::fprintf(stderr,
                  "note: no guidance: the edit pipelines guide only with a negative prompt (give "
                  "--negative-prompt \" \" to guide at --cfg-scale %.2f)\n",
-                 job.cfg_scale);
+                 settings.cfg_scale);
   }
   command.prepare = [&](const QwenImageConfigs& configs) {
     validate_request(request, configs);

@@ -139,11 +139,7 @@ void note_outpaint_margins(const ImageToImageRequest& request, const ImageToImag
 int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const std::string& image_path,
                        const std::optional<std::string>& mask_path, bool mask_from_picture_alpha) {
   const TextToImageRequest settings = job_settings(job);
-  request.prompt = settings.prompt;
-  request.negative_prompt = settings.negative_prompt;
-  request.cfg_scale = settings.cfg_scale;
-  request.steps = settings.steps;
-  request.seed = settings.seed;
+  request = with_job_settings(std::move(request), settings);
   JobCommand command;
   const DecodedImage picture = read_input(image_path, "--image", command);
   request.image = picture.rgb;

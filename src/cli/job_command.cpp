@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "cli/cancellation_signals.h"
 #include "cli/job_inputs.h"
+#include "cli/lora_job.h"
 #include "cli/progress_bar.h"
 #include "cli/seed_option.h"
 #include "io/npy.h"
@@ -148,9 +149,42 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
       ->required();
   command.add_option("--prompt", options.prompt, "What to draw")->required();
   command.add_option("--negative-prompt", options.negative_prompt, negative_prompt_help);
-  command.add_option("--cfg-scale", options.cfg_scale, "True classifier-free guidance scale; 1 turns it off")
+  CLI::Option* cfg_scale =
+      command
+          .add_option("--cfg-scale", options.cfg_scale, "True classifier-free guidance scale; 1 turns it off")
+          ->capture_default_str();
+  CLI::Option* steps = command.add_option("--steps", options.steps, "Denoising steps")->capture_default_str();
+  command
+      .add_option(
+          "--lora", options.loras,
+          "Apply a LoRA (.safetensors with diffusers, PEFT, kohya, ComfyUI, LyCORIS or lightx2v keys) "
+          "at STRENGTH (default 1); repeat for several")
+      ->type_name("FILE[:STRENGTH]")
+      ->allow_extra_args(false);
+  command
+      .add_option("--lora-apply", options.lora_apply,
+                  "How LoRAs meet the weights: auto folds them into the weights the plan holds whole in "
+                  "lossless storage and computes them beside the rest (streamed, quantized or mapped "
+                  "weights); runtime always computes them beside the weights")
+      ->type_name("auto|runtime")
       ->capture_default_str();
-  command.add_option("--steps", options.steps, "Denoising steps")->capture_default_str();
+  CLI::Option* scheduler_shift = command.add_option(
+      "--scheduler-shift", options.scheduler_shift,
+      "Sample with this fixed shift of the schedule instead of the model's own (3 for the Lightning LoRAs)");
+  command
+      .add_option("--preset", options.preset,
+                  "Sample as a distilled LoRA (--lora) was made to, each setting unless given: " +
+                      sampling_presets_description())
+      ->check(CLI::IsMember(sampling_preset_names()));
+  // The preset fills in what the command line left out, so everything after parsing sees the settings
+  // the job runs with.
+  command.parse_complete_callback([&options, steps, cfg_scale, scheduler_shift] {
+    if (!options.preset) return;
+    const SamplingPreset& preset = sampling_preset(*options.preset);
+    if (steps->count() == 0) options.steps = preset.steps;
+    if (cfg_scale->count() == 0) options.cfg_scale = preset.cfg_scale;
+    if (scheduler_shift->count() == 0) options.scheduler_shift = preset.scheduler_shift;
+  });
   command.add_option(
       "--seed", options.seed,
       "Random seed, 0 to 18446744073709551615; -1 (the default) draws a random one, as in A1111, "
@@ -199,6 +233,14 @@ TextToImageRequest job_settings(const JobOptions& options) {
   settings.cfg_scale = options.cfg_scale;
   settings.steps = options.steps;
   settings.seed = seed_from_option(options.seed);
+  for (const std::string& lora : options.loras) settings.loras.push_back(LoraChoice::parse(lora));
+  settings.scheduler_shift = options.scheduler_shift;
+  if (options.preset && settings.loras.empty()) {
+    std::fprintf(stderr,
+                 "warning: --preset %s is meant for a Lightning LoRA (give it with --lora): without one, %d "
+                 "steps of the base model give a rough picture\n",
+                 options.preset->c_str(), settings.steps);
+  }
   if (options.negative_prompt && options.cfg_scale <= 1.0f) {
     std::fprintf(stderr,
                  "warning: --negative-prompt is ignored: --cfg-scale %.2f turns guidance off (give a "
@@ -253,8 +295,8 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   std::optional<Profiler::Span> load_span;
   if (profiler) load_span.emplace(profiler->span("load"));
 
-  std::fprintf(stderr, "Loading %s\n", options.model.c_str());
   MemoryOptions memory;
+  memory.lora_apply = parse_lora_apply(options.lora_apply);
   memory.plan.strategy = parse_strategy(options.strategy);
   memory.plan.quality = parse_quality(options.quality);
   memory.plan.parallelism = parse_parallelism(options.parallel);
@@ -264,6 +306,12 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   QwenImageConfigs configs = read_qwen_image_configs(options.model);
   // Check the request before spending time on the weights.
   const TextToImageRequest settings = command.prepare(configs);
+  check_lora_files(settings.loras);
+  // Read against the model's layers now, so that a file that cannot be applied costs a moment, not a load.
+  std::optional<LoraRecordsInBackground> lora_records;
+  if (!settings.loras.empty())
+    lora_records.emplace(read_loras(settings.loras, configs.transformer, configs.text_encoder));
+  std::fprintf(stderr, "Loading %s\n", options.model.c_str());
   const QwenImageModel model = load_qwen_image(std::move(configs), device, precision);
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
   load_span.reset();
@@ -306,6 +354,9 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   record.task = command.task;
   record.request = settings;
   record.inputs = command.inputs;
+  if (lora_records) record.loras = lora_records->get();
+  record.lora_apply = memory.lora_apply;
+  record.preset = options.preset;
   record.task_settings = command.task_settings;
   record.result = &result;
   record.load_s = load_s;
@@ -324,10 +375,19 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
 
   if (latents_path) write_npy(*latents_path, result.latents);
 
+  std::string sampling = result.used_cfg ? "" : ", no guidance";
+  if (settings.scheduler_shift) {
+    char shift[48];
+    std::snprintf(shift, sizeof(shift), ", scheduler shift %g", *settings.scheduler_shift);
+    sampling += shift;
+  }
+  if (options.preset) sampling += ", preset " + *options.preset;
   std::fprintf(stderr, "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n", output.c_str(),
                static_cast<long long>(image.width), static_cast<long long>(image.height),
                static_cast<unsigned long long>(settings.seed), settings.steps, settings.cfg_scale,
-               result.used_cfg ? "" : ", no guidance");
+               sampling.c_str());
+  if (!settings.loras.empty())
+    std::fprintf(stderr, "%s\n", lora_summary_line(settings.loras, result).c_str());
   // Every phase the job ran (text-to-image runs no vision or VAE encoding), then the whole command.
   std::string times = "Time: load " + format_seconds(load_s);
   for (int phase = 0; phase < kJobPhases; ++phase) {

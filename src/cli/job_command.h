@@ -20,6 +20,12 @@ struct JobOptions {
   std::optional<std::string> negative_prompt;
   float cfg_scale = 4.0f;
   int steps = 50;
+  std::vector<std::string> loras;  // FILE[:STRENGTH], parsed by LoraChoice::parse
+  std::string lora_apply = "auto";
+  std::optional<double> scheduler_shift;
+  // A sampling preset (cli/lora_job.h): once parsed, the steps, CFG scale and scheduler shift the user did
+  // not give are the preset's.
+  std::optional<std::string> preset;
   std::optional<std::string> seed;    // parsed by seed_from_option
   std::optional<std::string> device;  // cpu when neither it nor devices is given
   std::optional<std::string> devices;
@@ -42,9 +48,23 @@ constexpr int kProfileNotWrittenExitCode = 3;
 // Adds the shared options to a job command. `negative_prompt_help` says when the command guides with it.
 void add_job_options(CLI::App& command, JobOptions& options, const std::string& negative_prompt_help);
 
-// The settings every job takes from the shared options: prompt, negative prompt, CFG scale, steps and the
-// seed (a random one drawn for -1 or none). Warns when the negative prompt cannot be used.
+// The settings every job takes from the shared options: prompt, negative prompt, CFG scale, steps, the seed
+// (a random one drawn for -1 or none), the LoRAs and the scheduler shift. Warns when the negative prompt
+// cannot be used, and when a Lightning preset runs without a LoRA.
 TextToImageRequest job_settings(const JobOptions& options);
+
+// `request` (an ImageEditRequest or ImageToImageRequest) with the shared settings of `settings`.
+template <typename Request>
+Request with_job_settings(Request request, const TextToImageRequest& settings) {
+  request.prompt = settings.prompt;
+  request.negative_prompt = settings.negative_prompt;
+  request.cfg_scale = settings.cfg_scale;
+  request.steps = settings.steps;
+  request.seed = settings.seed;
+  request.loras = settings.loras;
+  request.scheduler_shift = settings.scheduler_shift;
+  return request;
+}
 
 // `settings` as a job of `geometry` runs them, for the metadata: the working size it worked out and the
 // prompt length it applies (0 where, as in the edit pipelines, the whole prompt is encoded).

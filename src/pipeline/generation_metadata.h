@@ -6,6 +6,7 @@
 
 #include "io/png_image.h"
 #include "pipeline/text_to_image.h"
+#include "util/cancellation.h"
 
 namespace canvas {
 
@@ -17,6 +18,22 @@ struct InputPicture {
   std::string sha256;  // of the file's bytes
 };
 
+// A LoRA a job applied, as the image records it.
+struct LoraRecord {
+  std::string path;  // as the user gave it
+  float strength = 1.0f;
+  std::string format;  // the key styles found in it (LoraFile::format)
+  int layers = 0;      // the layers it changes
+  std::string sha256;  // of the file's bytes
+  // Of the bytes after the safetensors header: kohya's LoRA hash, whose first 12 digits A1111 writes in
+  // "Lora hashes" (civitai's AutoV3).
+  std::string tensors_sha256;
+};
+
+// `lora` as the image records it, with both digests of its file. The file is read whole (seconds for a
+// large one); throws CancelledError once `cancellation` is requested.
+LoraRecord lora_record(const AppliedLora& lora, const Cancellation& cancellation);
+
 struct GenerationRecord {
   std::string task = "text-to-image";  // or "edit"
   std::string model;                   // the path or name the user gave
@@ -24,6 +41,9 @@ struct GenerationRecord {
   std::string precision;
   TextToImageRequest request;  // the settings as the job ran them (an edit's output size worked out)
   std::vector<InputPicture> inputs;
+  std::vector<LoraRecord> loras;  // those of request.loras, in order
+  LoraApply lora_apply = LoraApply::Auto;
+  std::optional<std::string> preset;  // the sampling preset the settings came from, e.g. "lightning-4"
   nlohmann::json task_settings = nlohmann::json::object();  // the task's own, e.g. an edit's text positions
   JobResult const* result = nullptr;
   double load_s = 0;

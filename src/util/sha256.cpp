@@ -26,16 +26,6 @@ uint32_t rotate_right(uint32_t x, int bits) {
   return (x >> bits) | (x << (32 - bits));
 }
 
-std::string to_hex(const std::array<uint8_t, 32>& digest) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  for (uint8_t byte : digest) {
-    hex += kDigits[byte >> 4];
-    hex += kDigits[byte & 15];
-  }
-  return hex;
-}
-
 }  // namespace
 
 Sha256::Sha256()
@@ -112,10 +102,20 @@ std::array<uint8_t, 32> Sha256::finish() {
   return digest;
 }
 
+std::string digest_hex(const std::array<uint8_t, 32>& digest) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (uint8_t byte : digest) {
+    hex += kDigits[byte >> 4];
+    hex += kDigits[byte & 15];
+  }
+  return hex;
+}
+
 std::string sha256_hex(std::span<const uint8_t> bytes) {
   Sha256 hash;
   hash.update(bytes);
-  return to_hex(hash.finish());
+  return digest_hex(hash.finish());
 }
 
 std::string sha256_file_hex(const std::filesystem::path& path) {
@@ -129,7 +129,7 @@ std::string sha256_file_hex(const std::filesystem::path& path) {
     if (read < piece.size()) break;
   }
   check(!std::ferror(file.get()), "cannot read '" + path.string() + "': " + std::strerror(errno));
-  return to_hex(hash.finish());
+  return digest_hex(hash.finish());
 }
 
 }  // namespace canvas

@@ -26,6 +26,8 @@ class Sha256 {
   uint64_t length_ = 0;  // bytes
 };
 
+// A digest in lower-case hexadecimal.
+std::string digest_hex(const std::array<uint8_t, 32>& digest);
 // Lower-case hexadecimal digest.
 std::string sha256_hex(std::span<const uint8_t> bytes);
 // Of a file's contents, read in pieces. Throws canvas::Error naming the file when it cannot be read.
