@@ -295,6 +295,28 @@ TEST(Cli, SeedsCoverTheFullRangeAndAnythingElseIsRefused) {
             std::string::npos);
 }
 
+// A batch loads the model once and keeps the weights arranged: its second image is the one a single job
+// with the next seed makes, and every file of the batch is numbered.
+TEST(Cli, BatchCountMakesNumberedImagesWithSeedsCountingUp) {
+  const fs::path folder = test::scratch_dir("cli-batch");
+  const std::string batch =
+      small_job(folder) + "--prompt x --seed 7 --batch-count 2 --save-latents " + (folder / "x.npy").string();
+  test::CommandResult result = run_canvas(batch);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output.find("Loading"), result.output.rfind("Loading")) << "the model loads once";
+  EXPECT_EQ(seed_of(read_image(folder / "x-1.png").rgb), "7");
+  EXPECT_EQ(seed_of(read_image(folder / "x-2.png").rgb), "8");
+  EXPECT_FALSE(fs::exists(folder / "x.png"));
+  const fs::path single = test::scratch_dir("cli-batch-single");
+  ASSERT_EQ(
+      run_canvas(small_job(single) + "--prompt x --seed 8 --save-latents " + (single / "x.npy").string())
+          .exit_code,
+      0);
+  EXPECT_EQ(test::npy_floats(folder / "x-2.npy"), test::npy_floats(single / "x.npy"));
+  expect_refused_before_loading(run_canvas(small_job(folder) + "--prompt x --batch-count 0"),
+                                "--batch-count must be between 1 and 100, got 0");
+}
+
 TEST(Cli, NegativePromptWithoutGuidanceIsWarnedAbout) {
   const fs::path folder = test::scratch_dir("cli-negative-without-cfg");
   test::CommandResult result =

@@ -67,8 +67,11 @@ int run_edit(const EditOptions& options) {
   command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
     return recovery_key(model, request, memory);
   };
-  command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers) {
-    return image_edit(model, request, memory, observers);
+  command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers,
+                    uint64_t seed, ArrangementCache* cache) {
+    auto each = request;
+    each.seed = seed;
+    return image_edit(model, each, memory, observers, cache);
   };
   return run_job_command(job, command);
 }

@@ -184,8 +184,11 @@ int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const
   command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
     return recovery_key(model, request, memory);
   };
-  command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers) {
-    return image_to_image(model, request, memory, observers);
+  command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers,
+                    uint64_t seed, ArrangementCache* cache) {
+    auto each = request;
+    each.seed = seed;
+    return image_to_image(model, each, memory, observers, cache);
   };
   return run_job_command(job, command);
 }

@@ -28,6 +28,31 @@ namespace canvas::cli {
 
 namespace {
 
+// A batch makes at most this many images: more is a script's loop, not one command.
+constexpr int kMaxBatchCount = 100;
+
+// The files one image of a batch writes.
+struct ImageFiles {
+  std::filesystem::path output;
+  std::optional<std::filesystem::path> profile;
+  std::optional<std::filesystem::path> latents;
+};
+
+// The files of image `index` of a batch of `count`: the given names, or with "-N" (1-based) before the
+// extension when the batch has several images.
+ImageFiles batch_files(const ImageFiles& given, int index, int count) {
+  if (count == 1) return given;
+  auto numbered = [&](const std::filesystem::path& path) {
+    std::filesystem::path name = path;
+    name.replace_filename(path.stem().string() + "-" + std::to_string(index + 1) + path.extension().string());
+    return name;
+  };
+  ImageFiles files{numbered(given.output), std::nullopt, std::nullopt};
+  if (given.profile) files.profile = numbered(*given.profile);
+  if (given.latents) files.latents = numbered(*given.latents);
+  return files;
+}
+
 // A non-negative index after `prefix`, or nullopt.
 std::optional<int> device_index(const std::string& name, const std::string& prefix) {
   if (name.rfind(prefix, 0) != 0) return std::nullopt;
@@ -224,6 +249,11 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
                      "Also write the final packed latents to this .npy file (float32 [1, tokens, 64]: the "
                      "reference pipeline's output_type=\"latent\")");
   command.add_option("--output", options.output, "Where to write the PNG")->required();
+  command
+      .add_option("--batch-count", options.batch_count,
+                  "Images to make one after another with seeds counting up from --seed, the model loaded "
+                  "once; with several, each file name gains -1, -2, ... before its extension")
+      ->capture_default_str();
 }
 
 TextToImageRequest job_settings(const JobOptions& options) {
@@ -261,17 +291,17 @@ TextToImageRequest settings_as_run(const TextToImageRequest& settings, const Job
 int run_job_command(const JobOptions& options, const JobCommand& command) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point start = Clock::now();
-  std::filesystem::path output(options.output);
+  check(options.batch_count >= 1 && options.batch_count <= kMaxBatchCount,
+        "--batch-count must be between 1 and " + std::to_string(kMaxBatchCount) + ", got " +
+            std::to_string(options.batch_count));
+  const std::filesystem::path output(options.output);
   check(output.extension() == ".png" || output.extension() == ".PNG",
         "--output must name a .png file, got '" + options.output + "'");
-  check_writable_file(output, "--output");
   std::optional<std::filesystem::path> profile_path;
   if (options.profile) {
     profile_path = *options.profile;
     check(profile_path->extension() == ".json",
           "--profile must name a .json file, got '" + *options.profile + "'");
-    check_writable_file(*profile_path, "--profile");
-    check_writable_file(std::filesystem::path(*profile_path).replace_extension(".svg"), "--profile's plot");
   }
   // Each is recorded in the image's metadata, which must be valid UTF-8.
   check_utf8(options.prompt, "the prompt");
@@ -283,7 +313,17 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
     latents_path = *options.save_latents;
     check(latents_path->extension() == ".npy",
           "--save-latents must name a .npy file, got '" + *options.save_latents + "'");
-    check_writable_file(*latents_path, "--save-latents");
+  }
+  std::vector<ImageFiles> files;
+  for (int index = 0; index < options.batch_count; ++index) {
+    files.push_back(batch_files({output, profile_path, latents_path}, index, options.batch_count));
+    check_writable_file(files.back().output, "--output");
+    if (files.back().profile) {
+      check_writable_file(*files.back().profile, "--profile");
+      check_writable_file(std::filesystem::path(*files.back().profile).replace_extension(".svg"),
+                          "--profile's plot");
+    }
+    if (files.back().latents) check_writable_file(*files.back().latents, "--save-latents");
   }
   const std::vector<Device> devices = job_devices(options);
   const Device device = devices.front();
@@ -319,103 +359,116 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   const Cancellation& cancellation = cli_cancellation();
   cancellation.throw_if_requested();
 
-  ProgressBar progress("Denoising");
-  JobObservers observers;
-  observers.on_step = [&](int done, int total) { progress.update(done, total); };
-  // The job stops at its next phase or step once a first SIGINT or SIGTERM asks it to.
-  observers.cancellation = &cancellation;
-  observers.on_plan = [&](const MemoryPlan& plan) {
-    std::vector<std::string> lines = plan.describe();
-    if (device_budget) lines.insert(lines.begin() + 1, budget_split_line(*device_budget, device));
-    for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
+  ArrangementCache cache;
+  // Image `index` of the batch: the first counts the loading in its time and profile.
+  auto run_image = [&](int index) -> int {
+    const ImageFiles& image_files = files[static_cast<size_t>(index)];
+    const uint64_t seed = settings.seed + static_cast<uint64_t>(index);
+    const Clock::time_point image_start = index == 0 ? start : Clock::now();
+    if (index > 0 && profiler) profiler = std::make_unique<Profiler>(devices);
+    ProgressBar progress("Denoising");
+    JobObservers observers;
+    observers.on_step = [&](int done, int total) { progress.update(done, total); };
+    // The job stops at its next phase or step once a first SIGINT or SIGTERM asks it to.
+    observers.cancellation = &cancellation;
+    observers.on_plan = [&](const MemoryPlan& plan) {
+      std::vector<std::string> lines = plan.describe();
+      if (device_budget) lines.insert(lines.begin() + 1, budget_split_line(*device_budget, device));
+      for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
+    };
+    observers.on_recovery = [](const std::string& recovery) {
+      std::fprintf(stderr, "\nMemory recovery: %s\n", recovery.c_str());
+    };
+    if (options.forget_recoveries) RecoveryMemory::forget(command.recovery_key(model, memory));
+    observers.profiler = profiler.get();
+    JobResult result = command.run(model, memory, observers, seed, &cache);
+    progress.finish();
+    if (result.prompt_truncated_tokens > 0) {
+      std::fprintf(stderr, "warning: the prompt was cut to %lld tokens; its last %lld tokens were not used\n",
+                   static_cast<long long>(settings.max_sequence_length),
+                   static_cast<long long>(result.prompt_truncated_tokens));
+    }
+
+    GenerationRecord record;
+    record.model = options.model;
+    std::string peaks;
+    for (const Device& each : devices) {
+      record.device += (record.device.empty() ? "" : ",") + each.str();
+      record.device_peak_bytes = std::max(record.device_peak_bytes, allocator_for(each).peak());
+      peaks += (peaks.empty() ? "" : ", ") + each.str() + " peak " + format_bytes(allocator_for(each).peak());
+    }
+    record.precision = std::string(dtype_name(model.activation_dtype));
+    record.task = command.task;
+    record.request = settings;
+    record.request.seed = seed;
+    record.inputs = command.inputs;
+    if (lora_records) record.loras = lora_records->get();
+    record.lora_apply = memory.lora_apply;
+    record.preset = options.preset;
+    record.task_settings = command.task_settings;
+    record.result = &result;
+    record.load_s = index == 0 ? load_s : 0.0;
+    record.total_s = std::chrono::duration<double>(Clock::now() - image_start).count();
+    record.host_peak_rss_bytes = host_memory_info().process_peak_rss_bytes;
+    RgbImage image;
+    image.height = result.image.dim(0);
+    image.width = result.image.dim(1);
+    image.pixels = image_to_rgb8(result.image);
+    if (profiler) record.profile_summary = profiler->summary_lines();
+    image.text = generation_text_chunks(record);
+    cancellation.throw_if_requested();
+    write_png(image_files.output, image);
+    std::optional<std::string> profile_error;
+    if (profiler) profile_error = write_profile_files(*profiler, *image_files.profile);
+
+    if (image_files.latents) write_npy(*image_files.latents, result.latents);
+
+    std::string sampling = result.used_cfg ? "" : ", no guidance";
+    if (settings.scheduler_shift) {
+      char shift[48];
+      std::snprintf(shift, sizeof(shift), ", scheduler shift %g", *settings.scheduler_shift);
+      sampling += shift;
+    }
+    if (options.preset) sampling += ", preset " + *options.preset;
+    std::fprintf(stderr, "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n",
+                 image_files.output.c_str(), static_cast<long long>(image.width),
+                 static_cast<long long>(image.height), static_cast<unsigned long long>(seed), settings.steps,
+                 settings.cfg_scale, sampling.c_str());
+    if (!settings.loras.empty())
+      std::fprintf(stderr, "%s\n", lora_summary_line(settings.loras, result).c_str());
+    // Every phase the job ran (text-to-image runs no vision or VAE encoding), then the whole command.
+    std::string times = "Time: load " + format_seconds(record.load_s);
+    for (int phase = 0; phase < kJobPhases; ++phase) {
+      const JobPhase each = static_cast<JobPhase>(phase);
+      if (each != JobPhase::Plan && result.timings.of(each) == 0.0) continue;
+      std::string name(phase_name(each));
+      std::replace(name.begin(), name.end(), '_', ' ');
+      if (name.starts_with("vae")) name.replace(0, 3, "VAE");
+      times += ", " + name + " " + format_seconds(result.timings.of(each));
+    }
+    std::fprintf(stderr, "%s, total %s\n", times.c_str(), format_seconds(record.total_s).c_str());
+    // The plan covers weights and activations; each backend's scratch (GEMM blocks, convolution columns)
+    // stays within the reserve taken off the budget, and the measured peak includes it.
+    std::fprintf(
+        stderr,
+        "Memory: %s (planned %s + up to %s of backend scratch), host peak RSS %s, %s of weights streamed\n",
+        peaks.c_str(), format_bytes(result.plan.predicted_peak_bytes).c_str(),
+        format_bytes(backend_for(device).scratch_reserve_bytes()).c_str(),
+        format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
+    if (profile_error) {
+      std::fprintf(stderr, "error: the image was written to %s, but the profile was not: %s\n",
+                   image_files.output.c_str(), profile_error->c_str());
+      return kProfileNotWrittenExitCode;
+    }
+    if (profiler) {
+      std::fprintf(stderr, "Profile: %s and %s\n", image_files.profile->c_str(),
+                   std::filesystem::path(*image_files.profile).replace_extension(".svg").c_str());
+      for (const std::string& line : record.profile_summary) std::fprintf(stderr, "  %s\n", line.c_str());
+    }
+    return 0;
   };
-  observers.on_recovery = [](const std::string& recovery) {
-    std::fprintf(stderr, "\nMemory recovery: %s\n", recovery.c_str());
-  };
-  if (options.forget_recoveries) RecoveryMemory::forget(command.recovery_key(model, memory));
-  observers.profiler = profiler.get();
-  JobResult result = command.run(model, memory, observers);
-  progress.finish();
-  if (result.prompt_truncated_tokens > 0) {
-    std::fprintf(stderr, "warning: the prompt was cut to %lld tokens; its last %lld tokens were not used\n",
-                 static_cast<long long>(settings.max_sequence_length),
-                 static_cast<long long>(result.prompt_truncated_tokens));
-  }
-
-  GenerationRecord record;
-  record.model = options.model;
-  std::string peaks;
-  for (const Device& each : devices) {
-    record.device += (record.device.empty() ? "" : ",") + each.str();
-    record.device_peak_bytes = std::max(record.device_peak_bytes, allocator_for(each).peak());
-    peaks += (peaks.empty() ? "" : ", ") + each.str() + " peak " + format_bytes(allocator_for(each).peak());
-  }
-  record.precision = std::string(dtype_name(model.activation_dtype));
-  record.task = command.task;
-  record.request = settings;
-  record.inputs = command.inputs;
-  if (lora_records) record.loras = lora_records->get();
-  record.lora_apply = memory.lora_apply;
-  record.preset = options.preset;
-  record.task_settings = command.task_settings;
-  record.result = &result;
-  record.load_s = load_s;
-  record.total_s = std::chrono::duration<double>(Clock::now() - start).count();
-  record.host_peak_rss_bytes = host_memory_info().process_peak_rss_bytes;
-  RgbImage image;
-  image.height = result.image.dim(0);
-  image.width = result.image.dim(1);
-  image.pixels = image_to_rgb8(result.image);
-  if (profiler) record.profile_summary = profiler->summary_lines();
-  image.text = generation_text_chunks(record);
-  cancellation.throw_if_requested();
-  write_png(output, image);
-  std::optional<std::string> profile_error;
-  if (profiler) profile_error = write_profile_files(*profiler, *profile_path);
-
-  if (latents_path) write_npy(*latents_path, result.latents);
-
-  std::string sampling = result.used_cfg ? "" : ", no guidance";
-  if (settings.scheduler_shift) {
-    char shift[48];
-    std::snprintf(shift, sizeof(shift), ", scheduler shift %g", *settings.scheduler_shift);
-    sampling += shift;
-  }
-  if (options.preset) sampling += ", preset " + *options.preset;
-  std::fprintf(stderr, "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n", output.c_str(),
-               static_cast<long long>(image.width), static_cast<long long>(image.height),
-               static_cast<unsigned long long>(settings.seed), settings.steps, settings.cfg_scale,
-               sampling.c_str());
-  if (!settings.loras.empty())
-    std::fprintf(stderr, "%s\n", lora_summary_line(settings.loras, result).c_str());
-  // Every phase the job ran (text-to-image runs no vision or VAE encoding), then the whole command.
-  std::string times = "Time: load " + format_seconds(load_s);
-  for (int phase = 0; phase < kJobPhases; ++phase) {
-    const JobPhase each = static_cast<JobPhase>(phase);
-    if (each != JobPhase::Plan && result.timings.of(each) == 0.0) continue;
-    std::string name(phase_name(each));
-    std::replace(name.begin(), name.end(), '_', ' ');
-    if (name.starts_with("vae")) name.replace(0, 3, "VAE");
-    times += ", " + name + " " + format_seconds(result.timings.of(each));
-  }
-  std::fprintf(stderr, "%s, total %s\n", times.c_str(), format_seconds(record.total_s).c_str());
-  // The plan covers weights and activations; each backend's scratch (GEMM blocks, convolution columns)
-  // stays within the reserve taken off the budget, and the measured peak includes it.
-  std::fprintf(
-      stderr,
-      "Memory: %s (planned %s + up to %s of backend scratch), host peak RSS %s, %s of weights streamed\n",
-      peaks.c_str(), format_bytes(result.plan.predicted_peak_bytes).c_str(),
-      format_bytes(backend_for(device).scratch_reserve_bytes()).c_str(),
-      format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
-  if (profile_error) {
-    std::fprintf(stderr, "error: the image was written to %s, but the profile was not: %s\n", output.c_str(),
-                 profile_error->c_str());
-    return kProfileNotWrittenExitCode;
-  }
-  if (profiler) {
-    std::fprintf(stderr, "Profile: %s and %s\n", profile_path->c_str(),
-                 std::filesystem::path(*profile_path).replace_extension(".svg").c_str());
-    for (const std::string& line : record.profile_summary) std::fprintf(stderr, "  %s\n", line.c_str());
+  for (int index = 0; index < options.batch_count; ++index) {
+    if (const int code = run_image(index); code != 0) return code;
   }
   return 0;
 }

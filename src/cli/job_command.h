@@ -38,6 +38,7 @@ struct JobOptions {
   std::optional<std::string> profile;
   std::optional<std::string> save_latents;
   bool forget_recoveries = false;
+  int batch_count = 1;
   std::string output;
 };
 
@@ -79,10 +80,15 @@ struct JobCommand {
   // as the job will run them (the metadata's, e.g. an edit's output size worked out from its pictures).
   std::function<TextToImageRequest(const QwenImageConfigs&)> prepare;
   std::function<std::string(const QwenImageModel&, const MemoryOptions&)> recovery_key;
-  std::function<JobResult(const QwenImageModel&, const MemoryOptions&, const JobObservers&)> run;
+  // Runs one image of the batch with `seed`; `cache` keeps the weights arranged for the next image.
+  std::function<JobResult(const QwenImageModel&, const MemoryOptions&, const JobObservers&, uint64_t seed,
+                          ArrangementCache* cache)>
+      run;
 };
 
-// Runs the job; returns the exit code. Throws canvas::Error (CancelledError once cancelled) when it fails.
+// Runs the job (each image of its batch, seeds counting up from the first, the model loaded once and the
+// weights kept arranged between images); returns the exit code. Throws canvas::Error (CancelledError once
+// cancelled) when it fails; the images already written stay.
 int run_job_command(const JobOptions& options, const JobCommand& command);
 
 }  // namespace canvas::cli
