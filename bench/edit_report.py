@@ -18,8 +18,9 @@ import statistics
 
 
 def time_line(log_lines):
-    """{"load": 38.9, "text_encode": 1.5, ..., "total": 66.9} from "Time: load 38.90 s, text encode 1.48 s, ..."."""
-    for line in log_lines:
+    """{"load": 38.9, "text_encode": 1.5, ..., "total": 66.9} from "Time: load 38.90 s, text encode 1.48 s, ...":
+    the last such line, the last image's of a batch."""
+    for line in reversed(log_lines):
         if line.startswith("Time:"):
             return {name.strip().replace(" ", "_").lower(): float(value)
                     for name, value in re.findall(r"([A-Za-z][A-Za-z ]*?) ([0-9.]+) s\b", line[len("Time:"):])}

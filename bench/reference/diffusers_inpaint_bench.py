@@ -118,7 +118,7 @@ def main():
     begin = time.perf_counter()
     inpaint_pipe = QwenImageInpaintPipeline.from_pretrained(a.model, torch_dtype=getattr(torch, a.dtype))
     common["load_host_s"] = time.perf_counter() - begin
-    pipes = {"inpaint": inpaint_pipe, "img2img": QwenImageImg2ImgPipeline.from_pipe(inpaint_pipe)}
+    pipes = {"inpaint": inpaint_pipe, "img2img": QwenImageImg2ImgPipeline.from_pipe(inpaint_pipe, torch_dtype=getattr(torch, a.dtype))}
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
     placement = Placement(device, a.placement)
