@@ -11,6 +11,7 @@
 
 #include "image/decode.h"
 #include "io/lora_file.h"
+#include "io/safetensors.h"
 #include "pipeline/image_edit.h"
 #include "pipeline/job_facts.h"
 #include "pipeline/text_to_image.h"
@@ -222,6 +223,46 @@ TEST_F(LoraPipeline, ThePlannerCountsTheLoraTensors) {
   EXPECT_EQ(after.bytes[lossless] + after.once_bytes[lossless] - before.bytes[lossless] -
                 before.once_bytes[lossless],
             block_lora_bytes);
+}
+
+// A LoRA on the text encoder (kohya's lora_te_ keys) changes the prompt's embedding, merged or beside the
+// weights alike. No reference pipeline loads text-encoder LoRAs for Qwen-Image, so the two paths check
+// each other.
+TEST_F(LoraPipeline, TextEncoderLorasChangeThePromptMergedOrBeside) {
+  const nlohmann::json parameters = test::golden_json(folder_of("a_peft_64x64"));
+  const QwenImageModel& model = model_for(parameters);
+  const int64_t hidden = model.text_encoder->config().hidden_size;
+  const int64_t rank = 2;
+  std::vector<float> down(static_cast<size_t>(rank * hidden)), up(static_cast<size_t>(hidden * rank));
+  for (size_t i = 0; i < down.size(); ++i) down[i] = std::sin(0.7f * static_cast<float>(i));
+  for (size_t i = 0; i < up.size(); ++i) up[i] = std::cos(0.3f * static_cast<float>(i));
+  const std::filesystem::path file = test::scratch_dir("lora-text-encoder") / "te.safetensors";
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const char* module :
+       {"lora_te_model_layers_0_self_attn_q_proj", "lora_te_model_layers_1_mlp_down_proj"}) {
+    const bool mlp = std::string(module).find("mlp") != std::string::npos;
+    const int64_t in = mlp ? model.text_encoder->config().intermediate_size : hidden;
+    std::vector<float> wide_down(static_cast<size_t>(rank * in));
+    for (size_t i = 0; i < wide_down.size(); ++i) wide_down[i] = down[i % down.size()];
+    tensors.push_back(
+        {std::string(module) + ".lora_down.weight", Tensor::from_floats(wide_down, {rank, in})});
+    tensors.push_back({std::string(module) + ".lora_up.weight", Tensor::from_floats(up, {hidden, rank})});
+    tensors.push_back({std::string(module) + ".alpha", Tensor::from_floats(std::vector<float>{1.0f}, {})});
+  }
+  write_safetensors(file, tensors);
+  TextToImageRequest request = test::golden_request(parameters);
+  const JobResult plain = text_to_image(model, request, {});
+  request.loras = {{file, 1.0f}};
+  MemoryOptions beside;
+  beside.lora_apply = LoraApply::RunTime;
+  const JobResult with_beside = text_to_image(model, request, beside);
+  MemoryOptions merged;
+  merged.plan.strategy = Strategy::Bf16Full;
+  const JobResult with_merged = text_to_image(model, request, merged);
+  EXPECT_EQ(with_beside.lora_layers, 2);
+  EXPECT_EQ(with_merged.lora_layers_merged, 2);
+  EXPECT_GT(test::relative_error(with_beside.latents, plain.latents), 1e-2);
+  EXPECT_LE(test::relative_error(with_merged.latents, with_beside.latents), 1e-5);
 }
 
 TEST_F(LoraPipeline, ALoraForAnotherModelFailsNamingTheLayer) {
