@@ -158,8 +158,8 @@ int WeightArrangement::prepare_transformer(WeightPrecision precision) {
 void WeightArrangement::store_transformer_weights(WeightPrecision precision) {
   check(transformer_placement_ == nullptr, "the transformer's weights are stored anew only once released");
   const int64_t chunk = transformer_->forward_chunk_size();
-  // The quantized weights are new, so no LoRA is folded into them yet.
-  merged_layers_.clear();
+  // The stored weights are new, so no LoRA is folded into them yet.
+  transformer_->visit_linears([&](const std::string&, nn::Linear& layer) { merged_layers_.erase(&layer); });
   prepare_transformer(precision);
   transformer_->enable_forward_chunking(chunk);
 }
