@@ -60,9 +60,9 @@ TEST(EditGeometry, EditPlusSizesEachPictureAndTheOutputFromTheLast) {
   EXPECT_EQ(geometry.sequence_image_tokens(), geometry.image_tokens() + 52 * 78 + 48 * 86);
   // Unguided without a negative prompt, whatever the scale, as the reference.
   EXPECT_FALSE(geometry.guided);
-  request.negative_prompt = "blurry";
+  request.sampling.negative_prompt = "blurry";
   EXPECT_TRUE(job_geometry(configs, request).guided);
-  request.cfg_scale = 1.0f;
+  request.sampling.cfg_scale = 1.0f;
   EXPECT_FALSE(job_geometry(configs, request).guided);
 }
 

@@ -99,14 +99,14 @@ TEST_P(EditPipelineGolden, EveryPhaseMatchesDiffusers) {
   for (TextPositions positions : {TextPositions::MRope, TextPositions::Sequential}) {
     ImageEditRequest with_positions = request;
     with_positions.text_positions = positions;
-    Job job(model, job_geometry(model.configs, with_positions), request.prompt, {}, {}, {});
+    Job job(model, job_geometry(model.configs, with_positions), request.sampling.prompt, {}, {}, {});
     Qwen2_5_VLImageEmbeds pictures;
     PromptEmbeddings prompts;
     Tensor references;
     job.run({
         {JobPhase::Plan, [&] { job.arrange_weights(); }},
         {JobPhase::VisionEncode, [&] { pictures = encode_pictures(job, request.images); }},
-        {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.prompt, &pictures); }},
+        {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.sampling.prompt, &pictures); }},
         {JobPhase::VaeEncode, [&] { references = encode_reference_latents(job, request.images); }},
     });
     test::expect_close(pictures.embeds, golden.get("image_embeds"), 1e-5);
@@ -156,7 +156,7 @@ TEST_F(EditPipeline, AnotherPictureOrPromptChangesTheEdit) {
   for (uint8_t& value : other_picture.images[0].pixels) value = static_cast<uint8_t>(255 - value);
   EXPECT_GT(test::relative_error(image_edit(model, other_picture, {}).latents, first), 0.05);
   ImageEditRequest other_prompt = request;
-  other_prompt.prompt = "Make the sea green and add a small blue house.";
+  other_prompt.sampling.prompt = "Make the sea green and add a small blue house.";
   EXPECT_GT(test::relative_error(image_edit(model, other_prompt, {}).latents, first), 0.05);
 }
 

@@ -23,17 +23,18 @@ class FullSizeEditPlanner : public ::testing::Test {
   // An edit at 1024x1024 with the first `pictures` of three of different aspects, guided.
   static std::vector<ComponentFacts> facts(int pictures) {
     ImageEditRequest request;
-    request.prompt = "Put the cat from picture 2 on the sofa from picture 1, painted like picture 3";
-    request.negative_prompt = " ";
+    request.sampling.prompt = "Put the cat from picture 2 on the sofa from picture 1, painted like picture 3";
+    request.sampling.negative_prompt = " ";
     request.width = request.height = 1024;
-    request.steps = 40;
+    request.sampling.steps = 40;
     const std::pair<int64_t, int64_t> sizes[] = {{1024, 768}, {768, 1152}, {1280, 720}};
     for (int i = 0; i < pictures; ++i) {
       const auto [width, height] = sizes[i];
       request.images.push_back(
           {width, height, std::vector<uint8_t>(static_cast<size_t>(width * height * 3)), {}});
     }
-    return job_facts(*model_, job_geometry(model_->configs, request), request.prompt, MemoryOptions{});
+    return job_facts(*model_, job_geometry(model_->configs, request), request.sampling.prompt,
+                     MemoryOptions{});
   }
   static const ComponentFacts& fact(const std::vector<ComponentFacts>& all, Component component) {
     for (const ComponentFacts& each : all)

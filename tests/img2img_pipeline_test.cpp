@@ -71,12 +71,12 @@ TEST_P(Img2ImgPipelineGolden, InputsAndSourceLatentsMatchDiffusers) {
               (vae_image_processor::CropRegion{region[0], region[1], region[2], region[3]}));
   }
 
-  Job job(model, geometry, request.prompt, {}, {}, {});
+  Job job(model, geometry, request.sampling.prompt, {}, {}, {});
   SourceLatents source;
   job.run({
       {JobPhase::Plan, [&] { job.arrange_weights(); }},
       {JobPhase::VaeEncode,
-       [&] { source = encode_source_latents(job, processed.picture_tensor, request.seed); }},
+       [&] { source = encode_source_latents(job, processed.picture_tensor, request.sampling.seed); }},
   });
   test::expect_close(source.image_latents, golden.get("image_latents"), 1e-5);
   EXPECT_TRUE(test::bit_identical(source.noise, golden.get("noise")));

@@ -217,7 +217,7 @@ TEST(LoraCli, LoraFilesThatCannotBeAppliedFailClearlyAndWriteNothing) {
 // As A1111 writes them: the tags keep the file stem, the hashes drop its separators and are quoted.
 TEST(LoraCli, TheParametersTextNamesLorasAsA1111Does) {
   GenerationRecord record;
-  record.request.prompt = "a cat";
+  record.request.sampling.prompt = "a cat";
   record.model = "qwen";
   record.loras = {{"loras/my,style:v2.safetensors", 0.75f, "kohya", 10, "", std::string(64, 'a')},
                   {"b.safetensors", -1.0f, "plain", 4, "", "0123456789abcdef" + std::string(48, '0')}};

@@ -69,10 +69,7 @@ JobResult run_case(const std::string& name, const MemoryOptions& options, float 
   for (LoraChoice& lora : loras) lora.strength *= strength_factor;
   if (parameters.at("pipeline_class").get<std::string>() == "QwenImageEditPlusPipeline") {
     ImageEditRequest request;
-    request.prompt = parameters.at("prompt").get<std::string>();
-    request.cfg_scale = parameters.at("true_cfg_scale").get<float>();
-    request.steps = parameters.at("num_inference_steps").get<int>();
-    request.seed = parameters.at("seed").get<uint64_t>();
+    request.sampling = test::golden_sampling(parameters);
     request.areas = {parameters.at("condition_area").get<int64_t>(), parameters.at("vae_area").get<int64_t>(),
                      parameters.at("output_area").get<int64_t>()};
     // diffusers 0.42 under transformers 5 passes no mm_token_type_ids (see tests/edit_pipeline_test.cpp).
@@ -82,13 +79,13 @@ JobResult run_case(const std::string& name, const MemoryOptions& options, float 
           read_image(test::source_path("tests/golden/" + folder_of(name) + "/" + file.get<std::string>()))
               .rgb);
     }
-    request.loras = loras;
-    request.scheduler_shift = golden_shift(parameters);
+    request.sampling.loras = loras;
+    request.sampling.scheduler_shift = golden_shift(parameters);
     return image_edit(model, request, options);
   }
   TextToImageRequest request = test::golden_request(parameters);
-  request.loras = loras;
-  request.scheduler_shift = golden_shift(parameters);
+  request.sampling.loras = loras;
+  request.sampling.scheduler_shift = golden_shift(parameters);
   return text_to_image(model, request, options);
 }
 
@@ -158,10 +155,10 @@ TEST_F(LoraPipeline, AKeptArrangementGoesBackToTheExactBaseWeights) {
   TextToImageRequest request = test::golden_request(parameters);
   const JobResult fresh = text_to_image(model, request, options);
   ArrangementCache cache;
-  request.loras = golden_loras(parameters);
+  request.sampling.loras = golden_loras(parameters);
   const JobResult with_lora = text_to_image(model, request, options, {}, &cache);
   EXPECT_EQ(with_lora.lora_layers_merged, with_lora.lora_layers);
-  request.loras.clear();
+  request.sampling.loras.clear();
   const JobResult after = text_to_image(model, request, options, {}, &cache);
   EXPECT_TRUE(test::bit_identical(after.latents, fresh.latents));
 }
@@ -202,8 +199,9 @@ TEST_F(LoraPipeline, ThePlannerCountsTheLoraTensors) {
   TextToImageRequest request = test::golden_request(parameters);
   const JobGeometry geometry = job_geometry(model.configs, request);
   const std::vector<AppliedLora> loras = job_loras(model, golden_loras(parameters));
-  const std::vector<ComponentFacts> plain = job_facts(model, geometry, request.prompt, {});
-  const std::vector<ComponentFacts> with_loras = job_facts(model, geometry, request.prompt, {}, {}, loras);
+  const std::vector<ComponentFacts> plain = job_facts(model, geometry, request.sampling.prompt, {});
+  const std::vector<ComponentFacts> with_loras =
+      job_facts(model, geometry, request.sampling.prompt, {}, {}, loras);
   QwenImageTransformer2DModel transformer = *model.transformer;
   attach_loras(loras, transformer);
   int64_t block_lora_bytes = 0;
@@ -252,7 +250,7 @@ TEST_F(LoraPipeline, TextEncoderLorasChangeThePromptMergedOrBeside) {
   write_safetensors(file, tensors);
   TextToImageRequest request = test::golden_request(parameters);
   const JobResult plain = text_to_image(model, request, {});
-  request.loras = {{file, 1.0f}};
+  request.sampling.loras = {{file, 1.0f}};
   MemoryOptions beside;
   beside.lora_apply = LoraApply::RunTime;
   const JobResult with_beside = text_to_image(model, request, beside);
@@ -269,7 +267,8 @@ TEST_F(LoraPipeline, ALoraForAnotherModelFailsNamingTheLayer) {
   // The edit model's transformer is wider than the text-to-image one's.
   const nlohmann::json parameters = test::golden_json(folder_of("a_peft_64x64"));
   TextToImageRequest request = test::golden_request(parameters);
-  request.loras = {{test::source_path("tests/golden/lora/loras/edit_lightx2v_bf16.safetensors"), 1.0f}};
+  request.sampling.loras = {
+      {test::source_path("tests/golden/lora/loras/edit_lightx2v_bf16.safetensors"), 1.0f}};
   test::expect_contains(test::error_of([&] { text_to_image(model_for(parameters), request, {}); }),
                         "the LoRA was made for another model");
 }

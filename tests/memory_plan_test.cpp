@@ -57,9 +57,9 @@ TEST_F(MemoryPlanPipeline, SequentialOffloadStreamsEveryBlockEachStep) {
         name.find(".img_mod.") != std::string::npos || name.find(".txt_mod.") != std::string::npos;
     (modulation ? once : every_step) += tensor.nbytes();
   });
-  EXPECT_GE(result.bytes_streamed, request_.steps * every_step + once);
+  EXPECT_GE(result.bytes_streamed, request_.sampling.steps * every_step + once);
   // Prefetching may fill the ring with the next cycle's first blocks before the phase ends, no more.
-  EXPECT_LE(result.bytes_streamed, (request_.steps + 1) * every_step + once);
+  EXPECT_LE(result.bytes_streamed, (request_.sampling.steps + 1) * every_step + once);
 }
 
 TEST_F(MemoryPlanPipeline, AnyMixOfResidentAndStreamedBlocksIsBitIdentical) {
@@ -124,7 +124,7 @@ TEST_F(MemoryPlanPipeline, ThePlanAndTheScratchReserveBoundEverythingAllocated) 
   // several times its planned activations.
   TextToImageRequest request = request_;
   request.width = request.height = 256;
-  request.steps = 2;
+  request.sampling.steps = 2;
   Allocator& allocator = allocator_for(Device::cpu());
   const int64_t before = allocator.in_use();
   allocator.reset_peak();

@@ -22,13 +22,13 @@ class MultiDevicePlanner : public ::testing::Test {
   // Facts of a 50-step job at `side`², CFG 4 or without guidance, measured for two devices.
   static std::vector<ComponentFacts> facts(int64_t side, bool guided = true) {
     TextToImageRequest request;
-    request.prompt = "a lighthouse on a cliff at dusk, oil painting";
+    request.sampling.prompt = "a lighthouse on a cliff at dusk, oil painting";
     request.width = request.height = side;
-    request.steps = 50;
-    request.cfg_scale = guided ? 4.0f : 1.0f;
+    request.sampling.steps = 50;
+    request.sampling.cfg_scale = guided ? 4.0f : 1.0f;
     MemoryOptions options;
     options.extra_devices = {Device::cuda(1)};
-    return job_facts(*model_, job_geometry(model_->configs, request), request.prompt, options);
+    return job_facts(*model_, job_geometry(model_->configs, request), request.sampling.prompt, options);
   }
   // Two H200s (figures from bench/RESULTS.md) joined at a peer-copy rate of 300 GB/s (NVLink's order), each
   // with `gib` free.

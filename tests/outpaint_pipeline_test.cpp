@@ -32,10 +32,10 @@ RgbImage striped_picture() {
 
 ImageToImageRequest outpaint_request() {
   ImageToImageRequest request;
-  request.prompt = "a wide landscape";
-  request.cfg_scale = 1.0f;
-  request.steps = 2;
-  request.seed = 5;
+  request.sampling.prompt = "a wide landscape";
+  request.sampling.cfg_scale = 1.0f;
+  request.sampling.steps = 2;
+  request.sampling.seed = 5;
   request.strength = 1.0;
   request.image = striped_picture();
   request.outpaint = OutpaintMargins{16, 0, 16, 0};

@@ -31,7 +31,7 @@ TEST_P(PipelineGolden, ImageMatchesDiffusers) {
   observers.on_step = [&](int done, int) { steps_reported = done; };
   JobResult result = text_to_image(*model_, request, {}, observers);
 
-  EXPECT_EQ(steps_reported, request.steps);
+  EXPECT_EQ(steps_reported, request.sampling.steps);
   EXPECT_EQ(result.used_cfg, parameters.at("do_true_cfg").get<bool>());
   double latent_error = test::relative_error(result.latents, golden.get("latents"));
   EXPECT_LE(latent_error, 1e-4);
@@ -58,13 +58,13 @@ INSTANTIATE_TEST_SUITE_P(Cases, PipelineGolden,
 
 TEST_F(PipelineGolden, SameSeedSameImageDifferentSeedDifferentImage) {
   TextToImageRequest request;
-  request.prompt = "a red fox";
-  request.steps = 2;
+  request.sampling.prompt = "a red fox";
+  request.sampling.steps = 2;
   request.width = request.height = 32;
-  request.seed = 5;
+  request.sampling.seed = 5;
   std::vector<uint8_t> first = image_to_rgb8(text_to_image(*model_, request, {}).image);
   std::vector<uint8_t> again = image_to_rgb8(text_to_image(*model_, request, {}).image);
-  request.seed = 6;
+  request.sampling.seed = 6;
   std::vector<uint8_t> other = image_to_rgb8(text_to_image(*model_, request, {}).image);
   EXPECT_EQ(first, again);
   EXPECT_NE(first, other);
@@ -72,8 +72,8 @@ TEST_F(PipelineGolden, SameSeedSameImageDifferentSeedDifferentImage) {
 
 TEST_F(PipelineGolden, BadRequestsAreClearErrors) {
   TextToImageRequest request;
-  request.prompt = "x";
-  request.steps = 2;
+  request.sampling.prompt = "x";
+  request.sampling.steps = 2;
   request.width = 100;  // not a multiple of 16
   request.height = 64;
   try {
@@ -83,17 +83,17 @@ TEST_F(PipelineGolden, BadRequestsAreClearErrors) {
     EXPECT_NE(std::string(error.what()).find("multiples of 16"), std::string::npos) << error.what();
   }
   request.width = 64;
-  request.steps = 0;
+  request.sampling.steps = 0;
   EXPECT_THROW(validate_request(request, model_->configs), Error);
-  request.steps = 2;
+  request.sampling.steps = 2;
   request.width = 1 << 20;
   EXPECT_THROW(validate_request(request, model_->configs), Error);
   request.width = 64;
-  request.cfg_scale = NAN;
+  request.sampling.cfg_scale = NAN;
   EXPECT_THROW(validate_request(request, model_->configs), Error);
   // The scheduler's shift_terminal needs two steps: said before any weight is read.
-  request.cfg_scale = 4.0f;
-  request.steps = 1;
+  request.sampling.cfg_scale = 4.0f;
+  request.sampling.steps = 1;
   EXPECT_NE(test::error_of([&] { validate_request(request, model_->configs); }).find("between 2 and 1000"),
             std::string::npos);
 }

@@ -18,12 +18,12 @@ class FullSizePlanner : public ::testing::Test {
   static void SetUpTestSuite() {
     model_ = new QwenImageModel(test::full_size_planning_model("planner"));
     TextToImageRequest request;
-    request.prompt = "a lighthouse on a cliff at dusk, oil painting";
+    request.sampling.prompt = "a lighthouse on a cliff at dusk, oil painting";
     request.width = request.height = 1024;
-    request.steps = 50;
-    request.cfg_scale = 4.0f;
+    request.sampling.steps = 50;
+    request.sampling.cfg_scale = 4.0f;
     facts_ = new std::vector<ComponentFacts>(
-        job_facts(*model_, job_geometry(model_->configs, request), request.prompt, MemoryOptions{}));
+        job_facts(*model_, job_geometry(model_->configs, request), request.sampling.prompt, MemoryOptions{}));
   }
   static void TearDownTestSuite() {
     delete facts_;

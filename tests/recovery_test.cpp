@@ -72,7 +72,7 @@ TEST_F(Recovery, SqueezeMidJobStreamsMoreBlocksAndKeepsTheImage) {
   const ComponentPlan& transformer = result.plan.component(Component::Transformer);
   EXPECT_GT(transformer.streamed_blocks, 0);
   EXPECT_LT(transformer.placed_bytes, resident.placed_bytes);
-  EXPECT_EQ(static_cast<int>(result.timings.step_s.size()), request_.steps);
+  EXPECT_EQ(static_cast<int>(result.timings.step_s.size()), request_.sampling.steps);
   EXPECT_TRUE(test::bit_identical(result.latents, reference_->latents));
   EXPECT_TRUE(test::bit_identical(result.image, reference_->image));
 }
@@ -217,9 +217,9 @@ TEST_F(Recovery, VaeSqueezeDecodesInTiles) {
 TEST_F(Recovery, VaeSqueezeEncodesInTiles) {
   // An img2img job large enough for the default 256-pixel tiles to split its picture 3 x 3.
   ImageToImageRequest request;
-  request.prompt = request_.prompt;
+  request.sampling.prompt = request_.sampling.prompt;
   // Half of 4 steps: the first kept step's sigma is below 1, so the source's latents count.
-  request.steps = 4;
+  request.sampling.steps = 4;
   request.strength = 0.5;
   request.image.width = request.image.height = 512;
   for (int64_t i = 0; i < 512 * 512 * 3; ++i)

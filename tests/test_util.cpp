@@ -120,31 +120,31 @@ std::vector<std::array<int64_t, 3>> golden_grids(const Tensor& image_grid_thw) {
   return grids;
 }
 
+SamplingSettings golden_sampling(const nlohmann::json& parameters) {
+  SamplingSettings sampling;
+  sampling.prompt = parameters.at("prompt").get<std::string>();
+  if (!parameters.at("negative_prompt").is_null())
+    sampling.negative_prompt = parameters["negative_prompt"].get<std::string>();
+  sampling.cfg_scale = parameters.at("true_cfg_scale").get<float>();
+  sampling.steps = parameters.at("num_inference_steps").get<int>();
+  sampling.seed = parameters.at("seed").get<uint64_t>();
+  return sampling;
+}
+
 TextToImageRequest golden_request(const nlohmann::json& parameters) {
   TextToImageRequest request;
-  request.prompt = parameters.at("prompt").get<std::string>();
-  if (!parameters.at("negative_prompt").is_null()) {
-    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
-  }
-  request.cfg_scale = parameters.at("true_cfg_scale").get<float>();
-  request.steps = parameters.at("num_inference_steps").get<int>();
+  request.sampling = golden_sampling(parameters);
   request.width = parameters.at("width").get<int64_t>();
   request.height = parameters.at("height").get<int64_t>();
-  request.seed = parameters.at("seed").get<uint64_t>();
   return request;
 }
 
 ImageEditRequest golden_edit_request(const std::string& name) {
   const nlohmann::json parameters = test::golden_json("edit/" + name);
   ImageEditRequest request;
-  request.prompt = parameters.at("prompt").get<std::string>();
-  if (!parameters.at("negative_prompt").is_null())
-    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
-  request.cfg_scale = parameters.at("true_cfg_scale").get<float>();
-  request.steps = parameters.at("num_inference_steps").get<int>();
+  request.sampling = golden_sampling(parameters);
   if (!parameters.at("width").is_null()) request.width = parameters["width"].get<int64_t>();
   if (!parameters.at("height").is_null()) request.height = parameters["height"].get<int64_t>();
-  request.seed = parameters.at("seed").get<uint64_t>();
   request.areas = {parameters.at("condition_area").get<int64_t>(), parameters.at("vae_area").get<int64_t>(),
                    parameters.at("output_area").get<int64_t>()};
   for (const nlohmann::json& file : parameters.at("images")) {
@@ -168,17 +168,12 @@ RgbImage inpaint_golden_picture(const std::string& name, const std::string& file
 ImageToImageRequest golden_image_to_image_request(const std::string& name) {
   const nlohmann::json parameters = golden_json("inpaint/" + name);
   ImageToImageRequest request;
-  request.prompt = parameters.at("prompt").get<std::string>();
-  if (!parameters.at("negative_prompt").is_null())
-    request.negative_prompt = parameters["negative_prompt"].get<std::string>();
-  const bool guided = parameters.at("do_true_cfg").get<bool>();
-  request.cfg_scale = guided ? parameters.at("true_cfg_scale").get<float>() : 1.0f;
-  request.steps = parameters.at("num_inference_steps").get<int>();
+  request.sampling = golden_sampling(parameters);
+  if (!parameters.at("do_true_cfg").get<bool>()) request.sampling.cfg_scale = 1.0f;
   if (!parameters.at("requested_width").is_null())
     request.width = parameters["requested_width"].get<int64_t>();
   if (!parameters.at("requested_height").is_null())
     request.height = parameters["requested_height"].get<int64_t>();
-  request.seed = parameters.at("seed").get<uint64_t>();
   request.strength = parameters.at("strength").get<double>();
   request.image = inpaint_golden_picture(name, parameters.at("image").get<std::string>());
   if (!parameters.at("mask").is_null())

@@ -37,6 +37,9 @@ RgbImage golden_picture(const WeightSource& golden, const std::string& name);
 // The (t, h, w) rows of a golden's image_grid_thw, I64 [images, 3].
 std::vector<std::array<int64_t, 3>> golden_grids(const Tensor& image_grid_thw);
 
+// The prompt, negative prompt, CFG scale, steps and seed a golden's golden.json describes.
+SamplingSettings golden_sampling(const nlohmann::json& parameters);
+
 // The request a pipeline golden's golden.json describes (prompt, negative prompt, CFG, size, steps, seed).
 TextToImageRequest golden_request(const nlohmann::json& parameters);
 

@@ -37,8 +37,8 @@ void add_edit_command(CLI::App& app, EditOptions& options) {
 
 int run_edit(const EditOptions& options) {
   const JobOptions& job = options.job;
-  const TextToImageRequest settings = job_settings(job);
-  ImageEditRequest request = with_job_settings(ImageEditRequest(), settings);
+  ImageEditRequest request;
+  request.sampling = job_settings(job);
   request.width = options.width;
   request.height = options.height;
   request.text_positions =
@@ -54,15 +54,15 @@ int run_edit(const EditOptions& options) {
     request.images.push_back(decoded.rgb);
     request.images.back().text.clear();
   }
-  if (!job.negative_prompt && settings.cfg_scale > 1.0f) {
+  if (!job.negative_prompt && request.sampling.cfg_scale > 1.0f) {
     std::fprintf(stderr,
                  "note: no guidance: the edit pipelines guide only with a negative prompt (give "
                  "--negative-prompt \" \" to guide at --cfg-scale %.2f)\n",
-                 settings.cfg_scale);
+                 request.sampling.cfg_scale);
   }
   command.prepare = [&](const QwenImageConfigs& configs) {
     validate_request(request, configs);
-    return settings_as_run(settings, job_geometry(configs, request));
+    return settings_as_run(request.sampling, job_geometry(configs, request));
   };
   command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
     return recovery_key(model, request, memory);
@@ -70,7 +70,7 @@ int run_edit(const EditOptions& options) {
   command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers,
                     uint64_t seed, ArrangementCache* cache) {
     auto each = request;
-    each.seed = seed;
+    each.sampling.seed = seed;
     return image_edit(model, each, memory, observers, cache);
   };
   return run_job_command(job, command);

@@ -33,7 +33,8 @@ int run_generate(const GenerateOptions& options) {
     request.strength = options.strength;
     return run_image_to_image(job, request, *options.image, std::nullopt, false);
   }
-  TextToImageRequest request = job_settings(job);
+  TextToImageRequest request;
+  request.sampling = job_settings(job);
   request.width = options.width.value_or(request.width);
   request.height = options.height.value_or(request.height);
   JobCommand command;
@@ -48,7 +49,7 @@ int run_generate(const GenerateOptions& options) {
   command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers,
                     uint64_t seed, ArrangementCache* cache) {
     auto each = request;
-    each.seed = seed;
+    each.sampling.seed = seed;
     return text_to_image(model, each, memory, observers, cache);
   };
   return run_job_command(job, command);

@@ -138,8 +138,7 @@ void note_outpaint_margins(const ImageToImageRequest& request, const ImageToImag
 
 int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const std::string& image_path,
                        const std::optional<std::string>& mask_path, bool mask_from_picture_alpha) {
-  const TextToImageRequest settings = job_settings(job);
-  request = with_job_settings(std::move(request), settings);
+  request.sampling = job_settings(job);
   JobCommand command;
   const DecodedImage picture = read_input(image_path, "--image", command);
   request.image = picture.rgb;
@@ -179,7 +178,7 @@ int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const
     if (request.outpaint) note_outpaint_margins(request, working, configs, command);
     const JobGeometry geometry = job_geometry(configs, working);
     process_pictures(working, geometry);  // e.g. an empty mask has no region to crop around
-    return settings_as_run(settings, geometry);
+    return settings_as_run(request.sampling, geometry);
   };
   command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
     return recovery_key(model, request, memory);
@@ -187,7 +186,7 @@ int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const
   command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers,
                     uint64_t seed, ArrangementCache* cache) {
     auto each = request;
-    each.seed = seed;
+    each.sampling.seed = seed;
     return image_to_image(model, each, memory, observers, cache);
   };
   return run_job_command(job, command);

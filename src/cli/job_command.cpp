@@ -256,8 +256,8 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
       ->capture_default_str();
 }
 
-TextToImageRequest job_settings(const JobOptions& options) {
-  TextToImageRequest settings;
+SamplingSettings job_settings(const JobOptions& options) {
+  SamplingSettings settings;
   settings.prompt = options.prompt;
   settings.negative_prompt = options.negative_prompt;
   settings.cfg_scale = options.cfg_scale;
@@ -280,8 +280,9 @@ TextToImageRequest job_settings(const JobOptions& options) {
   return settings;
 }
 
-TextToImageRequest settings_as_run(const TextToImageRequest& settings, const JobGeometry& geometry) {
-  TextToImageRequest recorded = settings;
+TextToImageRequest settings_as_run(const SamplingSettings& sampling, const JobGeometry& geometry) {
+  TextToImageRequest recorded;
+  recorded.sampling = sampling;
   recorded.width = geometry.width;
   recorded.height = geometry.height;
   recorded.max_sequence_length = geometry.max_sequence_length;
@@ -346,11 +347,11 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   QwenImageConfigs configs = read_qwen_image_configs(options.model);
   // Check the request before spending time on the weights.
   const TextToImageRequest settings = command.prepare(configs);
-  check_lora_files(settings.loras);
+  check_lora_files(settings.sampling.loras);
   // Read against the model's layers now, so that a file that cannot be applied costs a moment, not a load.
   std::optional<LoraRecordsInBackground> lora_records;
-  if (!settings.loras.empty())
-    lora_records.emplace(read_loras(settings.loras, configs.transformer, configs.text_encoder));
+  if (!settings.sampling.loras.empty())
+    lora_records.emplace(read_loras(settings.sampling.loras, configs.transformer, configs.text_encoder));
   std::fprintf(stderr, "Loading %s\n", options.model.c_str());
   const QwenImageModel model = load_qwen_image(std::move(configs), device, precision);
   double load_s = std::chrono::duration<double>(Clock::now() - start).count();
@@ -363,7 +364,7 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   // Image `index` of the batch: the first counts the loading in its time and profile.
   auto run_image = [&](int index) -> int {
     const ImageFiles& image_files = files[static_cast<size_t>(index)];
-    const uint64_t seed = settings.seed + static_cast<uint64_t>(index);
+    const uint64_t seed = settings.sampling.seed + static_cast<uint64_t>(index);
     const Clock::time_point image_start = index == 0 ? start : Clock::now();
     if (index > 0 && profiler) profiler = std::make_unique<Profiler>(devices);
     ProgressBar progress("Denoising");
@@ -400,7 +401,7 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
     record.precision = std::string(dtype_name(model.activation_dtype));
     record.task = command.task;
     record.request = settings;
-    record.request.seed = seed;
+    record.request.sampling.seed = seed;
     record.inputs = command.inputs;
     if (lora_records) record.loras = lora_records->get();
     record.lora_apply = memory.lora_apply;
@@ -424,18 +425,18 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
     if (image_files.latents) write_npy(*image_files.latents, result.latents);
 
     std::string sampling = result.used_cfg ? "" : ", no guidance";
-    if (settings.scheduler_shift) {
+    if (settings.sampling.scheduler_shift) {
       char shift[48];
-      std::snprintf(shift, sizeof(shift), ", scheduler shift %g", *settings.scheduler_shift);
+      std::snprintf(shift, sizeof(shift), ", scheduler shift %g", *settings.sampling.scheduler_shift);
       sampling += shift;
     }
     if (options.preset) sampling += ", preset " + *options.preset;
     std::fprintf(stderr, "Wrote %s (%lldx%lld, seed %llu, %d steps, cfg %.2f%s)\n",
                  image_files.output.c_str(), static_cast<long long>(image.width),
-                 static_cast<long long>(image.height), static_cast<unsigned long long>(seed), settings.steps,
-                 settings.cfg_scale, sampling.c_str());
-    if (!settings.loras.empty())
-      std::fprintf(stderr, "%s\n", lora_summary_line(settings.loras, result).c_str());
+                 static_cast<long long>(image.height), static_cast<unsigned long long>(seed),
+                 settings.sampling.steps, settings.sampling.cfg_scale, sampling.c_str());
+    if (!settings.sampling.loras.empty())
+      std::fprintf(stderr, "%s\n", lora_summary_line(settings.sampling.loras, result).c_str());
     // Every phase the job ran (text-to-image runs no vision or VAE encoding), then the whole command.
     std::string times = "Time: load " + format_seconds(record.load_s);
     for (int phase = 0; phase < kJobPhases; ++phase) {

@@ -52,24 +52,11 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
 // The settings every job takes from the shared options: prompt, negative prompt, CFG scale, steps, the seed
 // (a random one drawn for -1 or none), the LoRAs and the scheduler shift. Warns when the negative prompt
 // cannot be used, and when a Lightning preset runs without a LoRA.
-TextToImageRequest job_settings(const JobOptions& options);
+SamplingSettings job_settings(const JobOptions& options);
 
-// `request` (an ImageEditRequest or ImageToImageRequest) with the shared settings of `settings`.
-template <typename Request>
-Request with_job_settings(Request request, const TextToImageRequest& settings) {
-  request.prompt = settings.prompt;
-  request.negative_prompt = settings.negative_prompt;
-  request.cfg_scale = settings.cfg_scale;
-  request.steps = settings.steps;
-  request.seed = settings.seed;
-  request.loras = settings.loras;
-  request.scheduler_shift = settings.scheduler_shift;
-  return request;
-}
-
-// `settings` as a job of `geometry` runs them, for the metadata: the working size it worked out and the
+// `sampling` as a job of `geometry` runs it, for the metadata: with the working size it worked out and the
 // prompt length it applies (0 where, as in the edit pipelines, the whole prompt is encoded).
-TextToImageRequest settings_as_run(const TextToImageRequest& settings, const JobGeometry& geometry);
+TextToImageRequest settings_as_run(const SamplingSettings& sampling, const JobGeometry& geometry);
 
 // What one kind of job adds to the shared run.
 struct JobCommand {

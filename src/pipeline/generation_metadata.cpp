@@ -60,10 +60,10 @@ nlohmann::json generation_json(const GenerationRecord& record) {
       {"model", record.model},
       {"device", record.device},
       {"precision", record.precision},
-      {"prompt", request.prompt},
-      {"seed", request.seed},
-      {"steps", request.steps},
-      {"cfg_scale", request.cfg_scale},
+      {"prompt", request.sampling.prompt},
+      {"seed", request.sampling.seed},
+      {"steps", request.sampling.steps},
+      {"cfg_scale", request.sampling.cfg_scale},
       {"width", request.width},
       {"height", request.height},
       {"scheduler", "FlowMatchEulerDiscreteScheduler"},
@@ -75,7 +75,7 @@ nlohmann::json generation_json(const GenerationRecord& record) {
     json["inputs"].push_back(
         {{"path", input.path}, {"width", input.width}, {"height", input.height}, {"sha256", input.sha256}});
   }
-  if (request.negative_prompt) json["negative_prompt"] = *request.negative_prompt;
+  if (request.sampling.negative_prompt) json["negative_prompt"] = *request.sampling.negative_prompt;
   for (const LoraRecord& lora : record.loras) {
     json["loras"].push_back({{"name", std::filesystem::path(lora.path).filename().string()},
                              {"path", lora.path},
@@ -86,7 +86,7 @@ nlohmann::json generation_json(const GenerationRecord& record) {
                              {"tensors_sha256", lora.tensors_sha256}});
   }
   if (!record.loras.empty()) json["lora_apply"] = lora_apply_name(record.lora_apply);
-  if (request.scheduler_shift) json["scheduler_shift"] = *request.scheduler_shift;
+  if (request.sampling.scheduler_shift) json["scheduler_shift"] = *request.sampling.scheduler_shift;
   if (record.preset) json["preset"] = *record.preset;
   if (record.result) {
     const JobResult& result = *record.result;
@@ -120,16 +120,16 @@ std::string a1111_parameters(const GenerationRecord& record) {
   const TextToImageRequest& request = record.request;
   std::ostringstream text;
   // A1111 applies LoRAs named by tags in the prompt, and writes them there.
-  text << request.prompt;
+  text << request.sampling.prompt;
   for (const LoraRecord& lora : record.loras)
     text << " <lora:" << a1111_lora_name(lora) << ":" << lora.strength << ">";
   text << "\n";
   if (record.result && record.result->used_cfg)
     text << "Negative prompt: " << record.result->negative_prompt << "\n";
-  text << "Steps: " << request.steps << ", Sampler: Euler (flow match)";
-  if (request.scheduler_shift) text << ", Schedule shift: " << *request.scheduler_shift;
-  text << ", CFG scale: " << request.cfg_scale << ", Seed: " << request.seed << ", Size: " << request.width
-       << "x" << request.height << ", Model: " << record.model;
+  text << "Steps: " << request.sampling.steps << ", Sampler: Euler (flow match)";
+  if (request.sampling.scheduler_shift) text << ", Schedule shift: " << *request.sampling.scheduler_shift;
+  text << ", CFG scale: " << request.sampling.cfg_scale << ", Seed: " << request.sampling.seed
+       << ", Size: " << request.width << "x" << request.height << ", Model: " << record.model;
   if (!record.loras.empty()) {
     std::string hashes;
     for (const LoraRecord& lora : record.loras) {

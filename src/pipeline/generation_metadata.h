@@ -41,7 +41,7 @@ struct GenerationRecord {
   std::string precision;
   TextToImageRequest request;  // the settings as the job ran them (an edit's output size worked out)
   std::vector<InputPicture> inputs;
-  std::vector<LoraRecord> loras;  // those of request.loras, in order
+  std::vector<LoraRecord> loras;  // those of request.sampling.loras, in order
   LoraApply lora_apply = LoraApply::Auto;
   std::optional<std::string> preset;  // the sampling preset the settings came from, e.g. "lightning-4"
   nlohmann::json task_settings = nlohmann::json::object();  // the task's own, e.g. an edit's text positions

@@ -7,8 +7,8 @@ namespace canvas {
 JobResult image_edit(const QwenImageModel& model, const ImageEditRequest& request,
                      const MemoryOptions& options, const JobObservers& observers, ArrangementCache* cache) {
   validate_request(request, model.configs);
-  Job job(model, job_geometry(model.configs, request), request.prompt, job_loras(model, request.loras),
-          options, observers, cache);
+  Job job(model, job_geometry(model.configs, request), request.sampling.prompt,
+          job_loras(model, request.sampling.loras), options, observers, cache);
   Qwen2_5_VLImageEmbeds pictures;
   PromptEmbeddings prompts;
   Tensor reference_latents;
@@ -16,10 +16,13 @@ JobResult image_edit(const QwenImageModel& model, const ImageEditRequest& reques
   job.run({
       {JobPhase::Plan, [&] { job.arrange_weights(); }},
       {JobPhase::VisionEncode, [&] { pictures = encode_pictures(job, request.images); }},
-      {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.prompt, &pictures); }},
+      {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.sampling.prompt, &pictures); }},
       {JobPhase::VaeEncode, [&] { reference_latents = encode_reference_latents(job, request.images); }},
       {JobPhase::Denoise,
-       [&] { result.latents = denoise(job, prompts, request.seed, request.cfg_scale, reference_latents); }},
+       [&] {
+         result.latents =
+             denoise(job, prompts, request.sampling.seed, request.sampling.cfg_scale, reference_latents);
+       }},
       {JobPhase::VaeDecode, [&] { result.image = decode_latents(job, result.latents); }},
   });
   job.report(result);
@@ -28,7 +31,7 @@ JobResult image_edit(const QwenImageModel& model, const ImageEditRequest& reques
 
 std::string recovery_key(const QwenImageModel& model, const ImageEditRequest& request,
                          const MemoryOptions& options) {
-  return recovery_key(model, job_geometry(model.configs, request), request.prompt, options);
+  return recovery_key(model, job_geometry(model.configs, request), request.sampling.prompt, options);
 }
 
 }  // namespace canvas

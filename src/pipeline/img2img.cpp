@@ -82,7 +82,8 @@ JobResult image_to_image(const QwenImageModel& model, const ImageToImageRequest&
   const JobGeometry geometry = job_geometry(model.configs, working);
   const ProcessedPictures processed = process_pictures(working, geometry);
   const bool edits = !geometry.references.empty();
-  Job job(model, geometry, request.prompt, job_loras(model, request.loras), options, observers, cache);
+  Job job(model, geometry, request.sampling.prompt, job_loras(model, request.sampling.loras), options,
+          observers, cache);
   Qwen2_5_VLImageEmbeds pictures;
   PromptEmbeddings prompts;
   SourceLatents source;
@@ -90,18 +91,20 @@ JobResult image_to_image(const QwenImageModel& model, const ImageToImageRequest&
   std::vector<JobPhaseStep> phases{{JobPhase::Plan, [&] { job.arrange_weights(); }}};
   if (edits)
     phases.push_back({JobPhase::VisionEncode, [&] { pictures = encode_pictures(job, {processed.picture}); }});
-  phases.push_back({JobPhase::TextEncode,
-                    [&] { prompts = encode_prompts(job, request.prompt, edits ? &pictures : nullptr); }});
+  phases.push_back({JobPhase::TextEncode, [&] {
+                      prompts = encode_prompts(job, request.sampling.prompt, edits ? &pictures : nullptr);
+                    }});
   phases.push_back({JobPhase::VaeEncode, [&] {
-                      source = encode_source_latents(job, processed.picture_tensor, request.seed);
+                      source = encode_source_latents(job, processed.picture_tensor, request.sampling.seed);
                       // Cast once to the latents' dtype and device, as the reference's prepare_mask_latents.
                       if (processed.packed_mask.defined())
                         source.mask = processed.packed_mask.to(model.activation_dtype).to(model.device);
                     }});
   phases.push_back({JobPhase::Denoise, [&] {
                       // Edit-inpainting's reference tokens are the source's latents.
-                      result.latents = denoise(job, prompts, request.seed, request.cfg_scale,
-                                               edits ? source.image_latents : Tensor(), &source);
+                      result.latents =
+                          denoise(job, prompts, request.sampling.seed, request.sampling.cfg_scale,
+                                  edits ? source.image_latents : Tensor(), &source);
                     }});
   phases.push_back({JobPhase::VaeDecode, [&] {
                       result.image = decode_latents(job, result.latents);
@@ -118,7 +121,7 @@ JobResult image_to_image(const QwenImageModel& model, const ImageToImageRequest&
 std::string recovery_key(const QwenImageModel& model, const ImageToImageRequest& request,
                          const MemoryOptions& options) {
   return recovery_key(model, job_geometry(model.configs, outpainted_request(request, model.configs)),
-                      request.prompt, options);
+                      request.sampling.prompt, options);
 }
 
 }  // namespace canvas

@@ -25,6 +25,25 @@ PixelSize picture_size(int64_t area, const RgbImage& image, size_t index) {
   return size;
 }
 
+// The steps and the schedule, which every job takes alike from its settings.
+void set_schedule(JobGeometry& geometry, const QwenImageConfigs& configs, const SamplingSettings& sampling) {
+  geometry.steps = sampling.steps;
+  geometry.scheduler = job_scheduler(configs, sampling.scheduler_shift);
+}
+
+// Guidance as the text-to-image pipelines decide it: above scale 1, with " " when no negative prompt is
+// given.
+void guide_as_text_to_image(JobGeometry& geometry, const SamplingSettings& sampling) {
+  geometry.guided = sampling.cfg_scale > 1.0f;
+  if (geometry.guided) geometry.negative_prompt = sampling.negative_prompt.value_or(" ");
+}
+
+// Guidance as the edit pipelines decide it: above scale 1, and only with a negative prompt.
+void guide_as_edit(JobGeometry& geometry, const SamplingSettings& sampling) {
+  geometry.guided = sampling.cfg_scale > 1.0f && sampling.negative_prompt.has_value();
+  if (geometry.guided) geometry.negative_prompt = *sampling.negative_prompt;
+}
+
 }  // namespace
 
 PixelSize calculate_dimensions(int64_t target_area, double ratio) {
@@ -51,11 +70,9 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const TextToImageReque
   geometry.latent_height = 2 * (request.height / (scale * 2));
   geometry.latent_width = 2 * (request.width / (scale * 2));
   geometry.img_shapes = {{1, geometry.latent_height / 2, geometry.latent_width / 2}};
-  geometry.steps = request.steps;
-  geometry.scheduler = job_scheduler(configs, request.scheduler_shift);
+  set_schedule(geometry, configs, request.sampling);
   geometry.max_sequence_length = request.max_sequence_length;
-  geometry.guided = request.cfg_scale > 1.0f;
-  if (geometry.guided) geometry.negative_prompt = request.negative_prompt.value_or(" ");
+  guide_as_text_to_image(geometry, request.sampling);
   return geometry;
 }
 
@@ -113,12 +130,10 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageEditRequest
   geometry.img_shapes = {{1, geometry.latent_height / 2, geometry.latent_width / 2}};
   for (const ReferencePicture& picture : geometry.references)
     geometry.img_shapes.push_back({1, picture.vae.height / scale / 2, picture.vae.width / scale / 2});
-  geometry.steps = request.steps;
-  geometry.scheduler = job_scheduler(configs, request.scheduler_shift);
+  set_schedule(geometry, configs, request.sampling);
   // The edit pipelines encode the whole prompt: max_sequence_length is not applied.
   geometry.max_sequence_length = 0;
-  geometry.guided = request.cfg_scale > 1.0f && request.negative_prompt.has_value();
-  if (geometry.guided) geometry.negative_prompt = *request.negative_prompt;
+  guide_as_edit(geometry, request.sampling);
   return geometry;
 }
 
@@ -156,19 +171,16 @@ JobGeometry job_geometry(const QwenImageConfigs& configs, const ImageToImageRequ
   geometry.img_shapes = {output};
   // Edit-inpainting's reference tokens are the source's latents, at the output's size.
   if (configs.edits()) geometry.img_shapes.push_back(output);
-  geometry.steps = request.steps;
-  geometry.scheduler = job_scheduler(configs, request.scheduler_shift);
+  set_schedule(geometry, configs, request.sampling);
   geometry.encodes_source = true;
   geometry.first_step =
-      FlowMatchEulerDiscreteScheduler::first_step_for_strength(request.steps, request.strength);
+      FlowMatchEulerDiscreteScheduler::first_step_for_strength(request.sampling.steps, request.strength);
   if (configs.edits()) {
     geometry.max_sequence_length = 0;  // the edit pipelines encode the whole prompt
-    geometry.guided = request.cfg_scale > 1.0f && request.negative_prompt.has_value();
-    if (geometry.guided) geometry.negative_prompt = *request.negative_prompt;
+    guide_as_edit(geometry, request.sampling);
   } else {
     geometry.max_sequence_length = request.max_sequence_length;
-    geometry.guided = request.cfg_scale > 1.0f;
-    if (geometry.guided) geometry.negative_prompt = request.negative_prompt.value_or(" ");
+    guide_as_text_to_image(geometry, request.sampling);
   }
   return geometry;
 }

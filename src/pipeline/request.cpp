@@ -8,14 +8,13 @@ namespace canvas {
 
 namespace {
 
-void validate_sampling(int steps, float cfg_scale, std::optional<double> scheduler_shift,
-                       const QwenImageConfigs& configs) {
-  const int min_steps = job_scheduler(configs, scheduler_shift).min_steps();
-  check(steps >= min_steps && steps <= 1000,
+void validate_sampling(const SamplingSettings& sampling, const QwenImageConfigs& configs) {
+  const int min_steps = job_scheduler(configs, sampling.scheduler_shift).min_steps();
+  check(sampling.steps >= min_steps && sampling.steps <= 1000,
         "steps must be between " + std::to_string(min_steps) + " and 1000" +
             (min_steps > 1 ? " for this model (its scheduler sets shift_terminal)" : "") + ", got " +
-            std::to_string(steps));
-  check(std::isfinite(cfg_scale) && cfg_scale >= 0.0f && cfg_scale <= 100.0f,
+            std::to_string(sampling.steps));
+  check(std::isfinite(sampling.cfg_scale) && sampling.cfg_scale >= 0.0f && sampling.cfg_scale <= 100.0f,
         "cfg scale must be between 0 and 100");
 }
 
@@ -69,13 +68,13 @@ void validate_request(const TextToImageRequest& request, const QwenImageConfigs&
             std::to_string(request.width) + "x" + std::to_string(request.height) + " (try " +
             std::to_string(std::max<int64_t>(multiple, request.width / multiple * multiple)) + "x" +
             std::to_string(std::max<int64_t>(multiple, request.height / multiple * multiple)) + ")");
-  validate_sampling(request.steps, request.cfg_scale, request.scheduler_shift, configs);
+  validate_sampling(request.sampling, configs);
   check(request.max_sequence_length >= 1 && request.max_sequence_length <= 1024,
         "max sequence length must be between 1 and 1024");
 }
 
 void validate_request(const ImageEditRequest& request, const QwenImageConfigs& configs) {
-  validate_sampling(request.steps, request.cfg_scale, request.scheduler_shift, configs);
+  validate_sampling(request.sampling, configs);
   for (const std::optional<int64_t>& side : {request.width, request.height})
     check(!side || (*side > 0 && *side <= kMaxImageSide),
           "width and height must be between 1 and " + std::to_string(kMaxImageSide));
@@ -88,7 +87,7 @@ void validate_request(const ImageToImageRequest& request, const QwenImageConfigs
     validate_request(outpainted_request(request, configs), configs);
     return;
   }
-  validate_sampling(request.steps, request.cfg_scale, request.scheduler_shift, configs);
+  validate_sampling(request.sampling, configs);
   check(request.max_sequence_length >= 1 && request.max_sequence_length <= 1024,
         "max sequence length must be between 1 and 1024");
   const RgbImage& image = request.image;

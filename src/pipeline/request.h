@@ -14,20 +14,26 @@
 
 namespace canvas {
 
-struct TextToImageRequest {
+// What every job samples with, whatever pictures it takes. How the negative prompt and cfg_scale decide
+// guidance differs between pipelines: each request says.
+struct SamplingSettings {
   std::string prompt;
-  // With cfg_scale > 1 and no negative prompt, " " is used, as the Qwen-Image examples do.
   std::optional<std::string> negative_prompt;
   float cfg_scale = 4.0f;
   int steps = 50;
-  int64_t width = 1024;
-  int64_t height = 1024;
   uint64_t seed = 0;
   // LoRAs applied to the model's weights for this job, in order.
   std::vector<LoraChoice> loras;
   // A fixed shift of the schedule instead of the model's own (FlowMatchSchedulerConfig::with_fixed_shift),
   // as distilled models such as the Lightning LoRAs are sampled.
   std::optional<double> scheduler_shift;
+};
+
+struct TextToImageRequest {
+  // With cfg_scale > 1 and no negative prompt, " " is used, as the Qwen-Image examples do.
+  SamplingSettings sampling;
+  int64_t width = 1024;
+  int64_t height = 1024;
   int64_t max_sequence_length = 512;
 };
 
@@ -42,22 +48,14 @@ struct EditAreas {
 };
 
 struct ImageEditRequest {
-  std::string prompt;
   // True classifier-free guidance runs only with a negative prompt and cfg_scale > 1, as in the reference
-  // edit pipelines (which default to cfg_scale 4 and then run unguided without one).
-  std::optional<std::string> negative_prompt;
-  float cfg_scale = 4.0f;
-  int steps = 50;
+  // edit pipelines (which default to cfg_scale 4 and then run unguided without one). The whole prompt is
+  // encoded: the edit pipelines take no max_sequence_length.
+  SamplingSettings sampling;
   // The output size; each defaults to the last picture's aspect at areas.output. Both are floored to
   // multiples of 16 as the reference does.
   std::optional<int64_t> width;
   std::optional<int64_t> height;
-  uint64_t seed = 0;
-  // LoRAs applied to the model's weights for this job, in order.
-  std::vector<LoraChoice> loras;
-  // A fixed shift of the schedule instead of the model's own (FlowMatchSchedulerConfig::with_fixed_shift),
-  // as distilled models such as the Lightning LoRAs are sampled.
-  std::optional<double> scheduler_shift;
   std::vector<RgbImage> images;  // the pictures to edit or draw from, in the prompt's order
   EditAreas areas;
   TextPositions text_positions = TextPositions::MRope;
@@ -67,22 +65,13 @@ struct ImageEditRequest {
 // edit-inpainting (QwenImageEditInpaintPipeline) on an edit model: the picture is encoded by the VAE, noised
 // to the strength's first step and denoised from there; with a mask, only its white part is repainted.
 struct ImageToImageRequest {
-  std::string prompt;
   // Guidance as text-to-image (cfg_scale > 1, " " without a negative prompt); edit-inpainting as the edit
   // pipelines (only with a negative prompt).
-  std::optional<std::string> negative_prompt;
-  float cfg_scale = 4.0f;
-  int steps = 50;
+  SamplingSettings sampling;
   // The working size, each defaulting to the picture's, floored to multiples of 16 as the reference does.
   // Edit-inpainting sizes itself from the picture (at `edit_area`) and takes neither.
   std::optional<int64_t> width;
   std::optional<int64_t> height;
-  uint64_t seed = 0;
-  // LoRAs applied to the model's weights for this job, in order.
-  std::vector<LoraChoice> loras;
-  // A fixed shift of the schedule instead of the model's own (FlowMatchSchedulerConfig::with_fixed_shift),
-  // as distilled models such as the Lightning LoRAs are sampled.
-  std::optional<double> scheduler_shift;
   int64_t max_sequence_length = 512;
   RgbImage image;
   // Inpainting: white (grey level >= 128 once processed) is repainted, black kept. A mask of another size

@@ -10,14 +10,15 @@ JobResult text_to_image(const QwenImageModel& model, const TextToImageRequest& r
                         const MemoryOptions& options, const JobObservers& observers,
                         ArrangementCache* cache) {
   validate_request(request, model.configs);
-  Job job(model, job_geometry(model.configs, request), request.prompt, job_loras(model, request.loras),
-          options, observers, cache);
+  Job job(model, job_geometry(model.configs, request), request.sampling.prompt,
+          job_loras(model, request.sampling.loras), options, observers, cache);
   PromptEmbeddings prompts;
   JobResult result;
   job.run({
       {JobPhase::Plan, [&] { job.arrange_weights(); }},
-      {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.prompt); }},
-      {JobPhase::Denoise, [&] { result.latents = denoise(job, prompts, request.seed, request.cfg_scale); }},
+      {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.sampling.prompt); }},
+      {JobPhase::Denoise,
+       [&] { result.latents = denoise(job, prompts, request.sampling.seed, request.sampling.cfg_scale); }},
       {JobPhase::VaeDecode, [&] { result.image = decode_latents(job, result.latents); }},
   });
   job.report(result);
@@ -27,7 +28,7 @@ JobResult text_to_image(const QwenImageModel& model, const TextToImageRequest& r
 
 std::string recovery_key(const QwenImageModel& model, const TextToImageRequest& request,
                          const MemoryOptions& options) {
-  return recovery_key(model, job_geometry(model.configs, request), request.prompt, options);
+  return recovery_key(model, job_geometry(model.configs, request), request.sampling.prompt, options);
 }
 
 std::vector<uint8_t> image_to_rgb8(const Tensor& image) {

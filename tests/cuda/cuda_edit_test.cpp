@@ -40,26 +40,26 @@ TEST_P(CudaEdit, EveryPhaseAndTheLatentsMatchDiffusers) {
     const QwenImageModel model =
         load_qwen_image(test::source_path(parameters.at("model").get<std::string>()), kGpu, GetParam().dtype);
     const ImageEditRequest request = test::golden_edit_request(name);
-    Job job(model, job_geometry(model.configs, request), request.prompt, {}, {}, {});
+    Job job(model, job_geometry(model.configs, request), request.sampling.prompt, {}, {}, {});
     Qwen2_5_VLImageEmbeds pictures;
     PromptEmbeddings prompts;
     Tensor references;
     job.run({
         {JobPhase::Plan, [&] { job.arrange_weights(); }},
         {JobPhase::VisionEncode, [&] { pictures = encode_pictures(job, request.images); }},
-        {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.prompt, &pictures); }},
+        {JobPhase::TextEncode, [&] { prompts = encode_prompts(job, request.sampling.prompt, &pictures); }},
         {JobPhase::VaeEncode, [&] { references = encode_reference_latents(job, request.images); }},
     });
     expect_close(pictures.embeds, golden.get("image_embeds"), folder + " image_embeds", tolerance);
     // The text encoder on its own: from the reference's image embeddings, so the vision tower's rounding is
     // not counted twice.
-    Job text_job(model, job_geometry(model.configs, request), request.prompt, {}, {}, {});
+    Job text_job(model, job_geometry(model.configs, request), request.sampling.prompt, {}, {}, {});
     const Qwen2_5_VLImageEmbeds reference_pictures{golden.get("image_embeds").to(GetParam().dtype).to(kGpu),
                                                    pictures.grid_thw};
     text_job.run({
         {JobPhase::Plan, [&] { text_job.arrange_weights(); }},
         {JobPhase::TextEncode,
-         [&] { prompts = encode_prompts(text_job, request.prompt, &reference_pictures); }},
+         [&] { prompts = encode_prompts(text_job, request.sampling.prompt, &reference_pictures); }},
     });
     expect_close(prompts.positive.embeds, golden.get("prompt_embeds_mrope"), folder + " prompt_embeds",
                  tolerance);

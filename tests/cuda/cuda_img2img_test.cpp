@@ -37,7 +37,7 @@ Qwen2_5_VLImageEmbeds cpu_picture_embeddings(const std::string& model_path,
   const QwenImageModel model = load_qwen_image(test::source_path(model_path), Device::cpu());
   const JobGeometry geometry = job_geometry(model.configs, request);
   const ProcessedPictures processed = process_pictures(request, geometry);
-  Job job(model, geometry, request.prompt, {}, {}, {});
+  Job job(model, geometry, request.sampling.prompt, {}, {}, {});
   Qwen2_5_VLImageEmbeds pictures;
   job.run({
       {JobPhase::Plan, [&] { job.arrange_weights(); }},
@@ -82,16 +82,16 @@ TEST_P(CudaImg2Img, EveryPhaseAndTheLatentsMatchDiffusers) {
       pictures.embeds = pictures.embeds.to(dtype).to(kGpu);
     }
 
-    Job job(model, geometry, request.prompt, {}, {}, {});
+    Job job(model, geometry, request.sampling.prompt, {}, {}, {});
     PromptEmbeddings prompts;
     SourceLatents source;
     Tensor decoded;
     job.run({
         {JobPhase::Plan, [&] { job.arrange_weights(); }},
         {JobPhase::TextEncode,
-         [&] { prompts = encode_prompts(job, request.prompt, edits ? &pictures : nullptr); }},
+         [&] { prompts = encode_prompts(job, request.sampling.prompt, edits ? &pictures : nullptr); }},
         {JobPhase::VaeEncode,
-         [&] { source = encode_source_latents(job, processed.picture_tensor, request.seed); }},
+         [&] { source = encode_source_latents(job, processed.picture_tensor, request.sampling.seed); }},
         // The decoder on its own: from the reference's final latents, in f32 as on every device.
         {JobPhase::VaeDecode, [&] { decoded = decode_latents(job, golden.get("latents").to(kGpu)); }},
     });

@@ -35,10 +35,11 @@ TEST_P(CudaLora, BesideAndMergedMatchDiffusers) {
         load_qwen_image(test::source_path(parameters.at("model").get<std::string>()), kGpu, GetParam().dtype);
     TextToImageRequest request = test::golden_request(parameters);
     for (const nlohmann::json& lora : parameters.at("loras")) {
-      request.loras.push_back({test::source_path("tests/golden/lora/" + lora.at("file").get<std::string>()),
-                               lora.at("adapter_weight").get<float>()});
+      request.sampling.loras.push_back(
+          {test::source_path("tests/golden/lora/" + lora.at("file").get<std::string>()),
+           lora.at("adapter_weight").get<float>()});
     }
-    if (parameters.at("scheduler").get<std::string>() == "lightning") request.scheduler_shift = 3.0;
+    if (parameters.at("scheduler").get<std::string>() == "lightning") request.sampling.scheduler_shift = 3.0;
     for (const LoraApply apply : {LoraApply::RunTime, LoraApply::Auto}) {
       MemoryOptions options;
       options.lora_apply = apply;
