@@ -77,14 +77,8 @@ TEST(Cli, GenerateWritesPngWithReproducibleMetadata) {
   EXPECT_GT(json.at("timings_s").at("total").get<double>(), 0.0);
 }
 
-std::string canvas_chunk(const RgbImage& image) {
-  for (const PngTextChunk& chunk : image.text)
-    if (chunk.key == "canvas") return chunk.text;
-  return "";
-}
-
 std::string seed_of(const RgbImage& image) {
-  return nlohmann::json::parse(canvas_chunk(image)).at("seed").dump();
+  return nlohmann::json::parse(test::png_text(image, "canvas")).at("seed").dump();
 }
 
 TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
@@ -101,7 +95,7 @@ TEST(Cli, StrategyAndBudgetsArePrintedAndRecorded) {
   EXPECT_NE(result.output.find("--vram-budget 1.00 GiB requested per device, 64.00 MiB reserved for scratch"),
             std::string::npos)
       << result.output;
-  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_image(output).rgb));
+  nlohmann::json json = nlohmann::json::parse(test::png_text(read_image(output).rgb, "canvas"));
   EXPECT_EQ(json.at("memory_plan").at("strategy"), "sequential_offload");
   EXPECT_LT(json.at("memory_plan").at("device_budget_bytes").get<int64_t>(), int64_t{1} << 30);
   EXPECT_GT(json.at("memory").at("transformer_bytes_streamed").get<int64_t>(), 0);
@@ -124,7 +118,7 @@ TEST(Cli, DevicesSpreadTheJobAndThePlanSaysWhere) {
   EXPECT_NE(result.output.find("parallelism sequence, cpu budget"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("sequence parallel over cpu, cpu:1"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("cpu:1 peak"), std::string::npos) << result.output;
-  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_image(output).rgb));
+  nlohmann::json json = nlohmann::json::parse(test::png_text(read_image(output).rgb, "canvas"));
   EXPECT_EQ(json.at("device"), "cpu,cpu:1");
   EXPECT_EQ(json.at("memory_plan").at("parallelism"), "sequence");
   EXPECT_EQ(json.at("memory_plan").at("pools").size(), 2u);
@@ -165,7 +159,7 @@ TEST(Cli, ProfileWritesJsonPlotAndSummary) {
     EXPECT_NE(std::find(phases.begin(), phases.end(), expected), phases.end()) << expected;
   EXPECT_EQ(std::count(phases.begin(), phases.end(), "step"), 2);
   EXPECT_TRUE(std::filesystem::is_regular_file(folder / "job.svg"));
-  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_image(folder / "fox.png").rgb));
+  nlohmann::json json = nlohmann::json::parse(test::png_text(read_image(folder / "fox.png").rgb, "canvas"));
   EXPECT_FALSE(json.at("profile_summary").empty());
 }
 
@@ -176,7 +170,7 @@ TEST(Cli, InjectedAllocationFailureIsRecoveredAndRecorded) {
   EXPECT_NE(recovered.output.find("Memory recovery: "), std::string::npos) << recovered.output;
   EXPECT_NE(recovered.output.find("injected allocation failure (CANVAS_FAIL_ALLOC=300)"), std::string::npos)
       << recovered.output;
-  nlohmann::json json = nlohmann::json::parse(canvas_chunk(read_image(output).rgb));
+  nlohmann::json json = nlohmann::json::parse(test::png_text(read_image(output).rgb, "canvas"));
   ASSERT_EQ(json.at("recoveries").size(), 1u) << json.dump();
   EXPECT_NE(json.at("recoveries")[0].get<std::string>().find("released cached memory"), std::string::npos);
 }

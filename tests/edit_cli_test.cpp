@@ -65,22 +65,6 @@ TEST(EditCli, ATextToImageModelIsRefusedBeforeItsWeightsLoad) {
   EXPECT_FALSE(fs::exists(folder / "out.png"));
 }
 
-std::string canvas_chunk(const RgbImage& image) {
-  for (const PngTextChunk& chunk : image.text)
-    if (chunk.key == "canvas") return chunk.text;
-  return "";
-}
-
-// Little-endian float32 values after a .npy file's header.
-std::vector<float> npy_values(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  const size_t header = 10 + static_cast<uint8_t>(bytes[8]) + 256 * static_cast<uint8_t>(bytes[9]);
-  std::vector<float> values((bytes.size() - header) / sizeof(float));
-  std::memcpy(values.data(), bytes.data() + header, values.size() * sizeof(float));
-  return values;
-}
-
 TEST(EditCli, EditWritesThePngWithItsInputsAndTheLatents) {
   const fs::path folder = test::scratch_dir("edit-cli-run");
   const fs::path first = write_picture(folder, "first.png");
@@ -97,7 +81,7 @@ TEST(EditCli, EditWritesThePngWithItsInputsAndTheLatents) {
   // Floored to whole 16-pixel patches, as the reference does.
   EXPECT_EQ(image.width, 32);
   EXPECT_EQ(image.height, 32);
-  const nlohmann::json json = nlohmann::json::parse(canvas_chunk(image));
+  const nlohmann::json json = nlohmann::json::parse(test::png_text(image, "canvas"));
   EXPECT_EQ(json.at("task"), "edit");
   EXPECT_EQ(json.at("text_positions"), "mrope");
   EXPECT_TRUE(json.at("true_cfg").get<bool>());
@@ -107,7 +91,7 @@ TEST(EditCli, EditWritesThePngWithItsInputsAndTheLatents) {
   EXPECT_GT(json.at("timings_s").at("vision_encode").get<double>(), 0.0);
   EXPECT_FALSE(json.contains("max_sequence_length"));
   // [1, (32 / 16)^2 tokens, 64].
-  EXPECT_EQ(npy_values(folder / "out.npy").size(), 4u * 64u);
+  EXPECT_EQ(test::npy_floats(folder / "out.npy").size(), 4u * 64u);
 }
 
 TEST(EditCli, AnImageIsRequired) {

@@ -26,25 +26,9 @@ std::string golden_file(const std::string& name, const std::string& file) {
 const std::string kModel = " --model " + test::source_path("models/tiny-qwen-image").string();
 const std::string kEditModel = " --model " + test::source_path("models/tiny-qwen-image-edit").string();
 
-// Little-endian float32 values after a .npy file's header.
-std::vector<float> npy_values(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  const size_t header = 10 + static_cast<uint8_t>(bytes[8]) + 256 * static_cast<uint8_t>(bytes[9]);
-  std::vector<float> values((bytes.size() - header) / sizeof(float));
-  std::memcpy(values.data(), bytes.data() + header, values.size() * sizeof(float));
-  return values;
-}
-
-std::string canvas_chunk(const RgbImage& image) {
-  for (const PngTextChunk& chunk : image.text)
-    if (chunk.key == "canvas") return chunk.text;
-  return "";
-}
-
 void expect_latents_match(const fs::path& npy, const std::string& name) {
   const Tensor expected = test::open_golden("inpaint/" + name).get("latents");
-  const std::vector<float> values = npy_values(npy);
+  const std::vector<float> values = test::npy_floats(npy);
   ASSERT_EQ(static_cast<int64_t>(values.size()), expected.numel());
   test::expect_close(Tensor::from_floats(values, expected.shape()), expected, 1e-4);
 }
@@ -77,7 +61,7 @@ TEST(InpaintCli, TheCropCaseGivesTheReferencesPictureAndLatents) {
     largest = std::max(largest, std::abs(int{image.pixels[i]} - int{expected.pixels[i]}));
   EXPECT_LE(largest, 2);
   expect_latents_match(folder / "out.npy", "e_inpaint_crop");
-  const nlohmann::json json = nlohmann::json::parse(canvas_chunk(image));
+  const nlohmann::json json = nlohmann::json::parse(test::png_text(image, "canvas"));
   EXPECT_EQ(json.at("task"), "inpaint");
   EXPECT_EQ(json.at("padding_mask_crop"), 6);
   ASSERT_EQ(json.at("inputs").size(), 2u);
@@ -93,7 +77,8 @@ TEST(InpaintCli, GenerateWithAnImageRunsImg2ImgAtThePicturesSize) {
       (folder / "out.png").string() + " --save-latents " + (folder / "out.npy").string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   expect_latents_match(folder / "out.npy", "a_img2img");
-  EXPECT_EQ(nlohmann::json::parse(canvas_chunk(read_image(folder / "out.png").rgb)).at("task"), "img2img");
+  EXPECT_EQ(nlohmann::json::parse(test::png_text(read_image(folder / "out.png").rgb, "canvas")).at("task"),
+            "img2img");
 
   // Without a size, the picture's (80x56) floored to 16: 80x48.
   const test::CommandResult unsized =
@@ -183,7 +168,7 @@ TEST(InpaintCli, BadOutpaintMarginsAreRefusedAndGoodOnesGrowToTheMultiple) {
   for (int64_t y = 0; y < 24; ++y)
     for (int64_t x = 8; x < 40; ++x)
       ASSERT_EQ(image.pixels[static_cast<size_t>((y * 48 + x) * 3)], 120) << x << "," << y;
-  const nlohmann::json json = nlohmann::json::parse(canvas_chunk(image));
+  const nlohmann::json json = nlohmann::json::parse(test::png_text(image, "canvas"));
   EXPECT_EQ(json.at("task"), "outpaint");
   EXPECT_EQ(json.at("outpaint"), nlohmann::json({8, 0, 8, 8}));
   EXPECT_EQ(json.at("strength"), 1.0);
