@@ -64,15 +64,7 @@ int run_edit(const EditOptions& options) {
     validate_request(request, configs);
     return settings_as_run(request.sampling, job_geometry(configs, request));
   };
-  command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
-    return recovery_key(model, request, memory);
-  };
-  command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers,
-                    uint64_t seed, ArrangementCache* cache) {
-    auto each = request;
-    each.sampling.seed = seed;
-    return image_edit(model, each, memory, observers, cache);
-  };
+  run_request(command, request, image_edit);
   return run_job_command(job, command);
 }
 

@@ -43,15 +43,7 @@ int run_generate(const GenerateOptions& options) {
     validate_request(request, configs);
     return request;
   };
-  command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
-    return recovery_key(model, request, memory);
-  };
-  command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers,
-                    uint64_t seed, ArrangementCache* cache) {
-    auto each = request;
-    each.sampling.seed = seed;
-    return text_to_image(model, each, memory, observers, cache);
-  };
+  run_request(command, request, text_to_image);
   return run_job_command(job, command);
 }
 

@@ -180,15 +180,7 @@ int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const
     process_pictures(working, geometry);  // e.g. an empty mask has no region to crop around
     return settings_as_run(request.sampling, geometry);
   };
-  command.recovery_key = [&](const QwenImageModel& model, const MemoryOptions& memory) {
-    return recovery_key(model, request, memory);
-  };
-  command.run = [&](const QwenImageModel& model, const MemoryOptions& memory, const JobObservers& observers,
-                    uint64_t seed, ArrangementCache* cache) {
-    auto each = request;
-    each.sampling.seed = seed;
-    return image_to_image(model, each, memory, observers, cache);
-  };
+  run_request(command, request, image_to_image);
   return run_job_command(job, command);
 }
 

@@ -73,6 +73,21 @@ struct JobCommand {
       run;
 };
 
+// Sets `command`'s recovery_key and run to those of `request` run through `pipeline` (text_to_image,
+// image_edit or image_to_image), each image of the batch with its own seed.
+template <typename Request, typename Pipeline>
+void run_request(JobCommand& command, const Request& request, Pipeline pipeline) {
+  command.recovery_key = [&request](const QwenImageModel& model, const MemoryOptions& memory) {
+    return recovery_key(model, request, memory);
+  };
+  command.run = [&request, pipeline](const QwenImageModel& model, const MemoryOptions& memory,
+                                     const JobObservers& observers, uint64_t seed, ArrangementCache* cache) {
+    Request each = request;
+    each.sampling.seed = seed;
+    return pipeline(model, each, memory, observers, cache);
+  };
+}
+
 // Runs the job (each image of its batch, seeds counting up from the first, the model loaded once and the
 // weights kept arranged between images); returns the exit code. Throws canvas::Error (CancelledError once
 // cancelled) when it fails; the images already written stay.
