@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Checks that includes inside src/ only point down the layers:
 #   util <- memory <- tensor <- backend <- io, tokenizer <- image <- models <- profile <- planning <- pipeline
-#   <- cli
+#   <- app <- cli
 # A file may include its own folder and any folder of a lower rank. Prints each include that points up
 # and exits 1 if there is one.
 set -euo pipefail
 cd "$(dirname "$0")/../src"
 declare -A rank=([util]=0 [memory]=1 [tensor]=2 [backend]=3 [io]=4 [tokenizer]=4 [image]=5 [models]=6
-                 [profile]=7 [planning]=8 [pipeline]=9 [cli]=10)
+                 [profile]=7 [planning]=8 [pipeline]=9 [app]=10 [cli]=11)
 status=0
 for folder in */; do
   folder=${folder%/}
