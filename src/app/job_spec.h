@@ -15,6 +15,7 @@
 //   image           a picture, as base64 (a data: URL too): img2img's and inpainting's source
 //   images          [picture, ...]: edit's pictures, in the prompt's order
 //   mask            a picture: white is repainted
+//   mask_alpha      true: the mask's transparent pixels are repainted (OpenAI's masks), not its white ones
 //   mask_from_alpha, invert_mask, mask_blur, padding_mask_crop, strength, text_positions
 //   outpaint        [left, top, right, bottom] margins in pixels
 #pragma once
@@ -50,11 +51,11 @@ class RequestError : public Error {
 enum class JobTask { Generate, Img2Img, Inpaint, Edit };
 std::string_view task_name(JobTask task);  // "generate", "img2img", "inpaint", "edit"
 
-// A picture a request carried: its pixels and what the history records of it.
+// A picture a job reads: its pixels and what the image's metadata and the history record of it.
 struct InputImage {
-  std::string field;  // "image", "images[1]", "mask"
+  std::string name;  // the file's path (the command line) or the request's field ("images[1]")
   DecodedImage decoded;
-  std::string sha256;  // of the bytes as uploaded
+  std::string sha256;  // of the file's bytes
 };
 
 // Limits a server puts on what one request may ask.
@@ -74,6 +75,7 @@ struct JobSpec {
   int batch_count = 1;
   std::vector<InputImage> images;  // img2img and inpaint: one; edit: one or more
   std::optional<InputImage> mask;
+  bool mask_alpha = false;  // the mask is its picture's transparency (image/mask.h mask_from_alpha)
   bool mask_from_alpha = false;
   bool invert_mask = false;
   float mask_blur = 0.0f;

@@ -3,10 +3,6 @@
 #include <cstdio>
 
 #include "cli/job_inputs.h"
-#include "image/decode.h"
-#include "pipeline/image_edit.h"
-#include "pipeline/job_geometry.h"
-#include "util/sha256.h"
 
 namespace canvas::cli {
 
@@ -36,36 +32,13 @@ void add_edit_command(CLI::App& app, EditOptions& options) {
 }
 
 int run_edit(const EditOptions& options) {
-  const JobOptions& job = options.job;
-  ImageEditRequest request;
-  request.sampling = job_settings(job);
-  request.width = options.width;
-  request.height = options.height;
-  request.text_positions =
-      options.text_positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
-  JobCommand command;
-  command.task = "edit";
-  command.task_settings = {{"text_positions", options.text_positions}};
-  // The pictures are read before the model: a bad file costs a moment, not a load.
-  for (const std::string& path : options.images) {
-    check_utf8(path, "the --image path");
-    const DecodedImage decoded = read_image(path);
-    command.inputs.push_back({path, decoded.rgb.width, decoded.rgb.height, sha256_file_hex(path)});
-    request.images.push_back(decoded.rgb);
-    request.images.back().text.clear();
-  }
-  if (!job.negative_prompt && request.sampling.cfg_scale > 1.0f) {
-    std::fprintf(stderr,
-                 "note: no guidance: the edit pipelines guide only with a negative prompt (give "
-                 "--negative-prompt \" \" to guide at --cfg-scale %.2f)\n",
-                 request.sampling.cfg_scale);
-  }
-  command.prepare = [&](const QwenImageConfigs& configs) {
-    validate_request(request, configs);
-    return settings_as_run(request.sampling, job_geometry(configs, request));
-  };
-  run_request(command, request, image_edit);
-  return run_job_command(job, command);
+  app::JobSpec spec = job_spec(options.job);
+  spec.task = app::JobTask::Edit;
+  spec.width = options.width;
+  spec.height = options.height;
+  spec.text_positions = options.text_positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
+  for (const std::string& path : options.images) spec.images.push_back(read_input(path, "--image"));
+  return run_job_command(options.job, spec);
 }
 
 }  // namespace canvas::cli

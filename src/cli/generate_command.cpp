@@ -1,7 +1,6 @@
 #include "cli/generate_command.h"
 
-#include "cli/inpaint_command.h"
-#include "pipeline/text_to_image.h"
+#include "cli/job_inputs.h"
 
 namespace canvas::cli {
 
@@ -25,26 +24,15 @@ void add_generate_command(CLI::App& app, GenerateOptions& options) {
 }
 
 int run_generate(const GenerateOptions& options) {
-  const JobOptions& job = options.job;
+  app::JobSpec spec = job_spec(options.job);
+  spec.width = options.width;
+  spec.height = options.height;
   if (options.image) {
-    ImageToImageRequest request;
-    request.width = options.width;
-    request.height = options.height;
-    request.strength = options.strength;
-    return run_image_to_image(job, request, *options.image, std::nullopt, false);
+    spec.task = app::JobTask::Img2Img;
+    spec.strength = options.strength;
+    spec.images.push_back(read_input(*options.image, "--image"));
   }
-  TextToImageRequest request;
-  request.sampling = job_settings(job);
-  request.width = options.width.value_or(request.width);
-  request.height = options.height.value_or(request.height);
-  JobCommand command;
-  command.task = "text-to-image";
-  command.prepare = [&](const QwenImageConfigs& configs) {
-    validate_request(request, configs);
-    return request;
-  };
-  run_request(command, request, text_to_image);
-  return run_job_command(job, command);
+  return run_job_command(options.job, spec);
 }
 
 }  // namespace canvas::cli

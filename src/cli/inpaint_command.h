@@ -1,5 +1,5 @@
-// `canvas inpaint`: inpainting (and, on an edit model, edit-inpainting) from the command line, and the run
-// that img2img (`canvas generate --image`) shares with it.
+// `canvas inpaint`: inpainting (and, on an edit model, edit-inpainting, and outpainting) from the command
+// line.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -29,11 +29,5 @@ struct InpaintOptions {
 void add_inpaint_command(CLI::App& app, InpaintOptions& options);
 // Runs the job; returns the exit code. Throws canvas::Error (CancelledError once cancelled) when it fails.
 int run_inpaint(const InpaintOptions& options);
-
-// The share of img2img and inpainting: reads the picture at `image_path` (and the mask at `mask_path`, or
-// the picture's transparency with `mask_from_picture_alpha`) into `request` before any model loads, records
-// them with their SHA-256, and runs the job.
-int run_image_to_image(const JobOptions& job, ImageToImageRequest request, const std::string& image_path,
-                       const std::optional<std::string>& mask_path, bool mask_from_picture_alpha);
 
 }  // namespace canvas::cli

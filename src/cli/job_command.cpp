@@ -6,12 +6,15 @@
 #include <cstdio>
 #include <sstream>
 
+#include "app/lora_records.h"
+#include "app/prepared_job.h"
+#include "app/sampling_presets.h"
+#include "app/seed_option.h"
 #include "backend/backend.h"
 #include "cli/cancellation_signals.h"
 #include "cli/job_inputs.h"
 #include "cli/lora_job.h"
 #include "cli/progress_bar.h"
-#include "cli/seed_option.h"
 #include "io/npy.h"
 #include "io/png_image.h"
 #include "memory/host_memory.h"
@@ -62,13 +65,6 @@ std::optional<int> device_index(const std::string& name, const std::string& pref
   return std::stoi(digits);
 }
 
-Device parse_device(const std::string& name) {
-  if (name == "cpu") return Device::cpu();
-  if (name == "cuda") return Device::cuda(0);
-  if (std::optional<int> index = device_index(name, "cuda:")) return Device::cuda(*index);
-  throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
-}
-
 // --devices: CUDA indices ("0,1"), or device names; cpu:N names simulated pools (host memory with a budget
 // of its own) for trying multi-device plans without GPUs.
 std::vector<Device> parse_device_list(const std::string& list) {
@@ -92,21 +88,6 @@ std::vector<Device> parse_device_list(const std::string& list) {
                                                            ": name devices of one kind");
   }
   return devices;
-}
-
-std::optional<DType> parse_precision(const std::optional<std::string>& name) {
-  if (!name) return std::nullopt;
-  if (*name == "f32") return DType::F32;
-  if (*name == "bf16") return DType::BF16;
-  if (*name == "f16") return DType::F16;
-  throw Error("unknown precision '" + *name + "': use f32, bf16 or f16");
-}
-
-std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char* option) {
-  if (!gib) return std::nullopt;
-  check(std::isfinite(*gib) && *gib > 0 && *gib < 1e6,
-        std::string(option) + " must be a positive number of GiB");
-  return static_cast<int64_t>(*gib * 1024.0 * 1024.0 * 1024.0);
 }
 
 // --device names the device that holds the latents, which --devices names first; both given must agree.
@@ -152,7 +133,30 @@ std::optional<std::string> write_profile_files(const Profiler& profiler, const s
   return std::nullopt;
 }
 
-// GPU backends are registered only when asked for, so CPU runs need no driver.
+}  // namespace
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  if (name == "cuda") return Device::cuda(0);
+  if (std::optional<int> index = device_index(name, "cuda:")) return Device::cuda(*index);
+  throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
+}
+
+std::optional<DType> parse_precision(const std::optional<std::string>& name) {
+  if (!name) return std::nullopt;
+  if (*name == "f32") return DType::F32;
+  if (*name == "bf16") return DType::BF16;
+  if (*name == "f16") return DType::F16;
+  throw Error("unknown precision '" + *name + "': use f32, bf16 or f16");
+}
+
+std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char* option) {
+  if (!gib) return std::nullopt;
+  check(std::isfinite(*gib) && *gib > 0 && *gib < 1e6,
+        std::string(option) + " must be a positive number of GiB");
+  return static_cast<int64_t>(*gib * 1024.0 * 1024.0 * 1024.0);
+}
+
 void prepare_device(Device device) {
   if (device.is_cpu()) return;
 #ifdef CANVAS_HAS_CUDA
@@ -164,8 +168,6 @@ void prepare_device(Device device) {
   throw Error("this build has no CUDA backend; rebuild with -DCANVAS_CUDA=ON or use --device cpu");
 #endif
 }
-
-}  // namespace
 
 void add_job_options(CLI::App& command, JobOptions& options, const std::string& negative_prompt_help) {
   command
@@ -199,13 +201,13 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
   command
       .add_option("--preset", options.preset,
                   "Sample as a distilled LoRA (--lora) was made to, each setting unless given: " +
-                      sampling_presets_description())
-      ->check(CLI::IsMember(sampling_preset_names()));
+                      app::sampling_presets_description())
+      ->check(CLI::IsMember(app::sampling_preset_names()));
   // The preset fills in what the command line left out, so everything after parsing sees the settings
   // the job runs with.
   command.parse_complete_callback([&options, steps, cfg_scale, scheduler_shift] {
     if (!options.preset) return;
-    const SamplingPreset& preset = sampling_preset(*options.preset);
+    const app::SamplingPreset& preset = app::sampling_preset(*options.preset);
     if (steps->count() == 0) options.steps = preset.steps;
     if (cfg_scale->count() == 0) options.cfg_scale = preset.cfg_scale;
     if (scheduler_shift->count() == 0) options.scheduler_shift = preset.scheduler_shift;
@@ -256,15 +258,21 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
       ->capture_default_str();
 }
 
-SamplingSettings job_settings(const JobOptions& options) {
-  SamplingSettings settings;
+app::JobSpec job_spec(const JobOptions& options) {
+  app::JobSpec spec;
+  SamplingSettings& settings = spec.sampling;
   settings.prompt = options.prompt;
   settings.negative_prompt = options.negative_prompt;
   settings.cfg_scale = options.cfg_scale;
   settings.steps = options.steps;
-  settings.seed = seed_from_option(options.seed);
+  settings.seed = app::seed_from_option(options.seed);
   for (const std::string& lora : options.loras) settings.loras.push_back(LoraChoice::parse(lora));
   settings.scheduler_shift = options.scheduler_shift;
+  spec.preset = options.preset;
+  spec.batch_count = options.batch_count;
+  spec.strategy = options.strategy;
+  spec.quality = options.quality;
+  spec.lora_apply = parse_lora_apply(options.lora_apply);
   if (options.preset && settings.loras.empty()) {
     std::fprintf(stderr,
                  "warning: --preset %s is meant for a Lightning LoRA (give it with --lora): without one, %d "
@@ -277,19 +285,10 @@ SamplingSettings job_settings(const JobOptions& options) {
                  "scale above 1 to steer away from it)\n",
                  options.cfg_scale);
   }
-  return settings;
+  return spec;
 }
 
-TextToImageRequest settings_as_run(const SamplingSettings& sampling, const JobGeometry& geometry) {
-  TextToImageRequest recorded;
-  recorded.sampling = sampling;
-  recorded.width = geometry.width;
-  recorded.height = geometry.height;
-  recorded.max_sequence_length = geometry.max_sequence_length;
-  return recorded;
-}
-
-int run_job_command(const JobOptions& options, const JobCommand& command) {
+int run_job_command(const JobOptions& options, const app::JobSpec& spec) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point start = Clock::now();
   check(options.batch_count >= 1 && options.batch_count <= kMaxBatchCount,
@@ -336,20 +335,20 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
   std::optional<Profiler::Span> load_span;
   if (profiler) load_span.emplace(profiler->span("load"));
 
-  MemoryOptions memory;
-  memory.lora_apply = parse_lora_apply(options.lora_apply);
-  memory.plan.strategy = parse_strategy(options.strategy);
-  memory.plan.quality = parse_quality(options.quality);
+  MemoryOptions memory = app::job_memory_options(spec);
   memory.plan.parallelism = parse_parallelism(options.parallel);
   memory.extra_devices.assign(devices.begin() + 1, devices.end());
   memory.device_budget_bytes = device_budget;
   memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
   QwenImageConfigs configs = read_qwen_image_configs(options.model);
   // Check the request before spending time on the weights.
-  const TextToImageRequest settings = command.prepare(configs);
+  const app::PreparedJob command = app::prepare_job(spec, configs);
+  for (const std::string& note : command.notes) std::fprintf(stderr, "note: %s\n", note.c_str());
+  const TextToImageRequest& settings = command.settings;
   check_lora_files(settings.sampling.loras);
   // Read against the model's layers now, so that a file that cannot be applied costs a moment, not a load.
-  std::optional<LoraRecordsInBackground> lora_records;
+  std::optional<app::LoraRecordsInBackground> lora_records;
+  std::optional<std::vector<LoraRecord>> lora_record_list;
   if (!settings.sampling.loras.empty())
     lora_records.emplace(read_loras(settings.sampling.loras, configs.transformer, configs.text_encoder));
   std::fprintf(stderr, "Loading %s\n", options.model.c_str());
@@ -403,7 +402,9 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
     record.request = settings;
     record.request.sampling.seed = seed;
     record.inputs = command.inputs;
-    if (lora_records) record.loras = lora_records->get();
+    // Hashed once, beside the first image; every image of the batch records them.
+    if (lora_records && !lora_record_list) lora_record_list = lora_records->get();
+    if (lora_record_list) record.loras = *lora_record_list;
     record.lora_apply = memory.lora_apply;
     record.preset = options.preset;
     record.task_settings = command.task_settings;
@@ -411,12 +412,8 @@ int run_job_command(const JobOptions& options, const JobCommand& command) {
     record.load_s = index == 0 ? load_s : 0.0;
     record.total_s = std::chrono::duration<double>(Clock::now() - image_start).count();
     record.host_peak_rss_bytes = host_memory_info().process_peak_rss_bytes;
-    RgbImage image;
-    image.height = result.image.dim(0);
-    image.width = result.image.dim(1);
-    image.pixels = image_to_rgb8(result.image);
     if (profiler) record.profile_summary = profiler->summary_lines();
-    image.text = generation_text_chunks(record);
+    const RgbImage image = app::generated_image(record);
     cancellation.throw_if_requested();
     write_png(image_files.output, image);
     std::optional<std::string> profile_error;

@@ -3,10 +3,12 @@
 #include <cstdio>
 #include <optional>
 
+#include "image/decode.h"
 #include "tokenizer/unicode.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/file_type.h"
+#include "util/sha256.h"
 
 namespace canvas::cli {
 
@@ -37,6 +39,11 @@ void check_utf8(std::string_view text, const std::string& what) {
   std::snprintf(byte, sizeof(byte), "0x%02X",
                 static_cast<unsigned>(static_cast<unsigned char>(text[*offset])));
   throw Error(what + " is not valid UTF-8: byte " + byte + " at offset " + std::to_string(*offset));
+}
+
+app::InputImage read_input(const std::string& path, const std::string& option) {
+  check_utf8(path, "the " + option + " path");
+  return {path, read_image(path), sha256_file_hex(path)};
 }
 
 }  // namespace canvas::cli

@@ -36,6 +36,7 @@ struct AutoencoderKLQwenImageConfig {
   std::vector<float> latents_mean;
   std::vector<float> latents_std;
 
+  bool operator==(const AutoencoderKLQwenImageConfig&) const = default;
   // Pixels per latent along each axis: 2 ** len(temperal_downsample), as the reference reports it.
   int64_t spatial_compression_ratio() const { return int64_t{1} << temperal_downsample.size(); }
   static AutoencoderKLQwenImageConfig from_json(const nlohmann::json& config,

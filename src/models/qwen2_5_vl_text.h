@@ -26,6 +26,7 @@ struct Qwen2_5_VLTextConfig {
   // Rotary pairs given to the temporal, height and width position rows, in that order.
   std::vector<int64_t> mrope_section;
 
+  bool operator==(const Qwen2_5_VLTextConfig&) const = default;
   // Reads both layouts: the flat keys of the published Qwen-Image text_encoder/config.json and the nested
   // `text_config` that transformers >= 5 writes.
   static Qwen2_5_VLTextConfig from_json(const nlohmann::json& config, const std::string& file_for_messages);

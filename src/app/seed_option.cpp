@@ -1,13 +1,11 @@
-#include "cli/seed_option.h"
+#include "app/seed_option.h"
 
 #include <charconv>
 #include <random>
 
 #include "util/error.h"
 
-namespace canvas::cli {
-
-namespace {
+namespace canvas::app {
 
 // std::random_device gives 32 bits a draw; two draws make the seed cover the whole range.
 uint64_t random_seed() {
@@ -17,8 +15,6 @@ uint64_t random_seed() {
   const uint64_t low = device() & 0xFFFFFFFFu;
   return high << 32 | low;
 }
-
-}  // namespace
 
 uint64_t seed_from_option(const std::optional<std::string>& text) {
   if (!text || *text == "-1") return random_seed();
@@ -33,4 +29,4 @@ uint64_t seed_from_option(const std::optional<std::string>& text) {
   return seed;
 }
 
-}  // namespace canvas::cli
+}  // namespace canvas::app
