@@ -7,6 +7,7 @@
 #include "cli/cancellation_signals.h"
 #include "cli/edit_command.h"
 #include "cli/generate_command.h"
+#include "cli/history_command.h"
 #include "cli/inpaint_command.h"
 #include "util/error.h"
 
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   canvas::cli::add_edit_command(app, edit_options);
   canvas::cli::InpaintOptions inpaint_options;
   canvas::cli::add_inpaint_command(app, inpaint_options);
+  canvas::cli::HistoryOptions history_options;
+  canvas::cli::add_history_command(app, history_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -30,6 +33,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("generate")) return canvas::cli::run_generate(generate_options);
     if (app.got_subcommand("edit")) return canvas::cli::run_edit(edit_options);
     if (app.got_subcommand("inpaint")) return canvas::cli::run_inpaint(inpaint_options);
+    if (app.got_subcommand("history")) return canvas::cli::run_history(history_options);
   } catch (const canvas::CancelledError&) {
     std::fprintf(stderr, "cancelled\n");
     return canvas::cli::kCancelledExitCode;
