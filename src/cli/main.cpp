@@ -7,6 +7,7 @@
 #include "cli/cancellation_signals.h"
 #include "cli/edit_command.h"
 #include "cli/generate_command.h"
+#include "cli/history_command.h"
 #include "cli/inpaint_command.h"
 #include "cli/serve_command.h"
 #include "util/error.h"
@@ -23,6 +24,8 @@ int main(int argc, char** argv) {
   canvas::cli::add_inpaint_command(app, inpaint_options);
   canvas::cli::ServeOptions serve_options;
   canvas::cli::add_serve_command(app, serve_options);
+  canvas::cli::HistoryOptions history_options;
+  canvas::cli::add_history_command(app, history_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -34,6 +37,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("edit")) return canvas::cli::run_edit(edit_options);
     if (app.got_subcommand("inpaint")) return canvas::cli::run_inpaint(inpaint_options);
     if (app.got_subcommand("serve")) return canvas::cli::run_serve(serve_options);
+    if (app.got_subcommand("history")) return canvas::cli::run_history(history_options);
   } catch (const canvas::CancelledError&) {
     std::fprintf(stderr, "cancelled\n");
     return canvas::cli::kCancelledExitCode;
