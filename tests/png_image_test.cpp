@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "image/decode.h"
 #include "test_util.h"
 
@@ -31,6 +34,37 @@ TEST(PngImage, WritesAndReadsBack) {
   EXPECT_EQ(read.pixels, image.pixels);
   ASSERT_EQ(read.text.size(), 1u);
   EXPECT_EQ(read.text[0].text, "a red fox");
+}
+
+TEST(PngImage, EncodesInMemoryWithItsTextChunks) {
+  RgbImage image = noise_image(24);
+  image.width = 32;  // not square
+  image.height = 18;
+  image.text.push_back({"canvas", "{\"prompt\": \"ein Fuchs, 狐\"}"});
+  const std::vector<uint8_t> bytes = encode_png(image);
+  const DecodedImage decoded = decode_image(bytes, "encoded.png");
+  EXPECT_EQ(decoded.format, ImageFormat::Png);
+  EXPECT_FALSE(decoded.has_alpha());
+  EXPECT_EQ(decoded.rgb.width, 32);
+  EXPECT_EQ(decoded.rgb.height, 18);
+  EXPECT_EQ(decoded.rgb.pixels, image.pixels);
+  EXPECT_EQ(test::png_text(decoded.rgb, "parameters"), "a red fox");
+  EXPECT_EQ(test::png_text(decoded.rgb, "canvas"), "{\"prompt\": \"ein Fuchs, 狐\"}");
+
+  // write_png writes these very bytes.
+  const fs::path path = test::scratch_dir("png-encode") / "a.png";
+  write_png(path, image);
+  std::ifstream file(path, std::ios::binary);
+  const std::vector<uint8_t> written{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+  EXPECT_EQ(written, bytes);
+}
+
+TEST(PngImage, EncodingRefusesImagesItCannotWrite) {
+  RgbImage empty;
+  EXPECT_NE(test::error_of([&] { encode_png(empty); }).find("cannot write a 0x0 PNG"), std::string::npos);
+  RgbImage short_pixels = noise_image(4);
+  short_pixels.pixels.pop_back();
+  EXPECT_NE(test::error_of([&] { encode_png(short_pixels); }).find("does not match 4x4"), std::string::npos);
 }
 
 TEST(PngImage, AFullDiskIsReportedWithTheSystemsReasonAndLeavesNoFile) {

@@ -2,11 +2,8 @@
 
 #include <png.h>
 
-#include <cerrno>
 #include <csetjmp>
-#include <cstdio>
-#include <cstring>
-#include <memory>
+#include <new>
 
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -29,19 +26,27 @@ void on_png_error(png_structp png, png_const_charp message) {
 
 void on_png_warning(png_structp, png_const_charp) {}
 
-// libpng hands the encoded bytes here; a failed write stops it, and the file keeps the system's reason.
-void write_to_atomic_file(png_structp png, png_bytep data, png_size_t length) {
-  if (!static_cast<AtomicFile*>(png_get_io_ptr(png))->append(data, length)) png_error(png, "write failed");
+// libpng hands the encoded bytes here, a piece at a time. A vector that cannot grow throws bad_alloc, which
+// must not cross libpng's C frames: it becomes a libpng error, raised outside the handler.
+void append_to_bytes(png_structp png, png_bytep data, png_size_t length) {
+  auto* bytes = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
+  bool appended = true;
+  try {
+    bytes->insert(bytes->end(), data, data + length);
+  } catch (const std::bad_alloc&) {
+    appended = false;
+  }
+  if (!appended) png_error(png, "out of memory");
 }
 
 void flush_nothing(png_structp) {}
 
 // The libpng calls of one image, each behind its own setjmp: the frames a longjmp crosses hold only
 // plain pointers, so no C++ object is skipped or clobbered.
-bool write_with_libpng(png_structp png, png_infop info, AtomicFile* file, const RgbImage& image,
-                       png_text* chunks, png_bytep* rows) {
+bool encode_with_libpng(png_structp png, png_infop info, std::vector<uint8_t>* bytes, const RgbImage& image,
+                        png_text* chunks, png_bytep* rows) {
   if (setjmp(png_jmpbuf(png))) return false;
-  png_set_write_fn(png, file, write_to_atomic_file, flush_nothing);
+  png_set_write_fn(png, bytes, append_to_bytes, flush_nothing);
   png_set_IHDR(png, info, static_cast<png_uint_32>(image.width), static_cast<png_uint_32>(image.height), 8,
                PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (!image.text.empty()) png_set_text(png, info, chunks, static_cast<int>(image.text.size()));
@@ -52,13 +57,12 @@ bool write_with_libpng(png_structp png, png_infop info, AtomicFile* file, const 
 
 }  // namespace
 
-void write_png(const std::filesystem::path& path, const RgbImage& image) {
+std::vector<uint8_t> encode_png(const RgbImage& image) {
   check(image.width > 0 && image.height > 0 && image.width <= 65535 && image.height <= 65535,
         "cannot write a " + std::to_string(image.width) + "x" + std::to_string(image.height) + " PNG");
   check(
       static_cast<int64_t>(image.pixels.size()) == image.width * image.height * 3,
       "PNG pixel buffer does not match " + std::to_string(image.width) + "x" + std::to_string(image.height));
-  AtomicFile file(path);
 
   std::vector<png_text> chunks(image.text.size());
   for (size_t i = 0; i < image.text.size(); ++i) {
@@ -72,15 +76,24 @@ void write_png(const std::filesystem::path& path, const RgbImage& image) {
   for (int64_t y = 0; y < image.height; ++y) {
     rows[y] = const_cast<png_bytep>(image.pixels.data() + y * image.width * 3);
   }
+  std::vector<uint8_t> bytes;
   PngErrorState state;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &state, on_png_error, on_png_warning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
-  bool written = png && info && write_with_libpng(png, info, &file, image, chunks.data(), rows.data());
+  const bool encoded =
+      png && info && encode_with_libpng(png, info, &bytes, image, chunks.data(), rows.data());
   png_destroy_write_struct(png ? &png : nullptr, info ? &info : nullptr);
-  // A failed write is reported by commit() with the system's reason; anything else by libpng's message.
-  if (!written && !file.failed())
-    throw Error("cannot write " + path.string() + ": " +
+  if (!encoded)
+    throw Error("cannot encode a PNG: " +
                 (state.message.empty() ? "libpng could not be set up" : state.message));
+  return bytes;
+}
+
+void write_png(const std::filesystem::path& path, const RgbImage& image) {
+  const std::vector<uint8_t> bytes = encode_png(image);
+  AtomicFile file(path);
+  // A failed write is reported by commit() with the system's reason.
+  file.append(bytes.data(), bytes.size());
   file.commit();
 }
 

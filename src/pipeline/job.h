@@ -14,18 +14,25 @@
 #include "pipeline/memory_options.h"
 #include "pipeline/recovery_ladder.h"
 #include "profile/profiler.h"
+#include "tensor/tensor.h"
 #include "util/cancellation.h"
 
 namespace canvas {
 
 // Called after each denoising step with the number of steps done and the total.
 using StepCallback = std::function<void(int done, int total)>;
+// Called after each denoising step, after the StepCallback, with the step's estimate of the clean latents
+// (flow matching's x0 = x_t - sigma_t * v, v the guided prediction): [1, z_dim, h, w] f32 on the host, in
+// the model's normalized latent space, over the job's latent grid. For live previews (app/latent_preview.h);
+// the estimate is only made when this is set, and never changes the latents.
+using PreviewCallback = std::function<void(int done, int total, const Tensor& denoised)>;
 // Called once the job's memory plan is made, before any work on the device.
 using PlanCallback = std::function<void(const MemoryPlan& plan)>;
 
 // What a caller watches and steers a job with; every member may be left empty.
 struct JobObservers {
   StepCallback on_step;
+  PreviewCallback on_preview;
   PlanCallback on_plan;
   std::function<void(const std::string& recovery)> on_recovery;
   Profiler* profiler = nullptr;  // marks the job's phases and steps

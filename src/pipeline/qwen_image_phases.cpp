@@ -61,6 +61,17 @@ Tensor guided_prediction(const Tensor& cond, const Tensor& uncond, float cfg_sca
   return ops::mul(combined, ops::div(ops::vector_norm(cond), ops::vector_norm(combined)));
 }
 
+// Flow matching's estimate of the clean latents at `step`, from the velocity v predicted there:
+// x0 = x_t - sigma_t * v. Formed in f32 as the scheduler forms its Euler step, x_t + (0 - sigma_t) * v, so
+// after the last step, whose next sigma is 0, it is exactly the final latents of an f32 job. Unpacked to
+// the latent grid and copied to the host for the job's preview listener.
+Tensor denoised_latents(const FlowMatchEulerDiscreteScheduler& scheduler, int step, const Tensor& prediction,
+                        const Tensor& latents, const JobGeometry& geometry) {
+  const float sigma = scheduler.sigmas()[static_cast<size_t>(step)];
+  const Tensor x0 = ops::add(latents.to(DType::F32), ops::scale(prediction.to(DType::F32), -sigma));
+  return unpack_latents(x0, geometry.latent_height, geometry.latent_width).to(Device::cpu());
+}
+
 }  // namespace
 
 PromptEmbeddings encode_prompts(Job& job, const std::string& prompt, const Qwen2_5_VLImageEmbeds* pictures) {
@@ -233,12 +244,14 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
                             : source->image_latents;
   };
   const int steps_run = steps - first_step;
+  const PreviewCallback& on_preview = job.observers().on_preview;
   for (int step = first_step; step < steps; ++step) {
     const int done = step - first_step + 1;
     job.check_cancelled();
     Profiler::Span step_span = profiler ? profiler->span("step", {{"step", done}}) : Profiler::Span();
     const Clock::time_point step_start = Clock::now();
     Tensor next_latents;
+    Tensor denoised;  // the step's x0 estimate, made only for a preview listener
     // A retry starts again from `latents`, which only a completed step replaces.
     job.attempt("step " + std::to_string(done), [&] {
       ComponentPlacement& placement = job.weights().placement(Component::Transformer);
@@ -251,6 +264,8 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
       for (Tensor& prediction : predictions) prediction = prediction.slice(1, 0, latents.dim(1)).contiguous();
       Tensor prediction =
           geometry.guided ? guided_prediction(predictions[0], predictions[1], cfg_scale) : predictions[0];
+      // Inpainting's preview shows the whole estimate, before the blend below.
+      if (on_preview) denoised = denoised_latents(scheduler, step, prediction, latents, geometry);
       next_latents = scheduler.step(prediction, step, latents);
       if (blends) next_latents = blend_masked_latents(source->mask, image_latents_after(step), next_latents);
     });
@@ -258,6 +273,7 @@ Tensor denoise(Job& job, const PromptEmbeddings& prompts, uint64_t seed, float c
     latents = next_latents;
     job.timings().step_s.push_back(std::chrono::duration<double>(Clock::now() - step_start).count());
     if (job.observers().on_step) job.observers().on_step(done, steps_run);
+    if (on_preview) on_preview(done, steps_run, denoised);
   }
   job.weights().placement(Component::Transformer).end_phase();
   return latents;
