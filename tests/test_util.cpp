@@ -329,6 +329,16 @@ std::string error_of(const std::function<void()>& action) {
   return "";
 }
 
+app::RequestError request_error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const app::RequestError& error) {
+    return error;
+  }
+  ADD_FAILURE() << "expected an app::RequestError";
+  return app::RequestError(0, "", "");
+}
+
 TestComponent::TestComponent(int blocks, int64_t dim, DType dtype)
     : weights_{Component::Transformer, {}, {}, {}} {
   auto group = [&](int block, const Shape& shape) {

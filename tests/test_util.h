@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "app/job_spec.h"
 #include "io/png_image.h"
 #include "io/weight_source.h"
 #include "pipeline/request.h"
@@ -89,6 +90,8 @@ class FileSizeLimit {
 
 // Runs `action`, which must throw canvas::Error, and returns the message (a test failure if it does not).
 std::string error_of(const std::function<void()>& action);
+// Runs `action`, which must throw app::RequestError, and returns it (a test failure if it does not).
+app::RequestError request_error_of(const std::function<void()>& action);
 
 // Same shape, dtype and bytes, wherever the tensors live.
 bool bit_identical(const Tensor& a, const Tensor& b);
