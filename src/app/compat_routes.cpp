@@ -22,7 +22,8 @@ std::shared_ptr<QueuedJob> running_job(JobQueue& queue) {
 
 std::vector<FormPart> form_parts(const httplib::Request& request) {
   std::vector<FormPart> parts;
-  for (const auto& [name, file] : request.files) parts.push_back({name, file.filename, file.content_type, file.content});
+  for (const auto& [name, file] : request.files)
+    parts.push_back({name, file.filename, file.content_type, file.content});
   return parts;
 }
 
@@ -35,7 +36,8 @@ std::string base_url(const httplib::Request& request) {
 // A1111's model title of each entry, the way its clients pick one.
 std::vector<A1111Model> a1111_models(const ModelRegistry& models) {
   std::vector<A1111Model> listed;
-  for (const ModelEntry& entry : models.models()) listed.push_back({entry.id, entry.path.string(), std::nullopt});
+  for (const ModelEntry& entry : models.models())
+    listed.push_back({entry.id, entry.path.string(), std::nullopt});
   return listed;
 }
 
@@ -47,7 +49,8 @@ struct A1111State {
 
 void reply_a1111_error(httplib::Response& response, const RequestError& error) {
   // FastAPI's error body, which A1111 clients print, with the field beside it.
-  reply_json(response, error.status(), {{"error", "RequestError"}, {"detail", error.what()}, {"field", error.field()}});
+  reply_json(response, error.status(),
+             {{"error", "RequestError"}, {"detail", error.what()}, {"field", error.field()}});
 }
 
 }  // namespace
@@ -57,11 +60,14 @@ void add_openai_routes(httplib::Server& server, ServerContext& context) {
                            std::string_view format) {
     std::shared_ptr<QueuedJob> job = submit_job(context, native);
     const JobOutcome outcome = wait_for_outcome(*job);
-    const std::vector<std::string> encoded = format == "b64_json" ? images_base64(outcome) : std::vector<std::string>{};
+    const std::vector<std::string> encoded =
+        format == "b64_json" ? images_base64(outcome) : std::vector<std::string>{};
     reply_json(response, 200,
-               openai_images_response(outcome, format, encoded, base_url(request), static_cast<int64_t>(std::time(nullptr))));
+               openai_images_response(outcome, format, encoded, base_url(request),
+                                      static_cast<int64_t>(std::time(nullptr))));
   };
-  server.Post("/v1/images/generations", [&context, answer](const httplib::Request& request, httplib::Response& response) {
+  server.Post("/v1/images/generations", [&context, answer](const httplib::Request& request,
+                                                           httplib::Response& response) {
     try {
       const json body = body_json(request);
       answer(request, response, openai_generation_request(body), openai_response_format(body));
@@ -69,16 +75,18 @@ void add_openai_routes(httplib::Server& server, ServerContext& context) {
       reply_json(response, error.status(), openai_error(error.status(), error.what(), error.field()));
     }
   });
-  server.Post("/v1/images/edits", [&context, answer](const httplib::Request& request, httplib::Response& response) {
-    try {
-      if (!request.is_multipart_form_data())
-        throw RequestError(400, "", "/v1/images/edits takes a multipart/form-data body, as the OpenAI SDK sends it");
-      const std::vector<FormPart> parts = form_parts(request);
-      answer(request, response, openai_edit_request(parts), openai_response_format(parts));
-    } catch (const RequestError& error) {
-      reply_json(response, error.status(), openai_error(error.status(), error.what(), error.field()));
-    }
-  });
+  server.Post(
+      "/v1/images/edits", [&context, answer](const httplib::Request& request, httplib::Response& response) {
+        try {
+          if (!request.is_multipart_form_data())
+            throw RequestError(
+                400, "", "/v1/images/edits takes a multipart/form-data body, as the OpenAI SDK sends it");
+          const std::vector<FormPart> parts = form_parts(request);
+          answer(request, response, openai_edit_request(parts), openai_response_format(parts));
+        } catch (const RequestError& error) {
+          reply_json(response, error.status(), openai_error(error.status(), error.what(), error.field()));
+        }
+      });
 }
 
 void add_a1111_routes(httplib::Server& server, ServerContext& context) {
@@ -146,14 +154,16 @@ void add_a1111_routes(httplib::Server& server, ServerContext& context) {
     const ModelEntry entry = context.models.find(id);
     reply_json(response, 200, a1111_options({entry.id, entry.path.string(), std::nullopt}));
   });
-  server.Post("/sdapi/v1/options", [&context, state](const httplib::Request& request, httplib::Response& response) {
+  server.Post("/sdapi/v1/options", [&context, state](const httplib::Request& request,
+                                                     httplib::Response& response) {
     try {
       const json body = body_json(request);
       if (!body.is_object()) throw RequestError(400, "", "the options must be a JSON object");
       if (body.contains("sd_model_checkpoint")) {
         if (!body["sd_model_checkpoint"].is_string())
           throw RequestError(400, "sd_model_checkpoint", "sd_model_checkpoint must be a model's title");
-        const std::string id = context.models.find(a1111_checkpoint_model(body["sd_model_checkpoint"].get<std::string>())).id;
+        const std::string id =
+            context.models.find(a1111_checkpoint_model(body["sd_model_checkpoint"].get<std::string>())).id;
         std::lock_guard lock(state->mutex);
         state->checkpoint = id;
       }

@@ -14,7 +14,8 @@ namespace canvas::app {
 
 void reply_json(httplib::Response& response, int status, const nlohmann::json& body);
 // The native API's error body: {"error": {"status", "message", "field"}}.
-void reply_error(httplib::Response& response, int status, const std::string& message, const std::string& field = "");
+void reply_error(httplib::Response& response, int status, const std::string& message,
+                 const std::string& field = "");
 
 // The request's body as JSON; throws RequestError (400) when it is not.
 nlohmann::json body_json(const httplib::Request& request);

@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "app/http_routes.h"
+#include "app/prepared_job.h"
 #include "util/base64.h"
 
 namespace canvas::app {
@@ -22,10 +23,12 @@ bool is_loopback(const std::string& host) {
 
 void reply_json(httplib::Response& response, int status, const nlohmann::json& body) {
   response.status = status;
-  response.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+  response.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                       "application/json");
 }
 
-void reply_error(httplib::Response& response, int status, const std::string& message, const std::string& field) {
+void reply_error(httplib::Response& response, int status, const std::string& message,
+                 const std::string& field) {
   nlohmann::json error = {{"status", status}, {"message", message}};
   if (!field.empty()) error["field"] = field;
   reply_json(response, status, {{"error", error}});
@@ -40,9 +43,19 @@ nlohmann::json body_json(const httplib::Request& request) {
 }
 
 std::shared_ptr<QueuedJob> submit_job(ServerContext& context, const nlohmann::json& request) {
-  JobSpec spec = parse_job_spec(request, context.settings.limits,
-                                [&](const std::string& name) { return context.models.lora_path(name).string(); });
-  spec.model = context.models.find(spec.model).id;
+  JobSpec spec = parse_job_spec(request, context.settings.limits, [&](const std::string& name) {
+    return context.models.lora_path(name).string();
+  });
+  const ModelEntry model = context.models.find(spec.model);
+  spec.model = model.id;
+  // A request the model cannot run is refused now, not after waiting its turn.
+  try {
+    prepare_job(spec, *model.configs);
+  } catch (const RequestError&) {
+    throw;
+  } catch (const Error& error) {
+    throw RequestError(400, "", error.what());
+  }
   return context.queue.submit(std::move(spec));
 }
 
@@ -63,13 +76,15 @@ std::vector<std::string> images_base64(const JobOutcome& outcome) {
   for (const JobImage& image : outcome.images) {
     std::ifstream file(image.path, std::ios::binary);
     check(file.good(), "the job's image " + image.path.string() + " cannot be read");
-    const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(file)),
+                                     std::istreambuf_iterator<char>());
     encoded.push_back(base64_encode(bytes));
   }
   return encoded;
 }
 
-HttpServer::HttpServer(ServerContext context) : context_(std::move(context)), routes_(std::make_unique<Routes>()) {
+HttpServer::HttpServer(ServerContext context)
+    : context_(std::move(context)), routes_(std::make_unique<Routes>()) {
   const ServerSettings& settings = context_.settings;
   check(is_loopback(settings.host) || settings.token,
         "serving on " + settings.host +
@@ -82,23 +97,26 @@ HttpServer::HttpServer(ServerContext context) : context_(std::move(context)), ro
   if (settings.token) {
     const std::string expected = "Bearer " + *settings.token;
     server.set_pre_routing_handler([expected](const httplib::Request& request, httplib::Response& response) {
-      if (request.get_header_value("Authorization") == expected) return httplib::Server::HandlerResponse::Unhandled;
+      if (request.get_header_value("Authorization") == expected)
+        return httplib::Server::HandlerResponse::Unhandled;
       response.set_header("WWW-Authenticate", "Bearer");
-      reply_error(response, 401, "this server needs \"Authorization: Bearer TOKEN\" (the token it was started with)");
+      reply_error(response, 401,
+                  "this server needs \"Authorization: Bearer TOKEN\" (the token it was started with)");
       return httplib::Server::HandlerResponse::Handled;
     });
   }
-  server.set_exception_handler([](const httplib::Request&, httplib::Response& response, std::exception_ptr thrown) {
-    try {
-      std::rethrow_exception(thrown);
-    } catch (const RequestError& error) {
-      reply_error(response, error.status(), error.what(), error.field());
-    } catch (const std::exception& error) {
-      reply_error(response, 500, error.what());
-    } catch (...) {
-      reply_error(response, 500, "unknown error");
-    }
-  });
+  server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& response, std::exception_ptr thrown) {
+        try {
+          std::rethrow_exception(thrown);
+        } catch (const RequestError& error) {
+          reply_error(response, error.status(), error.what(), error.field());
+        } catch (const std::exception& error) {
+          reply_error(response, 500, error.what());
+        } catch (...) {
+          reply_error(response, 500, "unknown error");
+        }
+      });
   server.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
     // Routes that answered with their own body keep it.
     if (!response.body.empty()) return;

@@ -91,8 +91,8 @@ nlohmann::json QueuedJob::status_json() const {
   if (outcome_) {
     status["images"] = nlohmann::json::array();
     for (const JobImage& image : outcome_->images)
-      status["images"].push_back({{"url", image.url}, {"seed", image.seed}, {"width", image.width},
-                                  {"height", image.height}});
+      status["images"].push_back(
+          {{"url", image.url}, {"seed", image.seed}, {"width", image.width}, {"height", image.height}});
     status["parameters"] = outcome_->parameters;
     status["report"] = outcome_->report;
   }

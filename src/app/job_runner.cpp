@@ -149,8 +149,8 @@ std::function<JobOutcome()> JobRunner::operator()(QueuedJob& job) {
       const RgbImage image = generated_image(record);
       const std::filesystem::path path = image_path(id, static_cast<int>(index));
       write_png(path, image);
-      outcome.images.push_back({path, "/v1/jobs/" + id + "/images/" + std::to_string(index), run.seed,
-                                image.width, image.height});
+      outcome.images.push_back(
+          {path, "/v1/jobs/" + id + "/images/" + std::to_string(index), run.seed, image.width, image.height});
     }
     return outcome;
   };

@@ -101,7 +101,8 @@ LoraChoice lora_choice(const json& entry, const std::string& field,
     strength = parsed.strength;
   } else if (entry.is_object()) {
     for (const auto& [key, value] : entry.items()) {
-      if (key != "name" && key != "strength") refuse(field, "has no field \"" + key + "\": give name and strength");
+      if (key != "name" && key != "strength")
+        refuse(field, "has no field \"" + key + "\": give name and strength");
     }
     const std::optional<std::string> given = text_field(entry, "name");
     if (!given) refuse(field + ".name", "is required");
@@ -114,11 +115,34 @@ LoraChoice lora_choice(const json& entry, const std::string& field,
 }
 
 const std::set<std::string>& known_fields() {
-  static const std::set<std::string> fields = {
-      "task", "model", "prompt", "negative_prompt", "cfg_scale", "steps", "seed", "width", "height",
-      "batch_count", "loras", "lora_apply", "scheduler_shift", "preset", "strategy", "quality", "priority",
-      "image", "images", "mask", "mask_alpha", "mask_from_alpha", "invert_mask", "mask_blur", "padding_mask_crop",
-      "strength", "text_positions", "outpaint"};
+  static const std::set<std::string> fields = {"task",
+                                               "model",
+                                               "prompt",
+                                               "negative_prompt",
+                                               "cfg_scale",
+                                               "steps",
+                                               "seed",
+                                               "width",
+                                               "height",
+                                               "batch_count",
+                                               "loras",
+                                               "lora_apply",
+                                               "scheduler_shift",
+                                               "preset",
+                                               "strategy",
+                                               "quality",
+                                               "priority",
+                                               "image",
+                                               "images",
+                                               "mask",
+                                               "mask_alpha",
+                                               "mask_from_alpha",
+                                               "invert_mask",
+                                               "mask_blur",
+                                               "padding_mask_crop",
+                                               "strength",
+                                               "text_positions",
+                                               "outpaint"};
   return fields;
 }
 
@@ -148,7 +172,8 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
                        const std::function<std::string(const std::string& name)>& lora_path) {
   if (!body.is_object()) refuse("", "the request must be a JSON object");
   for (const auto& [key, value] : body.items()) {
-    if (!known_fields().contains(key)) refuse(key, "is not a field of a job request (the README's Serving section lists them)");
+    if (!known_fields().contains(key))
+      refuse(key, "is not a field of a job request (the README's Serving section lists them)");
   }
   JobSpec spec;
   spec.task = parse_task(text_field(body, "task").value_or("generate"));
@@ -194,7 +219,8 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
 
   spec.width = integer_field(body, "width", 16, kMaxImageSide);
   spec.height = integer_field(body, "height", 16, kMaxImageSide);
-  spec.batch_count = static_cast<int>(integer_field(body, "batch_count", 1, limits.max_batch_count).value_or(1));
+  spec.batch_count =
+      static_cast<int>(integer_field(body, "batch_count", 1, limits.max_batch_count).value_or(1));
   spec.priority = static_cast<int>(integer_field(body, "priority", -100, 100).value_or(0));
   try {
     spec.strategy = text_field(body, "strategy").value_or(spec.strategy);
@@ -214,7 +240,8 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
     refuse("lora_apply", error.what());
   }
   const std::string positions = text_field(body, "text_positions").value_or("mrope");
-  if (positions != "mrope" && positions != "sequential") refuse("text_positions", "must be mrope or sequential");
+  if (positions != "mrope" && positions != "sequential")
+    refuse("text_positions", "must be mrope or sequential");
   spec.text_positions = positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
 
   // The pictures each task takes, and only those.
@@ -233,16 +260,18 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
           image_field((*images)[i], "images[" + std::to_string(i) + "]", limits.max_image_pixels));
     }
   }
-  if (repaints && spec.images.empty()) refuse("image", "is required for " + std::string(task_name(spec.task)));
+  if (repaints && spec.images.empty())
+    refuse("image", "is required for " + std::string(task_name(spec.task)));
   if (edits && spec.images.empty()) refuse("images", "is required for edit");
 
-  const std::set<std::string> inpaint_only = {"mask", "mask_alpha", "mask_from_alpha", "invert_mask", "mask_blur",
-                                              "padding_mask_crop", "outpaint"};
+  const std::set<std::string> inpaint_only = {
+      "mask", "mask_alpha", "mask_from_alpha", "invert_mask", "mask_blur", "padding_mask_crop", "outpaint"};
   for (const std::string& name : inpaint_only) {
     if (spec.task != JobTask::Inpaint && field_of(body, name.c_str())) refuse(name, "is for inpaint");
   }
   if (!repaints && field_of(body, "strength")) refuse("strength", "is for img2img and inpaint");
-  if (const json* mask = field_of(body, "mask")) spec.mask = image_field(*mask, "mask", limits.max_image_pixels);
+  if (const json* mask = field_of(body, "mask"))
+    spec.mask = image_field(*mask, "mask", limits.max_image_pixels);
   spec.mask_alpha = bool_field(body, "mask_alpha").value_or(false);
   if (spec.mask_alpha && !spec.mask) refuse("mask_alpha", "needs a mask");
   if (spec.mask_alpha && spec.mask->decoded.alpha.empty())
@@ -259,12 +288,14 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
     for (int i = 0; i < 4; ++i) {
       const json& margin = (*outpaint)[static_cast<size_t>(i)];
       if (!margin.is_number_integer() || margin.get<int64_t>() < 0 || margin.get<int64_t>() > kMaxImageSide)
-        refuse("outpaint", "each margin must be a whole number of pixels from 0 to " + std::to_string(kMaxImageSide));
+        refuse("outpaint",
+               "each margin must be a whole number of pixels from 0 to " + std::to_string(kMaxImageSide));
       margins[i] = margin.get<int64_t>();
     }
     spec.outpaint = OutpaintMargins{margins[0], margins[1], margins[2], margins[3]};
   }
-  if (spec.mask && spec.mask_from_alpha) refuse("mask_from_alpha", "give a mask or mask_from_alpha, not both");
+  if (spec.mask && spec.mask_from_alpha)
+    refuse("mask_from_alpha", "give a mask or mask_from_alpha, not both");
   if (spec.task == JobTask::Inpaint && !spec.mask && !spec.mask_from_alpha && !spec.outpaint)
     refuse("mask", "inpainting needs a mask, mask_from_alpha or outpaint");
   return spec;
@@ -272,16 +303,11 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
 
 json job_spec_json(const JobSpec& spec) {
   const SamplingSettings& sampling = spec.sampling;
-  json record = {{"task", task_name(spec.task)},
-                 {"model", spec.model},
-                 {"prompt", sampling.prompt},
-                 {"cfg_scale", sampling.cfg_scale},
-                 {"steps", sampling.steps},
-                 {"seed", sampling.seed},
-                 {"batch_count", spec.batch_count},
-                 {"strategy", spec.strategy},
-                 {"quality", spec.quality},
-                 {"lora_apply", lora_apply_name(spec.lora_apply)},
+  json record = {{"task", task_name(spec.task)},    {"model", spec.model},
+                 {"prompt", sampling.prompt},       {"cfg_scale", sampling.cfg_scale},
+                 {"steps", sampling.steps},         {"seed", sampling.seed},
+                 {"batch_count", spec.batch_count}, {"strategy", spec.strategy},
+                 {"quality", spec.quality},         {"lora_apply", lora_apply_name(spec.lora_apply)},
                  {"priority", spec.priority}};
   if (sampling.negative_prompt) record["negative_prompt"] = *sampling.negative_prompt;
   if (sampling.scheduler_shift) record["scheduler_shift"] = *sampling.scheduler_shift;
@@ -294,7 +320,8 @@ json job_spec_json(const JobSpec& spec) {
       record["loras"].push_back({{"name", lora.path.filename().string()}, {"strength", lora.strength}});
   }
   auto picture = [](const InputImage& image) {
-    return json{{"sha256", image.sha256}, {"width", image.decoded.rgb.width}, {"height", image.decoded.rgb.height}};
+    return json{
+        {"sha256", image.sha256}, {"width", image.decoded.rgb.width}, {"height", image.decoded.rgb.height}};
   };
   if (spec.task == JobTask::Edit) {
     record["images"] = json::array();
@@ -314,7 +341,8 @@ json job_spec_json(const JobSpec& spec) {
     record["mask_blur"] = spec.mask_blur;
     if (spec.padding_mask_crop) record["padding_mask_crop"] = *spec.padding_mask_crop;
     if (spec.outpaint)
-      record["outpaint"] = {spec.outpaint->left, spec.outpaint->top, spec.outpaint->right, spec.outpaint->bottom};
+      record["outpaint"] = {spec.outpaint->left, spec.outpaint->top, spec.outpaint->right,
+                            spec.outpaint->bottom};
   }
   return record;
 }

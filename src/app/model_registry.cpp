@@ -11,14 +11,13 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string model_id(const fs::path& path) {
-  std::string name = path.filename().string();
+  const std::string name = path.filename().string();
   // Hugging Face's cache names an entry models--Org--Name.
-  if (name.starts_with("models--")) {
-    name = name.substr(8);
-    const size_t separator = name.find("--");
-    if (separator != std::string::npos) name.replace(separator, 2, "/");
-  }
-  return name;
+  if (!name.starts_with("models--")) return name;
+  const std::string repository = name.substr(8);
+  const size_t separator = repository.find("--");
+  if (separator == std::string::npos) return repository;
+  return repository.substr(0, separator) + "/" + repository.substr(separator + 2);
 }
 
 }  // namespace
@@ -27,7 +26,8 @@ ModelRegistry::ModelRegistry(std::vector<fs::path> model_folders, std::optional<
     : model_folders_(std::move(model_folders)), lora_folder_(std::move(lora_folder)) {
   for (const fs::path& folder : model_folders_)
     check(fs::is_directory(folder), "--models " + folder.string() + " is not a folder");
-  if (lora_folder_) check(fs::is_directory(*lora_folder_), "--loras " + lora_folder_->string() + " is not a folder");
+  if (lora_folder_)
+    check(fs::is_directory(*lora_folder_), "--loras " + lora_folder_->string() + " is not a folder");
   rescan();
 }
 
@@ -45,11 +45,10 @@ void ModelRegistry::rescan() {
     std::sort(entries.begin(), entries.end());
     for (const fs::path& path : entries) {
       try {
-        const QwenImageConfigs configs = read_qwen_image_configs(path);
-        ModelEntry entry{model_id(path), path, configs.kind, configs.layout.pipeline_class};
-        const bool taken = std::any_of(models.begin(), models.end(), [&](const ModelEntry& other) {
-          return other.id == entry.id;
-        });
+        auto configs = std::make_shared<const QwenImageConfigs>(read_qwen_image_configs(path));
+        ModelEntry entry{model_id(path), path, configs->kind, configs->layout.pipeline_class, configs};
+        const bool taken = std::any_of(models.begin(), models.end(),
+                                       [&](const ModelEntry& other) { return other.id == entry.id; });
         if (taken) {
           skipped.push_back(path.string() + ": another folder already offers the id " + entry.id);
         } else {
@@ -92,13 +91,15 @@ fs::path ModelRegistry::lora_path(const std::string& name) const {
   // A name, never a path: nothing outside the folder can be reached.
   if (name.empty() || name.find('/') != std::string::npos || name.find('\\') != std::string::npos ||
       name.starts_with(".")) {
-    throw RequestError(400, "loras", "\"loras\": \"" + name + "\" is not a LoRA name (a file name in the LoRA folder)");
+    throw RequestError(400, "loras",
+                       "\"loras\": \"" + name + "\" is not a LoRA name (a file name in the LoRA folder)");
   }
   fs::path path = *lora_folder_ / name;
   if (path.extension() != ".safetensors") path += ".safetensors";
   std::error_code error;
   if (!fs::is_regular_file(path, error))
-    throw RequestError(404, "loras", "\"loras\": there is no LoRA \"" + name + "\" (GET /v1/loras lists them)");
+    throw RequestError(404, "loras",
+                       "\"loras\": there is no LoRA \"" + name + "\" (GET /v1/loras lists them)");
   return path;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -18,6 +19,8 @@ struct ModelEntry {
   std::filesystem::path path;
   QwenImagePipelineKind kind = QwenImagePipelineKind::TextToImage;
   std::string pipeline_class;  // model_index.json's, e.g. "QwenImagePipeline"
+  // Read when the folder was scanned: requests are checked against them before they queue.
+  std::shared_ptr<const QwenImageConfigs> configs;
 };
 
 class ModelRegistry {
@@ -25,7 +28,8 @@ class ModelRegistry {
   // Each folder or .safetensors file directly under a folder of `model_folders` whose configs read as a
   // Qwen-Image model is one model; the others are reported in skipped(). LoRAs are the .safetensors files
   // directly under `lora_folder`, when given.
-  ModelRegistry(std::vector<std::filesystem::path> model_folders, std::optional<std::filesystem::path> lora_folder);
+  ModelRegistry(std::vector<std::filesystem::path> model_folders,
+                std::optional<std::filesystem::path> lora_folder);
 
   // Reads the folders again (models added or removed since).
   void rescan();

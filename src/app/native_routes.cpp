@@ -39,12 +39,14 @@ std::optional<json> job_status(ServerContext& context, const std::string& id) {
 }
 
 std::string sse_event(const JobEvent& event) {
-  return "id: " + std::to_string(event.sequence) + "\nevent: " + event.type + "\ndata: " + event.data.dump() + "\n\n";
+  return "id: " + std::to_string(event.sequence) + "\nevent: " + event.type + "\ndata: " + event.data.dump() +
+         "\n\n";
 }
 
 // Streams the job's events as Server-Sent Events until it ends; a client that reconnects with Last-Event-ID
 // picks up after what it saw.
-void stream_events(const httplib::Request& request, httplib::Response& response, std::shared_ptr<QueuedJob> job) {
+void stream_events(const httplib::Request& request, httplib::Response& response,
+                   std::shared_ptr<QueuedJob> job) {
   int64_t after = 0;
   if (request.has_header("Last-Event-ID")) {
     try {
@@ -54,35 +56,38 @@ void stream_events(const httplib::Request& request, httplib::Response& response,
     }
   }
   auto seen = std::make_shared<int64_t>(after);
-  auto quiet_since = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  auto quiet_since =
+      std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
   response.set_header("Cache-Control", "no-cache");
-  response.set_chunked_content_provider("text/event-stream", [job, seen, quiet_since](size_t, httplib::DataSink& sink) {
-    const std::vector<JobEvent> events = job->events_after(*seen, std::chrono::seconds(1));
-    for (const JobEvent& event : events) {
-      const std::string text = sse_event(event);
-      if (!sink.write(text.data(), text.size())) return false;
-      *seen = event.sequence;
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (!events.empty()) {
-      *quiet_since = now;
-    } else if (is_final(job->state())) {
-      sink.done();
-      return true;
-    } else if (now - *quiet_since > std::chrono::seconds(15)) {
-      // A comment keeps proxies from closing a quiet stream (a long model load).
-      const std::string keepalive = ": keepalive\n\n";
-      if (!sink.write(keepalive.data(), keepalive.size())) return false;
-      *quiet_since = now;
-    }
-    return sink.is_writable();
-  });
+  response.set_chunked_content_provider(
+      "text/event-stream", [job, seen, quiet_since](size_t, httplib::DataSink& sink) {
+        const std::vector<JobEvent> events = job->events_after(*seen, std::chrono::seconds(1));
+        for (const JobEvent& event : events) {
+          const std::string text = sse_event(event);
+          if (!sink.write(text.data(), text.size())) return false;
+          *seen = event.sequence;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (!events.empty()) {
+          *quiet_since = now;
+        } else if (is_final(job->state())) {
+          sink.done();
+          return true;
+        } else if (now - *quiet_since > std::chrono::seconds(15)) {
+          // A comment keeps proxies from closing a quiet stream (a long model load).
+          const std::string keepalive = ": keepalive\n\n";
+          if (!sink.write(keepalive.data(), keepalive.size())) return false;
+          *quiet_since = now;
+        }
+        return sink.is_writable();
+      });
 }
 
 json memory_json(ServerContext& context) {
   const Device device = context.residency.device();
   Allocator& allocator = allocator_for(device);
-  json device_json = {{"device", device.str()}, {"in_use_bytes", allocator.in_use()}, {"peak_bytes", allocator.peak()}};
+  json device_json = {
+      {"device", device.str()}, {"in_use_bytes", allocator.in_use()}, {"peak_bytes", allocator.peak()}};
   if (!device.is_cpu()) {
     const auto info = backend_for(device).memory_info();
     device_json["free_bytes"] = info.free_bytes;
@@ -135,30 +140,35 @@ void add_native_routes(httplib::Server& server, ServerContext& context) {
     if (!status) throw RequestError(404, "", "there is no job " + std::string(request.matches[1]));
     reply_json(response, 200, *status);
   });
-  server.Get(R"(/v1/jobs/([0-9a-f]{16})/events)", [&](const httplib::Request& request, httplib::Response& response) {
-    std::shared_ptr<QueuedJob> job = context.queue.find(request.matches[1]);
-    if (!job) {
-      std::optional<HistoryEntry> entry = context.history.find(request.matches[1]);
-      if (!entry) throw RequestError(404, "", "there is no job " + std::string(request.matches[1]));
-      // A job of an earlier run: its end is all there is to tell.
-      json data = {{"state", entry->state}};
-      if (!entry->error.empty()) data["error"] = entry->error;
-      response.set_content(sse_event({1, "state", data}), "text/event-stream");
-      return;
-    }
-    stream_events(request, response, job);
-  });
-  server.Delete(R"(/v1/jobs/([0-9a-f]{16}))", [&](const httplib::Request& request, httplib::Response& response) {
-    const std::string id = request.matches[1];
-    if (context.queue.cancel(id)) {
-      reply_json(response, 200, context.queue.find(id)->status_json());
-      return;
-    }
-    std::optional<json> status = job_status(context, id);
-    if (!status) throw RequestError(404, "", "there is no job " + id);
-    reply_error(response, 409, "job " + id + " has ended (" + status->value("state", "") + "): nothing to cancel");
-  });
-  server.Get(R"(/v1/jobs/([0-9a-f]{16})/images/(\d{1,3}))", [&](const httplib::Request& request, httplib::Response& response) {
+  server.Get(R"(/v1/jobs/([0-9a-f]{16})/events)",
+             [&](const httplib::Request& request, httplib::Response& response) {
+               std::shared_ptr<QueuedJob> job = context.queue.find(request.matches[1]);
+               if (!job) {
+                 std::optional<HistoryEntry> entry = context.history.find(request.matches[1]);
+                 if (!entry)
+                   throw RequestError(404, "", "there is no job " + std::string(request.matches[1]));
+                 // A job of an earlier run: its end is all there is to tell.
+                 json data = {{"state", entry->state}};
+                 if (!entry->error.empty()) data["error"] = entry->error;
+                 response.set_content(sse_event({1, "state", data}), "text/event-stream");
+                 return;
+               }
+               stream_events(request, response, job);
+             });
+  server.Delete(
+      R"(/v1/jobs/([0-9a-f]{16}))", [&](const httplib::Request& request, httplib::Response& response) {
+        const std::string id = request.matches[1];
+        if (context.queue.cancel(id)) {
+          reply_json(response, 200, context.queue.find(id)->status_json());
+          return;
+        }
+        std::optional<json> status = job_status(context, id);
+        if (!status) throw RequestError(404, "", "there is no job " + id);
+        reply_error(response, 409,
+                    "job " + id + " has ended (" + status->value("state", "") + "): nothing to cancel");
+      });
+  server.Get(R"(/v1/jobs/([0-9a-f]{16})/images/(\d{1,3}))", [&](const httplib::Request& request,
+                                                                httplib::Response& response) {
     const std::string id = request.matches[1];
     const size_t index = std::stoul(request.matches[2]);
     std::vector<std::string> outputs;
@@ -168,7 +178,8 @@ void add_native_routes(httplib::Server& server, ServerContext& context) {
     } else if (std::optional<HistoryEntry> entry = context.history.find(id)) {
       outputs = entry->outputs;
     }
-    if (index >= outputs.size()) throw RequestError(404, "", "job " + id + " has no image " + std::to_string(index));
+    if (index >= outputs.size())
+      throw RequestError(404, "", "job " + id + " has no image " + std::to_string(index));
     std::ifstream file(outputs[index], std::ios::binary);
     if (!file) throw RequestError(410, "", "the image of job " + id + " is no longer on the server's disk");
     const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());

@@ -15,6 +15,11 @@
 namespace canvas::app {
 namespace {
 
+// An uploaded file's bytes in base64, as the native request carries pictures.
+std::string base64_of(const std::string& content) {
+  return base64_encode({reinterpret_cast<const uint8_t*>(content.data()), content.size()});
+}
+
 // How the text of a form field becomes JSON.
 enum class FormType { Text, Integer, Number, Boolean, TextList };
 
@@ -248,13 +253,13 @@ nlohmann::json openai_edit_request(const std::vector<FormPart>& parts) {
                          "a mask goes with one picture, got " + std::to_string(images.size()) +
                              ": inpaint one picture, or edit several without a mask");
     native["task"] = "inpaint";
-    native["image"] = base64_encode(images.front()->content);
-    native["mask"] = base64_encode(mask->content);
+    native["image"] = base64_of(images.front()->content);
+    native["mask"] = base64_of(mask->content);
     native["mask_alpha"] = true;
   } else {
     native["task"] = "edit";
     native["images"] = nlohmann::json::array();
-    for (const FormPart* image : images) native["images"].push_back(base64_encode(image->content));
+    for (const FormPart* image : images) native["images"].push_back(base64_of(image->content));
   }
   return native;
 }

@@ -111,10 +111,12 @@ void prepare_image_to_image(const JobSpec& spec, const QwenImageConfigs& configs
   const bool inpaints = request.mask.has_value();
   check(spec.task != JobTask::Inpaint || inpaints || request.outpaint,
         "inpainting needs a mask, the mask from the picture's alpha, or outpaint margins");
-  if (inpaints && (request.mask->width != request.image.width || request.mask->height != request.image.height) &&
+  if (inpaints &&
+      (request.mask->width != request.image.width || request.mask->height != request.image.height) &&
       !request.padding_mask_crop) {
     job.notes.push_back("the mask (" + size_text(request.mask->width, request.mask->height) +
-                        ") is not the picture's size (" + size_text(request.image.width, request.image.height) +
+                        ") is not the picture's size (" +
+                        size_text(request.image.width, request.image.height) +
                         "): it is stretched to the working size, as the reference does");
   }
   if (inpaints && !request.invert_mask &&

@@ -13,7 +13,8 @@ namespace {
 
 // The (device, inode) of every weight file of a component: equal sets are the same files, whatever the
 // paths (a Hugging Face cache links its snapshots to shared blobs).
-std::set<std::pair<uint64_t, uint64_t>> file_identities(const QwenImageConfigs& configs, const char* component) {
+std::set<std::pair<uint64_t, uint64_t>> file_identities(const QwenImageConfigs& configs,
+                                                        const char* component) {
   std::set<std::pair<uint64_t, uint64_t>> identities;
   if (!configs.layout.has(component)) return identities;
   const std::filesystem::path weights = configs.layout.component(component).weights;
@@ -80,11 +81,13 @@ std::vector<std::string> ModelResidency::share_networks(QwenImageModel& model) c
     const QwenImageModel& loaded = *other.model;
     if (model.activation_dtype != loaded.activation_dtype || model.vae_dtype != loaded.vae_dtype) continue;
     if (model.text_encoder != loaded.text_encoder &&
-        same_network(*model.text_encoder, model.configs, *loaded.text_encoder, loaded.configs, "text_encoder")) {
+        same_network(*model.text_encoder, model.configs, *loaded.text_encoder, loaded.configs,
+                     "text_encoder")) {
       model.text_encoder = loaded.text_encoder;
       shared.push_back("text_encoder (with " + other.entry.id + ")");
     }
-    if (model.vae != loaded.vae && same_network(*model.vae, model.configs, *loaded.vae, loaded.configs, "vae")) {
+    if (model.vae != loaded.vae &&
+        same_network(*model.vae, model.configs, *loaded.vae, loaded.configs, "vae")) {
       model.vae = loaded.vae;
       shared.push_back("vae (with " + other.entry.id + ")");
     }
@@ -105,8 +108,9 @@ std::shared_ptr<const QwenImageModel> ModelResidency::acquire(const ModelEntry& 
   std::vector<std::string> shared = share_networks(*model);
   if (loaded_.size() >= max_loaded_) {
     // Jobs still running on the evicted model keep it alive through their own reference.
-    auto oldest = std::min_element(loaded_.begin(), loaded_.end(),
-                                   [](const Loaded& a, const Loaded& b) { return a.last_used < b.last_used; });
+    auto oldest = std::min_element(loaded_.begin(), loaded_.end(), [](const Loaded& a, const Loaded& b) {
+      return a.last_used < b.last_used;
+    });
     loaded_.erase(oldest);
   }
   loaded_.push_back({entry, model, std::move(shared), uses_});

@@ -6,7 +6,8 @@
 
 namespace canvas::app {
 
-// How a distilled LoRA is sampled: `--preset NAME` (the API's "preset") sets these unless the user gives them.
+// How a distilled LoRA is sampled: `--preset NAME` (the API's "preset") sets these unless the user gives
+// them.
 struct SamplingPreset {
   std::string name;
   int steps = 0;

@@ -36,7 +36,8 @@ int run_edit(const EditOptions& options) {
   spec.task = app::JobTask::Edit;
   spec.width = options.width;
   spec.height = options.height;
-  spec.text_positions = options.text_positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
+  spec.text_positions =
+      options.text_positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
   for (const std::string& path : options.images) spec.images.push_back(read_input(path, "--image"));
   return run_job_command(options.job, spec);
 }

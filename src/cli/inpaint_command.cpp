@@ -96,7 +96,8 @@ int run_inpaint(const InpaintOptions& options) {
   spec.mask_blur = options.mask_blur;
   spec.invert_mask = options.invert_mask;
   spec.mask_from_alpha = options.mask_from_alpha;
-  spec.text_positions = options.text_positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
+  spec.text_positions =
+      options.text_positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
   spec.images.push_back(read_input(options.image, "--image"));
   if (options.mask) spec.mask = read_input(*options.mask, "--mask");
   return run_job_command(options.job, spec);

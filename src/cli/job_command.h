@@ -1,6 +1,7 @@
-// What every job command (`canvas generate`, `canvas edit`, `canvas inpaint`) shares: the options for the prompt, sampling,
-// devices, memory and output, and the run around the pipeline itself: checks made before loading, loading,
-// the progress and plan lines, the PNG with its metadata, the latents and profile files, and the summary.
+// What every job command (`canvas generate`, `canvas edit`, `canvas inpaint`) shares: the options for the
+// prompt, sampling, devices, memory and output, and the run around the pipeline itself: checks made before
+// loading, loading, the progress and plan lines, the PNG with its metadata, the latents and profile files,
+// and the summary.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -22,8 +23,8 @@ struct JobOptions {
   std::vector<std::string> loras;  // FILE[:STRENGTH], parsed by LoraChoice::parse
   std::string lora_apply = "auto";
   std::optional<double> scheduler_shift;
-  // A sampling preset (app/sampling_presets.h): once parsed, the steps, CFG scale and scheduler shift the user did
-  // not give are the preset's.
+  // A sampling preset (app/sampling_presets.h): once parsed, the steps, CFG scale and scheduler shift the
+  // user did not give are the preset's.
   std::optional<std::string> preset;
   std::optional<std::string> seed;    // parsed by seed_from_option
   std::optional<std::string> device;  // cpu when neither it nor devices is given

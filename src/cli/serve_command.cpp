@@ -24,7 +24,8 @@ void add_serve_command(CLI::App& app, ServeOptions& options) {
                    "A folder whose entries (diffusers folders, Hugging Face cache entries) are the models "
                    "offered, each by its name; repeat for several")
       ->required();
-  command->add_option("--loras", options.lora_folder, "A folder of LoRA .safetensors files requests may name");
+  command->add_option("--loras", options.lora_folder,
+                      "A folder of LoRA .safetensors files requests may name");
   command->add_option("--data", options.data_dir,
                       "Where the history (history.sqlite3) and images go (default $CANVAS_DATA_DIR, else "
                       "~/.local/share/ethereal-canvas)");
@@ -71,11 +72,13 @@ int run_serve(const ServeOptions& options) {
   service.server.limits.max_image_pixels = options.max_image_pixels;
 
   app::Service server(service);
-  for (const std::string& skipped : server.models().skipped()) std::fprintf(stderr, "skipped %s\n", skipped.c_str());
+  for (const std::string& skipped : server.models().skipped())
+    std::fprintf(stderr, "skipped %s\n", skipped.c_str());
   std::string ids;
   for (const app::ModelEntry& entry : server.models().models()) ids += (ids.empty() ? "" : ", ") + entry.id;
   if (server.interrupted_jobs() > 0)
-    std::fprintf(stderr, "%d job(s) of the last run did not finish: marked failed\n", server.interrupted_jobs());
+    std::fprintf(stderr, "%d job(s) of the last run did not finish: marked failed\n",
+                 server.interrupted_jobs());
   std::fprintf(stderr, "Serving %s on http://%s:%d (data in %s); Ctrl-C stops\n",
                ids.empty() ? "no models" : ids.c_str(), options.host.c_str(), server.port(),
                service.data_dir.c_str());
