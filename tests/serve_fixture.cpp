@@ -97,10 +97,10 @@ nlohmann::json small_generate(uint64_t seed, int steps) {
   return {{"prompt", "a red fox"}, {"width", 32}, {"height", 32}, {"steps", steps}, {"seed", seed}};
 }
 
-std::string file_base64(const std::filesystem::path& path) {
+std::string read_file_bytes(const std::filesystem::path& path) {
   std::ifstream file(path, std::ios::binary);
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  return base64_encode(bytes);
+  EXPECT_TRUE(file.good()) << path;
+  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
 }
 
 std::string picture_base64(int64_t width, int64_t height) {

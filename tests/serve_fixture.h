@@ -49,8 +49,8 @@ class ServeFixture : public ::testing::Test {
 
 // A small text-to-image request on the tiny model.
 nlohmann::json small_generate(uint64_t seed, int steps = 2);
-// `path`'s bytes in base64.
-std::string file_base64(const std::filesystem::path& path);
+// `path`'s bytes.
+std::string read_file_bytes(const std::filesystem::path& path);
 // A picture in PNG bytes, base64: w x h of a smooth gradient.
 std::string picture_base64(int64_t width, int64_t height);
 

@@ -201,10 +201,14 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
   sampling.scheduler_shift = number_field(body, "scheduler_shift", 1e-3, 1e3);
   if (!sampling.scheduler_shift && preset) sampling.scheduler_shift = preset->scheduler_shift;
   if (const json* seed = field_of(body, "seed")) {
-    if (seed->is_number_integer() && !seed->is_number_unsigned() && seed->get<int64_t>() == -1) {
-      sampling.seed = random_seed();
-    } else if (seed->is_number_unsigned()) {
+    // A whole number from 0 to 2^64 - 1 (JSON readers store it signed or unsigned), or -1 for a random one.
+    const bool whole = seed->is_number_integer();
+    if (whole && seed->is_number_unsigned()) {
       sampling.seed = seed->get<uint64_t>();
+    } else if (whole && seed->get<int64_t>() >= 0) {
+      sampling.seed = static_cast<uint64_t>(seed->get<int64_t>());
+    } else if (whole && seed->get<int64_t>() == -1) {
+      sampling.seed = random_seed();
     } else {
       refuse("seed", "must be a whole number from 0 to 18446744073709551615, or -1 for a random one");
     }
