@@ -161,6 +161,8 @@ TEST_F(LoraPipeline, AKeptArrangementGoesBackToTheExactBaseWeights) {
   request.sampling.loras.clear();
   const JobResult after = text_to_image(model, request, options, {}, &cache);
   EXPECT_TRUE(test::bit_identical(after.latents, fresh.latents));
+  // Only the networks the LoRA changed were arranged again: the VAE stayed as it was.
+  EXPECT_EQ(after.reused_components, std::vector<std::string>{"vae"});
 }
 
 // Streamed blocks cannot take a merge (the ring holds the checkpoint's bytes), so their LoRAs run beside the

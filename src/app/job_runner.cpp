@@ -41,6 +41,7 @@ nlohmann::json report_json(const std::vector<ImageRun>& runs, const std::vector<
                       {"plan", run.result.plan.describe()},
                       {"recoveries", run.result.recoveries},
                       {"bytes_streamed", run.result.bytes_streamed},
+                      {"reused_components", run.result.reused_components},
                       {"device_peak_bytes", run.device_peak_bytes},
                       {"lora_layers", run.result.lora_layers},
                       {"lora_layers_merged", run.result.lora_layers_merged}});

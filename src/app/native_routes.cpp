@@ -186,13 +186,16 @@ void add_native_routes(httplib::Server& server, ServerContext& context) {
     response.set_content(bytes, "image/png");
   });
   server.Get("/v1/models", [&](const httplib::Request&, httplib::Response& response) {
-    json models = json::array();
+    // Ours under "models"; OpenAI's list shape under "data", which its SDKs' models.list() reads.
+    json models = json::array(), data = json::array();
     for (const ModelEntry& entry : context.models.models()) {
       models.push_back({{"id", entry.id},
                         {"pipeline", entry.pipeline_class},
                         {"edits", entry.kind != QwenImagePipelineKind::TextToImage}});
+      data.push_back({{"id", entry.id}, {"object", "model"}, {"created", 0}, {"owned_by", "ethereal-canvas"}});
     }
-    reply_json(response, 200, {{"models", models}, {"skipped", context.models.skipped()}});
+    reply_json(response, 200,
+               {{"object", "list"}, {"data", data}, {"models", models}, {"skipped", context.models.skipped()}});
   });
   server.Get("/v1/loras", [&](const httplib::Request&, httplib::Response& response) {
     reply_json(response, 200, {{"loras", context.models.loras()}});

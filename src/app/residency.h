@@ -23,7 +23,8 @@ class ModelResidency {
   ModelResidency(Device device, std::optional<DType> precision, size_t max_loaded = 4);
 
   // The model of `entry`, loaded on first use, its networks shared with the loaded models where their
-  // tensors are identical. Thread-safe.
+  // tensors are identical. Call it from the thread that uses arrangements(): evicting a model empties them
+  // when they are that model's.
   std::shared_ptr<const QwenImageModel> acquire(const ModelEntry& entry);
   // What the device holds between jobs (the queue's worker is its only user).
   ArrangementCache& arrangements() { return arrangements_; }

@@ -50,21 +50,42 @@ void Job::run(const std::vector<JobPhaseStep>& phases) {
   complete();
 }
 
+namespace {
+
+// The bytes of weights `device` holds now: between jobs, the previous arrangement's, which a new plan may
+// take over or free.
+int64_t weight_bytes_held(Device device) {
+  int64_t bytes = 0;
+  for (const auto& [owner, held] : allocator_for(device).usage_by_owner())
+    if (owner.role == MemoryRole::Weights) bytes += held;
+  return bytes;
+}
+
+}  // namespace
+
 void Job::arrange_weights() {
   attempt("plan", [&] {
     const std::string key = plan_key(geometry_, prompt_, options_) + "/" + degradation().to_json().dump() +
                             "/" + loras_identity(loras_);
+    std::unique_ptr<WeightArrangement> previous;
+    reused_components_.clear();
     if (cache_ && cache_->arrangement) {
-      // A different arrangement goes first: its device memory is part of what the new plan may use.
-      if (cache_->arrangement->key() == key) {
+      if (cache_->arrangement->key() == key && &cache_->arrangement->model() == &model_) {
         arrangement_ = std::move(cache_->arrangement);
+        for (const ComponentPlan& part : arrangement_->plan().components)
+          reused_components_.push_back(component_label(part.component));
         return;
       }
-      cache_->arrangement.reset();
+      previous = std::move(cache_->arrangement);
     }
     std::vector<ComponentFacts> facts =
         job_facts(model_, geometry_, prompt_, options_, degradation(), loras_);
     MachineFacts machine = machine_facts(model_, options_);
+    if (previous) {
+      // What the previous arrangement holds is the new plan's to use: taken over or freed.
+      machine.device_budget += weight_bytes_held(machine.device);
+      for (DevicePool& pool : machine.extra_pools) pool.budget += weight_bytes_held(pool.device);
+    }
     MemoryPlan plan = plan_memory(facts, machine, options_.plan);
     if (degradation().any()) {
       apply_degradation(degradation(), plan);
@@ -72,7 +93,9 @@ void Job::arrange_weights() {
     }
     arrangement_ = std::make_unique<WeightArrangement>(model_, key, std::move(facts), std::move(machine),
                                                        std::move(plan), degradation().feed_forward_chunk,
-                                                       loras_, options_.lora_apply);
+                                                       loras_, options_.lora_apply, std::move(previous));
+    for (Component component : arrangement_->adopted())
+      reused_components_.push_back(component_label(component));
   });
   for (const Device& device : arrangement_->devices()) {
     Allocator& allocator = allocator_for(device);
@@ -110,6 +133,7 @@ void Job::report(JobResult& result) const {
   result.recoveries = recoveries();
   result.bytes_streamed = bytes_streamed_;
   result.lora_layers = lora_layers_;
+  result.reused_components = reused_components_;
   result.lora_layers_merged = lora_layers_merged_;
 }
 

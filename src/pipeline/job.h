@@ -62,6 +62,9 @@ struct JobResult {
   // (the rest computed them beside the weights).
   int lora_layers = 0;
   int lora_layers_merged = 0;
+  // The components whose weights an earlier job left arranged as this one planned them (taken over with
+  // its arrangement, or one by one): none was placed again.
+  std::vector<std::string> reused_components;
 };
 
 // One entry of a pipeline's list: the phase and the work that runs it.
@@ -135,6 +138,7 @@ class Job {
   int64_t bytes_streamed_ = 0;
   int lora_layers_ = 0;
   int lora_layers_merged_ = 0;
+  std::vector<std::string> reused_components_;
 };
 
 }  // namespace canvas

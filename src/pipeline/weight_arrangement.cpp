@@ -30,7 +30,7 @@ void quantize_transformer(QwenImageTransformer2DModel& transformer, WeightPrecis
 WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string key,
                                      std::vector<ComponentFacts> facts, MachineFacts machine, MemoryPlan plan,
                                      int64_t feed_forward_chunk, std::vector<AppliedLora> loras,
-                                     LoraApply lora_apply)
+                                     LoraApply lora_apply, std::unique_ptr<WeightArrangement> previous)
     : model_(model),
       key_(std::move(key)),
       facts_(std::move(facts)),
@@ -38,21 +38,118 @@ WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string ke
       plan_(std::move(plan)),
       loras_(std::move(loras)),
       lora_apply_(lora_apply),
-      text_encoder_(std::make_unique<Qwen2_5_VLTextModel>(*model.text_encoder)),
-      transformer_(std::make_unique<QwenImageTransformer2DModel>(*model.transformer)),
-      vae_(std::make_unique<AutoencoderKLQwenImage>(*model.vae)) {
+      feed_forward_chunk_(feed_forward_chunk) {
+  if (previous) {
+    for (const ComponentPlan& part : plan_.components) {
+      if (can_adopt(*previous, part)) adopt(*previous, part.component);
+    }
+    // What is not taken over gives its device memory back before anything new is placed.
+    previous.reset();
+  }
+  auto is_adopted = [&](Component component) {
+    return std::find(adopted_.begin(), adopted_.end(), component) != adopted_.end();
+  };
   // Only a job that plans the vision encoder arranges it; an edit model's text-to-image jobs leave it be.
-  if (plan_.find(Component::VisionEncoder)) {
+  if (plan_.find(Component::VisionEncoder) && !is_adopted(Component::VisionEncoder)) {
     check(model.vision_encoder != nullptr, "the job plans a vision encoder but the model has none");
     vision_encoder_ = std::make_unique<Qwen2_5_VisionTransformerPretrainedModel>(*model.vision_encoder);
     convert_host_weights(*vision_encoder_, model.device, model.activation_dtype);
   }
-  lora_layers_ = attach_loras(loras_, *text_encoder_);
-  convert_host_weights(*text_encoder_, model.device, model.activation_dtype);
-  lora_layers_ += prepare_transformer(plan_.component(Component::Transformer).precision);
-  convert_host_weights(*vae_, model.device, model.vae_dtype);
-  transformer_->enable_forward_chunking(feed_forward_chunk);
-  for (const ComponentPlan& part : plan_.components) place(part);
+  if (!is_adopted(Component::TextEncoder)) {
+    text_encoder_ = std::make_unique<Qwen2_5_VLTextModel>(*model.text_encoder);
+    text_encoder_lora_layers_ = attach_loras(loras_, *text_encoder_);
+    convert_host_weights(*text_encoder_, model.device, model.activation_dtype);
+  }
+  if (!is_adopted(Component::Transformer)) {
+    transformer_ = std::make_unique<QwenImageTransformer2DModel>(*model.transformer);
+    transformer_lora_layers_ = prepare_transformer(plan_.component(Component::Transformer).precision);
+    transformer_->enable_forward_chunking(feed_forward_chunk);
+  }
+  if (!is_adopted(Component::Vae)) {
+    vae_ = std::make_unique<AutoencoderKLQwenImage>(*model.vae);
+    convert_host_weights(*vae_, model.device, model.vae_dtype);
+  }
+  for (const ComponentPlan& part : plan_.components) {
+    if (!is_adopted(part.component)) place(part);
+  }
+}
+
+namespace {
+
+// Whether two plans of a component put the same weights in the same places (predicted times aside).
+bool same_placement(const ComponentPlan& a, const ComponentPlan& b) {
+  if (a.residency != b.residency || a.precision != b.precision || a.resident_blocks != b.resident_blocks ||
+      a.streamed_blocks != b.streamed_blocks || a.slots != b.slots || a.placed_bytes != b.placed_bytes ||
+      a.spread != b.spread || a.shares.size() != b.shares.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.shares.size(); ++i) {
+    const DeviceShare& x = a.shares[i];
+    const DeviceShare& y = b.shares[i];
+    if (x.device != y.device || x.first_block != y.first_block || x.blocks != y.blocks ||
+        x.resident_blocks != y.resident_blocks || x.streamed_blocks != y.streamed_blocks ||
+        x.slots != y.slots || x.holds_shared != y.holds_shared || x.placed_bytes != y.placed_bytes) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool WeightArrangement::can_adopt(const WeightArrangement& previous, const ComponentPlan& part) const {
+  const Component component = part.component;
+  const ComponentPlan* before = previous.plan_.find(component);
+  if (!before || !previous.placed(component) || !same_placement(*before, part)) return false;
+  if (previous.placement_slot(component)->in_phase()) return false;
+  const QwenImageModel& other = previous.model_;
+  if (other.device != model_.device || other.activation_dtype != model_.activation_dtype) return false;
+  // The LoRAs change the text encoder's and the transformer's weights, never the others'.
+  const bool same_loras =
+      loras_identity(previous.loras_) == loras_identity(loras_) && previous.lora_apply_ == lora_apply_;
+  switch (component) {
+    case Component::VisionEncoder:
+      return other.vision_encoder != nullptr && other.vision_encoder == model_.vision_encoder;
+    case Component::TextEncoder:
+      return other.text_encoder == model_.text_encoder && same_loras;
+    case Component::Transformer:
+      return other.transformer == model_.transformer && same_loras &&
+             previous.feed_forward_chunk_ == feed_forward_chunk_;
+    case Component::Vae:
+      return other.vae == model_.vae && other.vae_dtype == model_.vae_dtype;
+  }
+  return false;
+}
+
+void WeightArrangement::adopt(WeightArrangement& previous, Component component) {
+  // The merged layers are the adopted network's own: they move with it.
+  auto take_merged = [&](auto& network) {
+    network.visit_linears([&](const std::string&, nn::Linear& layer) {
+      if (previous.merged_layers_.erase(&layer) > 0) merged_layers_.insert(&layer);
+    });
+  };
+  switch (component) {
+    case Component::VisionEncoder:
+      vision_encoder_ = std::move(previous.vision_encoder_);
+      break;
+    case Component::TextEncoder:
+      text_encoder_ = std::move(previous.text_encoder_);
+      text_encoder_lora_layers_ = previous.text_encoder_lora_layers_;
+      take_merged(*text_encoder_);
+      break;
+    case Component::Transformer:
+      transformer_ = std::move(previous.transformer_);
+      transformer_replicas_ = std::move(previous.transformer_replicas_);
+      transformer_lora_layers_ = previous.transformer_lora_layers_;
+      take_merged(*transformer_);
+      for (auto& replica : transformer_replicas_) take_merged(*replica);
+      break;
+    case Component::Vae:
+      vae_ = std::move(previous.vae_);
+      break;
+  }
+  placement_slot(component) = std::move(previous.placement_slot(component));
+  adopted_.push_back(component);
 }
 
 WeightArrangement::~WeightArrangement() {
@@ -160,7 +257,7 @@ void WeightArrangement::store_transformer_weights(WeightPrecision precision) {
   const int64_t chunk = transformer_->forward_chunk_size();
   // The stored weights are new, so no LoRA is folded into them yet.
   transformer_->visit_linears([&](const std::string&, nn::Linear& layer) { merged_layers_.erase(&layer); });
-  prepare_transformer(precision);
+  transformer_lora_layers_ = prepare_transformer(precision);
   transformer_->enable_forward_chunking(chunk);
 }
 
@@ -186,6 +283,7 @@ ComponentWeights WeightArrangement::merging_loras(ComponentWeights weights, Netw
 }
 
 void WeightArrangement::set_feed_forward_chunk(int64_t tokens) {
+  feed_forward_chunk_ = tokens;
   transformer_->enable_forward_chunking(tokens);
   for (auto& replica : transformer_replicas_) replica->enable_forward_chunking(tokens);
 }

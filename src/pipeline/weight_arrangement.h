@@ -25,14 +25,21 @@ class WeightArrangement {
   // narrows it.
   // `loras` are attached to the working networks (models/lora.h); with LoraApply::Auto, those on layers a
   // placement holds whole in lossless storage are folded into the placed copies.
+  // A `previous` arrangement (an earlier job's) hands over each component this plan places exactly as it
+  // did, from the same loaded network (models may share networks: app/residency.h) with the same LoRAs:
+  // its working network and its placement move over with their weights still on the device. The rest of
+  // it is released before anything is placed.
   WeightArrangement(const QwenImageModel& model, std::string key, std::vector<ComponentFacts> facts,
                     MachineFacts machine, MemoryPlan plan, int64_t feed_forward_chunk,
-                    std::vector<AppliedLora> loras = {}, LoraApply lora_apply = LoraApply::Auto);
+                    std::vector<AppliedLora> loras = {}, LoraApply lora_apply = LoraApply::Auto,
+                    std::unique_ptr<WeightArrangement> previous = nullptr);
   // The placements point into the working networks: they go first.
   ~WeightArrangement();
   WeightArrangement(const WeightArrangement&) = delete;
   WeightArrangement& operator=(const WeightArrangement&) = delete;
 
+  // The model it arranges, which must outlive it (an ArrangementCache is emptied before its model goes).
+  const QwenImageModel& model() const { return model_; }
   const std::string& key() const { return key_; }
   const std::vector<ComponentFacts>& facts() const { return facts_; }
   const MachineFacts& machine() const { return machine_; }
@@ -59,8 +66,11 @@ class WeightArrangement {
   // Runs the transformer's feed-forward in chunks of `tokens` (0: all at once).
   void set_feed_forward_chunk(int64_t tokens);
 
+  // The components taken over from the previous arrangement, in plan order.
+  const std::vector<Component>& adopted() const { return adopted_; }
+
   // Linear layers the LoRAs change, and how many of those a placement folded them into.
-  int lora_layers() const { return lora_layers_; }
+  int lora_layers() const { return text_encoder_lora_layers_ + transformer_lora_layers_; }
   int lora_layers_merged() const { return static_cast<int>(merged_layers_.size()); }
 
   // Every device the plan uses, the primary first.
@@ -71,6 +81,10 @@ class WeightArrangement {
  private:
   // Makes `part`'s placement, without touching the plan.
   void place(const ComponentPlan& part);
+  // Whether `previous` holds `part`'s component placed as `part` says, from the same network and LoRAs.
+  bool can_adopt(const WeightArrangement& previous, const ComponentPlan& part) const;
+  // Moves the component's working network, placement and merged layers over from `previous`.
+  void adopt(WeightArrangement& previous, Component component);
   // The transformer's working copy from the loaded one: its LoRAs attached, its host weights converted
   // and stored in `precision`.
   // Returns the layers the LoRAs change.
@@ -88,8 +102,11 @@ class WeightArrangement {
   MemoryPlan plan_;
   std::vector<AppliedLora> loras_;
   LoraApply lora_apply_;
-  int lora_layers_ = 0;
+  int text_encoder_lora_layers_ = 0;
+  int transformer_lora_layers_ = 0;
+  int64_t feed_forward_chunk_ = 0;
   std::set<const nn::Linear*> merged_layers_;
+  std::vector<Component> adopted_;
   std::unique_ptr<Qwen2_5_VisionTransformerPretrainedModel> vision_encoder_;  // edit models only
   std::unique_ptr<Qwen2_5_VLTextModel> text_encoder_;
   std::unique_ptr<QwenImageTransformer2DModel> transformer_;
@@ -102,8 +119,8 @@ class WeightArrangement {
 };
 
 // What stays arranged on the devices between the jobs of one caller (a command, a server worker): a job of
-// the same shape and memory options takes the arrangement over; any other job releases it first, so its
-// memory is free for the new plan.
+// the same shape and memory options takes the arrangement over; any other job plans as if it were released
+// and takes over the components it places the same way (WeightArrangement's `previous`).
 struct ArrangementCache {
   std::unique_ptr<WeightArrangement> arrangement;
 };
