@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The setup the one-call device benchmarks share (run_edit_bench.sh, run_inpaint_bench.sh), sourced from the
 # repository root: `source bench/device_setup.sh BUDGET_SECONDS`. With OUT (default /tmp/out) it
-# - unpacks .device/bin.tar.xz (stripped portable binaries built with -DCANVAS_PORTABLE=ON -DCANVAS_CUDA=ON
-#   -DCMAKE_CUDA_ARCHITECTURES=90) into /tmp/canvas, as BIN=/tmp/canvas/bin;
+# - unpacks .device/bin.tar.xz (scripts/build_device_binaries.sh: stripped portable binaries and the few
+#   shared libraries they need) into /tmp/canvas, as BIN=/tmp/canvas/bin;
 # - installs the carried diffusers wheel (.whl/) into /tmp/site, on PYTHONPATH;
 # - points LD_LIBRARY_PATH at the CUDA runtime libraries of the machine's PyTorch wheels, and sets
 #   CANVAS_CACHE_DIR=/tmp/canvas-cache;
@@ -17,7 +17,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 # The CUDA runtime libraries come from the machine's PyTorch wheels (cuBLAS, cuDNN, NVRTC).
 NVIDIA_LIBS=$(python3 -c "import nvidia, os; r=os.path.dirname(nvidia.__path__[0]) + '/nvidia'; print(':'.join(os.path.join(r, d, 'lib') for d in sorted(os.listdir(r)) if os.path.isdir(os.path.join(r, d, 'lib'))))")
-export LD_LIBRARY_PATH=$NVIDIA_LIBS:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export LD_LIBRARY_PATH=/tmp/canvas/lib:$NVIDIA_LIBS:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export CANVAS_CACHE_DIR=/tmp/canvas-cache
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, diffusers, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
@@ -42,7 +42,7 @@ write_synthetic() {
   fi
   df -h /tmp | tail -1 | tee -a "$OUT/gpu.txt"
   start=$(date +%s)
-  timeout "$(left 240)" "$BIN/canvas-synthetic-checkpoint" --output "$folder" --shard-gib 5 \
+  timeout -k 10 "$(left 240)" "$BIN/canvas-synthetic-checkpoint" --output "$folder" --shard-gib 5 \
     --tokenizer models/tiny-qwen-image/tokenizer "$@" 2>&1 | tail -4
   [ "${PIPESTATUS[0]}" = 0 ] && touch "$folder/.written"
   echo "synthetic checkpoint $folder written in $(($(date +%s) - start)) s" | tee -a "$OUT/gpu.txt"

@@ -37,7 +37,7 @@ reference_args=(--model "$MODEL" --pictures-dir "$PICTURES" --refs "$refs_csv" -
 if [ "${EDIT_REFERENCE:-1}" = 0 ]; then
   timeout 60 python3 bench/reference/diffusers_edit_bench.py "${reference_args[@]}" --pictures-only
 else
-  timeout "$(left 330)" python3 bench/reference/diffusers_edit_bench.py "${reference_args[@]}" \
+  timeout -k 10 "$(left 330)" python3 bench/reference/diffusers_edit_bench.py "${reference_args[@]}" \
     > "$WORK/diffusers.log" 2>&1
   grep -E "^RESULT" "$WORK/diffusers.log" | tee -a "$OUT/results.jsonl" | cut -c1-400
   grep -E "Error|error" "$WORK/diffusers.log" | tail -3
@@ -47,7 +47,7 @@ for refs in $REFS; do
   images=()
   for name in $(echo A B C D E F | cut -d' ' -f1-"$refs"); do images+=(--image "$PICTURES/$name.png"); done
   start=$(date +%s%N)
-  timeout "$(left 150)" "$BIN/canvas" edit --model "$MODEL" --device cuda "${images[@]}" --prompt "$PROMPT" \
+  timeout -k 10 "$(left 150)" "$BIN/canvas" edit --model "$MODEL" --device cuda "${images[@]}" --prompt "$PROMPT" \
     --negative-prompt "$NEGATIVE" --cfg-scale 4 --steps "$STEPS" --width 1024 --height 1024 --seed 1 \
     --output "$WORK/canvas_${refs}ref.png" --profile "$WORK/canvas_${refs}ref.json" > "$WORK/canvas_${refs}ref.log" 2>&1
   rc=$?

@@ -35,7 +35,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 
 if [ "${INPAINT_PARITY:-1}" != 0 ]; then
-  CANVAS_SOURCE_DIR=$PWD CANVAS_BINARY_DIR=/tmp/canvas timeout "$(left 150)" "$BIN/canvas_cuda_tests" \
+  CANVAS_SOURCE_DIR=$PWD CANVAS_BINARY_DIR=/tmp/canvas timeout -k 10 "$(left 150)" "$BIN/canvas_cuda_tests" \
     --gtest_filter='*CudaImg2Img*:*CudaEdit*' > "$OUT/cuda_tests.log" 2>&1
   echo "parity tests: exit $?"
   grep -E "gpu parity|FAILED|PASSED|tests ran" "$OUT/cuda_tests.log"
@@ -51,7 +51,7 @@ reference_args=(--model "$MODEL" --pictures-dir "$PICTURES" --steps "$STEPS" --w
 if [ "${INPAINT_REFERENCE:-1}" = 0 ]; then
   timeout 60 python3 bench/reference/diffusers_inpaint_bench.py "${reference_args[@]}" --pictures-only
 else
-  timeout "$(left 300)" python3 bench/reference/diffusers_inpaint_bench.py "${reference_args[@]}" \
+  timeout -k 10 "$(left 300)" python3 bench/reference/diffusers_inpaint_bench.py "${reference_args[@]}" \
     > "$WORK/diffusers.log" 2>&1
   grep -E "^RESULT" "$WORK/diffusers.log" | tee -a "$OUT/results.jsonl" | cut -c1-400
   grep -E "Error|error" "$WORK/diffusers.log" | tail -3
@@ -63,7 +63,7 @@ canvas_run() {
   local label=$1 strength=$2 start rc wall_ms
   shift 2
   start=$(date +%s%N)
-  timeout "$(left 150)" "$BIN/canvas" "$@" --model "$MODEL" --device cuda --image "$PICTURES/picture.png" \
+  timeout -k 10 "$(left 150)" "$BIN/canvas" "$@" --model "$MODEL" --device cuda --image "$PICTURES/picture.png" \
     --strength "$strength" --prompt "$PROMPT" --steps "$STEPS" --width 1024 --height 1024 --seed 1 \
     --output "$WORK/canvas_$label.png" --profile "$WORK/canvas_$label.json" > "$WORK/canvas_$label.log" 2>&1
   rc=$?

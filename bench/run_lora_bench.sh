@@ -27,17 +27,17 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 
 if [ "${LORA_PARITY:-1}" != 0 ]; then
-  CANVAS_SOURCE_DIR=$PWD CANVAS_BINARY_DIR=/tmp/canvas timeout "$(left 90)" "$BIN/canvas_cuda_tests" \
+  CANVAS_SOURCE_DIR=$PWD CANVAS_BINARY_DIR=/tmp/canvas timeout -k 10 "$(left 90)" "$BIN/canvas_cuda_tests" \
     --gtest_filter='*CudaLora*' > "$OUT/cuda_lora_tests.log" 2>&1
   echo "LoRA parity tests: exit $?"
   grep -E "gpu parity|FAILED|PASSED|tests ran" "$OUT/cuda_lora_tests.log"
 fi
 
 write_synthetic "$MODEL" 55 /tmp/synth-edit
-[ -f "$LORA" ] || timeout "$(left 120)" python3 bench/reference/make_bench_lora.py --model "$MODEL" --output "$LORA"
+[ -f "$LORA" ] || timeout -k 10 "$(left 120)" python3 bench/reference/make_bench_lora.py --model "$MODEL" --output "$LORA"
 
 if [ "${LORA_REFERENCE:-1}" != 0 ]; then
-  timeout "$(left 280)" python3 bench/reference/diffusers_lora_bench.py --model "$MODEL" --lora "$LORA" \
+  timeout -k 10 "$(left 280)" python3 bench/reference/diffusers_lora_bench.py --model "$MODEL" --lora "$LORA" \
     --steps 8,4 --size 1328 --prompt "$PROMPT" --seed 1 --output-dir "$WORK" > "$WORK/diffusers.log" 2>&1
   grep -E "^RESULT" "$WORK/diffusers.log" | tee -a "$OUT/results.jsonl" | cut -c1-400
   grep -E "Error|error" "$WORK/diffusers.log" | tail -3
@@ -49,7 +49,7 @@ canvas_run() {
   local label=$1 image=$2 start rc wall_ms
   shift 2
   start=$(date +%s%N)
-  timeout "$(left 150)" "$BIN/canvas" generate --model "$MODEL" --device cuda --prompt "$PROMPT" --width 1328 \
+  timeout -k 10 "$(left 150)" "$BIN/canvas" generate --model "$MODEL" --device cuda --prompt "$PROMPT" --width 1328 \
     --height 1328 --seed 1 --output "$WORK/canvas_$label.png" --profile "$WORK/canvas_$label.json" "$@" \
     > "$WORK/canvas_$label.log" 2>&1
   rc=$?

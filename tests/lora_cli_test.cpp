@@ -127,6 +127,20 @@ TEST(LoraCli, TheLightningPresetWithItsLoraGivesTheGoldensLatents) {
   EXPECT_EQ(json.at("lora_layers_merged"), 24);
 }
 
+// A batch hashes its LoRAs once and records them in every image (the Lightning benchmark's warm image).
+TEST(LoraCli, EveryImageOfABatchRecordsItsLoras) {
+  const fs::path folder = test::scratch_dir("lora-cli-batch");
+  const test::CommandResult result = run_canvas(
+      "generate" + kModel + " --prompt x --width 32 --height 32 --steps 2 --batch-count 2 --lora " +
+      lora_file("kohya.safetensors") + ":0.5 --output " + (folder / "out.png").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  for (const char* name : {"out-1.png", "out-2.png"}) {
+    const nlohmann::json json =
+        nlohmann::json::parse(test::png_text(read_image(folder / name).rgb, "canvas"));
+    EXPECT_EQ(json.at("loras")[0].at("sha256"), sha256_file_hex(lora_file("kohya.safetensors"))) << name;
+  }
+}
+
 TEST(LoraCli, OptionsGivenOverrideThePresetWhichWarnsWithoutALora) {
   const fs::path folder = test::scratch_dir("lora-cli-preset");
   const test::CommandResult result =

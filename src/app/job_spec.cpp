@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <set>
+#include <sstream>
 
+#include "app/request_fields.h"
 #include "app/sampling_presets.h"
 #include "app/seed_option.h"
 #include "image/decode.h"
@@ -21,43 +23,30 @@ using nlohmann::json;
 }
 
 const json* field_of(const json& body, const char* name) {
-  const auto found = body.find(name);
-  return found == body.end() || found->is_null() ? nullptr : &*found;
+  return has_field(body, name) ? &body.at(name) : nullptr;
 }
 
-std::optional<std::string> text_field(const json& body, const char* name) {
-  const json* value = field_of(body, name);
-  if (!value) return std::nullopt;
-  if (!value->is_string()) refuse(name, "must be a string");
-  return value->get<std::string>();
+std::string range_text(double low, double high) {
+  std::ostringstream text;
+  text << "must be from " << low << " to " << high;
+  return text.str();
 }
 
-std::optional<bool> bool_field(const json& body, const char* name) {
-  const json* value = field_of(body, name);
-  if (!value) return std::nullopt;
-  if (!value->is_boolean()) refuse(name, "must be true or false");
-  return value->get<bool>();
-}
-
-std::optional<double> number_field(const json& body, const char* name, double low, double high) {
-  const json* value = field_of(body, name);
-  if (!value) return std::nullopt;
-  if (!value->is_number()) refuse(name, "must be a number");
-  const double number = value->get<double>();
-  if (!std::isfinite(number) || number < low || number > high)
-    refuse(name, "must be from " + std::to_string(low) + " to " + std::to_string(high));
+std::optional<double> number_in(const json& body, const char* name, double low, double high) {
+  const std::optional<double> number = number_field(body, name);
+  if (number && (!std::isfinite(*number) || *number < low || *number > high))
+    refuse(name, range_text(low, high));
   return number;
 }
 
-std::optional<int64_t> integer_field(const json& body, const char* name, int64_t low, int64_t high) {
+std::optional<int64_t> integer_in(const json& body, const char* name, int64_t low, int64_t high) {
+  // A number past int64's range is refused as out of range, not as the wrong type.
   const json* value = field_of(body, name);
-  if (!value) return std::nullopt;
-  if (!value->is_number_integer()) refuse(name, "must be a whole number");
-  if (value->is_number_unsigned() && value->get<uint64_t>() > static_cast<uint64_t>(high))
-    refuse(name, "must be from " + std::to_string(low) + " to " + std::to_string(high));
-  const int64_t number = value->get<int64_t>();
-  if (number < low || number > high)
-    refuse(name, "must be from " + std::to_string(low) + " to " + std::to_string(high));
+  if (value && value->is_number_unsigned() && value->get<uint64_t>() > static_cast<uint64_t>(high))
+    refuse(name, range_text(static_cast<double>(low), static_cast<double>(high)));
+  const std::optional<int64_t> number = integer_field(body, name);
+  if (number && (*number < low || *number > high))
+    refuse(name, range_text(static_cast<double>(low), static_cast<double>(high)));
   return number;
 }
 
@@ -104,10 +93,10 @@ LoraChoice lora_choice(const json& entry, const std::string& field,
       if (key != "name" && key != "strength")
         refuse(field, "has no field \"" + key + "\": give name and strength");
     }
-    const std::optional<std::string> given = text_field(entry, "name");
+    const std::optional<std::string> given = string_field(entry, "name");
     if (!given) refuse(field + ".name", "is required");
     name = *given;
-    strength = number_field(entry, "strength", -100.0, 100.0).value_or(1.0);
+    strength = number_in(entry, "strength", -100.0, 100.0).value_or(1.0);
   } else {
     refuse(field, "must be \"name:strength\" or {\"name\": ..., \"strength\": ...}");
   }
@@ -170,22 +159,22 @@ std::string_view task_name(JobTask task) {
 
 JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
                        const std::function<std::string(const std::string& name)>& lora_path) {
-  if (!body.is_object()) refuse("", "the request must be a JSON object");
+  check_object(body, "a job request");
   for (const auto& [key, value] : body.items()) {
     if (!known_fields().contains(key))
       refuse(key, "is not a field of a job request (the README's Serving section lists them)");
   }
   JobSpec spec;
-  spec.task = parse_task(text_field(body, "task").value_or("generate"));
-  spec.model = text_field(body, "model").value_or("");
-  const std::optional<std::string> prompt = text_field(body, "prompt");
+  spec.task = parse_task(string_field(body, "task").value_or("generate"));
+  spec.model = string_field(body, "model").value_or("");
+  const std::optional<std::string> prompt = string_field(body, "prompt");
   if (!prompt) refuse("prompt", "is required");
   SamplingSettings& sampling = spec.sampling;
   sampling.prompt = *prompt;
-  sampling.negative_prompt = text_field(body, "negative_prompt");
+  sampling.negative_prompt = string_field(body, "negative_prompt");
 
   // A preset fills in what the request leaves out, as the command line's --preset does.
-  spec.preset = text_field(body, "preset");
+  spec.preset = string_field(body, "preset");
   std::optional<SamplingPreset> preset;
   if (spec.preset) {
     try {
@@ -195,10 +184,10 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
     }
   }
   sampling.cfg_scale = static_cast<float>(
-      number_field(body, "cfg_scale", 0.0, 100.0).value_or(preset ? preset->cfg_scale : sampling.cfg_scale));
+      number_in(body, "cfg_scale", 0.0, 100.0).value_or(preset ? preset->cfg_scale : sampling.cfg_scale));
   sampling.steps = static_cast<int>(
-      integer_field(body, "steps", 1, limits.max_steps).value_or(preset ? preset->steps : sampling.steps));
-  sampling.scheduler_shift = number_field(body, "scheduler_shift", 1e-3, 1e3);
+      integer_in(body, "steps", 1, limits.max_steps).value_or(preset ? preset->steps : sampling.steps));
+  sampling.scheduler_shift = number_in(body, "scheduler_shift", 1e-3, 1e3);
   if (!sampling.scheduler_shift && preset) sampling.scheduler_shift = preset->scheduler_shift;
   if (const json* seed = field_of(body, "seed")) {
     // A whole number from 0 to 2^64 - 1 (JSON readers store it signed or unsigned), or -1 for a random one.
@@ -221,29 +210,28 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
       sampling.loras.push_back(lora_choice((*loras)[i], "loras[" + std::to_string(i) + "]", lora_path));
   }
 
-  spec.width = integer_field(body, "width", 16, kMaxImageSide);
-  spec.height = integer_field(body, "height", 16, kMaxImageSide);
-  spec.batch_count =
-      static_cast<int>(integer_field(body, "batch_count", 1, limits.max_batch_count).value_or(1));
-  spec.priority = static_cast<int>(integer_field(body, "priority", -100, 100).value_or(0));
+  spec.width = integer_in(body, "width", 16, kMaxImageSide);
+  spec.height = integer_in(body, "height", 16, kMaxImageSide);
+  spec.batch_count = static_cast<int>(integer_in(body, "batch_count", 1, limits.max_batch_count).value_or(1));
+  spec.priority = static_cast<int>(integer_in(body, "priority", -100, 100).value_or(0));
   try {
-    spec.strategy = text_field(body, "strategy").value_or(spec.strategy);
+    spec.strategy = string_field(body, "strategy").value_or(spec.strategy);
     parse_strategy(spec.strategy);
   } catch (const Error& error) {
     refuse("strategy", error.what());
   }
   try {
-    spec.quality = text_field(body, "quality").value_or(spec.quality);
+    spec.quality = string_field(body, "quality").value_or(spec.quality);
     parse_quality(spec.quality);
   } catch (const Error& error) {
     refuse("quality", error.what());
   }
   try {
-    spec.lora_apply = parse_lora_apply(text_field(body, "lora_apply").value_or("auto"));
+    spec.lora_apply = parse_lora_apply(string_field(body, "lora_apply").value_or("auto"));
   } catch (const Error& error) {
     refuse("lora_apply", error.what());
   }
-  const std::string positions = text_field(body, "text_positions").value_or("mrope");
+  const std::string positions = string_field(body, "text_positions").value_or("mrope");
   if (positions != "mrope" && positions != "sequential")
     refuse("text_positions", "must be mrope or sequential");
   spec.text_positions = positions == "sequential" ? TextPositions::Sequential : TextPositions::MRope;
@@ -276,15 +264,15 @@ JobSpec parse_job_spec(const json& body, const JobSpecLimits& limits,
   if (!repaints && field_of(body, "strength")) refuse("strength", "is for img2img and inpaint");
   if (const json* mask = field_of(body, "mask"))
     spec.mask = image_field(*mask, "mask", limits.max_image_pixels);
-  spec.mask_alpha = bool_field(body, "mask_alpha").value_or(false);
+  spec.mask_alpha = boolean_field(body, "mask_alpha").value_or(false);
   if (spec.mask_alpha && !spec.mask) refuse("mask_alpha", "needs a mask");
   if (spec.mask_alpha && spec.mask->decoded.alpha.empty())
     refuse("mask", "has no transparency, which mask_alpha reads: give a PNG or WebP with an alpha channel");
-  spec.mask_from_alpha = bool_field(body, "mask_from_alpha").value_or(false);
-  spec.invert_mask = bool_field(body, "invert_mask").value_or(false);
-  spec.mask_blur = static_cast<float>(number_field(body, "mask_blur", 0.0, 256.0).value_or(0.0));
-  spec.padding_mask_crop = integer_field(body, "padding_mask_crop", 0, kMaxImageSide);
-  spec.strength = number_field(body, "strength", 0.0, 1.0);
+  spec.mask_from_alpha = boolean_field(body, "mask_from_alpha").value_or(false);
+  spec.invert_mask = boolean_field(body, "invert_mask").value_or(false);
+  spec.mask_blur = static_cast<float>(number_in(body, "mask_blur", 0.0, 256.0).value_or(0.0));
+  spec.padding_mask_crop = integer_in(body, "padding_mask_crop", 0, kMaxImageSide);
+  spec.strength = number_in(body, "strength", 0.0, 1.0);
   if (const json* outpaint = field_of(body, "outpaint")) {
     if (!outpaint->is_array() || outpaint->size() != 4)
       refuse("outpaint", "must be four margins in pixels, [left, top, right, bottom]");

@@ -192,10 +192,12 @@ void add_native_routes(httplib::Server& server, ServerContext& context) {
       models.push_back({{"id", entry.id},
                         {"pipeline", entry.pipeline_class},
                         {"edits", entry.kind != QwenImagePipelineKind::TextToImage}});
-      data.push_back({{"id", entry.id}, {"object", "model"}, {"created", 0}, {"owned_by", "ethereal-canvas"}});
+      data.push_back(
+          {{"id", entry.id}, {"object", "model"}, {"created", 0}, {"owned_by", "ethereal-canvas"}});
     }
-    reply_json(response, 200,
-               {{"object", "list"}, {"data", data}, {"models", models}, {"skipped", context.models.skipped()}});
+    reply_json(
+        response, 200,
+        {{"object", "list"}, {"data", data}, {"models", models}, {"skipped", context.models.skipped()}});
   });
   server.Get("/v1/loras", [&](const httplib::Request&, httplib::Response& response) {
     reply_json(response, 200, {{"loras", context.models.loras()}});
