@@ -7,6 +7,7 @@
 
 #include "app/residency.h"
 #include "pipeline/text_to_image.h"
+#include "serve_fixture.h"
 #include "test_util.h"
 
 namespace canvas {
@@ -96,12 +97,20 @@ TEST(ArrangementReuse, IdenticalNetworksAreFoundFromTheirBytes) {
     file.seekp(-1, std::ios::end);
     file.put(static_cast<char>(last ^ 0x10));
   }
+  // The digests are remembered by the files: this test's own cache folder.
+  ::setenv("CANVAS_CACHE_DIR", (folder / "cache").c_str(), 1);
   app::ModelRegistry registry({folder}, std::nullopt);
-  app::ModelResidency residency(Device::cpu(), std::nullopt);
-  const std::shared_ptr<const QwenImageModel> a = residency.acquire(registry.find("a"));
-  const std::shared_ptr<const QwenImageModel> b = residency.acquire(registry.find("b"));
-  EXPECT_EQ(a->text_encoder, b->text_encoder);
-  EXPECT_NE(a->vae, b->vae);
+  for (int load = 0; load < 2; ++load) {
+    app::ModelResidency residency(Device::cpu(), std::nullopt);
+    const std::shared_ptr<const QwenImageModel> a = residency.acquire(registry.find("a"));
+    const std::shared_ptr<const QwenImageModel> b = residency.acquire(registry.find("b"));
+    EXPECT_EQ(a->text_encoder, b->text_encoder);
+    EXPECT_NE(a->vae, b->vae);
+  }
+  const nlohmann::json digests =
+      nlohmann::json::parse(test::read_file_bytes(folder / "cache" / "network_digests.json"));
+  EXPECT_EQ(digests.size(), 4u);  // both models' text encoder and VAE
+  ::unsetenv("CANVAS_CACHE_DIR");
 }
 
 }  // namespace

@@ -4,21 +4,21 @@
 
 #include <algorithm>
 #include <set>
+#include <sstream>
 
+#include "planning/machine_profile.h"
+#include "util/json_cache.h"
 #include "util/sha256.h"
 
 namespace canvas::app {
 
 namespace {
 
-// The (device, inode) of every weight file of a component: equal sets are the same files, whatever the
-// paths (a Hugging Face cache links its snapshots to shared blobs).
-std::set<std::pair<uint64_t, uint64_t>> file_identities(const QwenImageConfigs& configs,
-                                                        const char* component) {
-  std::set<std::pair<uint64_t, uint64_t>> identities;
-  if (!configs.layout.has(component)) return identities;
-  const std::filesystem::path weights = configs.layout.component(component).weights;
+// The weight files of a component.
+std::vector<std::filesystem::path> weight_files(const QwenImageConfigs& configs, const char* component) {
   std::vector<std::filesystem::path> files;
+  if (!configs.layout.has(component)) return files;
+  const std::filesystem::path weights = configs.layout.component(component).weights;
   std::error_code error;
   if (std::filesystem::is_directory(weights, error)) {
     for (const auto& entry : std::filesystem::directory_iterator(weights, error))
@@ -26,12 +26,35 @@ std::set<std::pair<uint64_t, uint64_t>> file_identities(const QwenImageConfigs& 
   } else {
     files.push_back(weights);
   }
-  for (const std::filesystem::path& file : files) {
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// The (device, inode) of every weight file of a component: equal sets are the same files, whatever the
+// paths (a Hugging Face cache links its snapshots to shared blobs).
+std::set<std::pair<uint64_t, uint64_t>> file_identities(const QwenImageConfigs& configs,
+                                                        const char* component) {
+  std::set<std::pair<uint64_t, uint64_t>> identities;
+  for (const std::filesystem::path& file : weight_files(configs, component)) {
     struct stat status {};
     if (::stat(file.c_str(), &status) == 0)
       identities.insert({static_cast<uint64_t>(status.st_dev), static_cast<uint64_t>(status.st_ino)});
   }
   return identities;
+}
+
+// What a component's digest is remembered by: each weight file's resolved path, size and modification time.
+std::string files_fingerprint(const QwenImageConfigs& configs, const char* component) {
+  std::ostringstream fingerprint;
+  fingerprint << component;
+  for (const std::filesystem::path& file : weight_files(configs, component)) {
+    struct stat status {};
+    if (::stat(file.c_str(), &status) != 0) return "";
+    std::error_code error;
+    fingerprint << '|' << std::filesystem::canonical(file, error).string() << ':' << status.st_size << ':'
+                << status.st_mtim.tv_sec << '.' << status.st_mtim.tv_nsec;
+  }
+  return fingerprint.str();
 }
 
 // Every tensor's name, dtype and shape, in the network's order: equal for networks of one architecture and
@@ -46,16 +69,30 @@ std::string network_signature(const Network& network) {
   return signature;
 }
 
-// The SHA-256 of every tensor's bytes, in the network's order.
+// The SHA-256 of every tensor's bytes, in the network's order. Reading them all takes a while (about a
+// minute for a 16 GB text encoder), so the digest is remembered in network_digests.json in the cache
+// folder, by the files' fingerprint.
 template <typename Network>
-std::string network_digest(const Network& network) {
+std::string network_digest(const Network& network, const QwenImageConfigs& configs, const char* component) {
+  const std::filesystem::path folder = canvas_cache_dir();
+  const std::string fingerprint = files_fingerprint(configs, component);
+  const bool remembered = !folder.empty() && !fingerprint.empty();
+  const std::filesystem::path cache_file = folder / "network_digests.json";
+  nlohmann::json cache = remembered ? read_json_cache(cache_file) : nlohmann::json::object();
+  if (remembered && cache.contains(fingerprint) && cache[fingerprint].is_string())
+    return cache[fingerprint].get<std::string>();
   Network copy = network;
   Sha256 digest;
   copy.visit([&](const std::string& name, Tensor& weight) {
     const Tensor host = weight.to(Device::cpu()).contiguous();
     digest.update({static_cast<const uint8_t*>(host.raw_data()), static_cast<size_t>(host.nbytes())});
   });
-  return digest_hex(digest.finish());
+  const std::string hex = digest_hex(digest.finish());
+  if (remembered) {
+    cache[fingerprint] = hex;
+    write_json_cache(cache_file, cache);
+  }
+  return hex;
 }
 
 // Whether two loaded networks hold the same weights: the same files, else the same configuration, tensor
@@ -67,7 +104,8 @@ bool same_network(const Network& a, const QwenImageConfigs& a_configs, const Net
   if (!(a.config() == b.config())) return false;
   const auto a_files = file_identities(a_configs, component);
   if (!a_files.empty() && a_files == file_identities(b_configs, component)) return true;
-  return network_signature(a) == network_signature(b) && network_digest(a) == network_digest(b);
+  return network_signature(a) == network_signature(b) &&
+         network_digest(a, a_configs, component) == network_digest(b, b_configs, component);
 }
 
 }  // namespace
