@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "app/residency.h"
+#include "memory/fault_injection.h"
 #include "pipeline/text_to_image.h"
 #include "serve_fixture.h"
 #include "test_util.h"
@@ -54,6 +55,36 @@ TEST(ArrangementReuse, AnotherStrategyArrangesAgain) {
   const JobResult fresh = text_to_image(model, small_request(32, 32), streamed);
   EXPECT_EQ(std::count(second.reused_components.begin(), second.reused_components.end(), "transformer"), 0);
   EXPECT_TRUE(test::bit_identical(second.latents, fresh.latents));
+}
+
+// What a job does not use stays parked (room allowing) for a later job: a LoRA job after a plain one takes
+// the LoRA's text encoder and transformer back from the job before; an allocation failure releases the
+// parked weights first.
+TEST(ArrangementReuse, UnusedComponentsStayParkedForALaterJob) {
+  const QwenImageModel model = load_qwen_image(test::source_path("models/tiny-qwen-image"), Device::cpu());
+  const std::vector<LoraChoice> lora = {
+      {test::source_path("tests/golden/lora/loras/peft.safetensors"), 1.0f}};
+  ArrangementCache cache;
+  TextToImageRequest with_lora = small_request(32, 32);
+  with_lora.sampling.loras = lora;
+  text_to_image(model, with_lora, full_options(), {}, &cache);
+  const JobResult plain = text_to_image(model, small_request(32, 32), full_options(), {}, &cache);
+  EXPECT_EQ(plain.reused_components, std::vector<std::string>{"vae"});
+  ASSERT_EQ(cache.parked.size(), 1u);
+  const JobResult again = text_to_image(model, with_lora, full_options(), {}, &cache);
+  EXPECT_EQ(again.reused_components, (std::vector<std::string>{"text_encoder", "transformer", "vae"}));
+  EXPECT_TRUE(test::bit_identical(again.latents, text_to_image(model, with_lora, full_options()).latents));
+
+  // Parked: the plain job's text encoder and transformer. A failure releases them before any rung.
+  ASSERT_EQ(cache.parked.size(), 1u);
+  FaultInjector::instance().configure("1");
+  const JobResult recovered = text_to_image(model, with_lora, full_options(), {}, &cache);
+  FaultInjector::instance().configure("");
+  ASSERT_FALSE(recovered.recoveries.empty());
+  test::expect_contains(recovered.recoveries.front(), "of weights parked for later jobs");
+  EXPECT_TRUE(cache.parked.empty());
+  const JobResult after = text_to_image(model, small_request(32, 32), full_options(), {}, &cache);
+  EXPECT_EQ(after.reused_components, std::vector<std::string>{"vae"});
 }
 
 // Two models whose text encoder and VAE are the same files (here: two entries for one folder) hold them

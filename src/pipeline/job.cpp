@@ -24,7 +24,18 @@ Job::Job(const QwenImageModel& model, JobGeometry geometry, std::string prompt,
       observers_(std::move(observers)),
       cache_(cache),
       ladder_(arrangement_, model.device, recovery_key(model_, geometry_, prompt_, options_),
-              geometry_.sequence_image_tokens(), observers_.on_recovery, observers_.profiler) {}
+              geometry_.sequence_image_tokens(), observers_.on_recovery, observers_.profiler) {
+  // An allocation failure first gives back the weights parked for later jobs.
+  if (cache_) {
+    ladder_.set_release_parked([cache = cache_] {
+      int64_t bytes = 0;
+      for (const std::unique_ptr<WeightArrangement>& parked : cache->parked)
+        bytes += parked->resident_weight_bytes();
+      cache->parked.clear();
+      return bytes;
+    });
+  }
+}
 
 // A job that fails part way leaves its weights mid-phase (placed, or a stream part way round its ring): its
 // arrangement goes with it instead of to the cache.
@@ -67,22 +78,25 @@ void Job::arrange_weights() {
   attempt("plan", [&] {
     const std::string key = plan_key(geometry_, prompt_, options_) + "/" + degradation().to_json().dump() +
                             "/" + loras_identity(loras_);
-    std::unique_ptr<WeightArrangement> previous;
     reused_components_.clear();
-    if (cache_ && cache_->arrangement) {
-      if (cache_->arrangement->key() == key && &cache_->arrangement->model() == &model_) {
+    std::vector<std::unique_ptr<WeightArrangement>> earlier;
+    if (cache_) {
+      if (cache_->arrangement && cache_->arrangement->key() == key &&
+          &cache_->arrangement->model() == &model_) {
         arrangement_ = std::move(cache_->arrangement);
         for (const ComponentPlan& part : arrangement_->plan().components)
           reused_components_.push_back(component_label(part.component));
         return;
       }
-      previous = std::move(cache_->arrangement);
+      if (cache_->arrangement) earlier.push_back(std::move(cache_->arrangement));
+      for (std::unique_ptr<WeightArrangement>& parked : cache_->parked) earlier.push_back(std::move(parked));
+      cache_->parked.clear();
     }
     std::vector<ComponentFacts> facts =
         job_facts(model_, geometry_, prompt_, options_, degradation(), loras_);
     MachineFacts machine = machine_facts(model_, options_);
-    if (previous) {
-      // What the previous arrangement holds is the new plan's to use: taken over or freed.
+    if (!earlier.empty()) {
+      // What earlier jobs' arrangements hold is the new plan's to use: taken over, parked or freed.
       machine.device_budget += weight_bytes_held(machine.device);
       for (DevicePool& pool : machine.extra_pools) pool.budget += weight_bytes_held(pool.device);
     }
@@ -91,11 +105,16 @@ void Job::arrange_weights() {
       apply_degradation(degradation(), plan);
       plan = evaluate_plan(facts, machine, plan);
     }
+    // Parked weights may use what the plan leaves of the device (one device's plans only).
+    const int64_t slack = machine.extra_pools.empty()
+                              ? std::max<int64_t>(machine.device_budget - plan.predicted_peak_bytes, 0)
+                              : 0;
     arrangement_ = std::make_unique<WeightArrangement>(model_, key, std::move(facts), std::move(machine),
                                                        std::move(plan), degradation().feed_forward_chunk,
-                                                       loras_, options_.lora_apply, std::move(previous));
+                                                       loras_, options_.lora_apply, &earlier, slack);
     for (Component component : arrangement_->adopted())
       reused_components_.push_back(component_label(component));
+    if (cache_) cache_->parked = std::move(earlier);
   });
   for (const Device& device : arrangement_->devices()) {
     Allocator& allocator = allocator_for(device);

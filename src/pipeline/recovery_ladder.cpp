@@ -115,6 +115,8 @@ void RecoveryLadder::run(JobPhase phase, const std::string& where, const std::fu
       if (kept_plan) {
         released = true;
         rung = "released cached memory";
+        if (const int64_t parked = release_parked_ ? release_parked_() : 0; parked > 0)
+          rung += " and " + format_bytes(parked) + " of weights parked for later jobs";
       } else {
         rung = lower(phase);
         // With no rung left, a failure while the devices have room for the request (a transient one, or

@@ -35,6 +35,10 @@ class RecoveryLadder {
   // Runs `attempt` until it completes. Throws OutOfMemoryError naming what `where` needed once the
   // phase has no rung left; any other error passes through at once.
   void run(JobPhase phase, const std::string& where, const std::function<void()>& attempt);
+  // What the first rung also frees: weights parked for later jobs (ArrangementCache); returns their bytes.
+  void set_release_parked(std::function<int64_t()> release_parked) {
+    release_parked_ = std::move(release_parked);
+  }
 
   const Degradation& degradation() const { return degradation_; }
   // Each failure recovered from and what was done, in order; a remembered start comes first.
@@ -67,6 +71,7 @@ class RecoveryLadder {
   std::string memory_key_;
   int64_t image_tokens_;
   std::function<void(const std::string&)> on_recovery_;
+  std::function<int64_t()> release_parked_;
   Profiler* profiler_;
   Degradation degradation_;
   Degradation remembered_;

@@ -30,7 +30,9 @@ void quantize_transformer(QwenImageTransformer2DModel& transformer, WeightPrecis
 WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string key,
                                      std::vector<ComponentFacts> facts, MachineFacts machine, MemoryPlan plan,
                                      int64_t feed_forward_chunk, std::vector<AppliedLora> loras,
-                                     LoraApply lora_apply, std::unique_ptr<WeightArrangement> previous)
+                                     LoraApply lora_apply,
+                                     std::vector<std::unique_ptr<WeightArrangement>>* earlier,
+                                     int64_t keep_bytes)
     : model_(model),
       key_(std::move(key)),
       facts_(std::move(facts)),
@@ -39,12 +41,27 @@ WeightArrangement::WeightArrangement(const QwenImageModel& model, std::string ke
       loras_(std::move(loras)),
       lora_apply_(lora_apply),
       feed_forward_chunk_(feed_forward_chunk) {
-  if (previous) {
+  if (earlier) {
     for (const ComponentPlan& part : plan_.components) {
-      if (can_adopt(*previous, part)) adopt(*previous, part.component);
+      for (const std::unique_ptr<WeightArrangement>& candidate : *earlier) {
+        if (!can_adopt(*candidate, part)) continue;
+        adopt(*candidate, part.component);
+        break;
+      }
     }
-    // What is not taken over gives its device memory back before anything new is placed.
-    previous.reset();
+    // What stays parked must leave the plan its room: the oldest go first, and so does what holds nothing
+    // on the device (its host copies would only cost host memory).
+    int64_t kept = 0;
+    std::vector<std::unique_ptr<WeightArrangement>> parked;
+    for (std::unique_ptr<WeightArrangement>& candidate : *earlier) {
+      const int64_t held = candidate->resident_weight_bytes();
+      if (held > 0 && kept + held <= keep_bytes) {
+        kept += held;
+        parked.push_back(std::move(candidate));
+      }
+    }
+    *earlier = std::move(parked);
+    for (const Device& device : devices()) backend_for(device).release_cached_memory();
   }
   auto is_adopted = [&](Component component) {
     return std::find(adopted_.begin(), adopted_.end(), component) != adopted_.end();
@@ -96,6 +113,13 @@ bool same_placement(const ComponentPlan& a, const ComponentPlan& b) {
 }
 
 }  // namespace
+
+int64_t WeightArrangement::resident_weight_bytes() const {
+  int64_t bytes = 0;
+  for (const ComponentPlan& part : plan_.components)
+    if (placed(part.component) && part.residency == Residency::Resident) bytes += part.placed_bytes;
+  return bytes;
+}
 
 bool WeightArrangement::can_adopt(const WeightArrangement& previous, const ComponentPlan& part) const {
   const Component component = part.component;

@@ -25,14 +25,16 @@ class WeightArrangement {
   // narrows it.
   // `loras` are attached to the working networks (models/lora.h); with LoraApply::Auto, those on layers a
   // placement holds whole in lossless storage are folded into the placed copies.
-  // A `previous` arrangement (an earlier job's) hands over each component this plan places exactly as it
-  // did, from the same loaded network (models may share networks: app/residency.h) with the same LoRAs:
-  // its working network and its placement move over with their weights still on the device. The rest of
-  // it is released before anything is placed.
+  // `earlier` arrangements (earlier jobs', the most recent first) hand over each component this plan places
+  // exactly as one of them did, from the same loaded network (models may share networks: app/residency.h)
+  // with the same LoRAs: its working network and its placement move over with their weights still on the
+  // device. Then, before anything is placed, the oldest of them are released until what the rest hold on
+  // the device is at most `keep_bytes` (the plan's slack); those stay in `earlier`.
   WeightArrangement(const QwenImageModel& model, std::string key, std::vector<ComponentFacts> facts,
                     MachineFacts machine, MemoryPlan plan, int64_t feed_forward_chunk,
                     std::vector<AppliedLora> loras = {}, LoraApply lora_apply = LoraApply::Auto,
-                    std::unique_ptr<WeightArrangement> previous = nullptr);
+                    std::vector<std::unique_ptr<WeightArrangement>>* earlier = nullptr,
+                    int64_t keep_bytes = 0);
   // The placements point into the working networks: they go first.
   ~WeightArrangement();
   WeightArrangement(const WeightArrangement&) = delete;
@@ -66,8 +68,10 @@ class WeightArrangement {
   // Runs the transformer's feed-forward in chunks of `tokens` (0: all at once).
   void set_feed_forward_chunk(int64_t tokens);
 
-  // The components taken over from the previous arrangement, in plan order.
+  // The components taken over from earlier arrangements, in plan order.
   const std::vector<Component>& adopted() const { return adopted_; }
+  // The weight bytes its resident placements hold on the devices between phases.
+  int64_t resident_weight_bytes() const;
 
   // Linear layers the LoRAs change, and how many of those a placement folded them into.
   int lora_layers() const { return text_encoder_lora_layers_ + transformer_lora_layers_; }
@@ -120,9 +124,12 @@ class WeightArrangement {
 
 // What stays arranged on the devices between the jobs of one caller (a command, a server worker): a job of
 // the same shape and memory options takes the arrangement over; any other job plans as if it were released
-// and takes over the components it places the same way (WeightArrangement's `previous`).
+// and takes over the components it places the same way (WeightArrangement's `earlier`). What the job does
+// not use stays parked while the device has room for it beside the job's plan (least recently used goes
+// first), for a later job to take over; an allocation failure releases the parked weights first.
 struct ArrangementCache {
   std::unique_ptr<WeightArrangement> arrangement;
+  std::vector<std::unique_ptr<WeightArrangement>> parked;  // the most recently used first
 };
 
 }  // namespace canvas
