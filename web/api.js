@@ -25,6 +25,7 @@ function askToken() {
 
 async function send(method, path, body) {
   for (let attempt = 0; ; ++attempt) {
+    const sentToken = sessionStorage.getItem(TOKEN_KEY);
     const init = { method, headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }) };
     if (body !== undefined) init.body = JSON.stringify(body);
     let response;
@@ -34,8 +35,11 @@ async function send(method, path, body) {
       throw new ApiError(0, `the server cannot be reached (${error.message})`);
     }
     if (response.status === 401 && attempt < 3) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      askToken();
+      // Requests refused together ask once: a token given meanwhile is tried first.
+      if (sessionStorage.getItem(TOKEN_KEY) === sentToken) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        askToken();
+      }
       continue;
     }
     return response;

@@ -59,8 +59,10 @@ export class MemoryPanel {
 
   draw(deviceTotal, hostTotal) {
     const chart = $("memory-chart");
-    const width = 600;
-    const height = 200;
+    // Drawn in the chart's own pixels, so that its text is not stretched.
+    const width = chart.clientWidth || 600;
+    const height = chart.clientHeight || 200;
+    chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
     const first = this.samples[0].time;
     const span = Math.max(this.samples.at(-1).time - first, 1000);
     const top = Math.max(1, ...this.samples.map((sample) => Math.max(sample.device, sample.host))) * 1.1;

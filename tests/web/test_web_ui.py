@@ -1,9 +1,10 @@
 """Drives the web UI (web/) in headless Chromium against a running `canvas serve` on the tiny models: a job
 from each tab end to end, cancelling from the progress panel and the queue view, a painted mask checked
 against what the server recorded, the gallery after a reload (settings reused, a job deleted), the memory
-panel, and a console free of errors. Screenshots of each tab go to SHOTS_DIR.
+panel, and a console free of errors; then a server with a token, which the page asks for once. Screenshots of each tab go to SHOTS_DIR.
 
-Usage: /usr/bin/python3 test_web_ui.py URL SHOTS_DIR DATA_DIR   (Debian's python3-selenium, chromium, chromium-driver)
+Usage: /usr/bin/python3 test_web_ui.py URL SHOTS_DIR DATA_DIR TOKEN_URL TOKEN
+         (Debian's python3-selenium, chromium, chromium-driver)
 """
 import base64
 import hashlib
@@ -25,6 +26,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 BASE = sys.argv[1].rstrip("/")
 SHOTS = Path(sys.argv[2])
 DATA = Path(sys.argv[3])
+GUARDED, TOKEN = sys.argv[4].rstrip("/"), sys.argv[5]
 SHOTS.mkdir(parents=True, exist_ok=True)
 
 
@@ -264,8 +266,10 @@ try:
 
     # The memory panel polls and draws.
     tab("memory")
-    wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, "#memory-chart polyline.device")) == 1
-               and "in use" in element("memory-now").text)
+    # Two samples at least: the lines have a length.
+    wait.until(lambda _: js("""const line = document.querySelector('#memory-chart polyline.host');
+                               return line && line.getAttribute('points').split(' ').length >= 3"""))
+    assert "in use" in element("memory-now").text
     wait.until(lambda _: element("memory-plan").text != "No job has run yet.")
     shot("memory")
 
@@ -300,6 +304,21 @@ try:
 
     console = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
     assert not console, console
+
+    # A server with a token: the page asks once, keeps it for the session, and runs a job with it.
+    driver.get(GUARDED + "/")
+    WebDriverWait(driver, 30).until(lambda _: driver.switch_to.alert)
+    driver.switch_to.alert.send_keys(TOKEN)
+    driver.switch_to.alert.accept()
+    wait.until(lambda _: js("return window.canvasTest.ready === true"))
+    assert js("return sessionStorage.getItem('canvas-token')") == TOKEN
+    common_fields("tiny", "a guarded fox")
+    job = run_and_wait()
+    assert job["state"] == "done", job
+    expect_result_image()
+    console = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    # The requests before the token was given were refused: those, and nothing else.
+    assert console and all("401" in entry["message"] for entry in console), console
 finally:
     driver.quit()
 print("web UI tests passed")
