@@ -34,6 +34,8 @@ const runner = new JobRunner({
   onRecovery: (text) => memory.markRecovery(text),
 });
 
+let queueTimer = null; // the Queue tab refreshes itself while shown
+
 function showTab(tab) {
   for (const button of document.querySelectorAll("#tabs button")) button.classList.toggle("active", button.dataset.tab === tab);
   const isJob = JOB_TASKS.includes(tab);
@@ -43,7 +45,15 @@ function showTab(tab) {
   $("memory-panel").hidden = tab !== "memory";
   if (isJob) form.setTask(tab);
   if (tab === "gallery") gallery.refresh().catch(showError);
-  if (tab === "queue") refreshQueue(showError).catch(showError);
+  clearInterval(queueTimer);
+  if (tab === "queue") {
+    const refresh = () => refreshQueue(showError).catch((error) => {
+      clearInterval(queueTimer);
+      showError(error);
+    });
+    refresh();
+    queueTimer = setInterval(refresh, 2000);
+  }
   if (tab === "memory") memory.start(showError);
   else memory.stop();
 }

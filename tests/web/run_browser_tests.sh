@@ -21,11 +21,14 @@ trap cleanup EXIT
 mkdir -p "$work/models"
 ln -s "$source_dir/models/tiny-qwen-image" "$work/models/tiny"
 ln -s "$source_dir/models/tiny-qwen-image-edit" "$work/models/tiny-edit"
+mkdir -p "$work/loras"
+ln -s "$source_dir/tests/golden/lora/loras/lightx2v.safetensors" "$work/loras/lightx2v.safetensors"
 # Starts a server logging to $work/NAME.log and sets $url to its address; extra arguments go to it.
 start_server() {
   local name=$1
   shift
-  "$build_dir/src/canvas" serve --models "$work/models" --data "$work/$name" --port 0 --preview-every 1 "$@" \
+  "$build_dir/src/canvas" serve --models "$work/models" --data "$work/$name" --loras "$work/loras" --port 0 --preview-every 1 \
+    "$@" \
     2> "$work/$name.log" &
   servers+=($!)
   url=""

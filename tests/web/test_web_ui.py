@@ -188,6 +188,21 @@ try:
     generate_id = job["id"]
     shot("generate")
 
+    # A Lightning job: the preset and its LoRA from the picker.
+    Select(element("preset")).select_by_value("lightning-4")
+    Select(element("lora-name")).select_by_value("lightx2v")
+    set_value("lora-strength", 0.5)
+    element("lora-add").click()
+    common_fields("tiny", "a quick fox", steps=4)
+    set_value("cfg_scale", 1)
+    job = run_and_wait()
+    assert job["state"] == "done", job
+    record = get_json(f"/v1/jobs/{job['id']}")["parameters"]
+    assert record["preset"] == "lightning-4", record
+    assert record["loras"] == [{"name": "lightx2v.safetensors", "strength": 0.5}], record
+    driver.find_element(By.CSS_SELECTOR, "#lora-list button").click()
+    Select(element("preset")).select_by_value("")
+
     # img2img, the picture pasted.
     tab("img2img")
     give_pictures(None, [GRADIENT], how="paste")
@@ -242,6 +257,15 @@ try:
     assert middle == 255 and corner == 0, (middle, corner)
     shot("inpaint")
 
+    # Outpainting: the mask cleared, a margin on the right widens the picture.
+    element("mask-clear").click()
+    set_value("outpaint-right", 16)
+    job = run_and_wait()
+    assert job["state"] == "done", job
+    expect_result_image(size=48)
+    assert get_json(f"/v1/jobs/{job['id']}")["parameters"]["outpaint"] == [0, 0, 16, 0]
+    set_value("outpaint-right", 0)
+
     # Cancel from the progress panel: a long job stops.
     tab("generate")
     common_fields("tiny", "a long job", steps=200, size=64)
@@ -276,7 +300,7 @@ try:
     # After a reload the gallery shows the past jobs; their settings come back; one is deleted.
     open_page()
     open_gallery()
-    assert len(driver.find_elements(By.CSS_SELECTOR, "#gallery .tile img")) == 4
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#gallery .tile img")) == 6
     assert len(driver.find_elements(By.CSS_SELECTOR, "#gallery .tile.empty")) == 2  # the cancelled jobs
     shot("gallery")
     tile = f'#gallery .tile[data-job="{generate_id}"]'
