@@ -61,6 +61,8 @@ function showTab(tab) {
 let running = false;
 const run = guarded(async () => {
   if (running) throw new Error("a job of this page is running: wait for it or cancel it");
+  // Ctrl+Enter skips the browser's own checks of the fields that a click on Run makes.
+  if (!$("job-form").reportValidity()) return;
   const { request, maskSha256, maskUrl } = await form.request();
   window.canvasTest.lastMaskSha256 = maskSha256;
   window.canvasTest.lastMaskPng = maskUrl?.split(",")[1] ?? null;

@@ -188,6 +188,18 @@ try:
     generate_id = job["id"]
     shot("generate")
 
+    # Errors are shown in words: the page's own, and the server's naming the field.
+    set_value("steps", 0)
+    element("run").click()
+    wait.until(lambda _: driver.find_elements(By.CSS_SELECTOR, "#errors .error"))
+    assert "steps" in element("errors").text, element("errors").text
+    driver.find_element(By.CSS_SELECTOR, "#errors .error button").click()
+    set_value("prompt", " ")
+    element("run").click()
+    wait.until(lambda _: "write a prompt first" in element("errors").text)
+    driver.find_element(By.CSS_SELECTOR, "#errors .error button").click()
+    assert not driver.find_elements(By.CSS_SELECTOR, "#errors .error")
+
     # A Lightning job: the preset and its LoRA from the picker.
     Select(element("preset")).select_by_value("lightning-4")
     Select(element("lora-name")).select_by_value("lightx2v")
@@ -273,6 +285,10 @@ try:
     before = jobs_seen()
     element("run").click()
     wait.until(lambda _: "step" in element("job-state").text)
+    # The preview and the ETA come while it runs.
+    wait.until(lambda _: js("const p = document.getElementById('preview'); return !p.hidden && p.naturalWidth > 0"))
+    wait.until(lambda _: "left" in element("job-eta").text)
+    shot("progress")
     element("cancel").click()
     wait.until(lambda _: jobs_seen() > before)
     assert js("return window.canvasTest.jobs.at(-1).state") == "cancelled"
@@ -327,7 +343,8 @@ try:
     assert not list((DATA / "images").glob(f"{generate_id}*")), "the deleted job's images are still on the disk"
 
     console = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
-    assert not console, console
+    # The one request refused on purpose (steps 0), and nothing else.
+    assert len(console) == 1 and "/v1/jobs" in console[0]["message"] and "400" in console[0]["message"], console
 
     # A server with a token: the page asks once, keeps it for the session, and runs a job with it.
     driver.get(GUARDED + "/")
