@@ -2,6 +2,7 @@
 // reused, its image sent to Edit or Inpaint, downloaded, or the job deleted (DELETE /v1/history/{id}).
 
 import { api, imageUrl } from "./api.js";
+import { readDataUrl } from "./pictures.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -10,6 +11,7 @@ export class Gallery {
   constructor(actions) {
     this.actions = actions;
     this.selected = null;
+    this.objectUrls = []; // the shown images' bytes, let go of at each refresh
     $("gallery-refresh").addEventListener("click", () => this.refresh().catch(actions.onError));
     $("detail-use").addEventListener("click", () => this.selected && actions.useSettings(this.selected.job.parameters));
     $("detail-edit").addEventListener("click", () => this.send("edit").catch(actions.onError));
@@ -21,6 +23,9 @@ export class Gallery {
     // "loading" until the tiles are replaced (the browser tests wait for "ready").
     $("gallery").dataset.state = "loading";
     const { jobs } = await api("GET", "/v1/jobs?limit=100");
+    for (const url of this.objectUrls.splice(0)) URL.revokeObjectURL(url);
+    this.selected = null;
+    $("gallery-detail").hidden = true;
     const tiles = [];
     for (const job of jobs) {
       for (const [index, image] of (job.images || []).entries()) {
@@ -31,7 +36,13 @@ export class Gallery {
         const picture = document.createElement("img");
         picture.alt = `${job.task}: ${job.parameters?.prompt ?? job.id}`;
         picture.title = picture.alt;
-        imageUrl(image.url).then((url) => (picture.src = url), () => (picture.alt = `${picture.alt} (image gone)`));
+        imageUrl(image.url).then(
+          (url) => {
+            this.objectUrls.push(url);
+            picture.src = url;
+          },
+          () => (picture.alt = `${picture.alt} (image gone)`),
+        );
         tile.append(picture);
         tile.addEventListener("click", () => this.select(job, index, picture));
         tiles.push(tile);
@@ -79,12 +90,7 @@ export class Gallery {
     const { picture } = this.selected || {};
     if (!picture?.src) return;
     const blob = await (await fetch(picture.src)).blob();
-    const dataUrl = await new Promise((resolve) => {
-      const reader = new FileReader();
-      reader.onload = () => resolve(reader.result);
-      reader.readAsDataURL(blob);
-    });
-    await this.actions.sendTo(task, dataUrl);
+    await this.actions.sendTo(task, await readDataUrl(blob));
   }
 
   async remove() {
@@ -92,8 +98,6 @@ export class Gallery {
     const { job } = this.selected;
     if (!window.confirm(`Delete job ${job.id} and its images from the server?`)) return;
     await api("DELETE", `/v1/history/${job.id}`);
-    this.selected = null;
-    $("gallery-detail").hidden = true;
     await this.refresh();
   }
 }
