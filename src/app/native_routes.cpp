@@ -1,4 +1,5 @@
-// The native API: jobs (submit, list, status, events, cancel, images), models, LoRAs and memory.
+// The native API: jobs (submit, list, status, events, cancel, images, removal from the history), models,
+// LoRAs and memory.
 #include <fstream>
 #include <iterator>
 
