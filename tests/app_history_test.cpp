@@ -133,6 +133,42 @@ TEST(History, MarkInterruptedFailsQueuedAndRunningJobs) {
   EXPECT_EQ(history.mark_interrupted(), 0);
 }
 
+TEST(History, RemoveForgetsTheJobAndDeletesItsImages) {
+  const auto dir = test::scratch_dir("history-remove");
+  History history(dir / "history.sqlite3");
+  HistoryEntry done = queued_job("done", 10);
+  done.state = "done";
+  for (const char* name : {"done-0.png", "done-1.png"}) {
+    std::ofstream(dir / name) << "png";
+    done.outputs.push_back((dir / name).string());
+  }
+  done.outputs.push_back((dir / "deleted-already.png").string());
+  history.add(done);
+  history.add(queued_job("kept", 11));
+  EXPECT_TRUE(history.remove("done"));
+  EXPECT_FALSE(history.find("done"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "done-0.png"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "done-1.png"));
+  EXPECT_EQ(ids(history.list()), std::vector<std::string>{"kept"});
+  EXPECT_FALSE(history.remove("done"));
+}
+
+TEST(History, RemoveRefusesQueuedAndRunningJobs) {
+  const auto dir = test::scratch_dir("history-remove-live");
+  History history(dir / "history.sqlite3");
+  for (const char* state : {"queued", "running"}) {
+    HistoryEntry entry = queued_job(state, 10);
+    entry.state = state;
+    std::ofstream(dir / (std::string(state) + ".png")) << "png";
+    entry.outputs.push_back((dir / (std::string(state) + ".png")).string());
+    history.add(entry);
+    EXPECT_NE(test::error_of([&] { history.remove(state); }).find("cancel it before removing it"),
+              std::string::npos);
+    EXPECT_TRUE(history.find(state));
+    EXPECT_TRUE(std::filesystem::exists(dir / (std::string(state) + ".png")));
+  }
+}
+
 TEST(History, ReopeningKeepsEverything) {
   const auto file = test::scratch_dir("history-reopen") / "data" / "history.sqlite3";
   std::vector<HistoryEntry> written;

@@ -275,5 +275,50 @@ TEST_F(Serve, NeedsItsTokenWhenGivenOne) {
   EXPECT_NE(test::error_of([&] { app::Service service(open); }).find("--token"), std::string::npos);
 }
 
+TEST_F(Serve, RemovesAnEndedJobAndItsImagesButNotARunningOne) {
+  const std::string running = submit(small_generate(31, 200));
+  std::string stream;
+  client().Get("/v1/jobs/" + running + "/events", [&](const char* data, size_t size) {
+    stream.append(data, size);
+    return stream.find("event: step") == std::string::npos;
+  });
+  EXPECT_EQ(client().Delete("/v1/history/" + running)->status, 409);
+  ASSERT_EQ(client().Delete("/v1/jobs/" + running)->status, 200);
+  EXPECT_EQ(wait_for_end(running).at("state"), "cancelled");
+
+  const std::string done = submit(small_generate(32));
+  ASSERT_EQ(wait_for_end(done).at("state"), "done");
+  const std::filesystem::path image = data_dir() / "images" / (done + "-0.png");
+  ASSERT_TRUE(std::filesystem::exists(image));
+  const auto [status, removed] = [&] {
+    httplib::Result result = client().Delete("/v1/history/" + done);
+    return std::pair{result->status, json::parse(result->body)};
+  }();
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(removed.at("removed"), true);
+  EXPECT_FALSE(std::filesystem::exists(image));
+  EXPECT_EQ(get("/v1/jobs/" + done).first, 404);
+  EXPECT_EQ(get("/v1/jobs/" + done + "/images/0").first, 404);
+  EXPECT_EQ(client().Delete("/v1/history/" + done)->status, 404);
+  EXPECT_EQ(client().Delete("/v1/history/" + running)->status, 200);
+}
+
+TEST_F(Serve, ServesTheWebUiWithoutItsToken) {
+  stop();
+  start([](app::ServiceOptions& options) { options.server.token = "sesame"; });
+  httplib::Result page = client().Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->get_header_value("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_NE(page->body.find("<script type=\"module\" src=\"main.js\">"), std::string::npos);
+  httplib::Result script = client().Get("/main.js");
+  ASSERT_TRUE(script);
+  EXPECT_EQ(script->status, 200);
+  EXPECT_NE(script->get_header_value("Content-Type").find("javascript"), std::string::npos);
+  // Only the page's files: the API still needs the token, and no other path is a file.
+  EXPECT_EQ(get("/v1/jobs").first, 401);
+  EXPECT_EQ(client().Get("/mainxjs")->status, 401);
+}
+
 }  // namespace
 }  // namespace canvas

@@ -170,7 +170,7 @@ struct History::Database {
   std::mutex mutex;
   // Declared before the statements, so that they are finalized before it closes.
   std::unique_ptr<sqlite3, Close> connection;
-  std::unique_ptr<Statement> insert, rewrite, select_one, select_many, interrupt;
+  std::unique_ptr<Statement> insert, rewrite, select_one, select_many, interrupt, erase;
 };
 
 History::Database::Database(std::filesystem::path path) : file(std::move(path)) {
@@ -217,6 +217,7 @@ History::Database::Database(std::filesystem::path path) : file(std::move(path)) 
                  "ORDER BY created_at DESC, rowid DESC LIMIT ?3 OFFSET ?4");
   interrupt = std::make_unique<Statement>(
       *this, "UPDATE jobs SET state = 'failed', error = ?1 WHERE state IN ('queued', 'running')");
+  erase = std::make_unique<Statement>(*this, "DELETE FROM jobs WHERE id = ?1");
 }
 
 void History::Database::create_or_check_schema() {
@@ -375,6 +376,31 @@ std::vector<HistoryEntry> History::list(const HistoryQuery& query) const {
   std::vector<HistoryEntry> entries;
   while (select.step("listing jobs")) entries.push_back(database_->read_entry(select));
   return entries;
+}
+
+bool History::remove(const std::string& id) {
+  std::lock_guard lock(database_->mutex);
+  std::optional<HistoryEntry> entry;
+  {
+    Database::Statement& select = *database_->select_one;
+    Database::Use use(select);
+    select.bind(1, std::string_view(id));
+    if (!select.step("looking up job " + id)) return false;
+    entry = database_->read_entry(select);
+  }
+  check(entry->state != "queued" && entry->state != "running",
+        "job " + id + " is " + entry->state + ": cancel it before removing it");
+  // The images go first, so that a failure leaves the entry that still names them.
+  for (const std::string& output : entry->outputs) {
+    std::error_code error;
+    std::filesystem::remove(output, error);
+    check(!error, "cannot delete " + output + ", an image of job " + id + ": " + error.message());
+  }
+  Database::Statement& erase = *database_->erase;
+  Database::Use use(erase);
+  erase.bind(1, std::string_view(id));
+  erase.step("removing job " + id);
+  return true;
 }
 
 int History::mark_interrupted() {

@@ -80,6 +80,10 @@ class History {
   void update(const HistoryEntry& entry);
   std::optional<HistoryEntry> find(const std::string& id) const;
   std::vector<HistoryEntry> list(const HistoryQuery& query = {}) const;
+  // Forgets the job `id` and deletes its images from the disk (any already gone are skipped). Returns false
+  // when no such job is recorded. Throws canvas::Error, changing nothing, when the job is queued or running
+  // (its images are still to come) or when an image cannot be deleted.
+  bool remove(const std::string& id);
   // For a server starting up: every job still queued or running belonged to a server that stopped, so it is
   // marked failed with kInterruptedJobError (its timestamps stay: when that server stopped is not known).
   // Returns how many.

@@ -1,5 +1,5 @@
 // What the route files of the HTTP server share (app/http_server.cpp, native_routes.cpp,
-// compat_routes.cpp). Only they include cpp-httplib.
+// compat_routes.cpp, web_routes.cpp). Only they include cpp-httplib.
 #pragma once
 
 #include <httplib.h>
@@ -31,5 +31,7 @@ std::vector<std::string> images_base64(const JobOutcome& outcome);
 void add_native_routes(httplib::Server& server, ServerContext& context);
 void add_openai_routes(httplib::Server& server, ServerContext& context);
 void add_a1111_routes(httplib::Server& server, ServerContext& context);
+// The web UI's files (app/web_assets.h); they need no token, since a browser cannot send one for a page.
+void add_web_routes(httplib::Server& server);
 
 }  // namespace canvas::app

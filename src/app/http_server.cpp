@@ -7,6 +7,7 @@
 
 #include "app/http_routes.h"
 #include "app/prepared_job.h"
+#include "app/web_assets.h"
 #include "util/base64.h"
 
 namespace canvas::app {
@@ -97,7 +98,8 @@ HttpServer::HttpServer(ServerContext context)
   if (settings.token) {
     const std::string expected = "Bearer " + *settings.token;
     server.set_pre_routing_handler([expected](const httplib::Request& request, httplib::Response& response) {
-      if (request.get_header_value("Authorization") == expected)
+      if (request.get_header_value("Authorization") == expected ||
+          (request.method == "GET" && web_asset_for(request.path)))
         return httplib::Server::HandlerResponse::Unhandled;
       response.set_header("WWW-Authenticate", "Bearer");
       reply_error(response, 401,
@@ -131,6 +133,7 @@ HttpServer::HttpServer(ServerContext context)
   add_native_routes(server, context_);
   add_openai_routes(server, context_);
   add_a1111_routes(server, context_);
+  add_web_routes(server);
   if (settings.port == 0) {
     port_ = server.bind_to_any_port(settings.host);
     check(port_ > 0, "cannot listen on " + settings.host + ": not an address of this machine");

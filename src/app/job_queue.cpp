@@ -224,6 +224,15 @@ void JobQueue::cancel_all() {
   for (const std::string& id : ids) cancel(id);
 }
 
+bool JobQueue::forget(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  const auto ended = std::find(ended_.begin(), ended_.end(), id);
+  if (ended == ended_.end()) return false;
+  ended_.erase(ended);
+  jobs_.erase(id);
+  return true;
+}
+
 void JobQueue::end_job(const std::shared_ptr<QueuedJob>& job, JobState state, const std::string& error) {
   job->set_state(state, error);
   if (on_state_) on_state_(*job);

@@ -107,6 +107,9 @@ class JobQueue {
   bool cancel(const std::string& id);
   // Cancels every queued job and the running one (A1111's interrupt).
   void cancel_all();
+  // Drops an ended job, whose history entry is being removed, so that find no longer returns it. False for
+  // an unknown job or one that has not ended.
+  bool forget(const std::string& id);
 
  private:
   void work();

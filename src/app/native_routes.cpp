@@ -1,4 +1,5 @@
-// The native API: jobs (submit, list, status, events, cancel, images), models, LoRAs and memory.
+// The native API: jobs (submit, list, status, events, cancel, images, removal from the history), models,
+// LoRAs and memory.
 #include <fstream>
 #include <iterator>
 
@@ -166,6 +167,20 @@ void add_native_routes(httplib::Server& server, ServerContext& context) {
         if (!status) throw RequestError(404, "", "there is no job " + id);
         reply_error(response, 409,
                     "job " + id + " has ended (" + status->value("state", "") + "): nothing to cancel");
+      });
+  server.Delete(
+      R"(/v1/history/([0-9a-f]{16}))", [&](const httplib::Request& request, httplib::Response& response) {
+        const std::string id = request.matches[1];
+        std::optional<json> status = job_status(context, id);
+        if (!status) throw RequestError(404, "", "there is no job " + id);
+        const std::string state = status->value("state", "");
+        if (state == "queued" || state == "running")
+          throw RequestError(409, "", "job " + id + " is " + state + ": cancel it before removing it");
+        // The queue lets go of a job once its end is recorded; until then its entry cannot be removed.
+        if (context.queue.find(id) && !context.queue.forget(id))
+          throw RequestError(409, "", "job " + id + " is ending: try again in a moment");
+        if (!context.history.remove(id)) throw RequestError(404, "", "there is no job " + id);
+        reply_json(response, 200, {{"id", id}, {"removed", true}});
       });
   server.Get(R"(/v1/jobs/([0-9a-f]{16})/images/(\d{1,3}))", [&](const httplib::Request& request,
                                                                 httplib::Response& response) {
