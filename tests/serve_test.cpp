@@ -7,6 +7,7 @@
 
 #include "app/history.h"
 #include "image/decode.h"
+#include "memory/fault_injection.h"
 #include "serve_fixture.h"
 #include "test_util.h"
 
@@ -82,6 +83,21 @@ TEST_F(Serve, ListsModelsLorasAndMemory) {
   ASSERT_EQ(memory.at("models").size(), 1u);
   EXPECT_EQ(memory.at("models")[0].at("id"), "tiny");
   EXPECT_FALSE(memory.at("plan").empty());
+}
+
+// A job that runs out of memory recovers, and the memory view lists the recovery for any client.
+TEST_F(Serve, ReportsRecoveriesInTheMemoryView) {
+  EXPECT_EQ(get("/v1/memory").second.at("recoveries"), json::array());
+  // The model loads first: loading is not a job's step to recover.
+  ASSERT_EQ(wait_for_end(submit(small_generate(3))).at("state"), "done");
+  FaultInjector::instance().configure("1");
+  const json job = wait_for_end(submit(small_generate(4)));
+  FaultInjector::instance().configure("");
+  EXPECT_EQ(job.at("state"), "done") << job.dump();
+  const json recoveries = get("/v1/memory").second.at("recoveries");
+  ASSERT_EQ(recoveries.size(), 1u) << recoveries.dump();
+  test::expect_contains(recoveries[0].at("text").get<std::string>(), "released cached memory");
+  EXPECT_GT(recoveries[0].at("time").get<double>(), 0.0);
 }
 
 TEST_F(Serve, RunsEveryTask) {

@@ -1,5 +1,5 @@
 // The Memory tab: the live memory plan's lines, the loaded models, and a chart of device and host memory
-// from polling GET /v1/memory, with the jobs' recoveries marked.
+// from polling GET /v1/memory, with the device's recoveries (any job's, as the server reports them) marked.
 
 import { api } from "./api.js";
 
@@ -46,6 +46,11 @@ export class MemoryPanel {
   async poll() {
     const memory = await api("GET", "/v1/memory");
     this.samples.push({ time: Date.now(), device: memory.device.in_use_bytes, host: memory.host.process_rss_bytes });
+    for (const recovery of memory.recoveries) {
+      const time = recovery.time * 1000;
+      if (!this.recoveries.some((mark) => mark.text === recovery.text && Math.abs(mark.time - time) < 2000))
+        this.recoveries.push({ time, text: recovery.text });
+    }
     if (this.samples.length > KEEP_SAMPLES) this.samples.shift();
     const device = memory.device;
     const deviceTotal = device.total_bytes ? ` of ${gib(device.total_bytes)} (${gib(device.free_bytes)} free)` : "";

@@ -86,7 +86,10 @@ std::function<JobOutcome()> JobRunner::operator()(QueuedJob& job) {
       residency_.note_plan(plan.describe());
       job.emit("plan", {{"image", index + 1}, {"lines", plan.describe()}});
     };
-    observers.on_recovery = [&](const std::string& recovery) { job.emit("recovery", {{"text", recovery}}); };
+    observers.on_recovery = [&](const std::string& recovery) {
+      residency_.note_recovery(recovery);
+      job.emit("recovery", {{"text", recovery}});
+    };
     observers.on_step = [&](int done, int total) {
       const Clock::time_point now = Clock::now();
       step_seconds.push_back(std::chrono::duration<double>(now - step_start).count());

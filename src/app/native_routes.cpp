@@ -102,7 +102,8 @@ json memory_json(ServerContext& context) {
             {"process_rss_bytes", host.process_rss_bytes},
             {"process_peak_rss_bytes", host.process_peak_rss_bytes}}},
           {"models", context.residency.describe()},
-          {"plan", context.residency.live_plan()}};
+          {"plan", context.residency.live_plan()},
+          {"recoveries", context.residency.recent_recoveries()}};
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <sstream>
 
@@ -175,6 +176,22 @@ void ModelResidency::note_plan(std::vector<std::string> lines) {
 std::vector<std::string> ModelResidency::live_plan() const {
   std::lock_guard lock(mutex_);
   return live_plan_;
+}
+
+void ModelResidency::note_recovery(std::string text) {
+  constexpr size_t kKept = 50;
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::lock_guard lock(mutex_);
+  recoveries_.emplace_back(now, std::move(text));
+  if (recoveries_.size() > kKept) recoveries_.erase(recoveries_.begin());
+}
+
+nlohmann::json ModelResidency::recent_recoveries() const {
+  std::lock_guard lock(mutex_);
+  nlohmann::json recoveries = nlohmann::json::array();
+  for (const auto& [time, text] : recoveries_) recoveries.push_back({{"time", time}, {"text", text}});
+  return recoveries;
 }
 
 }  // namespace canvas::app

@@ -35,6 +35,9 @@ class ModelResidency {
   // notes it, the HTTP threads read it.
   void note_plan(std::vector<std::string> lines);
   std::vector<std::string> live_plan() const;
+  // The device's recent recoveries from allocation failures, any job's (the last 50), for the memory view.
+  void note_recovery(std::string text);
+  nlohmann::json recent_recoveries() const;  // [{"time": unix seconds, "text"}], oldest first
 
  private:
   struct Loaded {
@@ -53,6 +56,7 @@ class ModelResidency {
   std::vector<Loaded> loaded_;
   uint64_t uses_ = 0;
   std::vector<std::string> live_plan_;
+  std::vector<std::pair<double, std::string>> recoveries_;
   ArrangementCache arrangements_;
 };
 
