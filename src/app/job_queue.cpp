@@ -82,12 +82,7 @@ nlohmann::json QueuedJob::status_json() const {
   if (started_at_ > 0) status["started_at"] = started_at_;
   if (finished_at_ > 0) status["finished_at"] = finished_at_;
   if (!error_.empty()) status["error"] = error_;
-  for (auto it = events_.rbegin(); it != events_.rend(); ++it) {
-    if (it->type == "step") {
-      status["progress"] = it->data;
-      break;
-    }
-  }
+  if (const JobEvent* step = last_event_locked("step")) status["progress"] = step->data;
   if (outcome_) {
     status["images"] = nlohmann::json::array();
     for (const JobImage& image : outcome_->images)
@@ -111,9 +106,14 @@ std::vector<JobEvent> QueuedJob::events_after(int64_t after, std::chrono::millis
 
 std::optional<JobEvent> QueuedJob::last_event(const std::string& type) const {
   std::lock_guard lock(mutex_);
+  const JobEvent* event = last_event_locked(type);
+  return event ? std::optional<JobEvent>(*event) : std::nullopt;
+}
+
+const JobEvent* QueuedJob::last_event_locked(const std::string& type) const {
   for (auto it = events_.rbegin(); it != events_.rend(); ++it)
-    if (it->type == type) return *it;
-  return std::nullopt;
+    if (it->type == type) return &*it;
+  return nullptr;
 }
 
 void QueuedJob::emit(std::string type, nlohmann::json data) {

@@ -66,6 +66,8 @@ class QueuedJob {
 
  private:
   friend class JobQueue;
+  // last_event's work, with mutex_ held.
+  const JobEvent* last_event_locked(const std::string& type) const;
   void set_state(JobState state, const std::string& error = "");
 
   const std::string id_;
