@@ -62,8 +62,8 @@ canvas_run() {
 }
 canvas_run lightning8_1328 2 --lora "$LORA" --preset lightning-8 --batch-count 2
 canvas_run lightning4_1328 2 --lora "$LORA" --preset lightning-4 --batch-count 2
-canvas_run streamed8gib_lora 1 --lora "$LORA" --preset lightning-8 --vram-budget-gib 8
-canvas_run streamed8gib_nolora 1 --preset lightning-8 --vram-budget-gib 8
+canvas_run streamed8gib_lora 1 --lora "$LORA" --preset lightning-8 --vram-budget 8
+canvas_run streamed8gib_nolora 1 --preset lightning-8 --vram-budget 8
 
 summarize "$OUT/results.jsonl" | tee "$OUT/summary.json"
 tar -C "$WORK" -czf "$OUT/lora_bench.tgz" --exclude='*.png' .

@@ -290,17 +290,19 @@ TEST(Cli, SeedsCoverTheFullRangeAndAnythingElseIsRefused) {
 }
 
 // A batch loads the model once and keeps the weights arranged: its second image is the one a single job
-// with the next seed makes, and every file of the batch is numbered.
+// with the next seed makes, and every file of the batch is numbered. Each image has a profile of its own
+// (the first's profiler ends before the second's starts: they chain the allocators' listeners).
 TEST(Cli, BatchCountMakesNumberedImagesWithSeedsCountingUp) {
   const fs::path folder = test::scratch_dir("cli-batch");
-  const std::string batch =
-      small_job(folder) + "--prompt x --seed 7 --batch-count 2 --save-latents " + (folder / "x.npy").string();
+  const std::string batch = small_job(folder) + "--prompt x --seed 7 --batch-count 2 --save-latents " +
+                            (folder / "x.npy").string() + " --profile " + (folder / "x.json").string();
   test::CommandResult result = run_canvas(batch);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_EQ(result.output.find("Loading"), result.output.rfind("Loading")) << "the model loads once";
   EXPECT_EQ(seed_of(read_image(folder / "x-1.png").rgb), "7");
   EXPECT_EQ(seed_of(read_image(folder / "x-2.png").rgb), "8");
   EXPECT_FALSE(fs::exists(folder / "x.png"));
+  EXPECT_TRUE(fs::exists(folder / "x-1.json") && fs::exists(folder / "x-2.json"));
   const fs::path single = test::scratch_dir("cli-batch-single");
   ASSERT_EQ(
       run_canvas(small_job(single) + "--prompt x --seed 8 --save-latents " + (single / "x.npy").string())

@@ -211,5 +211,33 @@ TEST_F(FullSizePlanner, WeightCopiesCountAgainstTheHostBudget) {
   EXPECT_EQ(fitted.host_copy_bytes, 0);
 }
 
+TEST_F(FullSizePlanner, StreamedBlocksReadFromLockedPagesWithinTheBudget) {
+  // 8 GiB streams most of the transformer. Without a page-lock budget it all goes through the staging
+  // ring; with one, whole streamed blocks in order are read from their locked pages at the pinned rate.
+  MachineFacts machine = h200(8 * kGiB);
+  const MemoryPlan staged = plan_memory(*facts_, machine, {});
+  const ComponentPlan& staged_part = staged.component(Component::Transformer);
+  ASSERT_GT(staged_part.streamed_blocks, 30);
+  EXPECT_EQ(staged_part.page_locked_bytes, 0);
+
+  machine.page_lock_budget = 100 * kGiB;
+  const MemoryPlan locked = plan_memory(*facts_, machine, {});
+  const ComponentPlan& locked_part = locked.component(Component::Transformer);
+  const int64_t block_bytes = fact(Component::Transformer).blocks[0].bytes[0];
+  EXPECT_EQ(locked_part.page_locked_bytes, locked_part.streamed_blocks * block_bytes);
+  EXPECT_LT(locked_part.predicted_pass_s, staged_part.predicted_pass_s * 0.6);
+  // Only the transformer, streamed on every step, takes the budget.
+  EXPECT_EQ(locked.component(Component::TextEncoder).page_locked_bytes, 0);
+  bool described = false;
+  for (const std::string& line : locked.describe())
+    described |= line.find("locked in place") != std::string::npos;
+  EXPECT_TRUE(described);
+
+  // A budget of three and a half blocks locks three.
+  machine.page_lock_budget = block_bytes * 7 / 2;
+  EXPECT_EQ(plan_memory(*facts_, machine, {}).component(Component::Transformer).page_locked_bytes,
+            3 * block_bytes);
+}
+
 }  // namespace
 }  // namespace canvas

@@ -41,6 +41,7 @@ nlohmann::json report_json(const std::vector<ImageRun>& runs, const std::vector<
                       {"plan", run.result.plan.describe()},
                       {"recoveries", run.result.recoveries},
                       {"bytes_streamed", run.result.bytes_streamed},
+                      {"page_locked_bytes", run.result.page_locked_bytes},
                       {"reused_components", run.result.reused_components},
                       {"device_peak_bytes", run.device_peak_bytes},
                       {"lora_layers", run.result.lora_layers},
@@ -74,6 +75,7 @@ std::function<JobOutcome()> JobRunner::operator()(QueuedJob& job) {
   MemoryOptions memory = job_memory_options(spec);
   memory.device_budget_bytes = settings_.device_budget_bytes;
   memory.host_budget_bytes = settings_.host_budget_bytes;
+  memory.page_lock_budget_bytes = settings_.page_lock_budget_bytes;
 
   auto runs = std::make_shared<std::vector<ImageRun>>();
   std::vector<double> step_seconds;

@@ -17,6 +17,7 @@ struct RunnerSettings {
   std::filesystem::path data_dir;  // images go under data_dir/images/
   std::optional<int64_t> device_budget_bytes;
   std::optional<int64_t> host_budget_bytes;
+  std::optional<int64_t> page_lock_budget_bytes;
   int preview_every = 5;  // a preview event every this many steps (and after the last); 0 for none
 };
 

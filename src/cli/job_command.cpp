@@ -157,6 +157,11 @@ std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char
   return static_cast<int64_t>(*gib * 1024.0 * 1024.0 * 1024.0);
 }
 
+std::optional<int64_t> pin_budget_bytes(const std::optional<double>& gib) {
+  if (gib && *gib == 0) return 0;
+  return budget_bytes(gib, "--pin-budget");
+}
+
 void prepare_device(Device device) {
   if (device.is_cpu()) return;
 #ifdef CANVAS_HAS_CUDA
@@ -239,6 +244,10 @@ void add_job_options(CLI::App& command, JobOptions& options, const std::string& 
       ->capture_default_str();
   command.add_option("--vram-budget", options.vram_budget_gib,
                      "GiB of device memory to plan for, on each device (default: what each has free)");
+  command.add_option(
+      "--pin-budget", options.pin_budget_gib,
+      "GiB of the checkpoint's pages that streamed weights may lock in place for direct copies "
+      "to the GPU; 0 turns it off (default: what leaves a quarter of the host's memory free)");
   command.add_option("--ram-budget", options.ram_budget_gib,
                      "GiB of host memory to plan for (default: what the host has available)");
   command.add_option("--profile", options.profile,
@@ -340,6 +349,7 @@ int run_job_command(const JobOptions& options, const app::JobSpec& spec) {
   memory.extra_devices.assign(devices.begin() + 1, devices.end());
   memory.device_budget_bytes = device_budget;
   memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
+  memory.page_lock_budget_bytes = pin_budget_bytes(options.pin_budget_gib);
   QwenImageConfigs configs = read_qwen_image_configs(options.model);
   // Check the request before spending time on the weights.
   const app::PreparedJob command = app::prepare_job(spec, configs);
@@ -365,7 +375,11 @@ int run_job_command(const JobOptions& options, const app::JobSpec& spec) {
     const ImageFiles& image_files = files[static_cast<size_t>(index)];
     const uint64_t seed = settings.sampling.seed + static_cast<uint64_t>(index);
     const Clock::time_point image_start = index == 0 ? start : Clock::now();
-    if (index > 0 && profiler) profiler = std::make_unique<Profiler>(devices);
+    if (index > 0 && profiler) {
+      // Profilers chain the allocators' listeners: the last image's must end before the next one starts.
+      profiler.reset();
+      profiler = std::make_unique<Profiler>(devices);
+    }
     ProgressBar progress("Denoising");
     JobObservers observers;
     observers.on_step = [&](int done, int total) { progress.update(done, total); };
@@ -449,10 +463,12 @@ int run_job_command(const JobOptions& options, const app::JobSpec& spec) {
     // stays within the reserve taken off the budget, and the measured peak includes it.
     std::fprintf(
         stderr,
-        "Memory: %s (planned %s + up to %s of backend scratch), host peak RSS %s, %s of weights streamed\n",
+        "Memory: %s (planned %s + up to %s of backend scratch), host peak RSS %s + %s of checkpoint pages "
+        "locked in place, %s of weights streamed\n",
         peaks.c_str(), format_bytes(result.plan.predicted_peak_bytes).c_str(),
         format_bytes(backend_for(device).scratch_reserve_bytes()).c_str(),
-        format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.bytes_streamed).c_str());
+        format_bytes(record.host_peak_rss_bytes).c_str(), format_bytes(result.page_locked_bytes).c_str(),
+        format_bytes(result.bytes_streamed).c_str());
     if (profile_error) {
       std::fprintf(stderr, "error: the image was written to %s, but the profile was not: %s\n",
                    image_files.output.c_str(), profile_error->c_str());

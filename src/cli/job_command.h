@@ -35,6 +35,7 @@ struct JobOptions {
   std::string quality = "lossless";
   std::optional<double> vram_budget_gib;
   std::optional<double> ram_budget_gib;
+  std::optional<double> pin_budget_gib;
   std::optional<std::string> profile;
   std::optional<std::string> save_latents;
   bool forget_recoveries = false;
@@ -55,6 +56,8 @@ Device parse_device(const std::string& name);
 std::optional<DType> parse_precision(const std::optional<std::string>& name);
 // A --vram-budget or --ram-budget in GiB as bytes; throws canvas::Error naming `option` unless positive.
 std::optional<int64_t> budget_bytes(const std::optional<double>& gib, const char* option);
+// --pin-budget's bytes: as budget_bytes, and 0 turns page locking off.
+std::optional<int64_t> pin_budget_bytes(const std::optional<double>& gib);
 // Registers the device's backend (GPU backends only when asked for, so CPU runs need no driver); throws
 // canvas::Error when the device is not there.
 void prepare_device(Device device);

@@ -36,6 +36,8 @@ void add_serve_command(CLI::App& app, ServeOptions& options) {
                       "Activation precision: f32, bf16 or f16 (default: f32 on the CPU, bf16 on a GPU)");
   command->add_option("--vram-budget", options.vram_budget_gib, "GiB of device memory jobs may plan for");
   command->add_option("--ram-budget", options.ram_budget_gib, "GiB of host memory jobs may plan for");
+  command->add_option("--pin-budget", options.pin_budget_gib,
+                      "GiB of checkpoint pages streamed weights may lock in place (0: off)");
   command->add_option("--preview-every", options.preview_every, "A preview image every N steps (0: none)")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
@@ -61,6 +63,7 @@ int run_serve(const ServeOptions& options) {
   service.max_loaded_models = static_cast<size_t>(options.max_loaded_models);
   service.runner.device_budget_bytes = budget_bytes(options.vram_budget_gib, "--vram-budget");
   service.runner.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
+  service.runner.page_lock_budget_bytes = pin_budget_bytes(options.pin_budget_gib);
   service.runner.preview_every = options.preview_every;
   service.server.host = options.host;
   service.server.port = options.port;

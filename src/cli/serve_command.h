@@ -19,6 +19,7 @@ struct ServeOptions {
   std::optional<std::string> precision;
   std::optional<double> vram_budget_gib;
   std::optional<double> ram_budget_gib;
+  std::optional<double> pin_budget_gib;
   int preview_every = 5;
   int max_loaded_models = 4;
   double max_body_mib = 64;

@@ -51,7 +51,10 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& 
   const auto size = static_cast<int64_t>(status.st_size);
   const std::byte* data = nullptr;
   if (size > 0) {
-    void* mapping = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, file.get(), 0);
+    // Shared, not private: the pages are then the page cache's own, which a GPU driver can lock in place
+    // (memory/host_page_locks.h) for direct copies; locking a private mapping makes the kernel break
+    // copy-on-write page by page. Read-only either way, so nothing is ever written back.
+    void* mapping = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, file.get(), 0);
     if (mapping == MAP_FAILED) throw_system_error(path, "map", errno);
     data = static_cast<const std::byte*>(mapping);
   }

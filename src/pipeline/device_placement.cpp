@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "planning/group_placement.h"
+
 namespace canvas {
 
 namespace {
@@ -17,8 +19,13 @@ int64_t staging_bytes(const std::vector<WeightGroup>& groups) {
 
 }  // namespace
 
-DevicePlacement::DevicePlacement(Residency residency, ComponentWeights weights, const DeviceShare& share)
-    : device_(share.device), weights_(std::move(weights)), residency_(residency), share_(share) {
+DevicePlacement::DevicePlacement(Residency residency, ComponentWeights weights, const DeviceShare& share,
+                                 int64_t placing_lock_budget)
+    : device_(share.device),
+      weights_(std::move(weights)),
+      residency_(residency),
+      share_(share),
+      placing_lock_budget_(placing_lock_budget) {
   check(share_.resident_blocks + share_.streamed_blocks == static_cast<int>(weights_.blocks.size()) ||
             residency_ == Residency::Mapped,
         "the memory plan for " + component_label(weights_.component) + " does not match its " +
@@ -30,12 +37,22 @@ DevicePlacement::DevicePlacement(Residency residency, ComponentWeights weights, 
     block_resident_.push_back(resident);
     stream_index_.push_back(resident ? -1 : streamed_count_++);
   }
+  if (share_.page_locked_bytes > 0) {
+    std::vector<WeightGroup> streamed;
+    for (int i = 0; i < blocks; ++i)
+      if (!block_resident_[i]) streamed.push_back(weights_.blocks[i]);
+    page_locks_ = std::make_unique<WeightPageLocks>(
+        streamed, share_.page_locked_bytes,
+        MemoryOwner{component_label(weights_.component), -1, MemoryRole::Weights});
+  }
 }
 
 DevicePlacement::~DevicePlacement() {
+  // The streams wait for their copies as they go, so no copy reads a locked page once they have.
   once_stream_.reset();
   pass_stream_.reset();
   placed_.clear();
+  page_locks_.reset();
 }
 
 void DevicePlacement::begin_phase(bool once_read_done) {
@@ -64,7 +81,7 @@ void DevicePlacement::place(bool once_read_done) {
   if (all_resident) {
     for (const WeightGroup& group : weights_.once_blocks) placed_.emplace_back(group);
   }
-  for (PlacedGroup& group : placed_) group.place(device_);
+  place_groups(placed_, device_, placing_lock_budget_);
 
   if (all_resident) return;
   // The once-read weights go first and their ring is freed before the passes' ring is made, so the

@@ -11,6 +11,7 @@
 
 #include "models/nn.h"
 #include "planning/planner.h"
+#include "planning/weight_page_locks.h"
 #include "planning/weight_streamer.h"
 #include "profile/profiler.h"
 
@@ -27,8 +28,10 @@ struct ComponentWeights {
 class DevicePlacement : public nn::BlockGate {
  public:
   // `share` gives the device, the resident and streamed blocks and the slots; `weights` holds the share's
-  // blocks only, numbered from 0. `residency` is the component's.
-  DevicePlacement(Residency residency, ComponentWeights weights, const DeviceShare& share);
+  // blocks only, numbered from 0. `residency` is the component's. Placing the weights may lock up to
+  // `placing_lock_budget` bytes of their pages while it copies them (group_placement.h).
+  DevicePlacement(Residency residency, ComponentWeights weights, const DeviceShare& share,
+                  int64_t placing_lock_budget);
   ~DevicePlacement() override;
 
   // Puts the shared weights and resident blocks on the device and starts streaming the first blocks.
@@ -52,6 +55,8 @@ class DevicePlacement : public nn::BlockGate {
   bool in_phase() const { return in_phase_; }
   // Weight bytes copied to the device since the current (or last) phase began.
   int64_t bytes_streamed() const;
+  // Bytes of the streamed blocks' pages locked in place so far.
+  int64_t page_locked_bytes() const { return page_locks_ ? page_locks_->locked_bytes() : 0; }
 
  private:
   void place(bool once_read_done);
@@ -65,10 +70,13 @@ class DevicePlacement : public nn::BlockGate {
   ComponentWeights weights_;
   Residency residency_;
   DeviceShare share_;
+  int64_t placing_lock_budget_;
   std::vector<bool> block_resident_;
   std::vector<int> stream_index_;  // each block's group in the pass stream, -1 when resident
   int streamed_count_ = 0;
   std::vector<PlacedGroup> placed_;
+  // Locked from the placement's start, while earlier phases run; unlocked after the streams have gone.
+  std::unique_ptr<WeightPageLocks> page_locks_;
   std::unique_ptr<WeightStreamer> pass_stream_;
   std::unique_ptr<WeightStreamer> once_stream_;
   int64_t bytes_streamed_before_ = 0;  // by streams already closed

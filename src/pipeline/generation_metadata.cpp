@@ -109,7 +109,8 @@ nlohmann::json generation_json(const GenerationRecord& record) {
     json["memory_plan"] = result.plan.to_json();
     json["memory"] = {{"device_peak_bytes", record.device_peak_bytes},
                       {"host_peak_rss_bytes", record.host_peak_rss_bytes},
-                      {"transformer_bytes_streamed", result.bytes_streamed}};
+                      {"transformer_bytes_streamed", result.bytes_streamed},
+                      {"transformer_page_locked_bytes", result.page_locked_bytes}};
     if (!record.profile_summary.empty()) json["profile_summary"] = record.profile_summary;
     if (!result.recoveries.empty()) json["recoveries"] = result.recoveries;
   }

@@ -138,8 +138,10 @@ void Job::complete() {
   lora_layers_ = arrangement_->lora_layers();
   lora_layers_merged_ = arrangement_->lora_layers_merged();
   bytes_streamed_ = ladder_.bytes_streamed_by_replaced();
-  if (arrangement_->placed(Component::Transformer))
+  if (arrangement_->placed(Component::Transformer)) {
     bytes_streamed_ += arrangement_->placement(Component::Transformer).bytes_streamed();
+    page_locked_bytes_ = arrangement_->placement(Component::Transformer).page_locked_bytes();
+  }
   ladder_.remember();
   if (cache_) cache_->arrangement = std::move(arrangement_);
 }
@@ -151,6 +153,7 @@ void Job::report(JobResult& result) const {
   result.plan = final_plan_;
   result.recoveries = recoveries();
   result.bytes_streamed = bytes_streamed_;
+  result.page_locked_bytes = page_locked_bytes_;
   result.lora_layers = lora_layers_;
   result.reused_components = reused_components_;
   result.lora_layers_merged = lora_layers_merged_;

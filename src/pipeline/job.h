@@ -58,6 +58,7 @@ struct JobResult {
   MemoryPlan plan;                      // how the job held its weights, after any recovery
   std::vector<std::string> recoveries;  // each allocation failure recovered from, and the rung taken
   int64_t bytes_streamed = 0;           // transformer weights copied to the device during the job
+  int64_t page_locked_bytes = 0;        // of the transformer's streamed weights, locked in place by the end
   // Linear layers the job's LoRAs change, and how many of them had the LoRAs folded into their weights
   // (the rest computed them beside the weights).
   int lora_layers = 0;
@@ -136,6 +137,7 @@ class Job {
   std::vector<std::unique_ptr<BudgetScope>> budgets_;
   MemoryPlan final_plan_;
   int64_t bytes_streamed_ = 0;
+  int64_t page_locked_bytes_ = 0;
   int lora_layers_ = 0;
   int lora_layers_merged_ = 0;
   std::vector<std::string> reused_components_;

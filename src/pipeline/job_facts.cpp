@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "backend/communicator.h"
 #include "memory/host_memory.h"
+#include "memory/host_page_locks.h"
 #include "models/meta_weights.h"
 #include "pipeline/component_weights.h"
 #include "pipeline/edit_prompt_encoder.h"
@@ -366,6 +367,15 @@ std::string references_key(const JobGeometry& geometry) {
   return key;
 }
 
+// What streamed weights may lock of the checkpoint's pages: --pin-budget, else as much as leaves a quarter
+// of the host's memory available to everything else (locked pages cannot be reclaimed). The plan locks no
+// more than it streams.
+int64_t page_lock_budget(Device device, const MemoryOptions& options, const HostMemoryInfo& host) {
+  if (device.is_cpu() || !host_page_locks().available()) return 0;
+  if (options.page_lock_budget_bytes) return *options.page_lock_budget_bytes;
+  return std::max<int64_t>(0, host.available_bytes - host.total_bytes / 4);
+}
+
 }  // namespace
 
 bool can_split_tokens(const QwenImageTransformerConfig& config, int devices) {
@@ -394,6 +404,7 @@ MachineFacts machine_facts(const QwenImageModel& model, const MemoryOptions& opt
   machine.device_is_host = model.device.is_cpu();
   HostMemoryInfo host = host_memory_info();
   machine.host_budget = options.host_budget_bytes.value_or(host.available_bytes);
+  machine.page_lock_budget = page_lock_budget(model.device, options, host);
   std::vector<Device> devices{model.device};
   devices.insert(devices.end(), options.extra_devices.begin(), options.extra_devices.end());
   if (can_split_tokens(model.configs.transformer, static_cast<int>(devices.size())) &&
@@ -421,10 +432,10 @@ std::string plan_key(const JobGeometry& geometry, const std::string& prompt, con
          std::string(lora_apply_name(options.lora_apply)) + "/" +
          std::string(parallelism_name(options.plan.parallelism)) + "/" + devices + "/" +
          std::string(quality_name(options.plan.quality)) + "/" + budget(options.device_budget_bytes) + "/" +
-         budget(options.host_budget_bytes) + "/" + std::to_string(geometry.width) + "x" +
-         std::to_string(geometry.height) + "/" + std::to_string(geometry.steps) + "/" +
-         (geometry.guided ? "cfg" : "nocfg") + "/" + std::to_string(geometry.max_sequence_length) + "/" +
-         std::to_string(prompt.size()) + "/" +
+         budget(options.host_budget_bytes) + "/" + budget(options.page_lock_budget_bytes) + "/" +
+         std::to_string(geometry.width) + "x" + std::to_string(geometry.height) + "/" +
+         std::to_string(geometry.steps) + "/" + (geometry.guided ? "cfg" : "nocfg") + "/" +
+         std::to_string(geometry.max_sequence_length) + "/" + std::to_string(prompt.size()) + "/" +
          std::to_string(geometry.guided ? geometry.negative_prompt.size() : 1) + references_key(geometry);
 }
 

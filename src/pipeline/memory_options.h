@@ -22,6 +22,9 @@ struct MemoryOptions {
   PlanRequest plan;
   std::optional<int64_t> device_budget_bytes;  // replaces the measured free memory of each device
   std::optional<int64_t> host_budget_bytes;    // replaces the measured available host memory
+  // Bytes of the checkpoint's pages streamed weights may lock in place (--pin-budget; 0 turns it off);
+  // unset, what leaves a quarter of the host's memory available.
+  std::optional<int64_t> page_lock_budget_bytes;
   // Devices beside the model's own that plans may spread over (--devices); all of the same type.
   std::vector<Device> extra_devices;
   LoraApply lora_apply = LoraApply::Auto;

@@ -24,13 +24,15 @@ DeviceShare whole(Device device, const ComponentPlan& plan, int blocks) {
   share.resident_blocks = plan.residency == Residency::Mapped ? blocks : plan.resident_blocks;
   share.streamed_blocks = plan.residency == Residency::Mapped ? 0 : plan.streamed_blocks;
   share.slots = plan.slots;
+  share.page_locked_bytes = plan.residency == Residency::Mapped ? 0 : plan.page_locked_bytes;
   return share;
 }
 
 }  // namespace
 
-ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan)
-    : plan_(plan) {
+ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan,
+                                       int64_t placing_lock_budget)
+    : plan_(plan), placing_lock_budget_(placing_lock_budget) {
   check(!is_replicated(plan.spread), "a replicated (sequence or CFG parallel) plan for " +
                                          component_label(weights.component) +
                                          " needs one replica of its weights per device");
@@ -53,8 +55,8 @@ ComponentPlacement::ComponentPlacement(Device device, ComponentWeights weights, 
 }
 
 ComponentPlacement::ComponentPlacement(Device device, std::vector<ComponentWeights> replicas,
-                                       const ComponentPlan& plan)
-    : plan_(plan) {
+                                       const ComponentPlan& plan, int64_t placing_lock_budget)
+    : plan_(plan), placing_lock_budget_(placing_lock_budget) {
   check(is_replicated(plan.spread) && replicas.size() == plan.shares.size() && !replicas.empty(),
         "a replicated placement needs one replica of the weights per device of its plan");
   // Every device holds the arrangement the plan's counts give (a recovery may have narrowed them).
@@ -66,7 +68,8 @@ ComponentPlacement::ComponentPlacement(Device device, std::vector<ComponentWeigh
 
 void ComponentPlacement::add_share(const ComponentWeights& weights, const DeviceShare& share) {
   shares_.push_back(std::make_unique<DevicePlacement>(
-      plan_.residency, share_of(weights, share.first_block, share.blocks, share.holds_shared), share));
+      plan_.residency, share_of(weights, share.first_block, share.blocks, share.holds_shared), share,
+      placing_lock_budget_));
   devices_.push_back(share.device);
   first_block_.push_back(share.first_block);
 }
@@ -112,6 +115,12 @@ void ComponentPlacement::after_once(int index) {
 int64_t ComponentPlacement::bytes_streamed() const {
   int64_t total = 0;
   for (const auto& share : shares_) total += share->bytes_streamed();
+  return total;
+}
+
+int64_t ComponentPlacement::page_locked_bytes() const {
+  int64_t total = 0;
+  for (const auto& share : shares_) total += share->page_locked_bytes();
   return total;
 }
 

@@ -14,9 +14,12 @@ namespace canvas {
 class ComponentPlacement : public nn::BlockGate {
  public:
   // `device` is where a plan without shares (made by hand, or mapped off the host) puts the component.
-  ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan);
+  // Placing it may lock up to `placing_lock_budget` bytes of its pages while it copies them.
+  ComponentPlacement(Device device, ComponentWeights weights, const ComponentPlan& plan,
+                     int64_t placing_lock_budget = 0);
   // A replicated spread (sequence or guidance parallel): one set of weights per share, each device's own.
-  ComponentPlacement(Device device, std::vector<ComponentWeights> replicas, const ComponentPlan& plan);
+  ComponentPlacement(Device device, std::vector<ComponentWeights> replicas, const ComponentPlan& plan,
+                     int64_t placing_lock_budget = 0);
 
   // Places every share (see DevicePlacement::begin_phase). A share that throws leaves nothing of itself
   // placed; the shares before it stay as they are until end_phase or destruction.
@@ -32,6 +35,8 @@ class ComponentPlacement : public nn::BlockGate {
   bool in_phase() const { return in_phase_; }
   const ComponentPlan& plan() const { return plan_; }
   int64_t bytes_streamed() const;
+  // Bytes of the streamed blocks' pages locked in place so far, over the shares.
+  int64_t page_locked_bytes() const;
   // Where the component's weights outside the blocks are, and where it starts computing.
   Device device() const { return devices_.front(); }
   // Where block `index` computes (for a replicated component, on every device: the first is given).
@@ -46,6 +51,7 @@ class ComponentPlacement : public nn::BlockGate {
   void gate(int index, Gate&& call);
 
   ComponentPlan plan_;
+  int64_t placing_lock_budget_;
   std::vector<std::unique_ptr<DevicePlacement>> shares_;
   std::vector<Device> devices_;
   std::vector<int> first_block_;

@@ -235,24 +235,32 @@ void WeightArrangement::arrange(const ComponentPlan& part) {
 
 void WeightArrangement::place(const ComponentPlan& part) {
   const Device device = model_.device;
+  // Placing locks pages only for its copies, within what the transformer's streamed blocks leave of the
+  // budget: those stay locked.
+  const ComponentPlan* transformer = plan_.find(Component::Transformer);
+  const int64_t placing_lock_budget =
+      std::max<int64_t>(0, plan_.page_lock_budget - (transformer ? transformer->page_locked_bytes : 0));
   std::unique_ptr<ComponentPlacement>& slot = placement_slot(part.component);
   check(slot == nullptr, "the " + component_label(part.component) + " is arranged already: release it first");
   switch (part.component) {
     case Component::VisionEncoder:
       check(vision_encoder_ != nullptr, "the job has no vision encoder: only edit models have one");
-      slot = std::make_unique<ComponentPlacement>(device, vision_encoder_weights(*vision_encoder_), part);
+      slot = std::make_unique<ComponentPlacement>(device, vision_encoder_weights(*vision_encoder_), part,
+                                                  placing_lock_budget);
       break;
     case Component::TextEncoder:
       slot = std::make_unique<ComponentPlacement>(
-          device, merging_loras(text_encoder_weights(*text_encoder_), *text_encoder_), part);
+          device, merging_loras(text_encoder_weights(*text_encoder_), *text_encoder_), part,
+          placing_lock_budget);
       break;
     case Component::Vae:
-      slot = std::make_unique<ComponentPlacement>(device, vae_weights(*vae_), part);
+      slot = std::make_unique<ComponentPlacement>(device, vae_weights(*vae_), part, placing_lock_budget);
       break;
     case Component::Transformer:
       if (!is_replicated(part.spread)) {
         slot = std::make_unique<ComponentPlacement>(
-            device, merging_loras(transformer_weights(*transformer_), *transformer_), part);
+            device, merging_loras(transformer_weights(*transformer_), *transformer_), part,
+            placing_lock_budget);
         break;
       }
       // Copies of the network share its host weights; each device's placement swaps in its own device copies.
@@ -263,7 +271,7 @@ void WeightArrangement::place(const ComponentPlan& part) {
         QwenImageTransformer2DModel& replica = *transformer_replicas_.back();
         replicas.push_back(merging_loras(transformer_weights(replica), replica));
       }
-      slot = std::make_unique<ComponentPlacement>(device, std::move(replicas), part);
+      slot = std::make_unique<ComponentPlacement>(device, std::move(replicas), part, placing_lock_budget);
       break;
   }
 }

@@ -53,12 +53,15 @@ constexpr std::pair<Spread, std::string_view> kSpreadNames[] = {{Spread::One, "o
                                                                 {Spread::Sequence, "sequence"},
                                                                 {Spread::Guidance, "cfg"}};
 
-std::string blocks_text(int resident, int streamed, int slots) {
+std::string blocks_text(int resident, int streamed, int slots, int64_t page_locked_bytes) {
   std::string text = std::to_string(resident) + " blocks on the device";
   if (streamed > 0 && resident > 0) text += " (interleaved)";
   if (streamed > 0) {
     text += ", " + std::to_string(streamed) + " streamed through " + std::to_string(slots) +
-            " slots from the checkpoint via pinned staging";
+            " slots from the checkpoint";
+    text += page_locked_bytes > 0 ? " (" + format_bytes(page_locked_bytes) +
+                                        " of its pages locked in place, the rest via pinned staging)"
+                                  : " via pinned staging";
   }
   return text;
 }
@@ -72,17 +75,20 @@ std::string placement_text(const ComponentPlan& part, const MemoryPlan& plan) {
   switch (part.spread) {
     case Spread::One: {
       std::string text =
-          residency + ", " + blocks_text(part.resident_blocks, part.streamed_blocks, part.slots);
+          residency + ", " +
+          blocks_text(part.resident_blocks, part.streamed_blocks, part.slots, part.page_locked_bytes);
       return several_pools && !part.shares.empty() ? "on " + part.shares.front().device.str() + ", " + text
                                                    : text;
     }
     case Spread::Pipeline: {
       std::string text = residency + ", pipeline split:";
       for (const DeviceShare& share : part.shares) {
-        text += (&share == &part.shares.front() ? " " : "; ") + share.device.str() + " blocks " +
-                std::to_string(share.first_block) + "-" +
-                std::to_string(share.first_block + share.blocks - 1) + " (" +
-                blocks_text(share.resident_blocks, share.streamed_blocks, share.slots) + ")";
+        text +=
+            (&share == &part.shares.front() ? " " : "; ") + share.device.str() + " blocks " +
+            std::to_string(share.first_block) + "-" + std::to_string(share.first_block + share.blocks - 1) +
+            " (" +
+            blocks_text(share.resident_blocks, share.streamed_blocks, share.slots, share.page_locked_bytes) +
+            ")";
       }
       return text;
     }
@@ -97,7 +103,7 @@ std::string placement_text(const ComponentPlan& part, const MemoryPlan& plan) {
                                         " (tokens split, attention heads exchanged all-to-all" + by + ")"
                                   : "CFG parallel over " + devices + " (one guidance half on each)";
       return residency + ", " + how + ", each with " +
-             blocks_text(part.resident_blocks, part.streamed_blocks, part.slots);
+             blocks_text(part.resident_blocks, part.streamed_blocks, part.slots, part.page_locked_bytes);
     }
   }
   return residency;
@@ -170,7 +176,7 @@ std::vector<std::string> MemoryPlan::describe() const {
                        std::string(quality_name(quality));
   if (pools.size() > 1) header += ", parallelism " + std::string(parallelism_name(parallelism));
   header += ", " + budgets + ", host budget " + format_bytes(host_budget) + " (weight copies " +
-            format_bytes(host_copy_bytes) + ")";
+            format_bytes(host_copy_bytes) + "), page-lock budget " + format_bytes(page_lock_budget);
   lines.push_back(header);
   char text[1024];
   for (const ComponentPlan& part : components) {
@@ -194,6 +200,7 @@ nlohmann::json MemoryPlan::to_json() const {
                         {"blocks", share.blocks},
                         {"resident_blocks", share.resident_blocks},
                         {"streamed_blocks", share.streamed_blocks},
+                        {"page_locked_bytes", share.page_locked_bytes},
                         {"placed_bytes", share.placed_bytes},
                         {"phase_peak_bytes", share.phase_peak_bytes}});
     }
@@ -204,6 +211,7 @@ nlohmann::json MemoryPlan::to_json() const {
                      {"resident_blocks", part.resident_blocks},
                      {"streamed_blocks", part.streamed_blocks},
                      {"slots", part.slots},
+                     {"page_locked_bytes", part.page_locked_bytes},
                      {"placed_bytes", part.placed_bytes},
                      {"phase_peak_bytes", part.phase_peak_bytes},
                      {"predicted_pass_s", part.predicted_pass_s},
@@ -225,6 +233,7 @@ nlohmann::json MemoryPlan::to_json() const {
           {"device_budget_bytes", device_budget},
           {"host_budget_bytes", host_budget},
           {"host_copy_bytes", host_copy_bytes},
+          {"page_lock_budget_bytes", page_lock_budget},
           {"predicted_peak_bytes", predicted_peak_bytes},
           {"predicted_total_s", predicted_total_s},
           {"pools", pool_uses},

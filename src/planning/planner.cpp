@@ -24,6 +24,7 @@ struct Rates {
   double compute_flops;     // per second
   double attention_scores;  // per second; 0 when not measured
   double stream_bytes;      // streamed weights, per second
+  double locked_bytes;      // streamed weights whose pages are locked in place, per second
   double place_bytes;       // placing weights from the checkpoint, per second
   double device_to_device_bytes;
   bool overlapped;  // copies run beside compute
@@ -37,11 +38,14 @@ Rates rates_for(const MachineFacts& machine) {
   rates.device_to_device_bytes = std::max(machine.interconnect_bytes_per_s, 1.0);
   if (machine.device_is_host) {
     rates.stream_bytes = rates.place_bytes = std::max(p.host_memcpy_bytes_per_s, 1.0);
+    rates.locked_bytes = rates.stream_bytes;
     rates.overlapped = false;
   } else {
-    // Streamed weights go from the mapped checkpoint through the upload queue's pinned staging ring:
-    // pinned host memory is only ever that ring, never a copy of the model.
+    // Streamed weights go from the mapped checkpoint through the upload queue's pinned staging ring, or
+    // straight from the checkpoint's pages where they are locked in place: pinned host memory is only
+    // ever that ring, never a copy of the model.
     rates.stream_bytes = std::max(p.host_to_device_staged_bytes_per_s, 1.0);
+    rates.locked_bytes = std::max(p.host_to_device_pinned_bytes_per_s, 1.0);
     rates.place_bytes = std::max(p.host_to_device_pageable_bytes_per_s, 1.0);
     rates.overlapped = true;
   }
@@ -105,11 +109,22 @@ std::optional<ShareCost> plan_share(const ComponentFacts& facts, const MachineFa
   share.phase_peak_bytes = share.placed_bytes + activations;
   if (share.phase_peak_bytes > available) return std::nullopt;
 
-  int64_t streamed_per_read = 0;
-  for (int i = 0; i < count; ++i)
-    if (!resident_at(i, placed)) streamed_per_read += blocks[i].bytes[precision];
+  // Whole streamed blocks have their pages locked in order while they fit the budget (WeightPageLocks),
+  // when they are read as mapped from the checkpoint rather than from converted copies. The budget goes
+  // to the transformer, the one component streamed on every step.
+  int64_t streamed_per_read = 0, locked_per_read = 0;
+  bool locking = facts.component == Component::Transformer && facts.host_copy_bytes[precision] == 0;
+  for (int i = 0; i < count; ++i) {
+    if (resident_at(i, placed)) continue;
+    const int64_t bytes = blocks[i].bytes[precision];
+    streamed_per_read += bytes;
+    locking = locking && locked_per_read + bytes <= machine.page_lock_budget;
+    if (locking) locked_per_read += bytes;
+  }
+  share.page_locked_bytes = locked_per_read;
   const Rates rates = rates_for(machine);
-  cost.copy_per_read_s = static_cast<double>(streamed_per_read) / rates.stream_bytes;
+  cost.copy_per_read_s = static_cast<double>(streamed_per_read - locked_per_read) / rates.stream_bytes +
+                         static_cast<double>(locked_per_read) / rates.locked_bytes;
   const double placing = static_cast<double>(share.placed_bytes - ring_bytes(placed)) / rates.place_bytes;
   const double once = placed == count ? 0.0 : static_cast<double>(once_bytes()) / rates.stream_bytes;
   cost.setup_s = placing + once;
@@ -138,12 +153,15 @@ ComponentPlan summarize(const ComponentFacts& facts, const Layout& layout,
       plan.streamed_blocks = share.streamed_blocks;
       plan.slots = share.slots;
       plan.placed_bytes = std::max(plan.placed_bytes, share.placed_bytes);
+      // The replicas read the same pages: locked once.
+      plan.page_locked_bytes = std::max(plan.page_locked_bytes, share.page_locked_bytes);
       copy_per_read += cost.copy_per_read_s;
     } else {
       plan.resident_blocks += share.resident_blocks;
       plan.streamed_blocks += share.streamed_blocks;
       plan.slots = std::max(plan.slots, share.slots);
       plan.placed_bytes += share.placed_bytes;
+      plan.page_locked_bytes += share.page_locked_bytes;
       copy_per_read = std::max(copy_per_read, cost.copy_per_read_s);
     }
   }
@@ -313,6 +331,7 @@ std::optional<MemoryPlan> assemble(const std::vector<ComponentFacts>& components
   plan.device = machine.device;
   plan.device_budget = machine.device_budget;
   plan.host_budget = machine.host_budget;
+  plan.page_lock_budget = machine.page_lock_budget;
   plan.exchange = machine.exchange;
   for (const DevicePool& pool : pools) plan.pools.push_back({pool.device, pool.budget, 0});
   std::vector<std::vector<int64_t>> resident_bytes(components.size(), std::vector<int64_t>(pool_count, 0));

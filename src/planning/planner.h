@@ -103,6 +103,9 @@ struct MachineFacts {
   int64_t device_budget = 0;            // bytes the plan may use on it
   std::vector<DevicePool> extra_pools;  // further devices the plan may spread over (--devices)
   int64_t host_budget = 0;              // bytes of host RAM the plan may pin or copy into
+  // Bytes of the mapped checkpoint whose pages streamed weights may have locked in place (0 when the
+  // device cannot read such pages or locking is off).
+  int64_t page_lock_budget = 0;
   bool device_is_host = false;
   MachineProfile profile;               // of the primary device; the others are taken to be alike
   double interconnect_bytes_per_s = 0;  // device-to-device copies between pools, measured
@@ -135,7 +138,8 @@ struct DeviceShare {
   int slots = 0;
   bool holds_shared = true;  // the weights outside the blocks (embedders, final layers)
   int64_t placed_bytes = 0;
-  int64_t phase_peak_bytes = 0;  // on this device, this phase's own (other components' not counted)
+  int64_t phase_peak_bytes = 0;   // on this device, this phase's own (other components' not counted)
+  int64_t page_locked_bytes = 0;  // of the streamed blocks, read from pages locked in place
 };
 
 struct ComponentPlan {
@@ -145,11 +149,12 @@ struct ComponentPlan {
   // Totals over the shares (replicated, each device's: they hold the same arrangement).
   int resident_blocks = 0;  // which ones: block_is_resident; the others stream
   int streamed_blocks = 0;
-  int slots = 0;                 // device slots of the stream ring
-  int64_t placed_bytes = 0;      // weights on the device during the phase, ring included
-  int64_t phase_peak_bytes = 0;  // everything on the fullest device at the phase's worst point
-  double predicted_pass_s = 0;   // one pass (one step for the transformer)
-  double predicted_phase_s = 0;  // all passes plus placing the weights
+  int slots = 0;                  // device slots of the stream ring
+  int64_t placed_bytes = 0;       // weights on the device during the phase, ring included
+  int64_t phase_peak_bytes = 0;   // everything on the fullest device at the phase's worst point
+  int64_t page_locked_bytes = 0;  // streamed weights read from pages locked in place
+  double predicted_pass_s = 0;    // one pass (one step for the transformer)
+  double predicted_phase_s = 0;   // all passes plus placing the weights
   Spread spread = Spread::One;
   std::vector<DeviceShare> shares;  // in block order; one unless spread
 
@@ -177,6 +182,7 @@ struct MemoryPlan {
   std::string exchange;                   // what carries a sequence-parallel exchange
   int64_t predicted_peak_bytes = 0;       // on the fullest device
   int64_t host_copy_bytes = 0;            // host memory taken by the weights' converted and quantized copies
+  int64_t page_lock_budget = 0;           // MachineFacts::page_lock_budget
   double predicted_total_s = 0;
 
   // Throws canvas::Error when the plan has no such component.

@@ -1,7 +1,5 @@
 #include "planning/weight_group.h"
 
-#include <cstring>
-
 namespace canvas {
 
 namespace {
@@ -12,17 +10,6 @@ constexpr int64_t kSlotAlignment = 256;
 
 int64_t aligned(int64_t bytes) {
   return (bytes + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
-}
-
-// A copy in `device` memory even when the tensor already lives there: on the CPU, placing a group means
-// moving it out of the mapped checkpoint into memory the allocator (and its budget) accounts for.
-Tensor copy_to(const Tensor& tensor, Device device) {
-  if (tensor.device() != device) return tensor.to(device);
-  check(device.is_cpu(), "weights to place must come from the host");
-  Tensor source = tensor.contiguous();
-  Tensor copy = Tensor::empty(tensor.shape(), tensor.dtype(), device);
-  std::memcpy(copy.raw_data(), source.raw_data(), static_cast<size_t>(tensor.nbytes()));
-  return copy;
 }
 
 }  // namespace
@@ -53,15 +40,12 @@ std::vector<int64_t> slot_offsets(const WeightGroup& group) {
   return offsets;
 }
 
-void PlacedGroup::place(Device device) {
-  if (placed()) return;
-  OwnerScope owner(group_.owner);
-  std::vector<Tensor> on_device;
-  on_device.reserve(group_.tensors.size());
-  for (const Tensor* tensor : group_.tensors) on_device.push_back(copy_to(*tensor, device));
+void PlacedGroup::adopt(std::vector<Tensor> copies) {
+  check(!placed() && copies.size() == group_.tensors.size(),
+        "placing " + group_.label() + ": one copy per tensor is needed");
   for (size_t i = 0; i < group_.tensors.size(); ++i) {
     host_.push_back(*group_.tensors[i]);
-    *group_.tensors[i] = std::move(on_device[i]);
+    *group_.tensors[i] = std::move(copies[i]);
   }
   try {
     for (const std::function<void()>& change : group_.on_placed) change();

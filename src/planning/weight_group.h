@@ -31,8 +31,8 @@ struct WeightGroup {
 // Offset of each tensor in a slot laid out as slot_bytes() describes.
 std::vector<int64_t> slot_offsets(const WeightGroup& group);
 
-// Copies a group's weights onto a device for as long as it stays placed, and puts the host tensors back
-// when released. Destroying a placed group releases it.
+// A group's weights on a device for as long as it stays placed (place_groups, group_placement.h); the
+// host tensors go back when released. Destroying a placed group releases it.
 class PlacedGroup {
  public:
   explicit PlacedGroup(WeightGroup group) : group_(std::move(group)) {}
@@ -42,9 +42,9 @@ class PlacedGroup {
   PlacedGroup(const PlacedGroup&) = delete;
   PlacedGroup& operator=(const PlacedGroup&) = delete;
 
-  // Copies every tensor into `device` memory charged to the group's owner, then runs the group's
-  // on_placed. Throws OutOfMemoryError with the host tensors back in place.
-  void place(Device device);
+  // Points the group's tensors at `copies` (their device copies, in order, charged to the group's owner),
+  // then runs the group's on_placed. Throws with the host tensors back in place.
+  void adopt(std::vector<Tensor> copies);
   void release();
   bool placed() const { return !host_.empty(); }
   const WeightGroup& group() const { return group_; }

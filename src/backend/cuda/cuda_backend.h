@@ -19,6 +19,10 @@ int register_cuda_backends();
 const std::string& cuda_unavailable_reason();
 // Pinned host memory for staging copies, charged like any other allocation.
 Allocator& pinned_host_allocator();
+// The locker of mapped checkpoint pages in place (host_page_locks.h), or nullptr when one of the
+// `device_count` devices cannot read read-only registered host memory.
+class HostPageLocker;
+HostPageLocker* cuda_host_page_locker(int device_count);
 
 struct CudaContext;  // handles, streams and workspaces; defined in cuda_context.h
 class CudaClock;     // device timestamps; defined in cuda_timestamp.h

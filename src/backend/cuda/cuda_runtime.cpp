@@ -13,6 +13,7 @@
 #include "backend/cuda/cuda_timestamp.h"
 #include "backend/cuda/nccl_communicator.h"
 #include "memory/host_memory.h"
+#include "memory/host_page_locks.h"
 
 namespace canvas {
 
@@ -172,7 +173,10 @@ int register_cuda_backends() {
   static int count = 0;
   std::call_once(once, [] {
     count = register_all_devices();
-    if (count > 0) register_pinned_host_allocator(&pinned_host_allocator());
+    if (count > 0) {
+      register_pinned_host_allocator(&pinned_host_allocator());
+      host_page_locks().set_locker(cuda_host_page_locker(count));
+    }
     register_communicator_factory(DeviceType::CUDA, nccl_communicator);
   });
   return count;

@@ -1,9 +1,10 @@
 // Weight uploads on the copy stream, overlapping compute (see UploadQueue in backend/backend.h).
 //
-// A worker thread takes the queued uploads in order. Pinned sources go to the copy engine directly.
-// Others (a memory-mapped checkpoint) are copied by several host threads into a pinned staging ring and
-// sent from there. The ring holds more than one upload, so the host copies the next blocks while the
-// copy engine still waits for compute to free their slot: host copying and slot waits overlap.
+// A worker thread takes the queued uploads in order. Pinned sources, and the parts of a memory-mapped
+// checkpoint locked in place (memory/host_page_locks.h), go to the copy engine directly. Others are copied
+// by several host threads into a pinned staging ring and sent from there. The ring holds more than one
+// upload, so the host copies the next blocks while the copy engine still waits for compute to free their
+// slot: host copying and slot waits overlap.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include "backend/cuda/cuda_backend_support.h"
 #include "backend/cuda/cuda_context.h"
 #include "backend/cuda/cuda_timestamp.h"
+#include "memory/host_page_locks.h"
 
 namespace canvas {
 
@@ -187,12 +189,29 @@ class CudaUploadQueue final : public UploadQueue {
     const int64_t bytes = copy.source.nbytes();
     check(copy.destination.nbytes() == bytes,
           "upload of " + std::to_string(bytes) + " bytes into " + std::to_string(copy.destination.nbytes()));
-    if (is_pinned(source)) {
-      CANVAS_CUDA_CHECK(cudaMemcpyAsync(destination, source, static_cast<size_t>(bytes),
-                                        cudaMemcpyHostToDevice, context_.copy_stream));
+    // Parts of a mapped checkpoint locked in place go straight to the copy engine; the rest is staged.
+    const std::vector<HostRun> runs = host_page_locks().runs(source, bytes);
+    if (runs.size() == 1 && !runs.front().locked && is_pinned(source)) {
+      send(destination, source, bytes);
       return;
     }
-    // Chunks of a quarter ring, so a chunk's host copy overlaps the transfer of the one before it.
+    for (const HostRun& run : runs) {
+      if (run.locked)
+        send(destination + run.offset, source + run.offset, run.bytes);
+      else
+        stage(destination + run.offset, source + run.offset, run.bytes);
+    }
+  }
+
+  // A copy the copy engine reads straight from page-locked host memory.
+  void send(char* destination, const char* source, int64_t bytes) {
+    CANVAS_CUDA_CHECK(cudaMemcpyAsync(destination, source, static_cast<size_t>(bytes), cudaMemcpyHostToDevice,
+                                      context_.copy_stream));
+  }
+
+  // A copy through the staging ring, in chunks of a quarter ring, so a chunk's host copy overlaps the
+  // transfer of the one before it.
+  void stage(char* destination, const char* source, int64_t bytes) {
     const int64_t ring_bytes = ring_->bytes();
     while (!in_flight_.empty() && cudaEventQuery(in_flight_.front().drained) == cudaSuccess) {
       CANVAS_CUDA_CHECK(cudaEventDestroy(in_flight_.front().drained));
@@ -215,8 +234,7 @@ class CudaUploadQueue final : public UploadQueue {
       }
       char* staging = static_cast<char*>(ring_->data()) + begin;
       parallel_memcpy(staging, source + offset, static_cast<size_t>(chunk), copy_threads_);
-      CANVAS_CUDA_CHECK(cudaMemcpyAsync(destination + offset, staging, static_cast<size_t>(chunk),
-                                        cudaMemcpyHostToDevice, context_.copy_stream));
+      send(destination + offset, staging, chunk);
       cudaEvent_t drained = nullptr;
       CANVAS_CUDA_CHECK(cudaEventCreateWithFlags(&drained, cudaEventDisableTiming));
       CANVAS_CUDA_CHECK(cudaEventRecord(drained, context_.copy_stream));
