@@ -90,6 +90,12 @@ TEST(GgufModel, InfersTheTransformerConfigFromShapes) {
       [&] { QwenImageTransformerConfig::from_weights(WeightSource::open(test::source_path(kTinyGguf))); });
   test::expect_contains(message, "axes_dims_rope");
   test::expect_contains(message, "head size 16");
+  tensors.emplace_back("transformer_blocks.4.attn.norm_q.weight", Tensor::zeros({128}, DType::F32));
+  write_safetensors(dir / "gap.safetensors", tensors);
+  test::expect_contains(
+      test::error_of(
+          [&] { QwenImageTransformerConfig::from_weights(WeightSource::open(dir / "gap.safetensors")); }),
+      "block 3 has no attn.norm_q.weight");
   tensors.erase(tensors.begin());
   write_safetensors(dir / "partial.safetensors", tensors);
   test::expect_contains(

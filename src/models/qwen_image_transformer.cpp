@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "io/json_config.h"
 
@@ -126,6 +127,14 @@ QwenImageTransformerConfig QwenImageTransformerConfig::from_weights(const Weight
   config.num_attention_heads = inner_dim / config.attention_head_dim;
   while (weights.contains("transformer_blocks." + std::to_string(config.num_layers) + ".attn.norm_q.weight"))
     ++config.num_layers;
+  // Blocks past a gap would be left out silently.
+  constexpr std::string_view kBlocks = "transformer_blocks.";
+  for (const std::string& name : weights.names()) {
+    if (!name.starts_with(kBlocks)) continue;
+    const int64_t block = std::atoll(name.c_str() + kBlocks.size());
+    check(block < config.num_layers, "the transformer " + source + " has '" + name + "' but block " +
+                                         std::to_string(config.num_layers) + " has no attn.norm_q.weight");
+  }
   constexpr int64_t kQwenImageHeadDim = 128;
   check(config.attention_head_dim == kQwenImageHeadDim,
         "cannot infer the RoPE axes (axes_dims_rope) of the transformer " + source + " with head size " +
