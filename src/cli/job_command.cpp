@@ -176,9 +176,17 @@ void prepare_device(Device device) {
 
 void add_job_options(CLI::App& command, JobOptions& options, const std::string& negative_prompt_help) {
   command
-      .add_option("--model", options.model,
-                  "Model: a diffusers folder, a Hugging Face cache folder (models--Org--Name) or a snapshot")
+      .add_option(
+          "--model", options.model,
+          "Model: a diffusers folder, a Hugging Face cache folder (models--Org--Name) or a snapshot, or "
+          "a single-file transformer (.safetensors or ComfyUI-GGUF .gguf) with --text-encoder and --vae")
       ->required();
+  command.add_option(
+      "--text-encoder", options.text_encoder,
+      "With a single-file --model: a diffusers Qwen-Image folder or its text_encoder folder (the "
+      "tokenizer and scheduler come from the same diffusers folder)");
+  command.add_option("--vae", options.vae,
+                     "With a single-file --model: a diffusers Qwen-Image folder or its vae folder");
   command.add_option("--prompt", options.prompt, "What to draw")->required();
   command.add_option("--negative-prompt", options.negative_prompt, negative_prompt_help);
   CLI::Option* cfg_scale =
@@ -316,6 +324,8 @@ int run_job_command(const JobOptions& options, const app::JobSpec& spec) {
   check_utf8(options.prompt, "the prompt");
   if (options.negative_prompt) check_utf8(*options.negative_prompt, "the negative prompt");
   check_utf8(options.model, "the --model path");
+  check_utf8(options.text_encoder, "the --text-encoder path");
+  check_utf8(options.vae, "the --vae path");
 
   std::optional<std::filesystem::path> latents_path;
   if (options.save_latents) {
@@ -350,7 +360,7 @@ int run_job_command(const JobOptions& options, const app::JobSpec& spec) {
   memory.device_budget_bytes = device_budget;
   memory.host_budget_bytes = budget_bytes(options.ram_budget_gib, "--ram-budget");
   memory.page_lock_budget_bytes = pin_budget_bytes(options.pin_budget_gib);
-  QwenImageConfigs configs = read_qwen_image_configs(options.model);
+  QwenImageConfigs configs = read_qwen_image_configs(options.model, {options.text_encoder, options.vae});
   // Check the request before spending time on the weights.
   const app::PreparedJob command = app::prepare_job(spec, configs);
   for (const std::string& note : command.notes) std::fprintf(stderr, "note: %s\n", note.c_str());

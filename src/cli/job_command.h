@@ -16,6 +16,9 @@ namespace canvas::cli {
 
 struct JobOptions {
   std::string model;
+  // The parts a single-file transformer --model lacks (io/model_layout.h ModelParts); empty when not given.
+  std::string text_encoder;
+  std::string vae;
   std::string prompt;
   std::optional<std::string> negative_prompt;
   float cfg_scale = 4.0f;

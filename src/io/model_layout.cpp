@@ -4,6 +4,7 @@
 #include <fstream>
 #include <set>
 
+#include "io/gguf.h"
 #include "io/json_config.h"
 #include "util/error.h"
 
@@ -15,6 +16,9 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view kComfyUiPrefix = "model.diffusion_model.";
 constexpr std::string_view kTransformerMarker = "transformer_blocks.";
+constexpr std::string_view kGgufArchitectureKey = "general.architecture";
+// What city96's ComfyUI-GGUF names Qwen-Image's architecture.
+constexpr std::string_view kGgufQwenImageArchitecture = "qwen_image";
 // Components whose folders must hold a config.json and weights.
 const std::set<std::string, std::less<>> kWeightedComponents = {"transformer", "text_encoder", "vae"};
 
@@ -156,7 +160,22 @@ ModelLayout resolve_diffusers(const fs::path& root) {
   return layout;
 }
 
+// The option that gives a component a single-file transformer lacks.
+std::string_view part_option(std::string_view component) {
+  return component == "vae" ? "--vae" : "--text-encoder";
+}
+
+void check_gguf_architecture(const fs::path& file) {
+  const GgufFile gguf = GgufFile::open(file);
+  const std::string& architecture = gguf.metadata_string(kGgufArchitectureKey);
+  check(architecture == kGgufQwenImageArchitecture,
+        "GGUF file " + quoted(file) + " holds a '" + architecture +
+            "' model, not a Qwen-Image transformer ('" + std::string(kGgufQwenImageArchitecture) + "')");
+}
+
 ModelLayout resolve_single_file(const fs::path& file) {
+  const bool gguf = file.extension() == ".gguf";
+  if (gguf) check_gguf_architecture(file);
   const WeightSource weights = WeightSource::open(file);
   const std::vector<std::string> names = weights.names();
   ModelLayout layout;
@@ -164,9 +183,11 @@ ModelLayout resolve_single_file(const fs::path& file) {
   ComponentLayout transformer;
   transformer.name = "transformer";
   transformer.weights = file;
+  if (file_exists(file.parent_path() / "config.json"))
+    transformer.config_file = file.parent_path() / "config.json";
 
   if (any_name_starts_with(names, kComfyUiPrefix)) {
-    layout.format = ModelFormat::ComfyUiCheckpoint;
+    layout.format = gguf ? ModelFormat::GgufTransformer : ModelFormat::ComfyUiCheckpoint;
     transformer.name_prefix = kComfyUiPrefix;
     const auto other_names =
         static_cast<size_t>(std::count_if(names.begin(), names.end(), [](const std::string& name) {
@@ -177,7 +198,7 @@ ModelLayout resolve_single_file(const fs::path& file) {
                              std::string(kComfyUiPrefix) + "' (bundled encoders or VAE) are ignored");
     }
   } else if (any_name_starts_with(names, kTransformerMarker)) {
-    layout.format = ModelFormat::TransformerFile;
+    layout.format = gguf ? ModelFormat::GgufTransformer : ModelFormat::TransformerFile;
   } else {
     std::string examples;
     for (size_t i = 0; i < names.size() && i < 3; ++i) examples += (i ? ", '" : "'") + names[i] + "'";
@@ -186,11 +207,60 @@ ModelLayout resolve_single_file(const fs::path& file) {
                 "*' tensors (it holds " + (names.empty() ? std::string("no tensors") : examples + ", ...") +
                 ")");
   }
-  layout.notes.push_back(
-      quoted(file) + " holds only the transformer; the text encoder, VAE, tokenizer and " +
-      "scheduler must come from a diffusers folder (such as a download of Qwen/Qwen-Image)");
   layout.components.emplace(transformer.name, std::move(transformer));
   return layout;
+}
+
+// A diffusers model's `component` folder from a path that names either the model's folder or that folder.
+fs::path part_folder(const fs::path& given, const std::string& component) {
+  const std::string option(part_option(component));
+  check(folder_exists(given), option + " " + quoted(given) +
+                                  " is not a folder: give a diffusers Qwen-Image folder or its " + component +
+                                  "/ folder (a lone " + component + " file carries no config.json)");
+  return folder_exists(given / component) ? given / component : given;
+}
+
+void add_part(ModelLayout& layout, const fs::path& given, const std::string& component) {
+  ComponentLayout part;
+  part.name = component;
+  part.folder = part_folder(given, component);
+  fill_weighted_component(part);
+  layout.components.emplace(component, std::move(part));
+}
+
+// The tokenizer and scheduler come from the diffusers folder that holds the text encoder's folder.
+void add_text_encoder_companions(ModelLayout& layout, const fs::path& given) {
+  const fs::path model = layout.components.at("text_encoder").folder.parent_path();
+  ComponentLayout tokenizer;
+  tokenizer.name = "tokenizer";
+  tokenizer.folder = model / "tokenizer";
+  check(folder_exists(tokenizer.folder), "--text-encoder " + quoted(given) +
+                                             ": there is no tokenizer folder " + quoted(tokenizer.folder) +
+                                             "; give the diffusers folder the text encoder comes with");
+  ComponentLayout scheduler;
+  scheduler.name = "scheduler";
+  scheduler.folder = model / "scheduler";
+  scheduler.config_file = scheduler.folder / "scheduler_config.json";
+  check(file_exists(scheduler.config_file), "--text-encoder " + quoted(given) + ": there is no " +
+                                                quoted(scheduler.config_file) +
+                                                "; give the diffusers folder the text encoder comes with");
+  layout.components.emplace("tokenizer", std::move(tokenizer));
+  layout.components.emplace("scheduler", std::move(scheduler));
+}
+
+void add_parts(ModelLayout& layout, const ModelParts& parts) {
+  if (!parts.text_encoder.empty()) {
+    add_part(layout, parts.text_encoder, "text_encoder");
+    add_text_encoder_companions(layout, parts.text_encoder);
+  }
+  if (!parts.vae.empty()) add_part(layout, parts.vae, "vae");
+  if (parts.text_encoder.empty() || parts.vae.empty()) {
+    layout.notes.push_back(
+        quoted(layout.root) +
+        " holds only the transformer; the text encoder, VAE, tokenizer and scheduler must come "
+        "from a diffusers folder (such as a download of Qwen/Qwen-Image): pass --text-encoder "
+        "and --vae");
+  }
 }
 
 }  // namespace
@@ -203,6 +273,8 @@ std::string_view model_format_name(ModelFormat format) {
       return "ComfyUI checkpoint";
     case ModelFormat::TransformerFile:
       return "transformer file";
+    case ModelFormat::GgufTransformer:
+      return "GGUF transformer";
   }
   return "unknown";
 }
@@ -219,7 +291,8 @@ const ComponentLayout& ModelLayout::component(std::string_view name) const {
   if (format != ModelFormat::Diffusers) {
     throw Error("the " + std::string(model_format_name(format)) + " " + quoted(root) +
                 " holds only the transformer; the " + std::string(name) +
-                " must come from a diffusers folder (such as a download of Qwen/Qwen-Image)");
+                " must come from a diffusers folder (such as a download of Qwen/Qwen-Image): pass " +
+                std::string(part_option(name)));
   }
   std::string present;
   for (const auto& [existing, layout] : components) present += (present.empty() ? "" : ", ") + existing;
@@ -227,17 +300,24 @@ const ComponentLayout& ModelLayout::component(std::string_view name) const {
               ")");
 }
 
-ModelLayout resolve_model(const fs::path& path) {
+ModelLayout resolve_model(const fs::path& path, const ModelParts& parts) {
   std::error_code status_error;
   const auto status = fs::status(path, status_error);
   check(fs::exists(status), "model path " + quoted(path) + " does not exist");
-  if (!fs::is_directory(status)) {
-    if (path.filename() == "model_index.json") return resolve_diffusers(path.parent_path());
-    check(path.extension() == ".safetensors",
-          quoted(path) + " is neither a model folder nor a .safetensors checkpoint");
+  const bool single_file = !fs::is_directory(status) && path.filename() != "model_index.json";
+  check(single_file || parts.empty(),
+        "--text-encoder and --vae go with a single-file transformer (--model "
+        "file.safetensors or file.gguf); the model " +
+            quoted(path) + " brings its own");
+  if (single_file) {
+    check(path.extension() == ".safetensors" || path.extension() == ".gguf",
+          quoted(path) + " is neither a model folder nor a .safetensors checkpoint (or a .gguf transformer)");
     // Opening it reports a FIFO or a device in its place.
-    return resolve_single_file(path);
+    ModelLayout layout = resolve_single_file(path);
+    add_parts(layout, parts);
+    return layout;
   }
+  if (!fs::is_directory(status)) return resolve_diffusers(path.parent_path());
   if (folder_exists(path / "snapshots")) return resolve_diffusers(resolve_cache_snapshot(path));
   return resolve_diffusers(path);
 }

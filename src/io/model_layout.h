@@ -1,5 +1,6 @@
-// Finding a model's parts from the one path a user gives: a diffusers folder, a Hugging Face cache
-// entry, or a single-file transformer checkpoint (ComfyUI-style or bare).
+// Finding a model's parts from the path a user gives: a diffusers folder, a Hugging Face cache entry, or a
+// single-file transformer checkpoint (ComfyUI-style or bare .safetensors, or a ComfyUI-GGUF .gguf) with the
+// other parts from the paths given beside it (ModelParts).
 //
 // Resolution opens every weight file's header, so a missing shard or a corrupt file is reported now,
 // before anything is computed, and text-encoder naming styles are settled once here.
@@ -20,6 +21,7 @@ enum class ModelFormat {
   Diffusers,          // model_index.json plus one folder per component
   ComfyUiCheckpoint,  // one .safetensors with the transformer under "model.diffusion_model."
   TransformerFile,    // one .safetensors holding only the transformer, under diffusers names
+  GgufTransformer,    // one .gguf (architecture qwen_image) holding only the transformer
 };
 std::string_view model_format_name(ModelFormat format);
 
@@ -58,8 +60,21 @@ struct ModelLayout {
   const ComponentLayout& component(std::string_view name) const;
 };
 
-// Throws canvas::Error naming the path and what is missing or malformed.
-ModelLayout resolve_model(const std::filesystem::path& path);
+// Where a single-file transformer's other parts come from (the command line's --text-encoder and --vae).
+struct ModelParts {
+  // A diffusers Qwen-Image folder or its text_encoder/ folder: the text encoder, and the tokenizer/ and
+  // scheduler/ folders of the same diffusers folder. Empty when not given.
+  std::filesystem::path text_encoder;
+  // A diffusers Qwen-Image folder or its vae/ folder. Empty when not given.
+  std::filesystem::path vae;
+
+  bool empty() const { return text_encoder.empty() && vae.empty(); }
+};
+
+// Throws canvas::Error naming the path and what is missing or malformed. `parts` are only for a single-file
+// transformer; a diffusers folder brings its own. A single file's transformer reads the config.json in its
+// folder when there is one, and is otherwise configured from its tensor shapes (QwenImageTransformerConfig).
+ModelLayout resolve_model(const std::filesystem::path& path, const ModelParts& parts = {});
 
 // The rewrites that bring a Qwen2.5-VL checkpoint's names into the transformers-5 style
 // ("model.language_model.*", "model.visual.*", "lm_head.*") that the text encoder reads: none when the

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "io/json_config.h"
+#include "tensor/ggml_dequantize.h"
 #include "util/error.h"
 
 namespace canvas {
@@ -35,6 +36,8 @@ std::filesystem::path shard_path(const std::filesystem::path& index_file, const 
   bool escapes = relative.is_absolute() || relative.empty();
   for (const auto& part : relative) escapes = escapes || part == "..";
   check(!escapes, "index " + quoted(index_file) + " names shard '" + shard + "' outside its folder");
+  check(relative.extension() != ".gguf",
+        "index " + quoted(index_file) + " names shard '" + shard + "', but indexes shard safetensors files");
   return index_file.parent_path() / relative;
 }
 
@@ -127,8 +130,16 @@ WeightSource WeightSource::open_files(const std::vector<std::filesystem::path>& 
                                       const std::vector<NameRewrite>& rewrites, std::string description) {
   check(!files.empty(), "no weight files given");
   auto opened = std::make_shared<std::vector<SafetensorsFile>>();
+  auto opened_gguf = std::make_shared<std::vector<GgufFile>>();
   opened->reserve(files.size());
-  for (const auto& file : files) opened->push_back(SafetensorsFile::open(file));
+  opened_gguf->reserve(files.size());
+  for (const auto& file : files) {
+    if (file.extension() == ".gguf") {
+      opened_gguf->push_back(GgufFile::open(file));
+    } else {
+      opened->push_back(SafetensorsFile::open(file));
+    }
+  }
 
   WeightSource source;
   source.description_ = std::move(description);
@@ -136,20 +147,30 @@ WeightSource WeightSource::open_files(const std::vector<std::filesystem::path>& 
     source.description_ = quoted(files.front());
     if (files.size() > 1) source.description_ += " and " + std::to_string(files.size() - 1) + " other files";
   }
-  for (const SafetensorsFile& file : *opened) {
-    for (const SafetensorsTensorInfo& info : file.tensors()) {
-      auto [existing, inserted] =
-          source.tensors_.try_emplace(rewrite_name(info.name, rewrites), Entry{&file, &info});
-      if (!inserted) {
-        const Entry& first = existing->second;
-        throw Error("tensor '" + existing->first + "' is stored twice in " + source.description_ + ": as '" +
-                    first.info->name + "' in " + quoted(first.file->path()) + " and as '" + info.name +
-                    "' in " + quoted(file.path()));
-      }
+  auto add = [&](const Entry& entry) {
+    auto [existing, inserted] = source.tensors_.try_emplace(rewrite_name(entry.info->name, rewrites), entry);
+    if (!inserted) {
+      const Entry& first = existing->second;
+      throw Error("tensor '" + existing->first + "' is stored twice in " + source.description_ + ": as '" +
+                  first.info->name + "' in " + quoted(first.path()) + " and as '" + entry.info->name +
+                  "' in " + quoted(entry.path()));
     }
+  };
+  for (const SafetensorsFile& file : *opened) {
+    for (const SafetensorsTensorInfo& info : file.tensors()) add({&file, nullptr, &info});
+  }
+  for (const GgufFile& file : *opened_gguf) {
+    for (const GgufTensorInfo& info : file.tensors()) add({nullptr, &file, &info});
   }
   source.files_ = std::move(opened);
+  source.gguf_files_ = std::move(opened_gguf);
   return source;
+}
+
+Tensor WeightSource::read(const Entry& entry) const {
+  if (entry.file) return entry.file->tensor(*entry.info);
+  const Tensor stored = entry.gguf->tensor(*entry.info);
+  return is_ggml_block_type(stored.dtype()) ? dequantize_ggml(stored) : stored;
 }
 
 const WeightSource::Entry& WeightSource::find(std::string_view name) const {
@@ -174,8 +195,7 @@ bool WeightSource::contains(std::string_view name) const {
 }
 
 Tensor WeightSource::get(std::string_view name) const {
-  const Entry& entry = find(name);
-  return entry.file->tensor(*entry.info);
+  return read(find(name));
 }
 
 Tensor WeightSource::get(std::string_view name, const Shape& expected_shape) const {
@@ -183,7 +203,7 @@ Tensor WeightSource::get(std::string_view name, const Shape& expected_shape) con
   check(entry.info->shape == expected_shape, "tensor '" + std::string(name) + "' in " + description_ +
                                                  " has shape " + shape_str(entry.info->shape) +
                                                  ", expected " + shape_str(expected_shape));
-  return entry.file->tensor(*entry.info);
+  return read(entry);
 }
 
 const SafetensorsTensorInfo& WeightSource::info(std::string_view name) const {
@@ -212,6 +232,7 @@ int64_t WeightSource::bytes_with_prefix(std::string_view prefix) const {
 WeightSource WeightSource::subset(std::string_view prefix) const {
   WeightSource result;
   result.files_ = files_;
+  result.gguf_files_ = gguf_files_;
   result.description_ = description_ + " [" + std::string(prefix) + "*]";
   for (auto it = tensors_.lower_bound(prefix); it != tensors_.end() && it->first.starts_with(prefix); ++it) {
     result.tensors_.emplace(it->first.substr(prefix.size()), it->second);

@@ -1,4 +1,6 @@
-// A named set of tensors drawn from one or more safetensors files, under the names the models ask for.
+// A named set of tensors drawn from one or more safetensors or GGUF files, under the names the models ask
+// for. GGUF tensors in GGML block types are widened to f32 as they are handed out (get), so models only see
+// plain float weights; info() still reports their stored dtype and bytes.
 //
 // Checkpoints of one model come under several naming styles (ComfyUI prefixes, transformers 4 vs 5
 // text-encoder names), so stored names pass through prefix rewrites once, at open; everything after
@@ -12,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/gguf.h"
 #include "io/safetensors.h"
 
 namespace canvas {
@@ -27,7 +30,7 @@ std::string rewrite_name(std::string_view name, const std::vector<NameRewrite>& 
 
 class WeightSource {
  public:
-  // `path` is a .safetensors file, a *.safetensors.index.json of a sharded checkpoint, or a folder:
+  // `path` is a .safetensors or .gguf file, a *.safetensors.index.json of a sharded checkpoint, or a folder:
   // its single *.safetensors.index.json when it has one, else all of its *.safetensors files.
   static WeightSource open(const std::filesystem::path& path, const std::vector<NameRewrite>& rewrites = {});
   // Reads the index's weight_map, opens every shard once and checks that each mapped tensor is in its
@@ -58,13 +61,19 @@ class WeightSource {
 
  private:
   struct Entry {
-    const SafetensorsFile* file;
+    const SafetensorsFile* file;  // null for a tensor of a GGUF file
+    const GgufFile* gguf;         // null for a tensor of a safetensors file
     const SafetensorsTensorInfo* info;
+
+    const std::filesystem::path& path() const { return file ? file->path() : gguf->path(); }
   };
+
+  Tensor read(const Entry& entry) const;
 
   const Entry& find(std::string_view name) const;
 
   std::shared_ptr<const std::vector<SafetensorsFile>> files_;
+  std::shared_ptr<const std::vector<GgufFile>> gguf_files_;
   std::map<std::string, Entry, std::less<>> tensors_;
   std::string description_;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "io/json_config.h"
 
@@ -99,6 +100,48 @@ QwenImageTransformerConfig QwenImageTransformerConfig::from_json(const nlohmann:
 
 QwenImageTransformerConfig QwenImageTransformerConfig::from_file(const std::filesystem::path& config_json) {
   return from_json(read_json_file(config_json), config_json.string());
+}
+
+QwenImageTransformerConfig QwenImageTransformerConfig::from_weights(const WeightSource& weights) {
+  const std::string& source = weights.description();
+  auto shape_of = [&](const std::string& name, size_t dims) {
+    check(weights.contains(name), "cannot configure the transformer " + source +
+                                      " from its weights: it has no '" + name +
+                                      "' tensor; put its diffusers config.json in the file's folder");
+    const Shape& shape = weights.info(name).shape;
+    check(shape.size() == dims, "the transformer " + source + "'s '" + name + "' has shape " +
+                                    shape_str(shape) + ", not the " + std::to_string(dims) +
+                                    "-D shape of a Qwen-Image transformer");
+    return shape;
+  };
+  QwenImageTransformerConfig config;
+  const Shape image_in = shape_of("img_in.weight", 2);
+  const int64_t inner_dim = image_in[0];
+  config.in_channels = image_in[1];
+  config.joint_attention_dim = shape_of("txt_in.weight", 2)[1];
+  config.out_channels = shape_of("proj_out.weight", 2)[0] / (config.patch_size * config.patch_size);
+  config.attention_head_dim = shape_of("transformer_blocks.0.attn.norm_q.weight", 1)[0];
+  check(config.attention_head_dim > 0 && inner_dim % config.attention_head_dim == 0,
+        "the transformer " + source + "'s width " + std::to_string(inner_dim) +
+            " is not a whole number of heads of " + std::to_string(config.attention_head_dim));
+  config.num_attention_heads = inner_dim / config.attention_head_dim;
+  while (weights.contains("transformer_blocks." + std::to_string(config.num_layers) + ".attn.norm_q.weight"))
+    ++config.num_layers;
+  // Blocks past a gap would be left out silently.
+  constexpr std::string_view kBlocks = "transformer_blocks.";
+  for (const std::string& name : weights.names()) {
+    if (!name.starts_with(kBlocks)) continue;
+    const int64_t block = std::atoll(name.c_str() + kBlocks.size());
+    check(block < config.num_layers, "the transformer " + source + " has '" + name + "' but block " +
+                                         std::to_string(config.num_layers) + " has no attn.norm_q.weight");
+  }
+  constexpr int64_t kQwenImageHeadDim = 128;
+  check(config.attention_head_dim == kQwenImageHeadDim,
+        "cannot infer the RoPE axes (axes_dims_rope) of the transformer " + source + " with head size " +
+            std::to_string(config.attention_head_dim) + " from its weights (Qwen-Image's head size is " +
+            std::to_string(kQwenImageHeadDim) + "); put its diffusers config.json in the file's folder");
+  config.axes_dims_rope = {16, 56, 56};
+  return config;
 }
 
 Tensor joint_attention(const JointProjections& projections, const Tensor& joint_key_mask) {

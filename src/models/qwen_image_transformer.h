@@ -26,6 +26,11 @@ struct QwenImageTransformerConfig {
   static QwenImageTransformerConfig from_json(const nlohmann::json& config,
                                               const std::string& file_for_messages);
   static QwenImageTransformerConfig from_file(const std::filesystem::path& config_json);
+  // For a checkpoint that comes without its config.json (a ComfyUI or GGUF file): the sizes from the tensor
+  // shapes (img_in, txt_in, proj_out, the blocks' query norms and count). The RoPE axes leave no trace in
+  // the weights; Qwen-Image's (16, 56, 56) are taken for its head size 128, and other head sizes throw
+  // canvas::Error asking for the config. A patch size of 2 is assumed, as every Qwen-Image model has.
+  static QwenImageTransformerConfig from_weights(const WeightSource& weights);
 };
 
 // The layout of one image in the packed token sequence: frames x height x width patches.

@@ -38,16 +38,21 @@ void read_edit_configs(QwenImageConfigs& configs) {
         "processor/ and text_encoder/ folders come from different models");
 }
 
+QwenImageTransformerConfig transformer_config(const ComponentLayout& transformer) {
+  if (!transformer.config_file.empty()) return QwenImageTransformerConfig::from_file(transformer.config_file);
+  return QwenImageTransformerConfig::from_weights(transformer.open_weights());
+}
+
 }  // namespace
 
-QwenImageConfigs read_qwen_image_configs(const std::filesystem::path& model) {
-  ModelLayout layout = resolve_model(model);
+QwenImageConfigs read_qwen_image_configs(const std::filesystem::path& model, const ModelParts& parts) {
+  ModelLayout layout = resolve_model(model, parts);
   const QwenImagePipelineKind kind = pipeline_kind(layout.pipeline_class);
   QwenImageConfigs configs{
       layout,
       kind,
       Qwen2_5_VLTextConfig::from_file(layout.component("text_encoder").config_file),
-      QwenImageTransformerConfig::from_file(layout.component("transformer").config_file),
+      transformer_config(layout.component("transformer")),
       AutoencoderKLQwenImageConfig::from_file(layout.component("vae").config_file),
       FlowMatchSchedulerConfig::from_file(layout.component("scheduler").config_file),
       std::nullopt,

@@ -50,10 +50,10 @@ struct QwenImageConfigs {
   int64_t latent_channels() const { return vae.z_dim; }
 };
 
-// Resolves `model` (a diffusers folder, a Hugging Face cache entry or snapshot) and reads its configs.
-// Throws canvas::Error naming what is missing or inconsistent (e.g. the text encoder's hidden size against
-// the transformer's joint_attention_dim).
-QwenImageConfigs read_qwen_image_configs(const std::filesystem::path& model);
+// Resolves `model` (a diffusers folder, a Hugging Face cache entry or snapshot, or a single-file transformer
+// with `parts`) and reads its configs. Throws canvas::Error naming what is missing or inconsistent (e.g. the
+// text encoder's hidden size against the transformer's joint_attention_dim).
+QwenImageConfigs read_qwen_image_configs(const std::filesystem::path& model, const ModelParts& parts = {});
 
 struct QwenImageModel {
   QwenImageConfigs configs;

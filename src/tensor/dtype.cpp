@@ -10,7 +10,7 @@ namespace canvas {
 
 namespace {
 
-constexpr std::array<DTypeInfo, 13> kDTypeInfo = {{
+constexpr std::array<DTypeInfo, 23> kDTypeInfo = {{
     {"f32", 1, 4, true},
     {"f16", 1, 2, true},
     {"bf16", 1, 2, true},
@@ -28,6 +28,19 @@ constexpr std::array<DTypeInfo, 13> kDTypeInfo = {{
     {"q8_0", 32, 32 + 2, true},
     // GGML Q4_K: 256 values in 8 sub-blocks with 6-bit scales and mins, plus f16 d and dmin.
     {"q4_k", 256, 144, true},
+    // The rest of GGML's blocks, laid out as ggml-common.h's block_* structs: 32 values with an f16 scale
+    // (and f16 min, and 32 high bits for the five-bit types), or 256-value super-blocks (the K and IQ4_XS
+    // types) with packed sub-block scales.
+    {"q4_0", 32, 2 + 16, true},
+    {"q4_1", 32, 2 + 2 + 16, true},
+    {"q5_0", 32, 2 + 4 + 16, true},
+    {"q5_1", 32, 2 + 2 + 4 + 16, true},
+    {"q2_k", 256, 16 + 64 + 2 + 2, true},
+    {"q3_k", 256, 32 + 64 + 12 + 2, true},
+    {"q5_k", 256, 2 + 2 + 12 + 32 + 128, true},
+    {"q6_k", 256, 128 + 64 + 16 + 2, true},
+    {"iq4_nl", 32, 2 + 16, true},
+    {"iq4_xs", 256, 2 + 2 + 4 + 128, true},
 }};
 
 }  // namespace

@@ -25,6 +25,17 @@ enum class DType : uint8_t {
   NF4,
   Q8_0,
   Q4_K,
+  // The other GGML block types GGUF checkpoints use (tensor/ggml_dequantize.h).
+  Q4_0,
+  Q4_1,
+  Q5_0,
+  Q5_1,
+  Q2_K,
+  Q3_K,
+  Q5_K,
+  Q6_K,
+  IQ4_NL,
+  IQ4_XS,
 };
 
 struct DTypeInfo {
