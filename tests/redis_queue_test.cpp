@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,6 +42,8 @@ class RedisQueueTest : public testing::Test {
     const std::filesystem::path dir = test::scratch_dir("redis_queue_test");
     server_ = fork();
     if (server_ == 0) {
+      // Gone with this process, however it ends.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       const std::string port = std::to_string(port_);
       execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", dir.c_str(), "--loglevel", "warning", nullptr);
