@@ -139,8 +139,10 @@ void RedisJobBoard::follow() {
         if (event.type == "removed") {
           mirrors_.erase(event.job_id);
           applied_.erase(event.job_id);
+          // A removal through this server is its route's to finish (History::remove says whether it did).
+          const bool ours = removed_here_.erase(event.job_id) > 0;
           lock.unlock();
-          if (on_removed_) on_removed_(event.job_id);
+          if (on_removed_ && !ours) on_removed_(event.job_id);
           continue;
         }
         // A job new to this server is mirrored with everything it has had, this event included.
@@ -199,8 +201,11 @@ void RedisJobBoard::cancel_all() {
 
 bool RedisJobBoard::forget(const std::string& id) {
   std::lock_guard lock(mutex_);
-  // Removed here, or already by another server.
-  if (!queue_.remove(id) && queue_.record(id)) return false;
+  if (queue_.remove(id)) {
+    removed_here_.insert(id);
+  } else if (queue_.record(id)) {
+    return false;  // not ended; a job already removed by another server has nothing left to keep
+  }
   mirrors_.erase(id);
   applied_.erase(id);
   return true;

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "app/job_queue.h"
@@ -72,6 +73,7 @@ class RedisJobBoard : public JobBoard {
   mutable std::map<std::string, std::shared_ptr<QueuedJob>> mirrors_;
   mutable std::map<std::string, int64_t> applied_;  // the last event applied to each mirror
   mutable std::deque<std::string> ended_;           // mirrors of ended jobs, oldest first
+  std::set<std::string> removed_here_;              // by forget(), until the feed tells of it
   std::atomic<bool> stopping_{false};
   std::thread follower_;
 };

@@ -1,5 +1,6 @@
 #include "app/redis_worker.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -93,7 +94,10 @@ void RedisWorker::beat() {
       std::fprintf(stderr, "worker %s: heartbeat: %s\n", settings_.name.c_str(), error.what());
     }
     lock.lock();
-    wake_beat_.wait_for(lock, settings_.lease / 3, [this] { return stopping_.load(); });
+    // At least every second: a cancellation is noticed within one.
+    wake_beat_.wait_for(lock,
+                        std::min<std::chrono::milliseconds>(settings_.lease / 3, std::chrono::seconds(1)),
+                        [this] { return stopping_.load(); });
   }
 }
 
@@ -104,7 +108,12 @@ void RedisWorker::relay(const QueuedJob& job, const std::atomic<bool>& done) {
     const bool last = done;
     const std::vector<JobEvent> events = job.events_after(sent, std::chrono::milliseconds(100));
     for (const JobEvent& event : events) {
-      queue.emit(job.id(), event.type, event.data);
+      try {
+        queue.emit(job.id(), event.type, event.data);
+      } catch (const std::exception& error) {
+        // Progress lost while the broker is away; the job's end is recorded by the work thread.
+        std::fprintf(stderr, "worker %s: relaying an event: %s\n", settings_.name.c_str(), error.what());
+      }
       sent = event.sequence;
     }
     if (last && events.empty()) return;

@@ -2,9 +2,10 @@
 // queue (app/redis_queue.h), runs them on its JobRunner one at a time, relays their events to the broker,
 // and records their ends there, PNGs included, so that every server of the cluster can show and serve them.
 //
-// While it runs a job it beats every lease/3: its heartbeat (host, device, models, the job) and the renewal
-// of its claim. A worker that dies stops beating; after the lease another worker takes its job over and
-// runs it again. A worker that is stopped leaves its running job to be taken over the same way.
+// It beats every second (or lease/3, if shorter): its heartbeat (host, device, models, the job), and while it
+// runs a job the renewal of its claim and a look for a cancellation. A worker that dies stops beating; after
+// the lease another worker takes its job over and runs it again. A worker that is stopped leaves its running
+// job to be taken over the same way.
 #pragma once
 
 #include <atomic>

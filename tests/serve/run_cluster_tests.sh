@@ -22,6 +22,18 @@ for _ in $(seq 100); do
 done
 broker=redis://127.0.0.1:$redis_port/0
 
+# A worker refuses a broker off loopback without a password, and never shows a password it was given.
+refuse() {
+  if "$build_dir/src/canvas" serve --models "$work/models" --data "$work/refused" --port 0 --queue "$1" \
+      2> "$work/refused.log"; then
+    echo "serve started with --queue $1"; exit 1
+  fi
+  grep -q "$2" "$work/refused.log" || { cat "$work/refused.log"; exit 1; }
+  if grep -q sekrit "$work/refused.log"; then echo "the password was printed"; exit 1; fi
+}
+refuse redis://10.255.255.1:6379/0 "not on loopback and no password"
+refuse "redis://:sekrit@127.0.0.1:$redis_port/0" "refused the credentials"
+
 urls=()
 for name in w1 w2 w3; do
   start_server "$name" --queue "$broker" --worker-name "$name" --lease 3

@@ -160,6 +160,18 @@ def main() -> None:
         time.sleep(0.1)
     assert names == ["w1", "w2"], names
 
+    # A job cancelled through a server other than the one it was submitted to, while it runs elsewhere.
+    long = post_json(bases[0] + "/v1/jobs", {"prompt": "a long fox", "steps": 200, "width": 32, "height": 32})["id"]
+    deadline = time.time() + 60
+    while get_json(f"{bases[1]}/v1/jobs/{long}").get("progress", {}).get("step", 0) < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    cancel = urllib.request.Request(f"{bases[1]}/v1/jobs/{long}", method="DELETE")
+    urllib.request.urlopen(cancel, timeout=60).close()
+    while get_json(f"{bases[0]}/v1/jobs/{long}")["state"] == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    cancelled = get_json(f"{bases[0]}/v1/jobs/{long}")
+    assert cancelled["state"] == "cancelled" and cancelled["progress"]["step"] < 200, cancelled
+
     # The right pixels, served by a server that did not run the job: the command line's for the seed.
     with tempfile.TemporaryDirectory() as folder:
         expected = {}
