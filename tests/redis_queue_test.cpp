@@ -192,5 +192,13 @@ TEST_F(RedisQueueTest, WorkersAreListedWhileTheyBeat) {
   EXPECT_TRUE(queue.workers().empty());
 }
 
+TEST_F(RedisQueueTest, AClientConnectsAgainAfterItsConnectionBroke) {
+  RedisClient other(parse_redis_url("redis://127.0.0.1:" + std::to_string(port_)));
+  const std::string id = std::to_string(other.command({"CLIENT", "ID"}).integer);
+  client_->command({"CLIENT", "KILL", "ID", id});
+  EXPECT_THROW(other.command({"PING"}), Error);
+  EXPECT_EQ(other.command({"PING"}).text, "PONG");
+}
+
 }  // namespace
 }  // namespace canvas::app

@@ -116,37 +116,48 @@ void check_broker_security(const RedisUrl& url) {
 }
 
 RedisClient::RedisClient(const RedisUrl& url, std::chrono::milliseconds timeout)
-    : url_(url), context_(nullptr, redisFree) {
-  const timeval limit{static_cast<time_t>(timeout.count() / 1000),
-                      static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-  context_.reset(redisConnectWithTimeout(url.host.c_str(), url.port, limit));
-  check(context_ != nullptr, "cannot reach the Redis broker " + url.redacted() + ": out of memory");
-  check(context_->err == 0,
-        "cannot reach the Redis broker " + url.redacted() + ": " + std::string(context_->errstr));
+    : url_(url), timeout_(timeout), context_(nullptr, redisFree) {
+  connect();
+}
+
+void RedisClient::connect() {
+  const timeval limit{static_cast<time_t>(timeout_.count() / 1000),
+                      static_cast<suseconds_t>(timeout_.count() % 1000 * 1000)};
+  context_.reset(redisConnectWithTimeout(url_.host.c_str(), url_.port, limit));
+  check(context_ != nullptr, "cannot reach the Redis broker " + url_.redacted() + ": out of memory");
+  if (context_->err != 0) {
+    const std::string reason = context_->errstr;
+    context_.reset();
+    throw Error("cannot reach the Redis broker " + url_.redacted() + ": " + reason);
+  }
   // Replies that block (XREADGROUP ... BLOCK) wait well within this.
   const timeval reply_limit{30, 0};
   redisSetTimeout(context_.get(), reply_limit);
-  if (!url.password.empty()) {
+  if (!url_.password.empty()) {
     try {
-      if (url.username.empty()) {
-        command({"AUTH", url.password});
+      if (url_.username.empty()) {
+        command({"AUTH", url_.password});
       } else {
-        command({"AUTH", url.username, url.password});
+        command({"AUTH", url_.username, url_.password});
       }
     } catch (const Error&) {
       // Ours names only the address: the refused command's words are the credentials.
-      throw Error("the Redis broker " + url.redacted() + " refused the credentials");
+      context_.reset();
+      throw Error("the Redis broker " + url_.redacted() + " refused the credentials");
     }
   }
-  if (url.database != 0) command({"SELECT", std::to_string(url.database)});
+  if (url_.database != 0) command({"SELECT", std::to_string(url_.database)});
 }
 
 RedisClient::~RedisClient() = default;
 
 RedisReply RedisClient::read_reply() {
   void* raw = nullptr;
-  if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr)
-    throw Error("lost the Redis broker " + url_.redacted() + ": " + std::string(context_->errstr));
+  if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
+    const std::string reason = context_->errstr;
+    context_.reset();
+    throw Error("lost the Redis broker " + url_.redacted() + ": " + reason);
+  }
   std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw), freeReplyObject);
   return copied(*reply);
 }
@@ -156,6 +167,8 @@ RedisReply RedisClient::command(const std::vector<std::string>& words) {
 }
 
 std::vector<RedisReply> RedisClient::pipeline(const std::vector<std::vector<std::string>>& commands) {
+  // A connection that broke (the broker restarted, the network dropped) is made again on the next call.
+  if (!context_ || context_->err != 0) connect();
   for (const std::vector<std::string>& words : commands) {
     std::vector<const char*> pointers;
     std::vector<size_t> lengths;

@@ -58,7 +58,7 @@ class RedisClient {
   RedisClient& operator=(const RedisClient&) = delete;
 
   // Runs one command given as its words (binary-safe). Throws canvas::Error for a server error or a broken
-  // connection (after which this client is unusable).
+  // connection, which the next call makes again.
   RedisReply command(const std::vector<std::string>& words);
   // Runs several commands in one round trip, in order; their replies in the same order.
   std::vector<RedisReply> pipeline(const std::vector<std::vector<std::string>>& commands);
@@ -66,9 +66,12 @@ class RedisClient {
   const RedisUrl& url() const { return url_; }
 
  private:
+  // Connects, authenticates and selects the database.
+  void connect();
   RedisReply read_reply();
 
   RedisUrl url_;
+  std::chrono::milliseconds timeout_;
   std::unique_ptr<redisContext, void (*)(redisContext*)> context_;
 };
 

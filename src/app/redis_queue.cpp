@@ -157,6 +157,19 @@ std::optional<RedisClaim> RedisJobQueue::claim(const std::string& worker,
                                                const std::vector<std::string>& models,
                                                std::chrono::milliseconds lease,
                                                std::chrono::milliseconds block) {
+  try {
+    return take(worker, models, lease, block);
+  } catch (const Error&) {
+    // A broker that restarted without its data has lost the groups too: they are made again next time.
+    grouped_.clear();
+    throw;
+  }
+}
+
+std::optional<RedisClaim> RedisJobQueue::take(const std::string& worker,
+                                              const std::vector<std::string>& models,
+                                              std::chrono::milliseconds lease,
+                                              std::chrono::milliseconds block) {
   if (!backlog_.empty()) {
     RedisClaim claim = backlog_.front();
     backlog_.erase(backlog_.begin());
@@ -188,7 +201,7 @@ std::optional<RedisClaim> RedisJobQueue::claim(const std::string& worker,
           {field_of(entry.elements.at(1), "id").value_or(""), model, entry.elements.at(0).text});
   }
   if (backlog_.empty()) return std::nullopt;
-  return claim(worker, models, lease, block);
+  return take(worker, models, lease, block);
 }
 
 void RedisJobQueue::renew(const std::string& worker, const RedisClaim& claim) {

@@ -118,6 +118,9 @@ class RedisJobQueue {
   nlohmann::json workers();
 
  private:
+  // claim's work.
+  std::optional<RedisClaim> take(const std::string& worker, const std::vector<std::string>& models,
+                                 std::chrono::milliseconds lease, std::chrono::milliseconds block);
   // Makes the model's stream and its consumer group unless they are there.
   void ensure_group(const std::string& model);
 
