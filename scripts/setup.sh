@@ -9,6 +9,7 @@ packages=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli
           libpng-dev zlib1g-dev libjpeg62-turbo-dev libwebp-dev libutf8proc-dev libgtest-dev
           libbenchmark-dev libsqlite3-dev libcpp-httplib-dev python3-venv
           chromium chromium-driver python3-selenium)
+packages+=(redis-server libhiredis-dev)  # serve --queue redis://: the client library, and the broker its tests start
 cuda=${CANVAS_CUDA:-auto}
 if [ "$cuda" = auto ]; then
   if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then cuda=ON; else cuda=OFF; fi

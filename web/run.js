@@ -104,12 +104,24 @@ export class JobRunner {
   }
 }
 
-// The Queue tab: jobs queued and running, each with a cancel button.
+// The Queue tab: jobs queued and running, each with a cancel button; a cluster's workers (serve --queue),
+// each with its host, device, models and the job it runs.
 export async function refreshQueue(onError) {
-  const [queued, running] = await Promise.all([
+  const [queued, running, cluster] = await Promise.all([
     api("GET", "/v1/jobs?state=queued&limit=100"),
-    api("GET", "/v1/jobs?state=running&limit=10"),
+    api("GET", "/v1/jobs?state=running&limit=100"),
+    api("GET", "/v1/workers"),
   ]);
+  $("workers").hidden = cluster.workers.length === 0;
+  $("worker-rows").replaceChildren(...cluster.workers.map((worker) => {
+    const row = document.createElement("tr");
+    for (const text of [worker.name, worker.host, worker.device, worker.models.join(", "), worker.job ?? "idle"]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  }));
   const jobs = [...running.jobs, ...queued.jobs];
   const rows = jobs.map((job) => {
     const row = document.createElement("tr");

@@ -14,7 +14,7 @@ namespace {
 using nlohmann::json;
 
 // The running job, if any.
-std::shared_ptr<QueuedJob> running_job(JobQueue& queue) {
+std::shared_ptr<QueuedJob> running_job(JobBoard& queue) {
   for (const std::shared_ptr<QueuedJob>& job : queue.jobs())
     if (job->state() == JobState::Running) return job;
   return nullptr;

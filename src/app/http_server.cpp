@@ -57,7 +57,11 @@ std::shared_ptr<QueuedJob> submit_job(ServerContext& context, const nlohmann::js
   } catch (const Error& error) {
     throw RequestError(400, "", error.what());
   }
-  return context.queue.submit(std::move(spec));
+  // As the job will run: with the seed drawn here, on the model it resolved to.
+  nlohmann::json resolved = request;
+  resolved["model"] = spec.model;
+  resolved["seed"] = spec.sampling.seed;
+  return context.queue.submit(std::move(spec), resolved);
 }
 
 JobOutcome wait_for_outcome(const QueuedJob& job) {

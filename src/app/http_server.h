@@ -37,7 +37,7 @@ struct ServerContext {
   ModelRegistry& models;
   ModelResidency& residency;
   History& history;
-  JobQueue& queue;
+  JobBoard& queue;  // the embedded JobQueue, or RedisJobBoard in cluster mode
   JobRunner& runner;
   ServerSettings settings;
 };

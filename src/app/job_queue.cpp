@@ -6,8 +6,6 @@
 
 namespace canvas::app {
 
-namespace {
-
 // 64 random bits in hexadecimal: ids stay unique across restarts, whose history keeps the old ones.
 std::string new_job_id() {
   std::random_device device;
@@ -16,8 +14,6 @@ std::string new_job_id() {
   std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(bits));
   return id;
 }
-
-}  // namespace
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

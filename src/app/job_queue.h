@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "app/job_board.h"
 #include "app/job_outcome.h"
 #include "app/job_spec.h"
 #include "util/cancellation.h"
@@ -66,6 +67,9 @@ class QueuedJob {
 
  private:
   friend class JobQueue;
+  // Cluster mode: the board mirrors the state a worker elsewhere recorded, the worker cancels on request.
+  friend class RedisJobBoard;
+  friend class RedisWorker;
   // last_event's work, with mutex_ held.
   const JobEvent* last_event_locked(const std::string& type) const;
   void set_state(JobState state, const std::string& error = "");
@@ -84,7 +88,7 @@ class QueuedJob {
   std::vector<JobEvent> events_;
 };
 
-class JobQueue {
+class JobQueue : public JobBoard {
  public:
   // Runs a job's device work and returns its host-side end, which makes the outcome. Throws to fail the
   // job (CancelledError once its cancellation is requested).
@@ -100,18 +104,18 @@ class JobQueue {
   JobQueue& operator=(const JobQueue&) = delete;
 
   std::shared_ptr<QueuedJob> submit(JobSpec spec);
-  std::shared_ptr<QueuedJob> find(const std::string& id) const;
+  std::shared_ptr<QueuedJob> submit(JobSpec spec, const nlohmann::json&) override {
+    return submit(std::move(spec));
+  }
+  std::shared_ptr<QueuedJob> find(const std::string& id) const override;
   // Jobs queued (in the order they will run), running and recently ended.
-  std::vector<std::shared_ptr<QueuedJob>> jobs() const;
-  size_t waiting() const;
-  // A queued job is cancelled at once; a running one stops at its next step or phase. False for an unknown
-  // job or one that has ended.
-  bool cancel(const std::string& id);
+  std::vector<std::shared_ptr<QueuedJob>> jobs() const override;
+  size_t waiting() const override;
+  bool cancel(const std::string& id) override;
   // Cancels every queued job and the running one (A1111's interrupt).
-  void cancel_all();
-  // Drops an ended job, whose history entry is being removed, so that find no longer returns it. False for
-  // an unknown job or one that has not ended.
-  bool forget(const std::string& id);
+  void cancel_all() override;
+  // Drops an ended job so that find no longer returns it.
+  bool forget(const std::string& id) override;
 
  private:
   void work();
@@ -137,5 +141,7 @@ class JobQueue {
 
 // Seconds since the Unix epoch, for the jobs' times.
 double unix_now();
+// A new job's id: 16 hexadecimal digits.
+std::string new_job_id();
 
 }  // namespace canvas::app

@@ -1,5 +1,5 @@
 // The native API: jobs (submit, list, status, events, cancel, images, removal from the history), models,
-// LoRAs and memory.
+// LoRAs, memory and a cluster's workers.
 #include <fstream>
 #include <iterator>
 
@@ -220,6 +220,10 @@ void add_native_routes(httplib::Server& server, ServerContext& context) {
   });
   server.Get("/v1/memory", [&](const httplib::Request&, httplib::Response& response) {
     reply_json(response, 200, memory_json(context));
+  });
+  server.Get("/v1/workers", [&](const httplib::Request&, httplib::Response& response) {
+    // A cluster's workers (host, device, models, running job); none when this server runs its jobs alone.
+    reply_json(response, 200, {{"workers", context.queue.workers()}});
   });
   server.Get("/v1/health", [&](const httplib::Request&, httplib::Response& response) {
     reply_json(response, 200, {{"ok", true}, {"queued", context.queue.waiting()}});

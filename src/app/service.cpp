@@ -1,5 +1,7 @@
 #include "app/service.h"
 
+#include <unistd.h>
+
 namespace canvas::app {
 
 namespace {
@@ -28,33 +30,69 @@ HistoryEntry history_entry(const QueuedJob& job) {
   return entry;
 }
 
+// Records the job as it stands now, whether the history has it yet or not.
+void record(History& history, const QueuedJob& job) {
+  const HistoryEntry entry = history_entry(job);
+  if (history.find(entry.id)) {
+    history.update(entry);
+  } else {
+    history.add(entry);
+  }
+}
+
 }  // namespace
 
 Service::Service(ServiceOptions options) {
   std::filesystem::create_directories(options.data_dir);
-  history_ = std::make_unique<History>(history_file(options.data_dir));
-  interrupted_ = history_->mark_interrupted();
   models_ = std::make_unique<ModelRegistry>(options.model_folders, options.lora_folder);
   residency_ = std::make_unique<ModelResidency>(options.device, options.precision, options.max_loaded_models);
   options.runner.data_dir = options.data_dir;
   runner_ = std::make_unique<JobRunner>(*models_, *residency_, options.runner);
-  History& history = *history_;
-  queue_ = std::make_unique<JobQueue>([runner = runner_.get()](QueuedJob& job) { return (*runner)(job); },
-                                      [&history](const QueuedJob& job) {
-                                        const HistoryEntry entry = history_entry(job);
-                                        if (entry.state == "queued") {
-                                          history.add(entry);
-                                        } else {
-                                          history.update(entry);
-                                        }
-                                      });
+  JobBoard* board = nullptr;
+  std::optional<RedisUrl> broker;
+  if (options.queue_url) {
+    broker = parse_redis_url(*options.queue_url);
+    check_broker_security(*broker);
+    // A copy of the cluster's records (the broker's are the truth), apart from this server's own history.
+    history_ = std::make_unique<History>(options.data_dir / "cluster-history.sqlite3");
+    History& history = *history_;
+    board_ = std::make_unique<RedisJobBoard>(
+        *broker,
+        [runner = runner_.get()](const std::string& id, int index) { return runner->image_path(id, index); },
+        [&history](const QueuedJob& job) { record(history, job); },
+        [&history](const std::string& id) { history.remove(id); });
+    board = board_.get();
+  } else {
+    history_ = std::make_unique<History>(history_file(options.data_dir));
+    interrupted_ = history_->mark_interrupted();
+    History& history = *history_;
+    queue_ = std::make_unique<JobQueue>([runner = runner_.get()](QueuedJob& job) { return (*runner)(job); },
+                                        [&history](const QueuedJob& job) { record(history, job); });
+    board = queue_.get();
+  }
   server_ = std::make_unique<HttpServer>(
-      ServerContext{*models_, *residency_, *history_, *queue_, *runner_, options.server});
+      ServerContext{*models_, *residency_, *history_, *board, *runner_, options.server});
+  if (broker) {
+    nlohmann::json models = nlohmann::json::array();
+    for (const ModelEntry& entry : models_->models()) models.push_back(entry.id);
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    if (options.worker.name.empty())
+      options.worker.name = std::string(host) + ":" + std::to_string(server_->port());
+    options.worker.info["host"] = host;
+    options.worker.info["port"] = server_->port();
+    options.worker.info["device"] = options.device.str();
+    options.worker.info["models"] = models;
+    options.worker.limits = options.server.limits;
+    worker_ = std::make_unique<RedisWorker>(*broker, *models_, *runner_, options.worker);
+  }
 }
 
 Service::~Service() {
   server_->stop();
   server_.reset();
+  worker_.reset();
+  board_.reset();
   queue_.reset();
 }
 

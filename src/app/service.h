@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "app/http_server.h"
+#include "app/redis_board.h"
+#include "app/redis_worker.h"
 
 namespace canvas::app {
 
@@ -20,12 +22,17 @@ struct ServiceOptions {
   size_t max_loaded_models = 4;
   RunnerSettings runner;  // its data_dir is data_dir
   ServerSettings server;
+  // Cluster mode: the broker's URL (redis://...); jobs go through its queue to the workers of the cluster,
+  // this server being one, and the history holds every job of the cluster. Unset: the embedded queue.
+  std::optional<std::string> queue_url;
+  RedisWorkerSettings worker;  // its info is filled in (host, port, device, models)
 };
 
 class Service {
  public:
   // Opens the history (marking the jobs an earlier run left unfinished as failed), reads the model folders
-  // and binds the address. Throws canvas::Error when any of that fails.
+  // and binds the address; in cluster mode connects to the broker (refusing one off loopback without a
+  // password) and starts this server's worker. Throws canvas::Error when any of that fails.
   explicit Service(ServiceOptions options);
   // Stops the server, cancels the queue's jobs and waits for them.
   ~Service();
@@ -45,8 +52,10 @@ class Service {
   std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<ModelResidency> residency_;
   std::unique_ptr<JobRunner> runner_;
-  std::unique_ptr<JobQueue> queue_;
+  std::unique_ptr<JobQueue> queue_;       // the embedded queue
+  std::unique_ptr<RedisJobBoard> board_;  // or the cluster's
   std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<RedisWorker> worker_;
   int interrupted_ = 0;
 };
 

@@ -50,6 +50,17 @@ void add_serve_command(CLI::App& app, ServeOptions& options) {
   command->add_option("--max-image-pixels", options.max_image_pixels, "Largest uploaded picture, in pixels")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 28))
       ->capture_default_str();
+  command->add_option(
+      "--queue", options.queue,
+      "Join a cluster: its jobs and history on the Redis broker at redis://[:PASSWORD@]HOST:PORT/DB "
+      "(default $CANVAS_QUEUE; the password may come from $CANVAS_REDIS_PASSWORD instead)");
+  command->add_option("--worker-name", options.worker_name,
+                      "This worker's name in the cluster (default HOST:PORT)");
+  command
+      ->add_option("--lease", options.lease_s,
+                   "Seconds a cluster worker may be silent before its running job is given to another")
+      ->check(CLI::Range(1.0, 3600.0))
+      ->capture_default_str();
 }
 
 int run_serve(const ServeOptions& options) {
@@ -73,6 +84,12 @@ int run_serve(const ServeOptions& options) {
   }
   service.server.max_body_bytes = static_cast<size_t>(options.max_body_mib * 1024 * 1024);
   service.server.limits.max_image_pixels = options.max_image_pixels;
+  service.queue_url = options.queue;
+  if (!service.queue_url) {
+    if (const char* queue = std::getenv("CANVAS_QUEUE"); queue && *queue) service.queue_url = queue;
+  }
+  if (options.worker_name) service.worker.name = *options.worker_name;
+  service.worker.lease = std::chrono::milliseconds(static_cast<int64_t>(options.lease_s * 1000));
 
   app::Service server(service);
   for (const std::string& skipped : server.models().skipped())
@@ -82,6 +99,10 @@ int run_serve(const ServeOptions& options) {
   if (server.interrupted_jobs() > 0)
     std::fprintf(stderr, "%d job(s) of the last run did not finish: marked failed\n",
                  server.interrupted_jobs());
+  // Only the redacted address is ever shown: the URL may hold the broker's password.
+  if (service.queue_url)
+    std::fprintf(stderr, "Worker of the cluster on %s\n",
+                 app::parse_redis_url(*service.queue_url).redacted().c_str());
   std::fprintf(stderr, "Serving %s on http://%s:%d (data in %s); Ctrl-C stops\n",
                ids.empty() ? "no models" : ids.c_str(), options.host.c_str(), server.port(),
                service.data_dir.c_str());

@@ -24,6 +24,9 @@ struct ServeOptions {
   int max_loaded_models = 4;
   double max_body_mib = 64;
   int64_t max_image_pixels = 4096 * 4096;
+  std::optional<std::string> queue;  // redis://... : a cluster's worker
+  std::optional<std::string> worker_name;
+  double lease_s = 30;
 };
 
 void add_serve_command(CLI::App& app, ServeOptions& options);
