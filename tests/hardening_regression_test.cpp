@@ -1,5 +1,6 @@
-// What the fuzzers (fuzz/) found, as plain tests of the cases behind each finding; the inputs themselves
-// are replayed from fuzz/regressions/ in the fuzz build.
+// What the fuzzers (fuzz/) and the sanitizer build (scripts/test_hardening.sh) found, as plain tests of the
+// cases behind each finding; the fuzzers' inputs themselves are replayed from fuzz/regressions/ in the fuzz
+// build.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "app/openai_api.h"
+#include "tensor/tensor.h"
 #include "test_util.h"
 
 namespace canvas::app {
@@ -34,6 +36,12 @@ TEST(FuzzRegression, OpenAiEditFormTextMustBeUtf8) {
   // A picture's bytes are not text.
   const std::string binary("\x89PNG\xff\xfe", 6);
   EXPECT_NO_THROW(openai_edit_request({{"image", "fox.png", "image/png", binary}, {"prompt", "", "", "x"}}));
+}
+
+// UndefinedBehaviorSanitizer: an empty span's null data pointer went to memcpy.
+TEST(SanitizerRegression, AnEmptyTensorFromNoFloats) {
+  const Tensor empty = Tensor::from_floats({}, {0, 4});
+  EXPECT_EQ(empty.numel(), 0);
 }
 
 }  // namespace
