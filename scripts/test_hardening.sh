@@ -34,7 +34,7 @@ for stage in "${stages[@]}"; do
         "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1"
       cmake --build build-asan -j "$(nproc)"
       built=$(date +%s)
-      ctest --test-dir build-asan --output-on-failure -j "$(nproc)" --timeout 1800 -L "$labels" -E "$exclude"
+      ctest --test-dir build-asan --output-on-failure -j "$(nproc)" --timeout 1800 -L "$labels" -E "$exclude" --no-tests=error
       echo "hardening asan: build $((built - start))s, tests $(seconds "$built")s"
       ;;
     fuzz)
@@ -43,7 +43,7 @@ for stage in "${stages[@]}"; do
         "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only"
       cmake --build build-fuzz -j "$(nproc)" --target canvas_fuzzers
       built=$(date +%s)
-      ctest --test-dir build-fuzz --output-on-failure -j "$(nproc)" -L fuzz
+      ctest --test-dir build-fuzz --output-on-failure -j "$(nproc)" -L fuzz --no-tests=error
       for fuzzer in build-fuzz/fuzz/*_fuzzer; do
         target=$(basename "$fuzzer")
         work=build-fuzz/$target.run
