@@ -8,8 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libopenblas-dev
           libpng-dev zlib1g-dev libjpeg62-turbo-dev libwebp-dev libutf8proc-dev libgtest-dev
           libbenchmark-dev libsqlite3-dev libcpp-httplib-dev python3-venv
-          chromium chromium-driver python3-selenium)
-packages+=(redis-server libhiredis-dev)  # serve --queue redis://: the client library, and the broker its tests start
+          chromium chromium-driver python3-selenium redis-server libhiredis-dev clang libclang-rt-14-dev)
 cuda=${CANVAS_CUDA:-auto}
 if [ "$cuda" = auto ]; then
   if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then cuda=ON; else cuda=OFF; fi

@@ -9,6 +9,7 @@
 
 #include "app/job_spec.h"
 #include "app/request_fields.h"
+#include "tokenizer/unicode.h"
 #include "util/base64.h"
 #include "util/error.h"
 
@@ -204,6 +205,19 @@ nlohmann::json form_value(const std::string& name, const std::string& text) {
   throw Error("unhandled form field type of " + name);
 }
 
+// A form part's name, file name and (for a field the request takes) value become JSON strings, in the
+// request, its history record and any error answer, so they must be UTF-8; pictures travel as base64, and
+// translate() refuses other fields by name.
+void check_form_text(const FormPart& part, bool value_is_text) {
+  const auto refuse = [&](const std::string& what) {
+    throw RequestError(400, unicode::replace_invalid_utf8(part.name),
+                       "the form part's " + what + " is not UTF-8 text");
+  };
+  if (unicode::first_invalid_utf8(part.name)) refuse("name");
+  if (unicode::first_invalid_utf8(part.filename)) refuse("file name");
+  if (value_is_text && unicode::first_invalid_utf8(part.content)) refuse("value");
+}
+
 // Adds a text part of an edit's form to its fields. An empty field counts as absent, as null does in JSON;
 // the SDK sends each element of a list as a part named "name[]".
 void add_form_field(nlohmann::json& fields, const FormPart& part) {
@@ -211,6 +225,7 @@ void add_form_field(nlohmann::json& fields, const FormPart& part) {
   const bool element = part.name.ends_with("[]");
   const std::string name = element ? part.name.substr(0, part.name.size() - 2) : part.name;
   const Field* field = find_field(name);
+  check_form_text(part, field != nullptr);
   if (field && field->type == FormType::TextList) {
     fields[name].push_back(part.content);
     return;
@@ -233,6 +248,7 @@ nlohmann::json openai_edit_request(const std::vector<FormPart>& parts) {
   std::vector<const FormPart*> images;
   const FormPart* mask = nullptr;
   for (const FormPart& part : parts) {
+    check_form_text(part, false);
     if (part.name == "image" || part.name == "image[]") {
       if (part.content.empty()) throw RequestError(400, "image", "image " + part.filename + " is empty");
       images.push_back(&part);
@@ -280,8 +296,10 @@ std::string_view openai_response_format(const nlohmann::json& body) {
 std::string_view openai_response_format(const std::vector<FormPart>& parts) {
   nlohmann::json fields = nlohmann::json::object();
   for (const FormPart& part : parts)
-    if ((part.name == "response_format" || part.name == "model") && !part.content.empty())
+    if ((part.name == "response_format" || part.name == "model") && !part.content.empty()) {
+      check_form_text(part, true);
       fields[part.name] = part.content;
+    }
   return openai_response_format(fields);
 }
 

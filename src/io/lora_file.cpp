@@ -227,7 +227,9 @@ std::array<std::optional<PeftScaling>, 2> read_peft_scaling(const SafetensorsFil
   const bool bare_fields = any_key([](const std::string& key) { return key.find('.') == std::string::npos; });
   const std::pair<LoraComponent, std::string> prefixes[] = {{LoraComponent::Transformer, "transformer."},
                                                             {LoraComponent::TextEncoder, "text_encoder."}};
-  for (const auto& [component, prefix] : prefixes) {
+  for (const auto& [component, component_prefix] : prefixes) {
+    // Lambdas cannot capture structured bindings in clang before 16 (the sanitizer builds use clang 14).
+    const std::string& prefix = component_prefix;
     const bool prefixed = any_key([&](const std::string& key) { return key.starts_with(prefix); });
     if (prefixed || bare_fields) {
       scalings[static_cast<size_t>(component)] = peft_scaling(metadata, prefixed ? prefix : "", where);

@@ -45,7 +45,8 @@ Tensor Tensor::from_floats(std::span<const float> values, const Shape& shape) {
   check(static_cast<int64_t>(values.size()) == shape_numel(shape),
         std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
   Tensor tensor = empty(shape, DType::F32);
-  std::memcpy(tensor.raw_data(), values.data(), values.size_bytes());
+  // An empty span may have no data pointer, which memcpy must not be given even for no bytes.
+  if (!values.empty()) std::memcpy(tensor.raw_data(), values.data(), values.size_bytes());
   return tensor;
 }
 
