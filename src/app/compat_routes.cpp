@@ -66,27 +66,26 @@ void add_openai_routes(httplib::Server& server, ServerContext& context) {
                openai_images_response(outcome, format, encoded, base_url(request),
                                       static_cast<int64_t>(std::time(nullptr))));
   };
-  server.Post("/v1/images/generations", [&context, answer](const httplib::Request& request,
-                                                           httplib::Response& response) {
-    try {
-      const json body = body_json(request);
-      answer(request, response, openai_generation_request(body), openai_response_format(body));
-    } catch (const RequestError& error) {
-      reply_json(response, error.status(), openai_error(error.status(), error.what(), error.field()));
-    }
-  });
   server.Post(
-      "/v1/images/edits", [&context, answer](const httplib::Request& request, httplib::Response& response) {
+      "/v1/images/generations", [answer](const httplib::Request& request, httplib::Response& response) {
         try {
-          if (!request.is_multipart_form_data())
-            throw RequestError(
-                400, "", "/v1/images/edits takes a multipart/form-data body, as the OpenAI SDK sends it");
-          const std::vector<FormPart> parts = form_parts(request);
-          answer(request, response, openai_edit_request(parts), openai_response_format(parts));
+          const json body = body_json(request);
+          answer(request, response, openai_generation_request(body), openai_response_format(body));
         } catch (const RequestError& error) {
           reply_json(response, error.status(), openai_error(error.status(), error.what(), error.field()));
         }
       });
+  server.Post("/v1/images/edits", [answer](const httplib::Request& request, httplib::Response& response) {
+    try {
+      if (!request.is_multipart_form_data())
+        throw RequestError(400, "",
+                           "/v1/images/edits takes a multipart/form-data body, as the OpenAI SDK sends it");
+      const std::vector<FormPart> parts = form_parts(request);
+      answer(request, response, openai_edit_request(parts), openai_response_format(parts));
+    } catch (const RequestError& error) {
+      reply_json(response, error.status(), openai_error(error.status(), error.what(), error.field()));
+    }
+  });
 }
 
 void add_a1111_routes(httplib::Server& server, ServerContext& context) {

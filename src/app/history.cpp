@@ -132,7 +132,7 @@ struct History::Database {
   };
 
   struct Close {
-    void operator()(sqlite3* connection) const { sqlite3_close_v2(connection); }
+    void operator()(sqlite3* handle) const { sqlite3_close_v2(handle); }
   };
 
   explicit Database(std::filesystem::path path);

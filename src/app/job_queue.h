@@ -129,7 +129,6 @@ class JobQueue : public JobBoard {
   std::condition_variable wake_worker_;
   std::condition_variable wake_finisher_;
   bool stopping_ = false;
-  int64_t next_number_ = 1;
   std::deque<std::shared_ptr<QueuedJob>> waiting_;  // by priority, then arrival
   std::shared_ptr<QueuedJob> running_;
   std::deque<std::pair<std::shared_ptr<QueuedJob>, std::function<JobOutcome()>>> finishing_;

@@ -176,7 +176,8 @@ std::vector<std::string> MemoryPlan::describe() const {
                        std::string(quality_name(quality));
   if (pools.size() > 1) header += ", parallelism " + std::string(parallelism_name(parallelism));
   header += ", " + budgets + ", host budget " + format_bytes(host_budget) + " (weight copies " +
-            format_bytes(host_copy_bytes) + "), page-lock budget " + format_bytes(page_lock_budget);
+            format_bytes(host_copy_bytes) + ")";
+  if (page_lock_budget > 0) header += ", page-lock budget " + format_bytes(page_lock_budget);
   lines.push_back(header);
   char text[1024];
   for (const ComponentPlan& part : components) {
