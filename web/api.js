@@ -95,17 +95,22 @@ export async function streamEvents(path, onEvent, signal) {
 }
 
 // Errors in the page: a line each, which the user can dismiss.
+// Appends to `element` a "×" button, titled `title`, that removes the element.
+export function addRemoveButton(element, title) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "×";
+  button.title = title;
+  button.addEventListener("click", () => element.remove());
+  element.append(button);
+}
+
 export function showError(error) {
   const message = error instanceof Error ? error.message : String(error);
   const line = document.createElement("div");
   line.className = "error";
   line.textContent = message;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.textContent = "×";
-  close.title = "dismiss";
-  close.addEventListener("click", () => line.remove());
-  line.append(close);
+  addRemoveButton(line, "dismiss");
   document.getElementById("errors").append(line);
 }
 

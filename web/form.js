@@ -1,7 +1,7 @@
 // The job form shared by the Generate, Edit, Inpaint and img2img tabs: its fields, the pictures of each
 // tab, and the request it makes (the native API's fields, src/app/job_spec.h).
 
-import { api, guarded } from "./api.js";
+import { addRemoveButton, api, guarded } from "./api.js";
 import { MaskPainter, bytesDataUrl, sha256Hex } from "./mask.js";
 import { PictureList, attachDropZone, pictureSize, readDataUrl } from "./pictures.js";
 
@@ -87,12 +87,7 @@ export class JobForm {
     item.dataset.name = name;
     item.dataset.strength = Number(strength);
     item.textContent = `${name}: ${Number(strength)}`;
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.textContent = "×";
-    remove.title = "remove";
-    remove.addEventListener("click", () => item.remove());
-    item.append(remove);
+    addRemoveButton(item, "remove");
     $("lora-list").append(item);
   }
 
